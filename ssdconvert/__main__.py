@@ -1,0 +1,3 @@
+from ssdconvert.cli import main
+
+main()

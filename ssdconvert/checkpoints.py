@@ -1,0 +1,236 @@
+"""Safe checkpoint loading and key-layout mapping onto a zoo model (reference §14.3).
+
+Recipe: torch.load(weights_only=True) -> unwrap ['model'] -> strip 'module.' -> map the layout
+(ModelSpec.to_native_layout) -> cast floating tensors to float32 -> strict load with a grouped
+mismatch report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ssdconvert.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ssdconvert.zoo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+MODULE_PREFIX = "module."
+DEFAULT_SEED = 0
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:
+    """torch.load a file on the CPU; arbitrary unpickling only when `trust` is set."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if not trust and "Weights only load failed" in text and "GLOBAL" in text:
+            raise CheckpointError(
+                f"{path} contains pickled Python objects that weights-only loading refuses; "
+                "if you trust the file, pass --trust-checkpoint to allow arbitrary unpickling"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(text)})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint, or is truncated ({_first_line(str(exc))})"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no detail"
+
+
+def extract_state_dict(obj: object, source: str) -> dict[str, "torch.Tensor"]:
+    """Unwrap a training checkpoint, strip `module.`, cast floating tensors to float32."""
+    import torch
+
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise CheckpointError(f"{source} holds no state_dict (found {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source} holds no tensors (keys: {', '.join(map(str, list(obj)[:5]))})")
+    state = {}
+    for key, value in tensors.items():
+        key = key[len(MODULE_PREFIX):] if key.startswith(MODULE_PREFIX) else key
+        state[key] = value.float() if value.is_floating_point() else value
+    return state
+
+
+@dataclass
+class Mismatch:
+    """Key and shape differences between a model and a state_dict."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shapes: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.shapes)
+
+    def describe(self, max_shapes: int = 5) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"missing {len(self.missing)}: {group_keys(self.missing)}")
+        if self.unexpected:
+            parts.append(f"unexpected {len(self.unexpected)}: {group_keys(self.unexpected)}")
+        if self.shapes:
+            shown = "; ".join(
+                f"{k} expects {list(e)} got {list(g)}" for k, e, g in self.shapes[:max_shapes]
+            )
+            more = f" (+{len(self.shapes) - max_shapes} more)" if len(self.shapes) > max_shapes else ""
+            parts.append(f"shape differs for {len(self.shapes)}: {shown}{more}")
+        return " | ".join(parts)
+
+
+def group_keys(keys: list[str], depth: int = 2) -> str:
+    """Summarise key names by their first `depth` components: 'mbox.* (12), model.5.* (65)'."""
+    groups = Counter(".".join(k.split(".")[:depth]) + (".*" if k.count(".") >= depth else "") for k in keys)
+    return ", ".join(f"{g} ({n})" for g, n in sorted(groups.items()))
+
+
+def compare(model_state: dict, state: dict, *, optional_suffixes: tuple[str, ...] = ()) -> Mismatch:
+    """Compare a state_dict against the model's own; keys ending in `optional_suffixes` may be absent."""
+    result = Mismatch()
+    for key, expected in model_state.items():
+        if key not in state:
+            if not key.endswith(optional_suffixes):
+                result.missing.append(key)
+        elif tuple(state[key].shape) != tuple(expected.shape):
+            result.shapes.append((key, tuple(expected.shape), tuple(state[key].shape)))
+    result.unexpected = [k for k in state if k not in model_state]
+    return result
+
+
+def randomize(model: "torch.nn.Module", seed: int = DEFAULT_SEED) -> None:
+    """Seeded random weights, with non-trivial BatchNorm statistics so BN folding is exercised."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1] // module.groups
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(c, generator=gen))
+                module.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+
+
+@dataclass
+class WeightsSource:
+    """Where a model's weights came from; recorded in every artefact that depends on them."""
+
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    backbone: str | None = None
+    backbone_sha256: str | None = None
+    random_seed: int | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.checkpoint is None
+
+    def label(self) -> str:
+        if self.is_random:
+            base = f"seeded random weights (seed {self.random_seed}); accuracy figures are meaningless"
+            return base if self.backbone is None else f"{base}; backbone from {self.backbone}"
+        return f"checkpoint {self.checkpoint}"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__, is_random=self.is_random)
+
+
+def load_backbone(model: "torch.nn.Module", spec: "ModelSpec", path: str | Path, *, trust: bool = False) -> int:
+    """Initialise exactly the backbone tensors from a torchvision-layout file; returns their count."""
+    if spec.backbone_to_native is None:
+        raise CheckpointError(f"model '{spec.name}' takes no separate --backbone file")
+    state = spec.backbone_to_native(extract_state_dict(read_checkpoint(path, trust=trust), str(path)))
+    model_state = model.state_dict()
+    modules = {_module_of(k) for k in state}
+    backbone_keys = {k: v for k, v in model_state.items() if _module_of(k) in modules}
+    mismatch = compare(backbone_keys, state, optional_suffixes=("num_batches_tracked",))
+    if mismatch:
+        raise CheckpointError(f"--backbone {path} does not fit {spec.name}: {mismatch.describe()}")
+    model.load_state_dict(state, strict=False)
+    return len(state)
+
+
+def _module_of(key: str) -> str:
+    """Top-level module of a key ('model.3' for 'model.3.0.conv1.weight')."""
+    return ".".join(key.split(".")[:2])
+
+
+def load_weights(
+    model: "torch.nn.Module",
+    spec: "ModelSpec",
+    checkpoint: str | Path | None = None,
+    *,
+    backbone: str | Path | None = None,
+    trust: bool = False,
+    strict: bool = True,
+    seed: int = DEFAULT_SEED,
+) -> WeightsSource:
+    """Fill `model` with weights: seeded random, then the backbone file, then the checkpoint."""
+    source = WeightsSource()
+    randomize(model, seed)
+    if backbone is not None:
+        count = load_backbone(model, spec, backbone, trust=trust)
+        source.backbone, source.backbone_sha256 = str(backbone), sha256_of(backbone)
+        log.info("backbone: %d tensors from %s", count, backbone)
+    if checkpoint is None:
+        source.random_seed = seed
+        log.warning("no checkpoint given: using %s", source.label())
+        return source
+    state = spec.to_native_layout(extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint)))
+    mismatch = compare(model.state_dict(), state)
+    if mismatch and (strict or mismatch.shapes):
+        raise CheckpointError(f"{checkpoint} does not fit {spec.name}: {mismatch.describe()}")
+    if mismatch:
+        log.warning("non-strict load of %s: %s", checkpoint, mismatch.describe())
+    model.load_state_dict(state, strict=False)
+    source.checkpoint, source.checkpoint_sha256 = str(checkpoint), sha256_of(checkpoint)
+    log.info("loaded %d tensors from %s", len(state), checkpoint)
+    return source
+
+
+def build_model(spec: "ModelSpec", checkpoint=None, *, backbone=None, trust=False, strict=True, seed=DEFAULT_SEED):
+    """Build the spec's network in eval mode with its weights; returns (model, WeightsSource)."""
+    model = spec.build()
+    source = load_weights(model, spec, checkpoint, backbone=backbone, trust=trust, strict=strict, seed=seed)
+    return model.eval(), source

@@ -1,0 +1,53 @@
+"""The `ssdconvert` command: a thin click layer. Each stage's command lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from ssdconvert import __version__
+
+# One module per command group; each exposes COMMANDS, a list of click commands.
+COMMAND_MODULES = ("models", "synth", "export", "run")
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exception types whose message is the whole story for the user (no traceback)."""
+    from postprocess.errors import PostprocessError
+    from preprocess.errors import PreprocessError
+    from ssdconvert.errors import SsdConvertError
+
+    return (SsdConvertError, PreprocessError, PostprocessError)
+
+
+class StageGroup(click.Group):
+    """Turns user errors from any stage into a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except user_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ssdconvert")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Convert, validate and benchmark SSD-family detectors for Ascend, Cambricon and CPU.
+
+    Pipeline: prepare-json -> preprocess -> export -> atc/cnnl/openvino -> infer -> eval -> bench.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _name in COMMAND_MODULES:
+    for _command in importlib.import_module(f"ssdconvert.cli.{_name}").COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="ssdconvert")

@@ -1,0 +1,37 @@
+"""`ssdconvert models`: the registered detectors and their I/O contracts."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the full contracts as JSON.")
+def models(as_json: bool) -> None:
+    """List the registered detectors with their input/output contract and prior spec."""
+    from ssdconvert.zoo import all_specs
+
+    described = [spec.describe() for spec in all_specs()]
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    for d in described:
+        i = d["input"]
+        click.echo(f"{d['name']}: {d['description']}")
+        click.echo(f"  input   {i['name']} {i['dtype']} {i['shape']} {i['layout']} {i['channel_order']}; "
+                   f"resize {i['resize']}")
+        click.echo(f"          (x * {i['scale']:.6g} - mean) / std, mean={i['mean']} std={i['std']}")
+        for o in d["outputs"]:
+            click.echo(f"  output  {o['name']} {o['dtype']} {o['shape']}")
+        p = d["priors"]
+        click.echo(f"  priors  {p['count']} default boxes: feature maps {p['feat_size']}, steps {p['steps']}, "
+                   f"scales {p['scales']}, scale_xy {p['scale_xy']}, scale_wh {p['scale_wh']}")
+        click.echo(f"  classes {d['classes']['count']} (background index {d['classes']['background_index']}); "
+                   f"{d['gflops_per_image']} GFLOPs/image")
+        if d["reference_map"]:
+            click.echo(f"  reference accuracy: {d['reference_map']}")
+
+
+COMMANDS = [models]

@@ -1,0 +1,37 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+import click
+
+DEFAULT_MODEL = "ssd-resnet34"
+
+
+def _model_names() -> list[str]:
+    from ssdconvert.zoo import model_names
+
+    return model_names()
+
+
+model_option = click.option(
+    "--model", "model_name", default=DEFAULT_MODEL, show_default=True, metavar="NAME",
+    help="Detector from the zoo (see `ssdconvert models`).",
+)
+
+
+def weights_options(func):
+    """--checkpoint, --backbone, --trust-checkpoint, --seed."""
+    func = click.option("--seed", default=0, show_default=True, help="Seed for random weights when no checkpoint is given.")(func)
+    func = click.option(
+        "--trust-checkpoint", is_flag=True,
+        help="Allow arbitrary unpickling (torch.load weights_only=False). Only for files you trust.",
+    )(func)
+    func = click.option(
+        "--backbone", type=click.Path(dir_okay=False), default=None,
+        help="Backbone weights in torchvision layout (e.g. resnet34-333f7ec4.pth), applied before the checkpoint.",
+    )(func)
+    func = click.option(
+        "--checkpoint", type=click.Path(dir_okay=False), default=None,
+        help="Trained weights (.pt/.pth). Without it: seeded random weights, clearly labelled.",
+    )(func)
+    return func

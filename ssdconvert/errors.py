@@ -1,0 +1,28 @@
+"""Errors a user can fix: the CLI prints their message on one line and exits non-zero."""
+
+
+class SsdConvertError(Exception):
+    """Base for every error caused by the user's input or environment."""
+
+
+class UnknownModelError(SsdConvertError):
+    """The requested model name is not in the zoo."""
+
+
+class CheckpointError(SsdConvertError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+class ExportError(SsdConvertError):
+    """ONNX export failed or produced a model that does not validate."""
+
+
+class OutputMismatchError(ExportError):
+    """An exported output differs from PyTorch by more than the tolerance."""
+
+    def __init__(self, output: str, batch: int, max_abs: float, atol: float):
+        self.output, self.batch, self.max_abs, self.atol = output, batch, max_abs, atol
+        super().__init__(
+            f"output '{output}' differs from PyTorch at batch {batch}: "
+            f"max abs diff {max_abs:.3g} > tolerance {atol:.3g}"
+        )

@@ -1,0 +1,85 @@
+"""Checkpoint key layouts of SSD-ResNet34 and their mapping onto the NVIDIA v0.7 layout.
+
+NV  (native): model.{0,1,3,4,5}.*, fused mbox.i = [conf (nd*81) | loc (nd*4)]  (§5.1)
+REF (mlcommons): model.layer1.{0,1,4,5}.*, model.layer2.0.*, separate loc.i / conf.i  (§5.2, §5.3)
+torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (§5.4)
+"""
+
+from __future__ import annotations
+
+from ssdconvert.errors import CheckpointError
+from ssdconvert.zoo.ssd_resnet34.network import NUM_DEFAULTS
+
+REF_BACKBONE_PREFIXES = {
+    "model.layer1.0.": "model.0.",
+    "model.layer1.1.": "model.1.",
+    "model.layer1.4.": "model.3.",
+    "model.layer1.5.": "model.4.",
+    "model.layer2.0.": "model.5.",
+}
+TORCHVISION_BACKBONE_PREFIXES = {
+    "conv1.": "model.0.",
+    "bn1.": "model.1.",
+    "layer1.": "model.3.",
+    "layer2.": "model.4.",
+    "layer3.": "model.5.",
+}
+TORCHVISION_IGNORED_PREFIXES = ("layer4.", "fc.")
+
+
+def rename_prefixes(state: dict, prefixes: dict[str, str]) -> dict:
+    """Rename keys by their first matching prefix; other keys are kept unchanged."""
+    out = {}
+    for key, value in state.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def is_torchvision_backbone(state: dict) -> bool:
+    return "conv1.weight" in state and any(k.startswith("layer1.0.") for k in state)
+
+
+def _fuse_ref_heads(state: dict) -> dict:
+    """Concatenate REF's conf.i and loc.i into NV's mbox.i along the output channels."""
+    import torch
+
+    out = {k: v for k, v in state.items() if not k.startswith(("loc.", "conf."))}
+    for level in range(len(NUM_DEFAULTS)):
+        for param in ("weight", "bias"):
+            conf, loc = state.get(f"conf.{level}.{param}"), state.get(f"loc.{level}.{param}")
+            if conf is None or loc is None:  # leave the pieces: strict loading reports them
+                for name, part in (("conf", conf), ("loc", loc)):
+                    if part is not None:
+                        out[f"{name}.{level}.{param}"] = part
+                continue
+            out[f"mbox.{level}.{param}"] = torch.cat([conf, loc], 0)
+    return out
+
+
+def to_native_layout(state: dict) -> dict:
+    """Map an NV or REF SSD-ResNet34 state_dict onto NV keys (§14.3)."""
+    if any(k.startswith("mbox.") for k in state):
+        return dict(state)
+    if any(k.startswith(("loc.", "conf.")) for k in state) or any(
+        k.startswith("model.layer1.") for k in state
+    ):
+        return _fuse_ref_heads(rename_prefixes(state, REF_BACKBONE_PREFIXES))
+    if is_torchvision_backbone(state):
+        raise CheckpointError(
+            "this file is a torchvision ResNet backbone, not an SSD checkpoint; pass it with --backbone"
+        )
+    return dict(state)
+
+
+def backbone_to_native(state: dict) -> dict:
+    """Map a torchvision resnet34 state_dict onto the native backbone keys (layer4/fc dropped)."""
+    if not is_torchvision_backbone(state):
+        raise CheckpointError(
+            "the --backbone file is not a torchvision ResNet state_dict (no conv1.weight / layer1.0.*)"
+        )
+    kept = {k: v for k, v in state.items() if not k.startswith(TORCHVISION_IGNORED_PREFIXES)}
+    return rename_prefixes(kept, TORCHVISION_BACKBONE_PREFIXES)
