@@ -1,0 +1,111 @@
+"""manifest.json: the contract between preprocess and every later stage.
+
+Written beside the .bin files. Versioned; readers reject unknown schema versions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from preprocess.errors import PreprocessError
+
+SCHEMA = "ssdconvert.manifest"
+VERSION = 1
+FILE_NAME = "manifest.json"
+DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What one .bin holds. `shape` is per image, in `layout` order (no batch axis)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # float32 | float16 | uint8
+    layout: str  # CHW for float tensors; HWC for uint8 (device-side normalisation, e.g. AIPP)
+    channel_order: str
+    resize: str
+    keep_aspect: bool
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    normalized: bool  # False for uint8: raw resized pixels, normalisation happens on the device
+
+    @property
+    def nbytes(self) -> int:
+        n = DTYPE_SIZES[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    file_name: str
+    stem: str  # file_name cut at the first '.'; the .bin is <stem>.bin
+    width: int
+    height: int
+
+
+@dataclass
+class Manifest:
+    model: str
+    input: InputInfo
+    annotation_path: str
+    annotation_sha256: str
+    data_root: str
+    images: list[ImageRecord] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {"file_name", "reason"}
+    skipped_without_annotations: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {"schema": SCHEMA, "version": VERSION, **d}
+
+
+def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
+    """Write manifest.json atomically into `directory`."""
+    import os
+
+    path = Path(directory) / FILE_NAME
+    tmp = path.with_name(f".{FILE_NAME}.tmp")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read a manifest.json (or the one inside a directory) and check its schema version."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILE_NAME
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise PreprocessError(f"cannot read manifest {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise PreprocessError(f"manifest {path} is not valid JSON: {exc}") from None
+    if data.get("schema") != SCHEMA:
+        raise PreprocessError(f"{path} is not an ssdconvert manifest (schema {data.get('schema')!r})")
+    if data.get("version") != VERSION:
+        raise PreprocessError(
+            f"{path} has manifest version {data.get('version')!r}; this ssdconvert reads version {VERSION}"
+        )
+    try:
+        info = data["input"]
+        return Manifest(
+            model=data["model"],
+            input=InputInfo(**{**info, "shape": tuple(info["shape"]), "mean": tuple(info["mean"]),
+                               "std": tuple(info["std"])}),
+            annotation_path=data["annotation_path"],
+            annotation_sha256=data["annotation_sha256"],
+            data_root=data["data_root"],
+            images=[ImageRecord(**r) for r in data["images"]],
+            failures=list(data.get("failures", [])),
+            skipped_without_annotations=int(data.get("skipped_without_annotations", 0)),
+        )
+    except (KeyError, TypeError) as exc:
+        raise PreprocessError(f"manifest {path} is malformed: {exc}") from None
