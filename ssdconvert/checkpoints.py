@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 MODULE_PREFIX = "module."
 DEFAULT_SEED = 0
+UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -49,21 +51,23 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if not trust and "Weights only load failed" in text and "GLOBAL" in text:
+        refused = UNSUPPORTED_GLOBAL.search(str(exc))
+        if not trust and refused:
             raise CheckpointError(
-                f"{path} contains pickled Python objects that weights-only loading refuses; "
-                "if you trust the file, pass --trust-checkpoint to allow arbitrary unpickling"
+                f"{path} contains a pickled Python object ({refused.group(1)}) that weights-only loading "
+                "refuses; if the file is intact and you trust it, pass --trust-checkpoint"
             ) from None
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(text)})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(str(exc))})") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on corrupt input
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint, or is truncated ({_first_line(str(exc))})"
+            f"{path} is not a readable PyTorch checkpoint, or is truncated "
+            f"({type(exc).__name__}: {_first_line(str(exc))})"
         ) from None
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no detail"
+def _first_line(text: str, limit: int = 120) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def extract_state_dict(obj: object, source: str) -> dict[str, "torch.Tensor"]:

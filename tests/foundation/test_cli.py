@@ -1,0 +1,56 @@
+"""CLI behaviour common to every command: help, version, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ssdconvert import __version__
+from ssdconvert.cli import cli
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help(command):
+    result = runner.invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output and len(result.output.splitlines()) > 3
+
+
+def assert_one_line_error(result, text):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and text in errors[0], result.output
+
+
+def test_unknown_model_is_a_one_line_error():
+    assert_one_line_error(runner.invoke(cli, ["export", "--model", "yolo"]), "unknown model 'yolo'")
+
+
+def test_bad_checkpoint_is_a_one_line_error(tmp_path):
+    (tmp_path / "x.pt").write_text("garbage")
+    result = runner.invoke(cli, ["export", "--checkpoint", str(tmp_path / "x.pt"), "--output", str(tmp_path / "m.onnx")])
+    assert_one_line_error(result, "is not a readable PyTorch checkpoint")
+
+
+def test_unwritable_output_path_is_a_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = runner.invoke(cli, ["export", "--output", str(tmp_path / "afile" / "m.onnx")])
+    assert_one_line_error(result, "cannot create directory")
+
+
+def test_models_lists_the_contract():
+    result = runner.invoke(cli, ["models"])
+    assert result.exit_code == 0
+    assert "ssd-resnet34" in result.output and "plabel float32 ['N', 81, 8732]" in result.output
+    described = json.loads(runner.invoke(cli, ["models", "--json"]).output)
+    assert described[0]["priors"]["count"] == 8732
