@@ -58,8 +58,9 @@ class Manifest:
     annotation_sha256: str
     data_root: str
     images: list[ImageRecord] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)  # {"file_name", "reason"}
+    failures: list[dict] = field(default_factory=list)  # {"id", "file_name", "reason"}
     skipped_without_annotations: int = 0
+    pillow_version: str = ""  # resize rounding depends on it (Pillow 13 differs from 9.3-12.x)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -106,6 +107,7 @@ def read_manifest(path: str | Path) -> Manifest:
             images=[ImageRecord(**r) for r in data["images"]],
             failures=list(data.get("failures", [])),
             skipped_without_annotations=int(data.get("skipped_without_annotations", 0)),
+            pillow_version=str(data.get("pillow_version", "")),
         )
     except (KeyError, TypeError) as exc:
         raise PreprocessError(f"manifest {path} is malformed: {exc}") from None

@@ -1,0 +1,230 @@
+"""The preprocess stage end to end: plan, convert images in a process pool, write manifest.json last."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import PIL
+
+from preprocess import outdir
+from preprocess.annotations import Job, load_annotations, plan_jobs, select_images
+from preprocess.errors import ImageFailure, PreprocessError
+from preprocess.manifest import ImageRecord, InputInfo, Manifest
+from preprocess.spec import ImageTransform
+from preprocess.transform import TensorFormat, Transformer, tensor_format
+from preprocess.writer import is_complete, remove_temporaries, write_atomic
+
+MAX_BATCH = 32  # images per pool task
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of one image: written (with its decoded width, height) or failed (with a reason)."""
+
+    index: int
+    reason: str = ""
+    size: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+@dataclass
+class Summary:
+    save_path: Path
+    manifest_path: Path
+    format: TensorFormat
+    workers: int
+    written: int
+    reused: int  # complete .bin files from an earlier run, kept
+    skipped_without_annotations: int
+    failures: list[dict]  # {"id", "file_name", "reason"}, json order
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def images(self) -> int:
+        return self.written + self.reused
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# -- per image (runs in the workers) ------------------------------------------------------------
+
+_WORKER: Transformer | None = None
+
+
+def _init_worker(transform: ImageTransform, dtype: str) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, in the parent
+    _WORKER = Transformer(transform, dtype)
+
+
+def _convert(transformer: Transformer, index: int, source: str, target: str) -> Outcome:
+    """Decode, transform and write one image. Bad images fail softly; write errors propagate."""
+    try:
+        array, size = transformer(source)
+    except ImageFailure as exc:
+        return Outcome(index, str(exc))
+    except MemoryError:
+        return Outcome(index, "out of memory while decoding")
+    write_atomic(Path(target), array)
+    return Outcome(index, size=size)
+
+
+def _convert_batch(batch: list[tuple[int, str, str]]) -> list[Outcome]:
+    assert _WORKER is not None
+    return [_convert(_WORKER, *item) for item in batch]
+
+
+def _progress_bar(total: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="preprocess", disable=(None if enabled is None else not enabled),
+                dynamic_ncols=True, leave=False)
+
+
+def _run_items(items: list[tuple[int, str, str]], transform: ImageTransform, dtype: str, workers: int,
+               progress: bool | None) -> list[Outcome]:
+    """Convert every item; in-process for one worker, else over a process pool."""
+    if workers <= 1:
+        transformer = Transformer(transform, dtype)
+        outcomes = []
+        with _progress_bar(len(items), progress) as bar:
+            for item in items:
+                outcomes.append(_convert(transformer, *item))
+                bar.update()
+        return outcomes
+    size = max(1, min(MAX_BATCH, len(items) // (workers * 8)))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
+    context = multiprocessing.get_context("fork" if fork else None)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(transform, dtype))
+    try:
+        futures = [pool.submit(_convert_batch, batch) for batch in batches]  # forks before tqdm's thread starts
+        outcomes = []
+        with _progress_bar(len(items), progress) as bar:
+            for future in as_completed(futures):
+                done = future.result()
+                outcomes += done
+                bar.update(len(done))
+        return outcomes
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_path: str | Path,
+                       transform: ImageTransform, *, model: str = "", input_name: str = "image",
+                       dtype: str = "float32", workers: int | None = None, all_images: bool = False,
+                       overwrite: bool = False, progress: bool | None = None) -> Summary:
+    """Write <stem>.bin for every selected image and manifest.json (last) into `save_path`.
+
+    Images without annotations are skipped unless `all_images`. Complete .bin files of an earlier
+    run with the same settings are kept unless `overwrite`. Bad images do not stop the run: they
+    are listed in `Summary.failures` and in the manifest. Raises PreprocessError for problems the
+    user must fix first (annotation file, directories, settings clash, interruption).
+    """
+    started = time.perf_counter()
+    fmt = tensor_format(transform, dtype)
+    root = Path(data_root)
+    if not root.is_dir():
+        raise PreprocessError(f"--data_root {root} is not a directory")
+    annotations = load_annotations(annotation_file)
+    selected, skipped = select_images(annotations, all_images)
+    jobs, refused = plan_jobs(selected, root)
+    save = Path(save_path)
+    outdir.prepare(save)
+    workers = max(1, min(workers or default_workers(), len(jobs) or 1))
+
+    manifest = Manifest(
+        model=model,
+        input=InputInfo(name=input_name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout,
+                        channel_order=transform.channel_order, resize=transform.resize,
+                        keep_aspect=transform.keep_aspect, scale=transform.scale, mean=tuple(transform.mean),
+                        std=tuple(transform.std), normalized=fmt.normalized),
+        annotation_path=str(annotations.path.resolve()), annotation_sha256=annotations.sha256,
+        data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
+    )
+    warnings = []
+    with outdir.exclusive(save):
+        settings = outdir.settings_of(manifest)
+        outdir.check_resumable(save, settings, overwrite)
+        if removed := remove_temporaries(save):
+            warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
+        outdir.begin(save, settings)
+
+        targets = [save / f"{job.stem}.bin" for job in jobs]
+        reused = set() if overwrite else {k for k, t in enumerate(targets) if is_complete(t, fmt.nbytes)}
+        items = [(k, job.source, str(targets[k])) for k, job in enumerate(jobs) if k not in reused]
+        try:
+            outcomes = {o.index: o for o in _run_items(items, transform, dtype, workers, progress)}
+        except KeyboardInterrupt:
+            raise PreprocessError(f"interrupted; finished .bin files in {save} are kept, "
+                                  "run the same command again to resume") from None
+        except BrokenProcessPool:
+            raise PreprocessError("a worker process died (out of memory?); finished .bin files are kept, "
+                                  "run the same command again to resume") from None
+        except OSError as exc:
+            raise PreprocessError(f"cannot write to {save}: {exc.strerror or exc}; finished .bin files are "
+                                  "kept, run the same command again to resume") from None
+
+        failures = [(image, reason) for image, reason in refused]
+        for k, job in enumerate(jobs):
+            outcome = outcomes.get(k)
+            if outcome is not None and not outcome.ok:
+                failures.append((job.image, outcome.reason))
+                targets[k].unlink(missing_ok=True)  # an older .bin of this image is not this run's output
+            else:
+                manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
+                                                   job.image.width, job.image.height))
+        failures.sort(key=lambda f: f[0].index)
+        manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
+                             for image, reason in failures]
+        warnings += _warnings(annotations.dangling, jobs, outcomes, save, manifest)
+        manifest_path = outdir.finish(save, manifest)
+
+    return Summary(save, manifest_path, fmt, workers, written=len(items) - sum(not o.ok for o in outcomes.values()),
+                   reused=len(reused), skipped_without_annotations=skipped, failures=manifest.failures,
+                   warnings=warnings, seconds=time.perf_counter() - started)
+
+
+def _warnings(dangling: int, jobs: list[Job], outcomes: dict[int, Outcome], save: Path,
+              manifest: Manifest) -> list[str]:
+    """Things that do not stop the run but that the user should know."""
+    notes = []
+    if dangling:
+        notes.append(f"{dangling} annotation(s) refer to image ids that are not in 'images' (ignored)")
+    resized = [(jobs[k].image, o.size) for k, o in sorted(outcomes.items())
+               if o.ok and o.size != (jobs[k].image.width, jobs[k].image.height)]
+    if resized:
+        image, (w, h) = resized[0]
+        notes.append(f"{len(resized)} image(s) differ from their json width/height (first: {image.file_name} is "
+                     f"{w}x{h}, json says {image.width}x{image.height}); eval scales boxes by the json values")
+    stray = outdir.stray_bins(save, {r.stem for r in manifest.images})
+    if stray:
+        notes.append(f"{len(stray)} .bin file(s) in {save} are not in the manifest (first: {stray[0]}); "
+                     "ais_bench reads every .bin in the directory, so remove them before inference")
+    if int(PIL.__version__.split(".")[0]) >= 13:
+        notes.append(f"Pillow {PIL.__version__}: bilinear rounding changed in 13.0, so pixels differ by "
+                     "+-1 from the reference bins; install pillow<13 to reproduce them")
+    return notes

@@ -1,0 +1,119 @@
+"""One image file -> one input tensor, pixel-exact with the reference transform.
+
+The reference (torchvision `Resize` + `ToTensor` + `Normalize` on a PIL image) is
+`open -> convert("RGB") -> resize(BILINEAR) -> uint8 -> /255 in float32 -> (x - mean) / std in
+float32`. This module does the same IEEE float32 operations in the same order, just in place on
+one contiguous CHW buffer, so the result is bit-identical (see preprocess/reference.py and the
+tests). No draft-mode decoding and no other resizer: both change pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from preprocess.errors import ImageFailure, PreprocessError
+from preprocess.manifest import DTYPE_SIZES
+from preprocess.spec import ImageTransform
+
+DTYPES = tuple(DTYPE_SIZES)  # float32, float16, uint8
+RESIZERS = {"pil_bilinear": Image.Resampling.BILINEAR}
+CHANNEL_ORDERS = {"RGB": (0, 1, 2), "BGR": (2, 1, 0)}
+
+
+@dataclass(frozen=True)
+class TensorFormat:
+    """What one .bin holds: float tensors are CHW and normalised, uint8 is raw HWC pixels."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    layout: str
+    normalized: bool
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+def tensor_format(transform: ImageTransform, dtype: str) -> TensorFormat:
+    """The on-disk format for `transform` written as `dtype`; rejects what we cannot reproduce."""
+    if dtype not in DTYPES:
+        raise PreprocessError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if transform.resize not in RESIZERS or transform.keep_aspect:
+        raise PreprocessError(f"resize {transform.resize!r} (keep_aspect={transform.keep_aspect}) is not "
+                              f"implemented; supported: {', '.join(RESIZERS)} without keeping the aspect")
+    if transform.channel_order not in CHANNEL_ORDERS:
+        raise PreprocessError(f"channel order {transform.channel_order!r} is not supported (RGB or BGR)")
+    h, w = transform.height, transform.width
+    if dtype == "uint8":  # device-side normalisation (e.g. Ascend AIPP) consumes uint8 NHWC
+        return TensorFormat(dtype, (h, w, 3), "HWC", normalized=False)
+    return TensorFormat(dtype, (3, h, w), "CHW", normalized=True)
+
+
+def _exact_divisor(scale: float) -> float | None:
+    """255.0 for scale 1/255: ToTensor divides by 255, which is not the same as multiplying."""
+    if scale <= 0:
+        return None
+    divisor = round(1.0 / scale)
+    return float(divisor) if divisor and abs(1.0 / scale - divisor) < 1e-9 else None
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode `path` fully and convert to RGB, like the reference; raise ImageFailure with a reason."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode everything now: truncated data fails here, not later
+            # L, CMYK, P, RGBA ... convert exactly like the reference; RGB needs no copy
+            return image if image.mode == "RGB" else image.convert("RGB")
+    except FileNotFoundError:
+        raise ImageFailure("image file not found") from None
+    except UnidentifiedImageError:
+        empty = os.path.exists(path) and os.path.getsize(path) == 0
+        raise ImageFailure("empty file (0 bytes)" if empty else "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageFailure(f"refused by Pillow: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data, unsupported mode
+        raise ImageFailure(f"cannot decode: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - odd files make Pillow plugins raise odd errors
+        raise ImageFailure(f"cannot decode: {type(exc).__name__}: {exc}") from None
+
+
+class Transformer:
+    """Turns image files into tensors for one (transform, dtype); constants are precomputed."""
+
+    def __init__(self, transform: ImageTransform, dtype: str = "float32") -> None:
+        self.format = tensor_format(transform, dtype)
+        self.size = (transform.width, transform.height)  # PIL order
+        self.resample = RESIZERS[transform.resize]
+        self.order = CHANNEL_ORDERS[transform.channel_order]
+        self.divisor = _exact_divisor(transform.scale)
+        self.scale = np.float32(transform.scale)
+        # torchvision Normalize converts mean/std to the tensor's dtype (float32) first
+        self.mean = np.asarray(transform.mean, dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(transform.std, dtype=np.float32).reshape(3, 1, 1)
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        return image.resize(self.size, self.resample)
+
+    def normalise(self, resized: Image.Image) -> np.ndarray:
+        """uint8 HWC pixels -> the output array (C-contiguous, in the manifest's layout and dtype)."""
+        pixels = np.asarray(resized)  # (H, W, 3) uint8, RGB
+        if self.format.dtype == "uint8":
+            return pixels if self.order == (0, 1, 2) else np.ascontiguousarray(pixels[..., self.order])
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+        np.copyto(out, pixels.transpose(2, 0, 1)[list(self.order)])  # uint8 -> float32 is exact
+        if self.divisor is not None:
+            np.divide(out, np.float32(self.divisor), out=out)
+        else:
+            np.multiply(out, self.scale, out=out)
+        np.subtract(out, self.mean, out=out)
+        np.divide(out, self.std, out=out)
+        return out if self.format.dtype == "float32" else out.astype(self.format.dtype)
+
+    def __call__(self, path: str) -> tuple[np.ndarray, tuple[int, int]]:
+        """Tensor for one image file, and the decoded (width, height) before resizing."""
+        image = load_rgb(path)
+        return self.normalise(self.resize(image)), image.size
