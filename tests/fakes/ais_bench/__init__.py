@@ -1,0 +1,17 @@
+"""Contract-faithful fake of the Ascend ais_bench .om inference tool, for tests only.
+
+Put tests/fakes on PYTHONPATH, then `python -m ais_bench --model x.om ...` behaves like the
+standalone tool described in shared/reference/device_toolchains.md §2, except that the ".om" is an
+ONNX file run with ONNX Runtime on the CPU (its "NPU compute time" is the session.run time).
+
+Faithful: standalone flag spellings, natural-sorted inputs, files-per-inference from byte sizes
+(with the tool's mismatch messages), concatenation without dtype conversion, last batch padded
+with its first file and no outputs for padding, `<stem>_<i>.bin` with the stem cut at the first
+dot, `<output>/<dirname>_summary.json` with the newer version's mangled NPU_compute_time
+percentile key, the `[INFO]` console summary lines, RuntimeError -> traceback, exit code 1.
+
+Failure injection (env FAKE_AIS_BENCH_FAIL): device | oom | load | nosummary.
+FAKE_AIS_BENCH_OLD_KEYS=1 writes the older tool's plain `percentile(99%)` key.
+"""
+
+__version__ = "0.0.2-fake"

@@ -1,0 +1,3 @@
+from ais_bench.infer.main import main
+
+main()

@@ -1,0 +1,197 @@
+"""The fake `python -m ais_bench` command line (see ais_bench/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ais_bench.infer.interface import InferSession
+
+
+def log(level: str, message: str) -> None:
+    print(f"[{level}] {message}", flush=True)
+
+
+def str2bool(v: str) -> bool:
+    if v.lower() in ("1", "true"):
+        return True
+    if v.lower() in ("0", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid bool {v}")
+
+
+def natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="ais_bench")
+    p.add_argument("--model", "-m", required=True)
+    p.add_argument("--input", "-i", default=None)
+    p.add_argument("--output", "-o", default=None)
+    p.add_argument("--output_dirname", default=None)
+    p.add_argument("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"])
+    p.add_argument("--loop", "-l", type=int, default=1)
+    p.add_argument("--warmup_count", "--warmup-count", type=int, default=1)
+    p.add_argument("--device", "-d", type=int, default=0)
+    p.add_argument("--batchsize", type=int, default=None)
+    p.add_argument("--dymBatch", type=int, default=0)
+    p.add_argument("--display_all_summary", type=str2bool, default=False)
+    p.add_argument("--pure_data_type", default="zero", choices=["zero", "random"])
+    p.add_argument("--output_batchsize_axis", type=int, default=0)
+    p.add_argument("--debug", type=str2bool, default=False)
+    return p.parse_args(argv)
+
+
+def list_files(path: str) -> list[str]:
+    items = [s for s in path.split(",") if s]
+    if os.path.isfile(items[0]):
+        return items
+    if len(items) != 1:
+        raise RuntimeError(f"Invalid args. args input dir num:{len(items)} not equal to model inputs num:1")
+    names = [n for n in os.listdir(items[0]) if n.endswith((".bin", ".BIN", ".npy", ".NPY"))]
+    return [os.path.join(items[0], n) for n in sorted(names, key=natural_key)]
+
+
+def file_size(path: str) -> int:
+    return int(np.load(path).nbytes) if path.lower().endswith(".npy") else os.path.getsize(path)
+
+
+def read_file(path: str) -> bytes:
+    return np.load(path).tobytes() if path.lower().endswith(".npy") else Path(path).read_bytes()
+
+
+def stats(values, mangle: bool) -> dict:
+    a = np.asarray(values if values else [0.0], dtype=np.float64)
+    key = "percentile(99%" + " " * 28 + ")" if mangle else "percentile(99%)"
+    return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
+            key: float(np.percentile(a, 99)), "count": len(values)}
+
+
+def fmt(block: dict) -> str:
+    p = next(v for k, v in block.items() if k.startswith("percentile("))
+    return (f"min = {block['min']}, max = {block['max']}, mean = {block['mean']}, median = {block['median']}, "
+            f"percentile(99%) = {p}")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    fail = os.environ.get("FAKE_AIS_BENCH_FAIL", "")
+    if args.output_dirname and not args.output:
+        raise RuntimeError("output_dirname is valid only when output is set")
+    if not os.path.isfile(args.model):
+        raise RuntimeError(f"model path:{args.model} not exist")
+    if fail == "device":
+        log("ERROR", f"acl.rt.set_device failed ret=507033 device:{args.device}")
+        raise RuntimeError(f"aclrtSetDevice failed. device:{args.device}")
+    if fail == "load":
+        log("ERROR", "aclmdlLoadFromFile failed ret=145000")
+        raise RuntimeError("load model from file failed")
+
+    session = InferSession(args.device, args.model)
+    tensor = session.get_inputs()[0]
+    om_batch = tensor.shape[0]
+    if om_batch < 0:
+        if not args.dymBatch:
+            raise RuntimeError("dynamic batch om: pass --dymBatch")
+        om_batch = args.dymBatch
+    session.gear = om_batch if tensor.shape[0] < 0 else None
+    sample_shape = list(tensor.shape[1:])
+    tensor_size = om_batch * int(np.prod(sample_shape)) * 4
+    batchsize = args.batchsize or om_batch
+    log("INFO", f"try get model batchsize:{om_batch}")
+
+    if fail == "oom":
+        log("ERROR", "aclrtMalloc failed, ret=207001: out of memory")
+        raise RuntimeError("malloc device memory failed")
+
+    if args.input:
+        files = list_files(args.input)
+        size0 = file_size(files[0])
+        if tensor_size % size0:
+            raise RuntimeError(f"arg0 tensorsize: {tensor_size} filesize: {size0} not match")
+        per = tensor_size // size0
+        runs = -(-len(files) // per)
+        log("INFO", f"get filesperbatch files0 size:{size0} tensor0size:{tensor_size} filesperbatch:{per} runcount:{runs}")
+        chunks = [files[i:i + per] for i in range(0, len(files), per)]
+    else:
+        per, chunks = 1, [None]
+
+    out_dir = None
+    if args.output:
+        out_dir = os.path.join(args.output, args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
+        os.makedirs(out_dir, mode=0o755, exist_ok=True)
+        log("INFO", f"output path:{out_dir}")
+
+    def feed_for(chunk):
+        if chunk is None:
+            data = np.zeros(tensor_size, np.uint8) if args.pure_data_type == "zero" else \
+                np.random.default_rng(0).integers(0, 255, tensor_size, dtype=np.uint8)
+            return np.frombuffer(data.tobytes(), np.float32).reshape(om_batch, *sample_shape)
+        blobs = [read_file(f) for f in chunk]
+        blobs += [blobs[0]] * (per - len(blobs))  # padding: copies of the chunk's first file
+        raw = b"".join(blobs)
+        if len(raw) != tensor_size:
+            raise RuntimeError(f"ndata size:{len(raw)} not match {tensor_size}")
+        return np.frombuffer(raw, np.float32).reshape(om_batch, *sample_shape)
+
+    for _ in range(args.warmup_count):
+        session.infer([feed_for(chunks[0])])
+    if args.warmup_count:
+        log("INFO", f"warm up {args.warmup_count} done")
+    session.reset()
+
+    filesinfo = {}
+    for i, chunk in enumerate(chunks):
+        feed = feed_for(chunk)
+        for _ in range(args.loop):
+            outputs = session.infer([feed])
+        if out_dir is not None:
+            outfiles = []
+            for j, out in enumerate(outputs):
+                if out.shape[args.output_batchsize_axis] % per:
+                    raise RuntimeError(f"save out files error array shape:{out.shape} filesinfo:{chunk}")
+                parts = np.split(out, per, axis=args.output_batchsize_axis)
+                names = chunk if chunk is not None else ["pure_infer_data"]
+                for k, name in enumerate(names):
+                    stem = os.path.basename(name).split(".")[0]
+                    target = os.path.join(out_dir, f"{stem}_{j}.{args.outfmt.lower()}")
+                    if args.outfmt == "NPY":
+                        np.save(target, parts[k])
+                    elif args.outfmt == "TXT":
+                        np.savetxt(target, parts[k].reshape(-1, parts[k].shape[-1]))
+                    else:
+                        parts[k].tofile(target)
+                    outfiles.append(target)
+            filesinfo[i] = {"infiles": list(chunk or []), "outfiles": outfiles}
+
+    times = list(session.exec_times)
+    mangle = os.environ.get("FAKE_AIS_BENCH_OLD_KEYS") != "1"
+    compute = stats(times, mangle)
+    h2d = stats([0.01] * len(times), False)
+    d2h = stats([0.02] * len(times), False)
+    throughput = 1000 * batchsize / compute["mean"] if compute["mean"] else 0
+    log("INFO", "-----------------Performance Summary------------------")
+    if args.display_all_summary:
+        log("INFO", f"H2D_latency (ms): {fmt(h2d)}")
+    log("INFO", f"NPU_compute_time (ms): {fmt(compute)}")
+    if args.display_all_summary:
+        log("INFO", f"D2H_latency (ms): {fmt(d2h)}")
+    log("INFO", f"throughput 1000*batchsize.mean({float(batchsize)})/NPU_compute_time.mean({compute['mean']}): {throughput}")
+    log("INFO", "------------------------------------------------------")
+
+    if out_dir is not None and fail != "nosummary":
+        summary = {"filesinfo": filesinfo, "args": sys.argv, "NPU_compute_time": compute, "H2D_latency": h2d,
+                   "D2H_latency": d2h, "throughput": throughput, "npu_compute_time_list": times, "pid": os.getpid()}
+        path = out_dir.rstrip("/") + "_summary.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(summary, f)
+    session.free_resource()
