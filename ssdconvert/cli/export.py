@@ -21,14 +21,23 @@ from ssdconvert.cli.output import format_table
               help="ONNX opset (11 is what older CANN ATC accepts).")
 @click.option("--static-batch", is_flag=True, help="Fix the batch axis to --bs instead of making it dynamic.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim.")
-@click.option("--atol", default=1e-4, show_default=True, help="Max abs difference allowed against PyTorch.")
-def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, static_batch, simplify, atol):
+@click.option("--half", is_flag=True,
+              help="Write an FP16 ONNX: the validated FP32 graph (BN folded) with weights, input and outputs "
+                   "rounded to float16. Validated against FP32 PyTorch at the looser FP16 tolerance.")
+@click.option("--atol", type=float, default=None,
+              help="Absolute tolerance against PyTorch [default: 1e-4; with --half 1e-3].")
+@click.option("--rtol", type=float, default=None,
+              help="Tolerance relative to each output's max |value|: an output passes if max abs diff <= "
+                   "atol + rtol * max|torch| [default: 0; with --half 5e-3].")
+def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, static_batch, simplify,
+           half, atol, rtol):
     """Export a detector to ONNX (input `image`, outputs `ploc`, `plabel`) and validate it.
 
     \b
-    Example:
+    Examples:
       ssdconvert export --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --bs 16 --output build/ssd_resnet34_bs16.onnx
+      ssdconvert export --model ssd-resnet50 --checkpoint last.pt --half --bs 32
     """
     from ssdconvert.checkpoints import build_model
     from ssdconvert.export import export_onnx
@@ -36,21 +45,34 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
     from ssdconvert.zoo import get_spec
 
     spec = get_spec(model_name)
-    output = Path(output or f"{spec.name.replace('-', '_')}_bs{bs}.onnx")
+    precision = "fp16" if half else "fp32"
+    suffix = "_fp16" if half else ""
+    output = Path(output or f"{spec.name.replace('-', '_')}_bs{bs}{suffix}.onnx")
     model, weights = build_model(spec, checkpoint, backbone=backbone, trust=trust_checkpoint, seed=seed)
-    click.echo(f"exporting {spec.name} to {output} (opset {opset}, traced at batch {bs}) ...", err=True)
+    what = f"fp16, opset {opset}" if half else f"opset {opset}"
+    click.echo(f"exporting {spec.name} to {output} ({what}, traced at batch {bs}) ...", err=True)
     result = export_onnx(model, spec, output, weights=weights, batch=bs, opset=opset,
-                         dynamic_batch=not static_batch, simplify_model=simplify, atol=atol)
+                         dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
+                         precision=precision)
     remember("onnx", result.onnx_path)
+    report = result.validation
     shape = "static batch " + str(bs) if static_batch else "dynamic batch"
     simplified = (f"{result.simplifier} {result.nodes_before} -> {result.nodes_after} nodes"
                   if result.simplifier else "not simplified")
     click.echo(f"wrote {result.onnx_path} ({shape}, opset {opset}, {simplified}, {result.seconds:.1f} s)")
+    if half:
+        click.echo("precision: fp16 (weights, input `image` and outputs are float16; feed float16 tensors)")
     click.echo(f"weights: {weights.label()}")
-    click.echo(f"validation against PyTorch (ONNX Runtime CPU, atol {atol:g}):")
-    rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in result.validation.diffs]
-    click.echo(format_table(["batch", "output", "max abs", "max rel"], rows))
-    click.echo(f"PASSED (max abs diff {result.validation.max_abs:.3g}); details in {result.sidecar_path}")
+    if report.rtol:
+        click.echo(f"validation against FP32 PyTorch (ONNX Runtime CPU, max abs <= {report.atol:g} + "
+                   f"{report.rtol:g} * max|torch|):")
+        rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{report.limit(d):.3g}") for d in report.diffs]
+        click.echo(format_table(["batch", "output", "max abs", "tolerance"], rows))
+    else:
+        click.echo(f"validation against PyTorch (ONNX Runtime CPU, atol {report.atol:g}):")
+        rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in report.diffs]
+        click.echo(format_table(["batch", "output", "max abs", "max rel"], rows))
+    click.echo(f"PASSED (max abs diff {report.max_abs:.3g}); details in {result.sidecar_path}")
 
 
 COMMANDS = [export]
