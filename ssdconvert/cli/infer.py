@@ -1,0 +1,76 @@
+"""`ssdconvert infer`: run a model over ssd_bin/ and write the ais_bench output layout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+BACKEND_CHOICES = ["auto", "ais_bench", "onnxruntime", "openvino"]
+
+
+@click.command("infer")
+@click.option("--model", "-m", "model", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Model file: .om (ais_bench), .onnx (ONNX Runtime) or .xml (OpenVINO IR).")
+@click.option("--input", "-i", "input_", required=True, type=click.Path(exists=True),
+              help="Folder of input tensors (<stem>.bin + manifest.json from `ssdconvert preprocess`).")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder; its summary goes beside it as <folder>_summary.json.")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="auto: .om -> ais_bench, .onnx -> onnxruntime, .xml -> openvino.")
+@click.option("--batchsize", type=click.IntRange(min=1), default=None,
+              help="Batch for dynamic-batch models [default: 1; static models use their own batch].")
+@click.option("--dym-batch", is_flag=True,
+              help="The .om has dynamic batch gears (atc --dynamic_batch_size): run gear --batchsize via --dymBatch.")
+@click.option("--device", default="0", show_default=True,
+              help="NPU id for ais_bench; OpenVINO device name (CPU, GPU) for openvino; ignored by onnxruntime.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs (not timed).")
+@click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Timed runs per batch (outputs of the last one are written).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+def infer(model, input_, output, backend, batchsize, dym_batch, device, warmup, loop, progress):
+    """Run MODEL over every .bin in INPUT and write ais_bench's output layout.
+
+    Batches are built as ais_bench does: natural-sorted files, concatenated up to the model
+    batch, the last batch padded with copies of its first file (no outputs for padding). For
+    each input <stem>.bin it writes OUTPUT/<stem>_0.bin (ploc) and OUTPUT/<stem>_1.bin (plabel),
+    raw float32, plus OUTPUT_summary.json with ais_bench's keys. Compute time excludes file I/O;
+    end-to-end time is printed separately.
+
+    \b
+    Examples:
+      ssdconvert infer --model build/ssd_resnet34_bs16.onnx --input build/ssd_bin \\
+          --output build/result --batchsize 16
+      ssdconvert infer --model build/ssd_resnet34_bs16.xml --input build/ssd_bin --output build/result_ov
+      ssdconvert infer --model ssd_bs16.om --input ssd_bin --output result --batchsize 16 --device 0
+    """
+    from ssdconvert.infer import run_infer
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    echo = (lambda text: click.echo(text, err=True, nl=False)) if progress else None
+    result = run_infer(model, input_, output, backend=backend, batchsize=batchsize, device=device, warmup=warmup,
+                       loop=loop, dym_batch=dym_batch, progress=progress, echo=echo)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in result.console_lines():
+        click.echo(line)
+    versions = ", ".join(f"{k} {v}" for k, v in result.versions.items())
+    click.echo(f"backend {result.backend} ({versions}); batch {result.batch}: {result.files} files in "
+               f"{result.runs} runs, {result.padded} padding slot(s)")
+    click.echo(f"compute (runtime call only, no file I/O): mean {result.compute_ms['mean']:.3f} ms per batch "
+               f"-> {result.throughput:.2f} samples/s")
+    click.echo(f"end to end (read + infer + write, after load and warm-up): {result.end_to_end_seconds:.2f} s "
+               f"-> {result.end_to_end_throughput:.2f} samples/s")
+    click.echo(f"wrote {result.files} x {_outputs_per_file(result)} files to {result.output_dir} and "
+               f"{result.summary_path}")
+    if result.log_path:
+        click.echo(f"ais_bench log: {result.log_path}")
+
+
+def _outputs_per_file(result) -> int:
+    return max(1, sum(1 for _ in Path(result.output_dir).glob("*.bin")) // max(result.files, 1))
+
+
+COMMANDS = [infer]

@@ -1,0 +1,152 @@
+"""The ais_bench adapter against the sheet's contract and the fake tool in tests/fakes/ais_bench."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ssdconvert.cli import cli
+from ssdconvert.infer import run_infer
+from ssdconvert.runners.ais_bench import (AisBenchError, AisBenchRunner, build_argv, explain_failure,
+                                          normalise_stats, parse_console, read_summary, run_ais_bench)
+
+CONSOLE = """[INFO] try get model batchsize:1
+[INFO] -----------------Performance Summary------------------
+[INFO] H2D_latency (ms): min = 0.05, max = 0.05, mean = 0.05, median = 0.05, percentile(99%) = 0.05
+[INFO] NPU_compute_time (ms): min = 0.6610000133514404, max = 0.661, mean = 0.6610000133514404, median = 0.661, percentile(99%) = 0.661
+[INFO] D2H_latency (ms): min = 0.02, max = 0.02, mean = 0.02, median = 0.02, percentile(99%) = 0.02
+[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(0.6610000133514404): 1512.8592735267011
+[INFO] ------------------------------------------------------
+"""
+
+
+def test_argv_uses_the_standalone_spellings_and_explicit_batch_and_dirname():
+    argv = build_argv("ssd_bs16.om", python="python3", input="ssd_bin/", output="out", output_dirname="result",
+                      batchsize=16, dym_batch=8, device=1, warmup=2, loop=3)
+    assert argv == ["python3", "-m", "ais_bench", "--model", "ssd_bs16.om", "--input", "ssd_bin/", "--output", "out",
+                    "--output_dirname", "result", "--outfmt", "BIN", "--batchsize", "16", "--dymBatch", "8",
+                    "--device", "1", "--warmup_count", "2", "--loop", "3"]
+
+
+def test_console_summary_is_parsed_with_the_sheet_regexes():
+    parsed = parse_console(CONSOLE + "[INFO] summary throughput:557.93\n")
+    assert parsed.compute_ms["mean"] == pytest.approx(0.6610000133514404)
+    assert parsed.compute_ms["percentile(99%)"] == pytest.approx(0.661)
+    assert (parsed.batchsize, parsed.throughput) == (1.0, pytest.approx(1512.8592735267011))
+    assert parsed.multi_device_throughput == pytest.approx(557.93)
+
+
+def test_percentile_key_quirk_is_matched_by_prefix(tmp_path):
+    mangled = {"min": 1, "max": 3, "mean": 2, "median": 2, "percentile(99%" + " " * 28 + ")": 2.9, "count": 4}
+    assert normalise_stats(mangled)["percentile(99%)"] == 2.9
+    path = tmp_path / "r_summary.json"
+    path.write_text(json.dumps({"NPU_compute_time": mangled, "H2D_latency": {"percentile(99%)": 1}, "throughput": 5}))
+    summary = read_summary(path)
+    assert summary["NPU_compute_time"]["percentile(99%)"] == 2.9 and summary["NPU_compute_time"]["count"] == 4
+
+
+@pytest.mark.parametrize("log, expected", [
+    ("Traceback...\nModuleNotFoundError: No module named 'ais_bench'", "ais_bench is not installed"),
+    ("[ERROR] arg0 tensorsize: 1080000 filesize: 540001 not match\nRuntimeError", "do not fit the om input"),
+    ("RuntimeError: Invalid args. args input dir num:2 not equal to model inputs num:1", "one folder per input"),
+    ("[ERROR] aclrtMalloc failed, ret=207001: out of memory", "out of memory"),
+    ("[ERROR] acl.rt.set_device failed ret=507033\nRuntimeError: aclrtSetDevice failed.", "cannot open the NPU"),
+    ("ais_bench: error: unrecognized arguments: --dymBatch 8", "does not know the argument(s) --dymBatch 8"),
+    ("Traceback (most recent call last):\nValueError: something odd", "ValueError: something odd"),
+    ("", "exit code 1: (no output)"),
+])
+def test_failure_lines_become_one_clear_message(log, expected):
+    assert expected in explain_failure(log, 1)
+
+
+def _om(tiny, tmp_path, batch=4):
+    return tiny.make_onnx(tmp_path / f"tiny_bs{batch}.om", batch=batch)  # the fake runs an ONNX named .om
+
+
+def test_fake_tool_writes_the_layout_the_adapter_reads(tmp_path, tiny, fake_ais_bench):
+    om = _om(tiny, tmp_path)
+    files = tiny.write_inputs(tmp_path / "ssd_bin", 10)
+    result = run_ais_bench(om, input=tmp_path / "ssd_bin", output=tmp_path / "out", output_dirname="result",
+                           batchsize=4)
+    assert result.output_dir == tmp_path / "out" / "result"
+    assert result.summary_path == tmp_path / "out" / "result_summary.json"
+    assert len(list(result.output_dir.iterdir())) == 20  # 10 real inputs x 2 outputs, nothing for padding
+    raw = json.loads(result.summary_path.read_text())
+    assert any(k.startswith("percentile(99%") and k != "percentile(99%)" for k in raw["NPU_compute_time"])
+    assert result.compute_ms["percentile(99%)"] > 0 and result.compute_ms["count"] == 3
+    assert result.throughput == pytest.approx(result.console.throughput)
+    assert result.throughput == pytest.approx(1000 * 4 / result.compute_ms["mean"])
+    assert "--batchsize" in result.command and result.log_path.is_file()
+    x = np.fromfile(files[9], np.float32).reshape(3, 8, 8)
+    np.testing.assert_allclose(np.fromfile(result.output_dir / f"{files[9].stem}_1.bin", np.float32).reshape(-1, 64),
+                               tiny.reference_outputs(x)[1], atol=1e-5)
+
+
+def test_om_through_infer_matches_the_in_process_runner_byte_for_byte(tmp_path, tiny, tiny_onnx, fake_ais_bench):
+    om = _om(tiny, tmp_path)
+    tiny.write_inputs(tmp_path / "ssd_bin", 7)
+    res = CliRunner().invoke(cli, ["infer", "--model", str(om), "--input", str(tmp_path / "ssd_bin"),
+                                   "--output", str(tmp_path / "om_result")])
+    assert res.exit_code == 0, res.output
+    assert "ais_bench log:" in res.output
+    run_infer(tiny_onnx, tmp_path / "ssd_bin", tmp_path / "ort_result", batchsize=4, progress=False)
+    om_files = sorted(p.name for p in (tmp_path / "om_result").iterdir())
+    assert om_files == sorted(p.name for p in (tmp_path / "ort_result").iterdir())
+    for name in om_files:
+        a = np.fromfile(tmp_path / "om_result" / name, np.float32)
+        b = np.fromfile(tmp_path / "ort_result" / name, np.float32)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    om_summary = json.loads((tmp_path / "om_result_summary.json").read_text())
+    ort_summary = json.loads((tmp_path / "ort_result_summary.json").read_text())
+    assert list(om_summary)[:8] == list(ort_summary)[:8]
+    for summary in (om_summary, ort_summary):  # eval finds the manifest through --input
+        assert summary["args"][summary["args"].index("--input") + 1] == str((tmp_path / "ssd_bin").resolve())
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("device", "cannot open the NPU device"),
+    ("oom", "out of memory"),
+    ("load", "cannot be loaded on this device"),
+    ("nosummary", "wrote no summary"),
+])
+def test_fake_tool_failures_map_to_clear_messages(tmp_path, tiny, fake_ais_bench, monkeypatch, mode, message):
+    om = _om(tiny, tmp_path)
+    tiny.write_inputs(tmp_path / "in", 2)
+    monkeypatch.setenv("FAKE_AIS_BENCH_FAIL", mode)
+    with pytest.raises(AisBenchError, match=message) as info:
+        run_ais_bench(om, input=tmp_path / "in", output=tmp_path / "out", output_dirname="r", batchsize=4)
+    assert "full log:" in str(info.value)
+
+
+def test_wrong_input_size_and_missing_tool(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    om = _om(tiny, tmp_path)
+    tiny.write_inputs(tmp_path / "odd", 1, manifest=False)
+    (tmp_path / "odd" / "000000000001.bin").write_bytes(b"\0" * 1000)
+    with pytest.raises(AisBenchError, match="one file is 1,000 bytes and the om input is 3,072 bytes"):
+        run_ais_bench(om, input=tmp_path / "odd", output=tmp_path / "out", output_dirname="r")
+    monkeypatch.setenv("PYTHONPATH", "")
+    with pytest.raises(AisBenchError, match="ais_bench is not installed"):
+        run_ais_bench(om, output=tmp_path / "out", output_dirname="r2")
+
+
+def test_old_summary_keys_and_pure_inference(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    om = _om(tiny, tmp_path, batch=2)
+    monkeypatch.setenv("FAKE_AIS_BENCH_OLD_KEYS", "1")
+    result = run_ais_bench(om, output=tmp_path / "out", output_dirname="pure", batchsize=2, loop=5)
+    assert result.compute_ms["count"] == 5 and len(result.compute_ms_list) == 5
+    assert sorted(p.name for p in result.output_dir.iterdir()) == ["pure_infer_data_0.bin", "pure_infer_data_1.bin"]
+
+
+def test_python_api_runner(tmp_path, tiny, fake_ais_bench):
+    om = _om(tiny, tmp_path)
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with AisBenchRunner(om) as runner:
+        assert runner.static_batch == 4 and runner.inputs[0].dtype == "float32"
+        out = runner.infer({"image": x})
+        assert list(out) == ["ploc", "plabel"] and runner.last_compute_ms > 0
+    np.testing.assert_allclose(out["ploc"][2], tiny.reference_outputs(x[2])[0], atol=1e-5)
