@@ -1,0 +1,73 @@
+"""COCO mapping (reference §10): labels -> category ids, boxes -> [x, y, w, h] result rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from postprocess.errors import PostprocessError
+from postprocess.images import ImageLike, ImageRef
+from postprocess.nms import Detections
+
+ROW_FIELDS = ("image_id", "x", "y", "w", "h", "score", "category_id")
+
+
+def category_ids(categories: Sequence[Mapping], num_classes: int, background: int = 0) -> np.ndarray:
+    """inv_map (num_classes,): the k-th foreground label -> id of the k-th category in json file order.
+
+    With background 0 that is label k (1..80) -> categories[k-1]["id"]; inv_map[background] is 0.
+    """
+    if len(categories) != num_classes - 1:
+        raise PostprocessError(f"the annotation file has {len(categories)} categories; the model predicts "
+                               f"{num_classes - 1} (label k maps to the k-th category in file order)")
+    inv_map = np.zeros(num_classes, dtype=np.int64)
+    inv_map[np.arange(num_classes) != background] = [int(c["id"]) for c in categories]
+    return inv_map
+
+
+def images_with_annotations(dataset: Mapping) -> list[ImageRef]:
+    """The reference evaluation set: images with at least one annotation (crowd counts), json order.
+
+    The result stem is the file name cut at the first '.', as ais_bench and the reference scripts do.
+    """
+    annotated = {a["image_id"] for a in dataset.get("annotations", [])}
+    return [ImageRef(int(im["id"]), im["file_name"].split(".", 1)[0], int(im["width"]), int(im["height"]))
+            for im in dataset.get("images", []) if im["id"] in annotated]
+
+
+def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
+    """(n, 7) rows [image_id, x, y, w, h, score, category_id], boxes scaled by the original size.
+
+    `dets.image` indexes `images`. Boxes and scores are computed in float32 like the reference
+    (no clipping); the array is float64 so that any image id stays exact.
+    """
+    idx = dets.image
+    size = np.array([(im.width, im.height) for im in images], dtype=np.float32).reshape(-1, 2)
+    w, h = size[idx, 0], size[idx, 1]
+    box = dets.box
+    rows = np.empty((len(dets), 7), dtype=np.float64)
+    rows[:, 0] = np.array([im.id for im in images], dtype=np.int64)[idx] if len(images) else 0
+    rows[:, 1] = box[:, 0] * w
+    rows[:, 2] = box[:, 1] * h
+    rows[:, 3] = (box[:, 2] - box[:, 0]) * w
+    rows[:, 4] = (box[:, 3] - box[:, 1]) * h
+    rows[:, 5] = dets.score
+    rows[:, 6] = inv_map[dets.label]
+    return rows
+
+
+def result_dicts(rows: np.ndarray) -> list[dict]:
+    """COCO results json objects (image_id, category_id, bbox, score) with the exact float32 values."""
+    return [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5], "score": r[5]}
+            for r in rows.tolist()]
+
+
+def results_json(rows: np.ndarray, chunk: int = 50_000) -> Iterator[str]:
+    """The COCO results json array as text pieces, without holding every object at once."""
+    yield "["
+    for start in range(0, len(rows), chunk):
+        piece = json.dumps(result_dicts(rows[start:start + chunk]))[1:-1]
+        yield ("," if start else "") + piece
+    yield "]\n"

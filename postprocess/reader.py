@@ -1,0 +1,163 @@
+"""Reader for the ais_bench output layout: `<stem>_<i>.bin` raw tensors, one file per output.
+
+For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The dtype (float32 or float16) of each
+output is detected from the file size. Files are read in bounded batches on a background thread,
+so memory does not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from postprocess.errors import PostprocessError
+from postprocess.images import ImageLike
+
+DTYPES = {"float32": np.float32, "float16": np.float16}
+_RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
+_SHOW = 5  # names listed in messages
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    shape: tuple[int, ...]  # per image, no batch axis
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class ResultFiles:
+    """A scanned result directory: which images have every output, and the outputs' dtypes."""
+
+    directory: Path
+    outputs: tuple[OutputSpec, ...]
+    dtypes: tuple[str, ...]
+    present: list = field(default_factory=list)  # images with every output file, in the given order
+    missing: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (stem, missing output names)
+
+    def path(self, stem: str, index: int) -> Path:
+        return self.directory / f"{stem}_{index}.bin"
+
+
+def _listing(items: Sequence[str]) -> str:
+    more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+    return ", ".join(items[:_SHOW]) + more
+
+
+def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Sequence[OutputSpec]) -> ResultFiles:
+    """Match the result files of `directory` to `images`; check names, sizes and dtypes.
+
+    Raises PostprocessError for a missing directory, files of unknown stems or output indices,
+    sizes that fit neither float32 nor float16, mixed dtypes, or no complete image at all.
+    Images with some output file missing are listed in `missing`; the caller decides.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PostprocessError(f"result directory {directory} does not exist")
+    if not images:
+        raise PostprocessError("no images to evaluate")
+    outputs = tuple(outputs)
+    stems = {im.stem for im in images}
+    sizes: dict[tuple[str, int], int] = {}
+    unknown: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            match = _RESULT_NAME.match(entry.name)
+            if not match or not entry.is_file():
+                continue
+            stem, index = match.group(1), int(match.group(2))
+            if stem not in stems or index >= len(outputs):
+                unknown.append(entry.name)
+            else:
+                sizes[stem, index] = entry.stat().st_size
+    if unknown:
+        unknown.sort()
+        raise PostprocessError(
+            f"{directory} holds {len(unknown)} result file(s) that match no image of the manifest or no output "
+            f"of the model ({_listing(unknown)}); wrong manifest, or stale files from another run?")
+
+    if not sizes:
+        raise PostprocessError(
+            f"no result files in {directory} for the {len(images)} image(s) of the manifest (expected "
+            f"{', '.join(f'<stem>_{i}.bin' for i in range(len(outputs)))}, e.g. {images[0].stem}_0.bin)")
+    dtypes = []
+    for index, out in enumerate(outputs):
+        found = [(stem, size) for (stem, i), size in sizes.items() if i == index]
+        if not found:
+            raise PostprocessError(f"no {out.name} files (<stem>_{index}.bin) in {directory}")
+        allowed = {out.size * np.dtype(t).itemsize: name for name, t in DTYPES.items()}
+        wrong = sorted(f"{s}_{index}.bin ({n} B)" for s, n in found if n not in allowed)
+        if wrong:
+            expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
+            raise PostprocessError(f"{len(wrong)} {out.name} file(s) in {directory} have the wrong size "
+                                   f"({_listing(wrong)}); expected {expected} for shape {out.shape}")
+        kinds = {allowed[n] for _, n in found}
+        if len(kinds) > 1:
+            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes; "
+                                   "they come from different runs")
+        dtypes.append(kinds.pop())
+
+    files = ResultFiles(directory, outputs, tuple(dtypes))
+    for im in images:
+        absent = tuple(out.name for i, out in enumerate(outputs) if (im.stem, i) not in sizes)
+        (files.missing.append((im.stem, absent)) if absent else files.present.append(im))
+    if not files.present:
+        raise PostprocessError(f"no image in {directory} has all of its {len(outputs)} result files")
+    return files
+
+
+def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
+    arrays = []
+    for index, (out, dtype) in enumerate(zip(files.outputs, files.dtypes)):
+        raw = np.empty((len(batch), *out.shape), dtype=DTYPES[dtype])
+        for k, im in enumerate(batch):
+            path = files.path(im.stem, index)
+            try:
+                with open(path, "rb", buffering=0) as fh:
+                    got = fh.readinto(memoryview(raw[k]).cast("B"))
+                    extra = fh.read(1)
+            except OSError as exc:
+                raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
+            if got != raw[k].nbytes or extra:
+                raise PostprocessError(f"{path} changed size while reading (expected {raw[k].nbytes} B)")
+        data = raw if raw.dtype == np.float32 else raw.astype(np.float32)
+        if not np.isfinite(data).all():
+            bad = next(k for k in range(len(batch)) if not np.isfinite(data[k]).all())
+            raise PostprocessError(f"{files.path(batch[bad].stem, index)} ({out.name}) contains NaN or Inf values")
+        arrays.append(data)
+    return arrays
+
+
+def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1
+                 ) -> Iterator[tuple[list, list[np.ndarray]]]:
+    """Yield (images, [float32 array (B, *shape) per output]) for files.present, in order.
+
+    At most `prefetch` further batches are read ahead on a background thread. NaN or Inf in any
+    file raises PostprocessError naming it.
+    """
+    images = files.present
+    chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-reader") as pool:
+        pending: deque = deque()
+        try:
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(_read_batch, files, chunk)))
+                if len(pending) > prefetch:
+                    chunk, future = pending.popleft()
+                    yield chunk, future.result()
+            while pending:
+                chunk, future = pending.popleft()
+                yield chunk, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()

@@ -1,0 +1,77 @@
+"""Synthetic head outputs (ploc, plabel) built from known boxes, for tests and benchmarks.
+
+`exact_outputs` encodes each box onto one default box with a confident logit: decoding and NMS
+give the boxes back (the round-trip proof). `realistic_outputs` imitates a trained detector:
+clusters of overlapping candidates around each object with noisy regressions, confusable classes
+and a low-scoring background tail, i.e. tens to hundreds of candidates per image.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from postprocess.decode import encode_boxes
+from postprocess.priors import PriorSpec, default_boxes, xywh_to_ltrb
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], spec: PriorSpec = PriorSpec(),
+                  num_classes: int = 81, background: int = 0, confidence: float = 30.0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: boxes (k, 4) normalised ltrb and labels (k,) -> float32 ploc (B, 4, A), plabel (B, C, A).
+
+    Each box goes to its best-overlapping default box not already used in that image.
+    """
+    dboxes = default_boxes(spec)
+    priors_ltrb = xywh_to_ltrb(dboxes.astype(np.float64))
+    count, n = len(boxes), len(dboxes)
+    ploc = np.zeros((count, 4, n), np.float32)
+    plabel = np.zeros((count, num_classes, n), np.float32)
+    plabel[:, background] = confidence
+    for b, (bx, lb) in enumerate(zip(boxes, labels)):
+        iou = _iou_matrix(np.asarray(bx, np.float64).reshape(-1, 4), priors_ltrb)
+        for k in np.argsort(-iou.max(axis=1), kind="stable"):  # well-matched boxes choose first
+            a = int(np.argmax(iou[k]))
+            iou[:, a] = -1.0
+            ploc[b, :, a] = encode_boxes(bx[k], dboxes[a], spec.scale_xy, spec.scale_wh)
+            plabel[b, background, a] = 0.0
+            plabel[b, int(lb[k]), a] = confidence
+    return ploc, plabel
+
+
+def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], rng: np.random.Generator,
+                      spec: PriorSpec = PriorSpec(), num_classes: int = 81, background: int = 0,
+                      dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """Noisy detector-like outputs around the given objects (normalised ltrb boxes, labels 1..C-1)."""
+    dboxes = default_boxes(spec)
+    priors_ltrb = xywh_to_ltrb(dboxes.astype(np.float64))
+    count, n = len(boxes), len(dboxes)
+    ploc = rng.normal(0.0, 1.0, (count, 4, n)).astype(np.float32)
+    plabel = rng.normal(0.0, 1.0, (count, num_classes, n)).astype(np.float32)
+    plabel[:, background] += 7.0
+    fg = np.array([c for c in range(num_classes) if c != background])
+    for b, (bx, lb) in enumerate(zip(boxes, labels)):
+        bx = np.asarray(bx, np.float64).reshape(-1, 4)
+        iou = _iou_matrix(bx, priors_ltrb)
+        owner = iou.argmax(axis=0)
+        near = np.nonzero(iou.max(axis=0) > 0.3)[0]
+        k = owner[near]
+        strength = iou[k, near]
+        reg = encode_boxes(bx[k], dboxes[near], spec.scale_xy, spec.scale_wh)
+        ploc[b, :, near] = (reg + rng.normal(0.0, 0.6, reg.shape) * (1.2 - strength)[:, None]).astype(np.float32)
+        plabel[b, np.asarray(lb)[k], near] += (6.0 + 6.0 * strength + rng.normal(0, 1.5, len(near))).astype(np.float32)
+        confused = rng.choice(fg, size=len(near))
+        plabel[b, confused, near] += rng.uniform(3.0, 7.5, len(near)).astype(np.float32)
+        stray = rng.choice(n, size=30, replace=False)  # a few false positives anywhere
+        plabel[b, rng.choice(fg, size=30), stray] += rng.uniform(4.0, 8.0, 30).astype(np.float32)
+    return ploc.astype(dtype), plabel.astype(dtype)
