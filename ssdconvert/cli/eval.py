@@ -1,0 +1,81 @@
+"""`ssdconvert eval`: result/ (ais_bench layout) -> detections -> COCO mAP report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ssdconvert.cli.output import format_table
+
+
+@click.command("eval")
+@click.option("--bin_path", "--bin-path", "bin_path", required=True, type=click.Path(file_okay=False),
+              help="Result folder in the ais_bench layout: <stem>_0.bin (ploc), <stem>_1.bin (plabel).")
+@click.option("--val_annotation", "--val-annotation", "val_annotation", type=click.Path(dir_okay=False),
+              default=None, help="COCO instances json. Default: the one recorded in the manifest.")
+@click.option("--manifest", type=click.Path(), default=None,
+              help="manifest.json of the preprocessed inputs (or its folder). Default: found through "
+                   "<bin_path>_summary.json written by the runner.")
+@click.option("--model", "model_name", default=None, metavar="NAME",
+              help="Detector from the zoo. Default: the model recorded in the manifest, else ssd-resnet34.")
+@click.option("--nms", "nms_variant", type=click.Choice(["reference", "ascend"]), default="reference",
+              show_default=True,
+              help="reference: MLPerf/NVIDIA per-class NMS. ascend: the Ascend ssd_postprocess.py variant "
+                   "(best-class prefilter, top 200 boxes, IoU > 0.5 suppressed).")
+@click.option("--evaluator", type=click.Choice(["faster-coco-eval", "pycocotools"]), default="faster-coco-eval",
+              show_default=True, help="COCOeval implementation (same 12 stats).")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="JSON report. Default: <bin_path>_eval.json beside the result folder.")
+@click.option("--detections", "detections_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the COCO results json (image_id, category_id, bbox, score).")
+@click.option("--allow-missing", "--allow_missing", "allow_missing", is_flag=True,
+              help="Evaluate the images that have results when some are missing (they are left out).")
+@click.option("--batch-size", "batch_size", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Images decoded per step (memory ~ 3 x batch x 3 MB).")
+def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
+                 detections_path, allow_missing, batch_size):
+    """Decode and NMS the raw SSD outputs in BIN_PATH and compute COCO mAP.
+
+    \b
+    Example:
+      ssdconvert eval --bin_path out/result
+      ssdconvert eval --bin_path out/result --val_annotation coco/annotations/instances_val2017.json \\
+                      --manifest ssd_bin/manifest.json --detections dets.json
+    """
+    from tqdm import tqdm
+
+    from postprocess.evaluate import STAT_LABELS
+    from ssdconvert.evaluation import evaluate_results
+    from ssdconvert.fileio import write_json
+
+    with tqdm(unit="img", desc="eval", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        report = evaluate_results(bin_path, manifest=manifest, val_annotation=val_annotation, model_name=model_name,
+                                  nms_variant=nms_variant, evaluator=evaluator, allow_missing=allow_missing,
+                                  detections_path=detections_path, batch_size=batch_size, progress=bar.update)
+    bin_path = Path(bin_path)
+    output = Path(output) if output else bin_path.parent / f"{bin_path.resolve().name}_eval.json"
+    write_json(output, report.to_dict())
+
+    dtypes = ", ".join(f"{name} {dtype}" for name, dtype in report.dtypes.items())
+    click.echo(f"results:     {report.bin_path} ({dtypes}, detected from file sizes)")
+    click.echo(f"manifest:    {report.manifest or '-'}"
+               + (f" (via {report.manifest_found_via})" if report.manifest else ""))
+    click.echo(f"annotations: {report.annotation}")
+    click.echo(f"model:       {report.model}, nms {report.nms}, evaluator {report.evaluator}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(format_table(["stat", "COCOeval", "value"],
+                            [(name, label, f"{value:.4f}") for (name, value), label
+                             in zip(report.stats.items(), STAT_LABELS)]))
+    missing = f" ({report.missing} missing, left out)" if report.missing else ""
+    click.echo(f"images: {report.images}{missing}  detections: {report.detections}  "
+               f"time: {sum(report.seconds.values()):.1f} s")
+    click.echo(f"mAP (AP@[.5:.95]): {report.ap:.4f}")
+    click.echo(f"report: {output}")
+    if report.detections_path:
+        click.echo(f"detections: {report.detections_path}")
+
+
+COMMANDS = [eval_command]

@@ -1,0 +1,220 @@
+"""`ssdconvert eval`: ais_bench-layout results -> detections -> COCO mAP.
+
+Wires the manifest (which images, their original sizes, the annotation file) and the model spec
+(priors, classes, output shapes) into the postprocess stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ssdconvert.errors import SsdConvertError
+
+log = logging.getLogger(__name__)
+MANIFEST_FLAG = ("--manifest ssd_bin/manifest.json (or --val_annotation A alone to evaluate every "
+                 "annotated image of A)")
+ANNOTATION_FLAG = "--val_annotation path/to/instances_val2017.json"
+SHOW = 5
+DEFAULT_MODEL = "ssd-resnet34"
+
+
+@dataclass
+class EvalReport:
+    bin_path: str
+    model: str
+    nms: str
+    evaluator: str
+    manifest: str | None
+    manifest_found_via: str
+    annotation: str
+    dtypes: dict[str, str]
+    images: int
+    missing: int
+    missing_first: list[str]
+    detections: int
+    stats: dict[str, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    detections_path: str | None = None
+
+    @property
+    def ap(self) -> float:
+        return self.stats["AP"]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _input_folder(args: Sequence[str]) -> str | None:
+    """The first folder passed to ais_bench --input (comma-separated, one per model input)."""
+    for k, arg in enumerate(args):
+        if arg in ("--input", "-i") and k + 1 < len(args):
+            value = args[k + 1]
+        elif arg.startswith("--input="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        return value.split(",")[0]
+    return None
+
+
+def find_manifest(bin_path: Path) -> tuple[Path, str]:
+    """The manifest of the inputs that produced `bin_path`, via the runner's sibling summary json."""
+    summary = bin_path.parent / f"{bin_path.name}_summary.json"
+    if not summary.is_file():
+        raise SsdConvertError(f"cannot find the manifest: no runner summary {summary} beside {bin_path}; "
+                              f"pass {MANIFEST_FLAG}")
+    try:
+        args = json.loads(summary.read_text()).get("args") or []
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SsdConvertError(f"cannot read runner summary {summary} ({exc}); pass {MANIFEST_FLAG}") from None
+    folder = _input_folder([str(a) for a in args])
+    if folder is None:
+        raise SsdConvertError(f"runner summary {summary} records no --input folder; pass {MANIFEST_FLAG}")
+    candidates = [Path(folder)] if Path(folder).is_absolute() else [Path(folder), summary.parent / folder]
+    for base in candidates:
+        if (base / "manifest.json").is_file():
+            return base / "manifest.json", f"input folder recorded in {summary}"
+    raise SsdConvertError(f"no manifest.json in {folder} (the input folder recorded in {summary}); "
+                          f"pass {MANIFEST_FLAG}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve_annotation(recorded: str, manifest_path: Path) -> Path | None:
+    path = Path(recorded)
+    for candidate in ([path] if path.is_absolute() else [path, manifest_path.parent / path]):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: str | Path | None,
+                   notes: list[str]):
+    """(manifest path or None, how it was found, manifest or None, annotation path)."""
+    from preprocess.manifest import read_manifest
+
+    if manifest is not None:
+        manifest_path, found_via = Path(manifest), "--manifest"
+        if manifest_path.is_dir():
+            manifest_path = manifest_path / "manifest.json"
+    else:
+        try:
+            manifest_path, found_via = find_manifest(bin_path)
+        except SsdConvertError:
+            if val_annotation is None:
+                raise
+            manifest_path, found_via = None, "none"
+            notes.append(f"no manifest found for {bin_path}: evaluating the images that have annotations in "
+                         f"{val_annotation} (result stem = file name up to the first '.')")
+    man = read_manifest(manifest_path) if manifest_path is not None else None
+    if val_annotation is not None:
+        annotation = Path(val_annotation)
+    else:
+        annotation = _resolve_annotation(man.annotation_path, manifest_path)
+        if annotation is None:
+            raise SsdConvertError(f"annotation file {man.annotation_path} recorded in {manifest_path} does "
+                                  f"not exist; pass {ANNOTATION_FLAG}")
+        if man.annotation_sha256 and _sha256(annotation) != man.annotation_sha256:
+            notes.append(f"{annotation} changed since preprocessing (its sha256 differs from the manifest's)")
+    if not annotation.is_file():
+        raise SsdConvertError(f"annotation file {annotation} does not exist; pass {ANNOTATION_FLAG}")
+    return manifest_path, found_via, man, annotation
+
+
+def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
+                     val_annotation: str | Path | None = None, model_name: str | None = None,
+                     nms_variant: str = "reference", evaluator: str = "faster-coco-eval",
+                     allow_missing: bool = False, detections_path: str | Path | None = None,
+                     batch_size: int = 16, progress: Callable[[int], None] | None = None) -> EvalReport:
+    """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
+
+    `model_name` defaults to the model recorded in the manifest, else ssd-resnet34.
+    """
+    from postprocess.coco import category_ids, images_with_annotations, result_rows, results_json
+    from postprocess.detect import detect
+    from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
+    from postprocess.nms import NmsParams
+    from postprocess.reader import OutputSpec, read_batches, scan_results
+    from ssdconvert.fileio import atomic_path
+    from ssdconvert.zoo import get_spec, model_names
+
+    started = time.perf_counter()
+    bin_path = Path(bin_path)
+    if not bin_path.is_dir():
+        raise SsdConvertError(f"--bin_path {bin_path} is not a directory")
+    notes: list[str] = []
+    manifest_path, found_via, man, annotation = _locate_inputs(bin_path, manifest, val_annotation, notes)
+    recorded = man.model if man is not None and man.model in model_names() else None
+    if model_name is None:
+        model_name = recorded or DEFAULT_MODEL
+    elif recorded and recorded != model_name:
+        notes.append(f"the inputs were preprocessed for {recorded}, evaluating as {model_name}")
+    spec = get_spec(model_name)
+
+    gt = load_ground_truth(annotation, evaluator)
+    images = list(man.images) if man is not None else images_with_annotations(gt.dataset)
+    inv_map = category_ids(gt.dataset.get("categories", []), spec.num_classes, spec.background_index)
+
+    outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
+    files = scan_results(bin_path, images, outputs)
+    missing = [stem for stem, _ in files.missing]
+    if missing and not allow_missing:
+        raise SsdConvertError(
+            f"{bin_path} has no results for {len(missing)} of {len(images)} images "
+            f"({', '.join(missing[:SHOW])}{' ...' if len(missing) > SHOW else ''}); "
+            f"pass --allow-missing to evaluate the other {len(files.present)}")
+    if missing:
+        notes.append(f"results missing for {len(missing)} images ({', '.join(missing[:SHOW])}"
+                     f"{' ...' if len(missing) > SHOW else ''}): left out of the evaluation")
+    setup = time.perf_counter() - started
+
+    # Stream: read, decode, NMS, rows
+    started = time.perf_counter()
+    params = NmsParams()
+    parts = []
+    for batch, (ploc, plabel) in read_batches(files, batch_size=batch_size):
+        dets = detect(ploc, plabel, spec.priors, params, nms_variant, spec.background_index)
+        parts.append(result_rows(dets, batch, inv_map))
+        if progress:
+            progress(len(batch))
+    rows = np.concatenate(parts) if parts else np.zeros((0, 7))
+    postprocess_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if detections_path is not None:
+        with atomic_path(detections_path) as tmp, open(tmp, "w") as fh:
+            for piece in results_json(rows):
+                fh.write(piece)
+    write_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator)
+    evaluate_s = time.perf_counter() - started
+
+    return EvalReport(
+        bin_path=str(bin_path), model=spec.name, nms=nms_variant, evaluator=evaluator,
+        manifest=str(manifest_path) if manifest_path else None, manifest_found_via=found_via,
+        annotation=str(annotation), dtypes=dict(zip((o.name for o in outputs), files.dtypes)),
+        images=len(files.present), missing=len(missing), missing_first=missing[:SHOW],
+        detections=len(rows), stats=dict(zip(STAT_NAMES, stats)),
+        seconds={"setup": round(setup, 3), "postprocess": round(postprocess_s, 3),
+                 "write_detections": round(write_s, 3), "evaluate": round(evaluate_s, 3)},
+        notes=notes, detections_path=str(detections_path) if detections_path else None,
+    )
