@@ -154,7 +154,6 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
     jobs, refused = plan_jobs(selected, root)
     save = Path(save_path)
     outdir.prepare(save)
-    workers = max(1, min(workers or default_workers(), len(jobs) or 1))
 
     manifest = Manifest(
         model=model,
@@ -176,6 +175,7 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         targets = [save / f"{job.stem}.bin" for job in jobs]
         reused = set() if overwrite else {k for k, t in enumerate(targets) if is_complete(t, fmt.nbytes)}
         items = [(k, job.source, str(targets[k])) for k, job in enumerate(jobs) if k not in reused]
+        workers = max(1, min(workers or default_workers(), len(items)))
         try:
             outcomes = {o.index: o for o in _run_items(items, transform, dtype, workers, progress)}
         except KeyboardInterrupt:
@@ -188,7 +188,7 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
             raise PreprocessError(f"cannot write to {save}: {exc.strerror or exc}; finished .bin files are "
                                   "kept, run the same command again to resume") from None
 
-        failures = [(image, reason) for image, reason in refused]
+        failures = list(refused)
         for k, job in enumerate(jobs):
             outcome = outcomes.get(k)
             if outcome is not None and not outcome.ok:
