@@ -1,0 +1,212 @@
+"""Runner overhead and efficiency against this machine's FP32 matmul peak, measured side by side.
+
+For each batch size, in interleaved rounds (so background load hits every method alike):
+  * ort bare      : a bare `onnxruntime.InferenceSession.run` loop (session defaults)
+  * ort runner    : ssdconvert's OnnxRuntimeRunner.infer loop on the same model and batch
+  * ov bare       : a bare OpenVINO `InferRequest.infer` loop (LATENCY hint, f32 precision)
+  * ov runner     : ssdconvert's OpenVinoRunner.infer loop
+  * torch eager   : the PyTorch model itself under inference_mode (reference)
+and the FP32 matmul peak (best of numpy/OpenBLAS and torch sgemm, 1024..4096) measured before and
+after the batches. Efficiency = FLOPs/image x images/s / peak. Runner throughput is reported two
+ways: compute (1000 x batch / mean time of the runtime call, what `infer`/`bench` report) and wall
+(images / wall time of the whole Python loop). Every number is best-of-rounds.
+
+    .venv/bin/python benchmarks/runner_overhead.py --bs 1,8,32 --seconds 5 --rounds 2
+
+Writes benchmarks/results/runner_overhead.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ssdconvert.bench import machine_info  # noqa: E402
+from ssdconvert.cli.output import markdown_table  # noqa: E402
+from ssdconvert.zoo import get_spec  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def ensure_onnx(path: Path) -> Path:
+    """The seeded-random SSD-ResNet34 as a dynamic-batch ONNX (exported once, then reused)."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "ssdconvert", "export", "--bs", "1", "--output", str(path)], check=True,
+                       cwd=ROOT)
+    return path
+
+
+def matmul_peak(sizes=(1024, 2048, 4096), seconds: float = 1.0) -> dict:
+    """Best sustained FP32 GEMM GFLOP/s over numpy (OpenBLAS) and torch (oneDNN/MKL) on all threads."""
+    import torch
+
+    best = {"numpy": 0.0, "torch": 0.0}
+    for n in sizes:
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        for name, mm in (("numpy", lambda: a @ b), ("torch", lambda: torch.mm(ta, tb))):
+            mm()
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                mm()
+                best[name] = max(best[name], 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return {"gflops": max(best.values()), **{f"{k}_gflops": v for k, v in best.items()}}
+
+
+def loop(fn, seconds: float, min_iters: int = 2) -> tuple[int, float]:
+    n, start = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n, time.perf_counter() - start
+
+
+def make_methods(onnx: Path, bs: int, x: np.ndarray, torch_model):
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+
+    from ssdconvert.runners.onnxruntime import OnnxRuntimeRunner
+    from ssdconvert.runners.openvino import OpenVinoRunner
+
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    feeds = {"image": x}
+
+    core = ov.Core()
+    model = core.read_model(str(onnx))
+    model.reshape({"image": [bs, 3, 300, 300]})
+    request = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    ort_runner = OnnxRuntimeRunner(onnx).activate()
+    ov_runner = OpenVinoRunner(onnx, batch=bs).activate()
+    tx = torch.from_numpy(x)
+
+    def torch_call():
+        with torch.inference_mode():
+            torch_model(tx)
+
+    return {
+        "ort bare": (lambda: session.run(None, feeds), None),
+        "ort runner": (lambda: ort_runner.infer(feeds), ort_runner),
+        "ov bare": (lambda: request.infer(feeds, share_inputs=True), None),
+        "ov runner": (lambda: ov_runner.infer(feeds), ov_runner),
+        "torch eager": (torch_call, None),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bs", default="1,8,32")
+    p.add_argument("--seconds", type=float, default=5.0, help="per method per round (at least 2 runs)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--onnx", type=Path, default=ROOT / "build" / "bench" / "ssd_resnet34_dynamic.onnx")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.bs.split(",")]
+
+    import torch
+
+    from ssdconvert.checkpoints import build_model
+
+    spec = get_spec("ssd-resnet34")
+    onnx = ensure_onnx(args.onnx)
+    torch_model, _ = build_model(spec)
+    machine = machine_info()
+    print(f"machine: {machine['cpu_model']}, {machine['usable_cores']} cores, load {machine['load_average_at_start']}",
+          flush=True)
+    peak_before = matmul_peak()
+    print(f"FP32 matmul peak: {peak_before['gflops']:.1f} GFLOP/s", flush=True)
+
+    results = []
+    for bs in sizes:
+        x = np.random.default_rng(bs).standard_normal((bs, 3, 300, 300)).astype(np.float32)
+        methods = make_methods(onnx, bs, x, torch_model)
+        for fn, _ in methods.values():  # warm-up
+            fn()
+        best: dict[str, dict] = {}
+        for rnd in range(args.rounds):
+            for name, (fn, runner) in methods.items():
+                if runner is not None:
+                    runner.reset_timing()
+                iters, wall = loop(fn, args.seconds)
+                wall_ips = bs * iters / wall
+                compute_ips = 1000.0 * bs / float(np.mean(runner.compute_ms)) if runner is not None else None
+                rec = best.setdefault(name, {"wall": 0.0, "compute": None, "iters": 0})
+                rec["wall"] = max(rec["wall"], wall_ips)
+                if compute_ips is not None:
+                    rec["compute"] = max(rec["compute"] or 0.0, compute_ips)
+                rec["iters"] += iters
+                print(f"bs {bs} round {rnd + 1} {name:12s} {wall_ips:7.3f} img/s wall"
+                      + (f", {compute_ips:7.3f} compute" if compute_ips else ""), flush=True)
+        for name, rec in best.items():
+            results.append({"batch_size": bs, "method": name, "wall_images_per_s": rec["wall"],
+                            "compute_images_per_s": rec["compute"], "runs": rec["iters"]})
+        for _, runner in methods.values():
+            if runner is not None:
+                runner.deactivate()
+        del methods
+    peak_after = matmul_peak()
+    peak = max(peak_before["gflops"], peak_after["gflops"])
+    print(f"FP32 matmul peak after: {peak_after['gflops']:.1f} GFLOP/s", flush=True)
+
+    flops = spec.flops_per_image
+    rows = []
+    for r in results:
+        bare = next(b for b in results if b["batch_size"] == r["batch_size"]
+                    and b["method"] == r["method"].split()[0] + " bare") if r["method"] != "torch eager" else None
+        best_ips = r["compute_images_per_s"] or r["wall_images_per_s"]
+        r["gflops_per_s"] = flops * best_ips / 1e9
+        r["percent_of_peak"] = 100 * flops * best_ips / 1e9 / peak
+        r["wall_percent_of_peak"] = 100 * flops * r["wall_images_per_s"] / 1e9 / peak
+        if bare is not None and "runner" in r["method"]:
+            r["compute_vs_bare"] = r["compute_images_per_s"] / bare["wall_images_per_s"]
+            r["wall_vs_bare"] = r["wall_images_per_s"] / bare["wall_images_per_s"]
+        rows.append([r["batch_size"], r["method"], f"{r['wall_images_per_s']:.3f}",
+                     f"{r['compute_images_per_s']:.3f}" if r["compute_images_per_s"] else "",
+                     f"{r['gflops_per_s']:.1f}", f"{r['percent_of_peak']:.1f} %",
+                     f"{r['compute_vs_bare']:.3f} / {r['wall_vs_bare']:.3f}" if "compute_vs_bare" in r else "",
+                     r["runs"]])
+    table = markdown_table(["Batch", "Method", "Wall images/s", "Compute images/s", "GFLOP/s", "% of FP32 peak",
+                            "Runner / bare (compute / wall)", "Runs"], rows)
+    md = "\n".join([
+        "# Runner overhead and efficiency (SSD-ResNet34, 300x300, seeded random weights)",
+        "",
+        f"- Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, load average at start "
+        f"{', '.join(f'{v:.2f}' for v in machine['load_average_at_start'])} (shared with other jobs: noisy)",
+        f"- FP32 matmul peak (best sgemm of numpy/torch, 1024..4096, all cores): {peak:.1f} GFLOP/s "
+        f"(before {peak_before['gflops']:.1f}, after {peak_after['gflops']:.1f})",
+        f"- FLOPs per image: {flops / 1e9:.2f} GFLOP (2 x MAC, convs only)",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
+        f"- Each method: warm-up run, then {args.rounds} interleaved rounds of >= {args.seconds:g} s "
+        "(>= 2 runs); best round shown",
+        "- Wall = images / wall time of the Python loop. Compute = 1000 x batch / mean time of the runtime call "
+        "(what `ssdconvert infer`/`bench` report). % of peak uses compute where available, else wall. "
+        "Runner / bare divides the runner's compute (and wall) throughput by the bare loop's wall throughput.",
+        "",
+        table,
+        "",
+    ])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runner_overhead.md").write_text(md)
+    (args.out / "runner_overhead.json").write_text(json.dumps(
+        {"machine": machine, "peak_gflops": peak, "peak_before": peak_before, "peak_after": peak_after,
+         "flops_per_image": flops, "seconds": args.seconds, "rounds": args.rounds, "results": results,
+         "torch_threads": torch.get_num_threads()}, indent=1) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
