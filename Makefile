@@ -36,3 +36,22 @@ onnx: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
+
+# Inference in the ais_bench layout: make infer bs=16 [infer_model=build/x.xml] [ssd_bin=build/ssd_bin]
+# (exports the ONNX first if missing; .om -> ais_bench, .onnx -> ONNX Runtime, .xml -> OpenVINO)
+infer_model ?= $(ONNX)
+ssd_bin     ?= $(BUILD)/ssd_bin
+result      ?= $(BUILD)/result
+.PHONY: infer bench bench-overhead
+infer: $(STAMP)
+	@test -f $(infer_model) || $(MAKE) --no-print-directory onnx bs=$(bs) model=$(model) BUILD=$(BUILD)
+	$(BIN)/ssdconvert infer --model $(infer_model) --input $(ssd_bin) --output $(result) --batchsize $(bs)
+
+# Standard batch-size sweep (ONNX Runtime + OpenVINO) -> benchmarks/results/: make bench [BENCHFLAGS="--bs 1,8 --duration 3"]
+BENCHFLAGS ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sweep.py $(BENCHFLAGS)
+
+# Runner vs bare-runtime loops and % of the FP32 matmul peak -> benchmarks/results/runner_overhead.md
+bench-overhead: $(STAMP)
+	$(BIN)/python benchmarks/runner_overhead.py $(BENCHFLAGS)
