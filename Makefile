@@ -55,3 +55,14 @@ bench: $(STAMP)
 # Runner vs bare-runtime loops and % of the FP32 matmul peak -> benchmarks/results/runner_overhead.md
 bench-overhead: $(STAMP)
 	$(BIN)/python benchmarks/runner_overhead.py $(BENCHFLAGS)
+
+# COCO val2017 -> $(ssd_bin) (.bin per annotated image + manifest.json): make preprocess coco=path/to/coco
+# (writes coco/annotations/bbox_only_instances_val2017.json with prepare-json --keep-keys if missing)
+# Extra flags: make preprocess PREPROCESSFLAGS="--dtype uint8 --workers 4"
+coco            ?= coco
+BBOX_ONLY        = $(coco)/annotations/bbox_only_instances_val2017.json
+PREPROCESSFLAGS ?=
+.PHONY: preprocess
+preprocess: $(STAMP)
+	@test -f $(BBOX_ONLY) || $(BIN)/ssdconvert prepare-json --keep-keys $(coco)/annotations/instances_val2017.json $(BBOX_ONLY)
+	$(BIN)/ssdconvert preprocess --model $(model) --val_annotation $(BBOX_ONLY) --data_root $(coco)/val2017 --save_path $(ssd_bin) $(PREPROCESSFLAGS)
