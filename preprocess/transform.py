@@ -70,6 +70,8 @@ def load_rgb(path: str) -> Image.Image:
             return image if image.mode == "RGB" else image.convert("RGB")
     except FileNotFoundError:
         raise ImageFailure("image file not found") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ImageFailure(f"cannot read: {exc.strerror}") from None
     except UnidentifiedImageError:
         empty = os.path.exists(path) and os.path.getsize(path) == 0
         raise ImageFailure("empty file (0 bytes)" if empty else "not a recognised image format") from None

@@ -122,6 +122,9 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     rate = f", {s.written / s.seconds:.0f} images/s" if s.written and s.seconds > 0 else ""
     click.echo(f"wrote {s.manifest_path} ({s.images} images) in {s.seconds:.1f} s{rate}")
     remember("bins", s.save_path)
+    if s.failed and not s.images and all(f["reason"] == "image file not found" for f in s.failures):
+        raise PreprocessError(f"none of the {s.failed} images was found under --data_root {data_root}; "
+                              "is it the directory that holds the images (e.g. coco/val2017)?")
     if s.failed and not skip_bad:
         raise PreprocessError(f"{s.failed} image(s) failed; the other {s.images} are written and listed in "
                               f"{s.manifest_path}. Fix them, or pass --skip-bad to accept the run.")

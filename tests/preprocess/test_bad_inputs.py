@@ -87,3 +87,10 @@ def test_malformed_annotation_file_stops_before_any_work(cli, coco, tmp_path, h)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"{coco.ann}: images[3].height must be an integer" in errors[0]
     assert not out.exists()
+
+
+def test_wrong_data_root_says_so(cli, coco, tmp_path):
+    result = cli("preprocess", "--val_annotation", coco.ann, "--data_root", coco.root, "--save_path",
+                 tmp_path / "out", "--no-progress")
+    assert result.exit_code == 1
+    assert "none of the" in result.output and "images was found under --data_root" in result.output
