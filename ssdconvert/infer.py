@@ -130,6 +130,7 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], manifest) -> list[str]
         if wrong:
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but manifest.json says "
                              f"{info.nbytes:,} per image ({len(wrong)} file(s) differ)")
+        warnings += manifest_coverage(manifest, files)
     else:
         warnings.append("no manifest.json beside the inputs: assuming raw files in the model input dtype and shape "
                         f"({meta.describe()}), as ais_bench does; dtype/shape cannot be checked")
@@ -147,6 +148,20 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], manifest) -> list[str]
             raise InferError(f"input files differ in size ({', '.join(f'{s:,}' for s in sorted(sizes)[:3])} bytes); "
                              "all must hold one sample of the model input")
     return warnings
+
+
+def manifest_coverage(manifest, files: Sequence[Path]) -> list[str]:
+    """Warn when the folder and the manifest disagree (an interrupted preprocess, stray files)."""
+    listed = {r.stem for r in manifest.images}
+    present = {output_stem(f) for f in files}
+    notes = []
+    if listed - present:
+        notes.append(f"{len(listed - present)} image(s) listed in manifest.json have no .bin file "
+                     f"(e.g. {sorted(listed - present)[0]}.bin); was preprocess interrupted?")
+    if present - listed:
+        notes.append(f"{len(present - listed)} .bin file(s) are not in manifest.json "
+                     f"(e.g. {sorted(present - listed)[0]}.bin); they are run but eval will not score them")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +425,7 @@ def _infer_ais_bench_cli(model: Path, files: list[Path], folder: Path, input, ou
         if wrong:
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but manifest.json says "
                              f"{manifest.input.nbytes:,} per image")
+        warnings += manifest_coverage(manifest, files)
     for w in warnings:
         log.warning(w)
     # ais_bench overwrites file by file; clear earlier outputs so no stale stems survive.

@@ -54,7 +54,7 @@ def ais_bench_python(explicit: str | None = None) -> str:
         return explicit
     if os.environ.get(PYTHON_ENV):
         return os.environ[PYTHON_ENV]
-    if api_available() or "ais_bench" in os.environ.get("PYTHONPATH", ""):
+    if api_available():
         return sys.executable
     return shutil.which("python3") or sys.executable
 

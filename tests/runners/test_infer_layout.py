@@ -130,3 +130,22 @@ def test_cli_prints_ais_bench_summary_lines_the_adapter_can_parse(tmp_path, tiny
     bad = CliRunner().invoke(cli, ["infer", "--model", str(tiny_onnx), "--input", str(tmp_path / "ssd_bin"),
                                    "--output", str(tmp_path / "x"), "--backend", "ais_bench"])
     assert bad.exit_code == 1 and "ais_bench runs .om models" in bad.output
+
+
+def test_manifest_and_folder_disagreeing_is_reported(tmp_path, tiny, tiny_onnx):
+    files = tiny.write_inputs(tmp_path / "in", 3)
+    files[1].unlink()
+    result = run_infer(tiny_onnx, tmp_path / "in", tmp_path / "o", progress=False)
+    assert any("have no .bin file (e.g. 000000000002.bin)" in w for w in result.warnings)
+
+
+def test_real_ssd_resnet34_outputs_have_the_reference_sizes(tmp_path, exported_onnx):
+    """The real export (shared session fixture): ploc 139,712 B and plabel 2,829,168 B per image (§15)."""
+    rng = np.random.default_rng(0)
+    for name in ("000000397133.bin", "000000037777.bin"):
+        rng.standard_normal((3, 300, 300)).astype(np.float32).tofile(tmp_path / name)
+    result = run_infer(exported_onnx, tmp_path, tmp_path.parent / f"{tmp_path.name}_result", batchsize=2,
+                       progress=False)
+    sizes = {p.name: p.stat().st_size for p in result.output_dir.iterdir()}
+    assert sizes == {"000000037777_0.bin": 139712, "000000037777_1.bin": 2829168,
+                     "000000397133_0.bin": 139712, "000000397133_1.bin": 2829168}
