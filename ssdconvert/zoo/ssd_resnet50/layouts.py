@@ -57,17 +57,15 @@ def _strip_amp_wrapper(state: dict) -> dict:
 def to_native_layout(state: dict) -> dict:
     """Map an NVIDIA SSD-ResNet50 state_dict (plain or `module.1.`-wrapped) onto the native keys."""
     state = _strip_amp_wrapper(state)
-    if any(k.startswith(NATIVE_PREFIXES) for k in state):
-        return state
+    if any(k.startswith(("mbox.", "model.0.", "model.layer1.")) for k in state):  # before: both have additional_blocks.*
+        raise CheckpointError(
+            "this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); use --model ssd-resnet34"
+        )
     if is_torchvision_resnet(state):
         raise CheckpointError(
             "this file is a torchvision ResNet backbone, not an SSD checkpoint; pass it with --backbone"
         )
-    if any(k.startswith(("mbox.", "model.0.", "model.layer1.")) for k in state):
-        raise CheckpointError(
-            "this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); use --model ssd-resnet34"
-        )
-    return state  # unknown layout: strict loading reports the differences, grouped
+    return state  # native, or unknown: strict loading then reports the differences, grouped
 
 
 def backbone_to_native(state: dict) -> dict:
