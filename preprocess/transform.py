@@ -21,7 +21,7 @@ from preprocess.spec import ImageTransform
 
 DTYPES = tuple(DTYPE_SIZES)  # float32, float16, uint8
 RESIZERS = {"pil_bilinear": Image.Resampling.BILINEAR}
-CHANNEL_ORDERS = {"RGB": (0, 1, 2), "BGR": (2, 1, 0)}
+CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Transformer:
         self.format = tensor_format(transform, dtype)
         self.size = (transform.width, transform.height)  # PIL order
         self.resample = RESIZERS[transform.resize]
-        self.order = CHANNEL_ORDERS[transform.channel_order]
+        self.bgr = transform.channel_order == "BGR"
         self.divisor = _exact_divisor(transform.scale)
         self.scale = np.float32(transform.scale)
         # torchvision Normalize converts mean/std to the tensor's dtype (float32) first
@@ -103,10 +103,12 @@ class Transformer:
     def normalise(self, resized: Image.Image) -> np.ndarray:
         """uint8 HWC pixels -> the output array (C-contiguous, in the manifest's layout and dtype)."""
         pixels = np.asarray(resized)  # (H, W, 3) uint8, RGB
+        if self.bgr:
+            pixels = pixels[..., ::-1]  # a view; the copy below makes it contiguous
         if self.format.dtype == "uint8":
-            return pixels if self.order == (0, 1, 2) else np.ascontiguousarray(pixels[..., self.order])
+            return np.ascontiguousarray(pixels)
         out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
-        np.copyto(out, pixels.transpose(2, 0, 1)[list(self.order)])  # uint8 -> float32 is exact
+        np.copyto(out, pixels.transpose(2, 0, 1))  # uint8 -> float32 is exact
         if self.divisor is not None:
             np.divide(out, np.float32(self.divisor), out=out)
         else:

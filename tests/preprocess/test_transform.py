@@ -94,6 +94,8 @@ def test_bgr_order_reverses_channels_and_statistics(images):
     bgr = dataclasses.replace(T, channel_order="BGR", mean=T.mean[::-1], std=T.std[::-1])
     got, _ = Transformer(bgr)(str(images["rgb.jpg"]))
     assert np.array_equal(got, reference_tensor(images["rgb.jpg"], T)[::-1])
+    got, _ = Transformer(bgr, "uint8")(str(images["rgb.jpg"]))
+    assert got.flags.c_contiguous and np.array_equal(got, reference_tensor(images["rgb.jpg"], T, "uint8")[..., ::-1])
 
 
 @pytest.mark.parametrize("change, message", [
