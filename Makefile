@@ -37,6 +37,15 @@ onnx: $(STAMP)
 clean:
 	rm -rf $(BUILD) .pytest_cache
 
+# Ascend .om from the exported ONNX (exports it first if missing): make om bs=16 soc=Ascend310P3
+# Extra ATC options: make om bs=16 soc=Ascend310P3 ATCFLAGS="--precision force_fp32 --aipp"
+OM       = $(BUILD)/$(subst -,_,$(model))_bs$(bs)
+ATCFLAGS ?=
+.PHONY: om
+om: $(STAMP)
+	@test -f $(ONNX) || $(MAKE) --no-print-directory onnx bs=$(bs) model=$(model) BUILD=$(BUILD)
+	$(BIN)/ssdconvert atc --model $(model) --onnx $(ONNX) --soc $(soc) --bs $(bs) --output $(OM) $(ATCFLAGS)
+
 # Inference in the ais_bench layout: make infer bs=16 [infer_model=build/x.xml] [ssd_bin=build/ssd_bin]
 # (exports the ONNX first if missing; .om -> ais_bench, .onnx -> ONNX Runtime, .xml -> OpenVINO)
 infer_model ?= $(ONNX)

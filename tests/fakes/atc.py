@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Fake Huawei `atc` (ONNX path, --mode=0) that honours the command-line contract strictly.
+
+Contract source: ../shared/reference/device_toolchains.md §1 (argument spellings and value sets,
+`--input_shape` and gears, the `_<os>_<arch>` output rule, the stdout protocol, E-codes, exit codes,
+AIPP fields). It writes a small placeholder model instead of compiling anything.
+
+Run it with an interpreter that has `onnx` (the project venv). Tests create an `atc` launcher that
+execs this file, the way the real `atc` wrapper execs `atc.bin`.
+
+What it checks (each failure prints the documented failure block and exits non-zero):
+  * every argument is `--name=value` or `--name value` with a known name, given once;
+  * `--framework=5` (the fake implements ONNX only), `--model` readable as ONNX, `--output`,
+    `--soc_version` of a known family, `--input_format`, `--precision_mode` (exclusive with
+    `--precision_mode_v2`), `--log`, `--output_type`, `--op_select_implmode`, `--host_env_os/cpu`;
+  * `--input_shape` names exist in the ONNX (else E10016), rank and fixed dims match (else
+    E10001), a dynamic ONNX dim without `--input_shape` fails with E10001;
+  * `--dynamic_batch_size`: 2..100 positive gears, `-1` only as the first dim (else E10001);
+  * `--insert_op_conf`: an `aipp_op { ... }` file with known fields in range, input format NCHW;
+  * the ONNX has one opset import (else E16005) at ai.onnx opset <= 18 (else the code-less
+    `No parser is registered for Op [ai.onnx::<v>::<op>]` line).
+
+stdout protocol: first line `ATC start working now, please wait for a moment.`, progress dots,
+a lone `...`, then `ATC run success, welcome to the next use.` (+ a W11001 warning line, exit 0)
+or `ATC run failed, Please check the detail log, Try 'atc --help' for more information`, the
+E-code line(s), an indented TraceBack block, and exit 255 (flag/parameter errors: GE status -1)
+or 1 (model errors). The E-line wording for cases the sheet does not quote is the fake's own.
+
+Output: `<output>.om` for static and gear builds; `<output>_<host_env_os>_<host_env_cpu>.om` for
+dynamic-shape builds (a bare `-1` without gears, a `lo~hi` range, or a data-dependent op such as
+NonZero in the graph). The file holds `FAKE-OM` and a JSON record of the build.
+
+Test-only knobs (environment):
+  FAKE_ATC_MODE=crash        die by SIGSEGV before printing anything
+  FAKE_ATC_MODE=hang         print the first line, then sleep for an hour (timeout tests)
+  FAKE_ATC_MODE=no-artefact  behave as success (exit 0, success line) but write no model
+  FAKE_ATC_MODE=no-verdict   exit 0 after the first line, without a verdict line
+  FAKE_ATC_MODE=fail:<CODE>  fail with <CODE> (E19999 prints the documented internal-error text)
+  FAKE_ATC_ARGV_LOG=<file>   append each call's argv as one JSON line
+  FAKE_ATC_DOTS=<n>          progress dots to print (default 3)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import sys
+import time
+
+START = "ATC start working now, please wait for a moment."
+SUCCESS = "ATC run success, welcome to the next use."
+FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more information"
+
+SOC_RE = re.compile(r"^Ascend(310|310P\d|310B\d|910|910[A-Z][A-Za-z0-9]*|910_\w+|950\w*)$")
+VALUES = {
+    "mode": {"0", "1", "3", "5", "6", "30"},
+    "framework": {"0", "1", "3", "5"},
+    "input_format": {"NCHW", "NCDHW", "ND", "NHWC", "NDHWC"},
+    "precision_mode": {"force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16",
+                       "must_keep_origin_dtype", "allow_mix_precision", "allow_mix_precision_fp16",
+                       "allow_mix_precision_bf16", "allow_fp32_to_bf16"},
+    "precision_mode_v2": {"fp16", "origin", "cube_fp16in_fp32out", "mixed_float16", "mixed_bfloat16",
+                          "mixed_hif8", "cube_hif8"},
+    "op_select_implmode": {"high_performance", "high_precision", "high_performance_for_all",
+                           "high_precision_for_all"},
+    "output_type": {"FP32", "FP16", "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "UINT64",
+                    "INT64", "DOUBLE"},
+    "log": {"debug", "info", "warning", "error", "null"},
+    "host_env_os": {"linux"},
+    "host_env_cpu": {"x86_64", "aarch64"},
+    "buffer_optimize": {"l1_optimize", "l2_optimize", "off_optimize"},
+    "op_compiler_cache_mode": {"enable", "disable", "force"},
+}
+FREE_FORM = {"model", "weight", "output", "soc_version", "input_shape", "dynamic_batch_size",
+             "dynamic_image_size", "dynamic_dims", "input_shape_range", "out_nodes", "keep_dtype",
+             "modify_mixlist", "fusion_switch_file", "insert_op_conf", "op_compiler_cache_dir",
+             "op_debug_level", "check_report", "compression_optimize_conf", "om", "json"}
+KNOWN = set(VALUES) | FREE_FORM
+PARAM_ERROR_EXIT = 255  # GE status -1 as the shell sees it
+MODEL_ERROR_EXIT = 1
+DATA_DEPENDENT_OPS = {"NonZero", "Unique"}
+
+AIPP_INT = {"related_input_rank", "src_image_size_w", "src_image_size_h", "load_start_pos_w",
+            "load_start_pos_h", "crop_size_w", "crop_size_h", "left_padding_size", "right_padding_size",
+            "top_padding_size", "bottom_padding_size", "max_src_image_size",
+            *(f"matrix_r{r}c{c}" for r in range(3) for c in range(3)),
+            *(f"output_bias_{i}" for i in range(3)), *(f"input_bias_{i}" for i in range(3)),
+            *(f"mean_chn_{i}" for i in range(4))}
+AIPP_FLOAT = {*(f"min_chn_{i}" for i in range(4)), *(f"var_reci_chn_{i}" for i in range(4)), "padding_value"}
+AIPP_BOOL = {"crop", "padding", "csc_switch", "rbuv_swap_switch", "ax_swap_switch", "support_rotation"}
+AIPP_ENUM = {"aipp_mode": {"static", "dynamic"},
+             "input_format": {"YUV420SP_U8", "XRGB8888_U8", "RGB888_U8", "YUV400_U8", "ARGB8888_U8",
+                              "YUYV_U8", "YUV422SP_U8", "AYUV444_U8", "RAW10", "RAW12", "RAW16", "RAW24"}}
+
+
+class AtcFailure(Exception):
+    def __init__(self, lines, exit_code=PARAM_ERROR_EXIT):
+        super().__init__(lines[0])
+        self.lines = lines
+        self.exit_code = exit_code
+
+
+def e10001(value, param, reason):
+    return AtcFailure([f"E10001: Value [{value}] for parameter [{param}] is invalid. Reason: {reason}"])
+
+
+def parse_argv(argv):
+    args, i = {}, 0
+    while i < len(argv):
+        item = argv[i]
+        if not item.startswith("--") or item == "--":
+            raise e10001(item, "argv", "arguments must be --name=value or --name value")
+        if "=" in item:
+            name, value = item[2:].split("=", 1)
+        else:
+            name = item[2:]
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise e10001(item, "--" + name, "the flag needs a value")
+            value = argv[i + 1]
+            i += 1
+        if name not in KNOWN:
+            raise e10001(item, "--" + name, "unknown option")
+        if name in args:
+            raise e10001(value, "--" + name, "the option is given more than once")
+        if value == "" or value != value.strip() or value.startswith('"') or value.startswith("'"):
+            raise e10001(value, "--" + name, "empty value, stray whitespace or shell quotes in the value")
+        if name in VALUES and value not in VALUES[name]:
+            raise e10001(value, "--" + name, f"valid values are {sorted(VALUES[name])}")
+        args[name] = value
+        i += 1
+    return args
+
+
+def load_onnx(path):
+    import onnx
+
+    if not os.path.isfile(path):
+        raise e10001(path, "--model", "the file does not exist")
+    try:
+        return onnx.load(path, load_external_data=False)
+    except Exception:
+        raise AtcFailure([f"E10001: Value [{path}] for parameter [--model] is invalid. "
+                          "Reason: the file cannot be parsed as ONNX."]) from None
+
+
+def graph_inputs(model):
+    inits = {i.name for i in model.graph.initializer}
+    out = {}
+    for value in model.graph.input:
+        if value.name in inits:
+            continue
+        out[value.name] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                           for d in value.type.tensor_type.shape.dim]
+    return out
+
+
+def parse_input_shape(text):
+    shapes = {}
+    for part in text.split(";"):
+        if ":" not in part:
+            raise e10001(text, "--input_shape", "expected name:d0,d1,... entries separated by ';'")
+        name, dims = part.rsplit(":", 1)
+        if not name or name in shapes:
+            raise e10001(text, "--input_shape", "empty or repeated input name")
+        parsed = []
+        for d in dims.split(",") if dims else []:
+            if re.fullmatch(r"-1|\d+", d):
+                parsed.append(int(d))
+            elif re.fullmatch(r"\d+~\d+", d):
+                lo, hi = map(int, d.split("~"))
+                if lo > hi:
+                    raise e10001(d, "--input_shape", "range low > high")
+                parsed.append(d)
+            else:
+                raise e10001(d, "--input_shape", "a dim must be an integer, -1 or lo~hi")
+        shapes[name] = parsed
+    return shapes
+
+
+def parse_gears(text):
+    if not re.fullmatch(r"\d+(,\d+)*", text):
+        raise e10001(text, "--dynamic_batch_size", "expected comma-separated positive integers")
+    gears = [int(g) for g in text.split(",")]
+    if not 2 <= len(gears) <= 100 or min(gears) < 1 or len(set(gears)) != len(gears):
+        raise e10001(text, "--dynamic_batch_size", "2 to 100 distinct positive gears are required")
+    return gears
+
+
+def check_aipp(path):
+    if not os.path.isfile(path):
+        raise e10001(path, "--insert_op_conf", "the file does not exist")
+    text = re.sub(r"#[^\n]*", "", open(path, encoding="utf-8").read())
+    blocks = re.findall(r"aipp_op\s*\{([^{}]*)\}", text)
+    rest = re.sub(r"aipp_op\s*\{[^{}]*\}", "", text).strip()
+    if not blocks or rest:
+        raise e10001(path, "--insert_op_conf", "expected one or more aipp_op { ... } blocks")
+    parsed = []
+    for block in blocks:
+        fields = {}
+        for line in block.strip().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\w+)\s*:\s*(\S+)", line)
+            if not m:
+                raise e10001(line, "--insert_op_conf", "malformed line")
+            key, value = m.groups()
+            if key in fields:
+                raise e10001(key, "--insert_op_conf", "field given twice")
+            if key in AIPP_INT:
+                if not re.fullmatch(r"-?\d+", value):
+                    raise e10001(value, key, "integer expected")
+                value = int(value)
+                if key.startswith("mean_chn") and not 0 <= value <= 255:
+                    raise e10001(value, key, "mean_chn is uint8 [0,255]")
+            elif key in AIPP_FLOAT:
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise e10001(value, key, "number expected") from None
+                if key.startswith("min_chn") and not 0 <= value <= 255:
+                    raise e10001(value, key, "min_chn is fp16 in [0,255]")
+                if key.startswith("var_reci") and not -65504 <= value <= 65504:
+                    raise e10001(value, key, "var_reci_chn is fp16")
+            elif key in AIPP_BOOL:
+                if value not in ("true", "false"):
+                    raise e10001(value, key, "true or false expected")
+                value = value == "true"
+            elif key in AIPP_ENUM:
+                if value not in AIPP_ENUM[key]:
+                    raise e10001(value, key, f"valid values are {sorted(AIPP_ENUM[key])}")
+            else:
+                raise e10001(key, "--insert_op_conf", "unknown AIPP field")
+            fields[key] = value
+        if "aipp_mode" not in fields or (fields["aipp_mode"] == "static" and "input_format" not in fields):
+            raise e10001(path, "--insert_op_conf", "aipp_mode and input_format are required")
+        for size in ("src_image_size_w", "src_image_size_h"):
+            if size in fields and fields[size] != 0 and not 1 <= fields[size] <= 4096:
+                raise e10001(fields[size], size, "out of range")
+        parsed.append(fields)
+    return parsed
+
+
+def build(argv):
+    args = parse_argv(argv)
+    if args.get("mode", "0") != "0":
+        raise e10001(args["mode"], "--mode", "this fake implements --mode=0 only")
+    for required in ("framework", "model", "output", "soc_version"):
+        if required not in args:
+            raise e10001("", "--" + required, "the option is required")
+    if args["framework"] != "5":
+        raise e10001(args["framework"], "--framework", "this fake implements ONNX (--framework=5) only")
+    if not SOC_RE.match(args["soc_version"]):
+        raise e10001(args["soc_version"], "--soc_version", "unsupported soc version; see npu-smi info")
+    if "precision_mode" in args and "precision_mode_v2" in args:
+        raise e10001(args["precision_mode_v2"], "--precision_mode_v2", "cannot be used with --precision_mode")
+    fmt = args.get("input_format", "NCHW")
+    if fmt not in ("NCHW", "NCDHW", "ND"):
+        raise e10001(fmt, "--input_format", "ONNX models take NCHW, NCDHW or ND")
+    for name in ("dynamic_image_size", "dynamic_dims", "input_shape_range"):
+        if name in args:
+            raise e10001(args[name], "--" + name, "not modelled by this fake")
+    out = args["output"]
+    if not re.fullmatch(r"[\w.\-/]+", out):
+        raise e10001(out, "--output", "only letters, digits, '_', '-' and '.' are allowed")
+
+    model = load_onnx(args["model"])
+    inputs = graph_inputs(model)
+    if len(model.opset_import) > 1:
+        raise AtcFailure([f"E16005: The model has [{len(model.opset_import)}] [--domain_version] fields, "
+                          "but only one is allowed."], MODEL_ERROR_EXIT)
+    opset = model.opset_import[0].version if model.opset_import else 0
+    if opset > 18:
+        op = model.graph.node[0].op_type if model.graph.node else "Identity"
+        raise AtcFailure([f"No parser is registered for Op [ai.onnx::{opset}::{op}]"], MODEL_ERROR_EXIT)
+
+    shapes = parse_input_shape(args["input_shape"]) if "input_shape" in args else {}
+    for name in shapes:
+        if name not in inputs:
+            raise AtcFailure([f"E10016: Opname [{name}] specified in [--input_shape] is not found in the model, "
+                              "confirm whether this node name exists, or node is not split with the specified "
+                              "delimiter ';'"])
+    gears = parse_gears(args["dynamic_batch_size"]) if "dynamic_batch_size" in args else None
+    dynamic_shape = False
+    final = {}
+    for name, dims in inputs.items():
+        given = shapes.get(name)
+        if given is None:
+            if -1 in dims:
+                raise e10001(-1, name, "maybe you should set input_shape to specify its shape.")
+            final[name] = dims
+            continue
+        if len(given) != len(dims):
+            raise e10001(args["input_shape"], "--input_shape", f"input [{name}] has rank {len(dims)}")
+        for axis, (g, d) in enumerate(zip(given, dims)):
+            if d != -1 and g != d and g != -1 and not isinstance(g, str):
+                raise e10001(args["input_shape"], "--input_shape",
+                             f"dim {axis} of [{name}] is {d} in the model, not {g}")
+        if gears is not None:
+            if given[0] != -1 or any(g == -1 for g in given[1:]):
+                raise e10001(args["input_shape"], "--input_shape",
+                             "with --dynamic_batch_size the -1 must be the first dim only")
+        elif any(g == -1 or isinstance(g, str) for g in given):
+            dynamic_shape = True  # bare -1 or lo~hi: a dynamic-shape (not gear) graph
+        final[name] = given
+    if gears is not None and not any(dims and dims[0] == -1 for dims in final.values()):
+        raise e10001(args["dynamic_batch_size"], "--dynamic_batch_size", "no input has a -1 batch dim")
+    if any(node.op_type in DATA_DEPENDENT_OPS for node in model.graph.node):
+        dynamic_shape = True  # unknown-shape partitions need host op libraries in the model
+
+    aipp = None
+    if "insert_op_conf" in args:
+        if fmt not in ("NCHW", "NHWC"):
+            raise e10001(fmt, "--input_format", "--insert_op_conf needs NCHW or NHWC")
+        aipp = check_aipp(args["insert_op_conf"])
+
+    target = out[:-3] if out.endswith(".om") else out
+    if dynamic_shape:
+        target += f"_{args.get('host_env_os', 'linux')}_{args.get('host_env_cpu', platform.machine())}"
+    return target + ".om", {"argv": argv, "soc_version": args["soc_version"], "input_shape": final,
+                            "dynamic_batch_size": gears, "precision_mode": args.get("precision_mode", "force_fp16"),
+                            "aipp": aipp, "dynamic_shape": dynamic_shape}
+
+
+def main(argv):
+    log = os.environ.get("FAKE_ATC_ARGV_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(argv) + "\n")
+    mode = os.environ.get("FAKE_ATC_MODE", "")
+    if mode == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if argv in (["--help"], ["-h"]):
+        print("usage: atc <args>\n  --framework=5 --model=<onnx> --output=<name> --soc_version=<soc> ...")
+        return 0
+    print(START, flush=True)
+    if mode == "hang":
+        time.sleep(3600)
+    if mode == "no-verdict":
+        return 0
+    for _ in range(int(os.environ.get("FAKE_ATC_DOTS", "3"))):
+        print(".", end="", flush=True)
+        time.sleep(0.01)
+    print("\n...", flush=True)
+    try:
+        if mode.startswith("fail:"):
+            code = mode.split(":", 1)[1]
+            if code == "E19999":
+                raise AtcFailure(["E19999: Internal Error!", "        An unknown error occurred. Please check the log."],
+                                 MODEL_ERROR_EXIT)
+            raise AtcFailure([f"{code}: forced failure (FAKE_ATC_MODE)"], MODEL_ERROR_EXIT)
+        target, record = build(argv)
+    except AtcFailure as failure:
+        print(FAILED)
+        for line in failure.lines:
+            print(line)
+        print("        TraceBack (most recent call last):")
+        print("        [fake] no trace available")
+        return failure.exit_code
+    if mode != "no-artefact":
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(b"FAKE-OM\n" + json.dumps(record).encode() + b"\n")
+    print(SUCCESS)
+    print("W11001: Op [Slice_29] does not hit the high-priority operator information library, "
+          "which might result in compromised performance.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
