@@ -1,0 +1,70 @@
+"""Stage results keyed by a fingerprint of their inputs, so a re-run reuses finished stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ssdconvert.fileio import write_json
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline_state.json"
+
+
+def file_fingerprint(path: str | Path) -> dict:
+    """Cheap identity of a file: resolved path, size and modification time."""
+    path = Path(path)
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def fingerprint(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageResult:
+    """What one stage did: its key figure in one line, details for the report, and its outputs."""
+
+    name: str
+    key: str
+    seconds: float
+    figure: str
+    data: dict = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    reused: bool = False
+    skipped: bool = False
+
+
+class StageCache:
+    """Persists StageResults in <workdir>/pipeline_state.json."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / STATE_FILE
+        try:
+            self.records: dict[str, dict] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.records = {}
+
+    def run(self, name: str, inputs: dict, fn: Callable[[], tuple[str, dict, list[Path]]]) -> StageResult:
+        """Reuse the stored result if `inputs` are unchanged and its outputs exist; else run `fn`.
+
+        `fn` returns (one-line figure, report data, output paths).
+        """
+        key = fingerprint(inputs)
+        record = self.records.get(name)
+        if record and record["key"] == key and all(Path(p).exists() for p in record["outputs"]):
+            log.info("%s: inputs unchanged, reusing %s", name, ", ".join(record["outputs"][:2]))
+            return StageResult(**{**record, "reused": True})
+        started = time.perf_counter()
+        figure, data, outputs = fn()
+        result = StageResult(name, key, time.perf_counter() - started, figure, data, [str(p) for p in outputs])
+        self.records[name] = {k: v for k, v in asdict(result).items() if k not in ("reused", "skipped")}
+        write_json(self.path, self.records)
+        return result
