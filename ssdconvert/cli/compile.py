@@ -109,8 +109,9 @@ def _int_list(text: str, option: str) -> list[int]:
               help="Static batch size [default: the batch the ONNX was exported at].")
 @click.option("--dynamic-bs", metavar="1,4,8,16", default=None,
               help="Batch gears instead of --bs: one .om that runs at each listed batch (2-100 gears).")
-@click.option("--precision", type=click.Choice(PRECISION_MODES), default=None,
-              help="ATC --precision_mode [default: ATC's own, force_fp16].")
+@click.option("--precision", type=click.Choice(PRECISION_MODES), default=None, metavar="MODE",
+              help="ATC --precision_mode: force_fp32, must_keep_origin_dtype, allow_fp32_to_fp16, "
+                   "allow_mix_precision, force_fp16, ... [default: ATC's own, force_fp16].")
 @click.option("--aipp", is_flag=True,
               help="Normalise on the device: uint8 RGB HWC input (pairs with `preprocess --dtype uint8`).")
 @click.option("--output", "-o", default=None,

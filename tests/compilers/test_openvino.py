@@ -98,7 +98,7 @@ def test_fp16_weights(exported_onnx, ir_dir, fp32_dynamic, reference):
     assert result.artefacts[1].stat().st_size < 0.6 * fp32_bin
     x, ref = reference(1)
     for r, g in zip(ref, _ov(result.primary, x)):
-        assert np.abs(r - g).max() <= 5e-2 * max(1.0, float(np.abs(r).max()))  # FP16 weights, FP32 compute
+        assert np.abs(r - g).max() <= 1e-2  # FP16 weights, FP32 compute (measured ~2e-3)
 
 
 def test_ovc_failure_is_one_line(onnx_factory, tmp_path):
