@@ -1,37 +1,70 @@
-"""`ssdconvert run`: the whole pipeline in one work directory."""
+"""`ssdconvert run`: the whole pipeline in one work directory, with a report."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from ssdconvert.cli.options import model_option, weights_options
-from ssdconvert.cli.output import format_table
+
+
+def _int_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got '{value}'") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter("batch sizes must be positive integers")
+    return sizes
+
+
+def _names(ctx, param, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 @click.command("run")
 @model_option
 @weights_options
+@click.option("--coco", type=click.Path(file_okay=False, exists=True), default=None,
+              help="COCO root with annotations/instances_val2017.json and val2017/ [default: synthetic data].")
+@click.option("--images", default=24, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic images to generate when no --coco is given.")
+@click.option("--backends", default="onnxruntime,openvino,atc", show_default=True, callback=_names,
+              help="Backends to compile, run, evaluate and benchmark; those whose tools are missing are skipped.")
+@click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
+@click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=_int_list,
+              help="Batch sizes for the sweep; the largest is also the inference batch.")
+@click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds per batch size in the sweep.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
-              help="Where every stage writes its outputs.")
-@click.option("--images", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Synthetic images to generate.")
-@click.option("--bs", default=4, show_default=True, type=click.IntRange(min=1), help="Batch size to validate.")
-def run(model_name, checkpoint, backbone, trust_checkpoint, seed, workdir, images, bs):
-    """Run every stage on the embedded synthetic data and print a short report.
+              help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
+def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
+        bench_duration, workers, workdir):
+    """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
+
+    Writes report.md, report.json and throughput.png into the work dir and prints the report.
+    Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
+    random weights (the report says the mAP is then meaningless).
 
     \b
-    Example:
+    Examples:
       ssdconvert run --workdir build/demo
+      ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
+          --backends onnxruntime,atc --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
     """
-    from ssdconvert.pipeline import run_pipeline
+    from ssdconvert.pipeline import RunConfig, run_pipeline
+    from ssdconvert.pipeline.report import write_report
 
-    report = run_pipeline(workdir, model_name=model_name, checkpoint=checkpoint, backbone=backbone,
-                          trust=trust_checkpoint, images=images, bs=bs)
-    click.echo(format_table(["stage", "seconds", "result"],
-                            [(s.name, f"{s.seconds:.1f}", s.figure) for s in report.stages]))
-    for note in report.notes:
-        click.echo(note)
-    click.echo(f"outputs in {report.workdir}")
+    cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
+                    trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
+                    backends=backends, soc=soc, batch_sizes=batch_sizes, bench_duration=bench_duration,
+                    workers=workers)
+    report = run_pipeline(cfg, say=lambda line: click.echo(line, err=True))
+    md, js, text = write_report(report, cfg.workdir)
+    click.echo(text)
+    click.echo(f"report: {md} and {js}")
 
 
 COMMANDS = [run]

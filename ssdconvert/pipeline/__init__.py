@@ -1,48 +1,226 @@
-"""The main job: every stage in order inside one work directory, with a short report."""
+"""The main job: every stage in order inside one work directory, then one report.
+
+data -> prepare-json -> preprocess -> export (+validation) -> per backend: compile -> infer ->
+eval -> bench. Each stage is keyed by a fingerprint of its inputs (StageCache), so a re-run
+reuses what is finished and an interrupted run continues where it stopped.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from ssdconvert.errors import SsdConvertError
+from ssdconvert.pipeline.backends import BACKENDS, backend
+from ssdconvert.pipeline.cache import StageCache, StageResult, file_fingerprint
+
+log = logging.getLogger(__name__)
+
+ANNOTATIONS = Path("annotations") / "instances_val2017.json"
+IMAGES = "val2017"
+BBOX_ONLY = "bbox_only_instances_val2017.json"
 
 
 @dataclass
-class StageRecord:
-    name: str
-    seconds: float
-    figure: str
+class RunConfig:
+    workdir: Path
+    model_name: str = "ssd-resnet34"
+    checkpoint: str | None = None
+    backbone: str | None = None
+    trust: bool = False
+    seed: int = 0
+    coco: Path | None = None  # <coco>/annotations/instances_val2017.json and <coco>/val2017/
+    images: int = 24  # synthetic images when no --coco
+    backends: tuple[str, ...] = BACKENDS
+    soc: str = "Ascend310P3"
+    batch_sizes: tuple[int, ...] = (1, 8, 16)
+    bench_duration: float = 2.0
+    workers: int | None = None
+
+    @property
+    def infer_batch(self) -> int:
+        return max(self.batch_sizes)
 
 
 @dataclass
 class PipelineReport:
-    workdir: Path
-    stages: list[StageRecord] = field(default_factory=list)
+    config: dict
+    stages: list[StageResult] = field(default_factory=list)
+    random_weights: bool = True
     notes: list[str] = field(default_factory=list)
 
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.name == name), None)
 
-def run_pipeline(workdir: str | Path, *, model_name: str = "ssd-resnet34", checkpoint=None, backbone=None,
-                 trust: bool = False, images: int = 16, bs: int = 4) -> PipelineReport:
-    """synth data -> export + validation (later stages are added as they land)."""
-    from ssdconvert.checkpoints import build_model
-    from ssdconvert.export import export_onnx
-    from ssdconvert.synth import generate
+
+Say = Callable[[str], None]
+
+
+def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
+    """Run (or reuse) every stage for `cfg`; returns the report data (see pipeline.report)."""
     from ssdconvert.zoo import get_spec
 
-    workdir = Path(workdir)
-    report = PipelineReport(workdir)
-    spec = get_spec(model_name)
+    unknown = [b for b in cfg.backends if b not in BACKENDS]
+    if unknown:
+        raise SsdConvertError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    spec = get_spec(cfg.model_name)
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(workdir)
+    report = PipelineReport(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                            random_weights=cfg.checkpoint is None)
 
-    started = time.perf_counter()
-    data = generate(workdir / "data", images=images, overwrite=True)
-    report.stages.append(StageRecord("synth", time.perf_counter() - started,
-                                     f"{data.images} images, {data.annotations} boxes"))
+    def stage(name: str, inputs: dict, fn) -> StageResult:
+        if cache.lookup(name, inputs) is None:
+            say(f"[{name}] running ...")
+        result = cache.run(name, inputs, fn)
+        report.stages.append(result)
+        say(f"[{name}] {'reused (inputs unchanged)' if result.reused else f'{result.seconds:.1f} s'}: {result.figure}")
+        return result
 
-    started = time.perf_counter()
-    model, weights = build_model(spec, checkpoint, backbone=backbone, trust=trust)
-    result = export_onnx(model, spec, workdir / f"{spec.name.replace('-', '_')}.onnx", weights=weights, batch=bs)
-    report.stages.append(StageRecord("export", time.perf_counter() - started,
-                                     f"{result.onnx_path.name}, max abs diff vs PyTorch "
-                                     f"{result.validation.max_abs:.2g} (bs 1 and {bs})"))
-    report.notes.append(f"weights: {weights.label()}")
+    data = stage("data", _data_inputs(cfg), lambda: _data(cfg, workdir))
+    annotation, image_dir = Path(data.data["annotation"]), Path(data.data["images"])
+    prep = stage("prepare-json", {"annotation": file_fingerprint(annotation), "data": data.key},
+                 lambda: _prepare_json(annotation, workdir / "annotations" / BBOX_ONLY))
+    pre = stage("preprocess", {"annotation": prep.key, "images": str(image_dir), "model": spec.name,
+                               "transform": asdict(spec.transform)},
+                lambda: _preprocess(spec, Path(prep.outputs[0]), image_dir, workdir / "ssd_bin", cfg.workers))
+    exp = stage("export", _export_inputs(cfg), lambda: _export(cfg, spec, workdir))
+    onnx = Path(exp.outputs[0])
+
+    for name in cfg.backends:
+        _run_backend(cfg, spec, name, onnx, exp.key, pre, workdir, stage, report, say)
     return report
+
+
+def _run_backend(cfg, spec, name, onnx, export_key, pre, workdir, stage, report, say) -> None:
+    target = backend(name)
+    missing = target.missing_tool()
+    if missing:
+        note = f"{name} skipped: {missing}"
+        report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True))
+        say(f"[compile:{name}] {note}")
+        return
+    try:
+        comp = stage(f"compile:{name}", {"onnx": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
+                     lambda: _compile(target, onnx, workdir, cfg))
+        model = Path(comp.outputs[0])
+        inf = stage(f"infer:{name}", {"model": comp.key, "inputs": pre.key, "batch": cfg.infer_batch},
+                    lambda: _infer(model, target.runner, Path(pre.outputs[0]), workdir / "results" / name,
+                                   cfg.infer_batch))
+        stage(f"eval:{name}", {"results": inf.key, "model": spec.name},
+              lambda: _eval(Path(inf.outputs[0]), spec.name, workdir / "eval" / name, report.random_weights))
+        bench_model = onnx if name == "atc" else model  # ATC builds one static .om per batch size
+        stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
+              lambda: _bench(bench_model, target.runner, cfg, spec, workdir / "bench", name))
+    except SsdConvertError as exc:
+        failed = next(s for s in ("compile", "infer", "eval", "bench") if report.stage(f"{s}:{name}") is None)
+        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True))
+        say(f"[{failed}:{name}] FAILED: {exc}")
+
+
+# -- stage bodies: each returns (one-line figure, report data, output paths) ----------------------
+
+def _data_inputs(cfg: RunConfig) -> dict:
+    from ssdconvert import __version__
+
+    if cfg.coco is None:
+        return {"synthetic": True, "images": cfg.images, "seed": cfg.seed, "ssdconvert": __version__}
+    root = Path(cfg.coco)
+    return {"coco": str(root.resolve()), "annotation": file_fingerprint(root / ANNOTATIONS)
+            if (root / ANNOTATIONS).is_file() else None}
+
+
+def _data(cfg: RunConfig, workdir: Path):
+    if cfg.coco is None:
+        from ssdconvert.synth import generate
+
+        ds = generate(workdir / "data", images=cfg.images, seed=cfg.seed, overwrite=True)
+        figure = f"synthetic COCO: {ds.images} images ({ds.annotated_images} annotated), {ds.annotations} boxes"
+        return figure, {"annotation": str(ds.annotation_file), "images": str(ds.image_dir)}, [ds.annotation_file]
+    root = Path(cfg.coco)
+    annotation, images = root / ANNOTATIONS, root / IMAGES
+    if not annotation.is_file() or not images.is_dir():
+        raise SsdConvertError(f"--coco {root} must contain {ANNOTATIONS} and {IMAGES}/")
+    return f"COCO at {root}", {"annotation": str(annotation), "images": str(images)}, [annotation]
+
+
+def _prepare_json(annotation: Path, target: Path):
+    from preprocess.prepare_json import prepare_json
+
+    s = prepare_json(annotation, target, keep_keys=True)
+    return (f"{target.name}: {s.images} images, {s.annotations} annotations (--keep-keys: S/M/L AP meaningless)",
+            {"images": s.images, "annotations": s.annotations}, [target])
+
+
+def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int | None):
+    from preprocess.run import preprocess_dataset
+
+    s = preprocess_dataset(annotation, images, save, spec.transform, model=spec.name, input_name=spec.input.name,
+                           workers=workers, progress=False)
+    if s.failed:
+        raise SsdConvertError(f"preprocess failed for {s.failed} image(s); see {s.manifest_path}")
+    return (f"{s.images} input tensors ({s.skipped_without_annotations} images without annotations skipped)",
+            {"images": s.images, "skipped": s.skipped_without_annotations}, [save, s.manifest_path])
+
+
+def _export_inputs(cfg: RunConfig) -> dict:
+    from ssdconvert import __version__
+    from ssdconvert.checkpoints import sha256_of
+
+    return {"model": cfg.model_name, "seed": cfg.seed, "bs": cfg.infer_batch, "ssdconvert": __version__,
+            "checkpoint": sha256_of(cfg.checkpoint) if cfg.checkpoint else None,
+            "backbone": sha256_of(cfg.backbone) if cfg.backbone else None}
+
+
+def _export(cfg: RunConfig, spec, workdir: Path):
+    from ssdconvert.checkpoints import build_model
+    from ssdconvert.export import export_onnx
+
+    model, weights = build_model(spec, cfg.checkpoint, backbone=cfg.backbone, trust=cfg.trust, seed=cfg.seed)
+    r = export_onnx(model, spec, workdir / f"{spec.name.replace('-', '_')}.onnx", weights=weights,
+                    batch=cfg.infer_batch)
+    figure = f"{r.onnx_path.name}: max abs diff vs PyTorch {r.validation.max_abs:.2g} (bs 1 and {cfg.infer_batch})"
+    return figure, {"max_abs_diff": r.validation.max_abs, "weights": weights.label()}, [r.onnx_path]
+
+
+def _compile(target, onnx: Path, workdir: Path, cfg: RunConfig):
+    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, atc_tool=None)
+    what = "uses the ONNX directly" if target.name == "onnxruntime" else f"built {artefacts[0].name}"
+    return what, {"artefacts": [str(a) for a in artefacts]}, artefacts
+
+
+def _infer(model: Path, runner: str, inputs: Path, output: Path, batch: int):
+    from ssdconvert.infer import run_infer
+
+    r = run_infer(model, inputs, output, backend=runner, batchsize=batch, progress=False)
+    figure = (f"{r.files} images at batch {r.batch}: {r.throughput:.1f} samples/s compute, "
+              f"{r.end_to_end_throughput:.1f} end to end")
+    return figure, {"throughput": r.throughput, "files": r.files}, [r.output_dir, r.summary_path]
+
+
+def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
+    from ssdconvert.evaluation import evaluate_results
+    from ssdconvert.fileio import write_json
+
+    r = evaluate_results(results, model_name=model_name, detections_path=out / "detections.json")
+    report_path = write_json(out / "eval.json", r.to_dict())
+    label = " (random weights: meaningless)" if random_weights else ""
+    return (f"AP@[.5:.95] {r.ap:.4f}{label} on {r.images} images, {r.detections} detections",
+            {"stats": r.stats, "images": r.images}, [report_path])
+
+
+def _bench(model: Path, runner: str, cfg: RunConfig, spec, out: Path, name: str):
+    from ssdconvert.bench import run_bench
+
+    r = run_bench(model, backend=runner, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration,
+                  soc=cfg.soc if runner == "ais_bench" else None, output_dir=out, name=name,
+                  flops_per_image=spec.flops_per_image)
+    rows = {row.batch_size: row.throughput for row in r.ok_rows}
+    best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
+    figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"
+    if r.stopped_early:
+        figure += f"; stopped early: {r.failure}"
+    return figure, {"throughput": rows, "label": r.label, "outputs": r.outputs}, [Path(p) for p in r.outputs.values()]

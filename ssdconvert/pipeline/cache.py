@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ssdconvert.fileio import write_json
-
-log = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline_state.json"
 
@@ -52,16 +49,22 @@ class StageCache:
         except (OSError, ValueError):
             self.records = {}
 
+    def lookup(self, name: str, inputs: dict) -> StageResult | None:
+        """The stored result of `name` if its inputs are unchanged and its outputs still exist."""
+        record = self.records.get(name)
+        if record and record["key"] == fingerprint(inputs) and all(Path(p).exists() for p in record["outputs"]):
+            return StageResult(**{**record, "reused": True})
+        return None
+
     def run(self, name: str, inputs: dict, fn: Callable[[], tuple[str, dict, list[Path]]]) -> StageResult:
         """Reuse the stored result if `inputs` are unchanged and its outputs exist; else run `fn`.
 
         `fn` returns (one-line figure, report data, output paths).
         """
+        reused = self.lookup(name, inputs)
+        if reused is not None:
+            return reused
         key = fingerprint(inputs)
-        record = self.records.get(name)
-        if record and record["key"] == key and all(Path(p).exists() for p in record["outputs"]):
-            log.info("%s: inputs unchanged, reusing %s", name, ", ".join(record["outputs"][:2]))
-            return StageResult(**{**record, "reused": True})
         started = time.perf_counter()
         figure, data, outputs = fn()
         result = StageResult(name, key, time.perf_counter() - started, figure, data, [str(p) for p in outputs])

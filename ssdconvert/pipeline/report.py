@@ -1,0 +1,108 @@
+"""report.md + report.json (+ throughput.png) for `ssdconvert run`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ssdconvert.bench import THROUGHPUT_DEFINITION
+from ssdconvert.cli.output import markdown_table
+from ssdconvert.fileio import atomic_path, write_json
+from ssdconvert.pipeline import PipelineReport
+from ssdconvert.pipeline.backends import REFERENCE_BACKEND
+
+AP_GATE = 0.002  # max |AP@[.5:.95] - ONNX Runtime FP32 AP| before a backend is flagged
+
+
+def accuracy_rows(report: PipelineReport) -> list[dict]:
+    """Per backend: AP, AP50, difference from the ONNX Runtime FP32 AP, and the gate verdict."""
+    results = {s.name.split(":", 1)[1]: s.data["stats"] for s in report.stages
+               if s.name.startswith("eval:") and not s.skipped}
+    reference = results.get(REFERENCE_BACKEND, {}).get("AP")
+    rows = []
+    for name, stats in results.items():
+        delta = None if reference is None else stats["AP"] - reference
+        gate = "n/a" if delta is None else ("ok" if abs(delta) <= AP_GATE else "FLAGGED")
+        rows.append({"backend": name, "AP": stats["AP"], "AP50": stats["AP50"], "delta_vs_onnxruntime": delta,
+                     "gate": gate})
+    return rows
+
+
+def throughput_by_backend(report: PipelineReport) -> dict[str, dict[int, float]]:
+    return {s.name.split(":", 1)[1]: {int(b): t for b, t in s.data["throughput"].items()}
+            for s in report.stages if s.name.startswith("bench:") and not s.skipped}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(report: PipelineReport, plot: Path | None) -> str:
+    label = " (random weights: meaningless)" if report.random_weights else ""
+    lines = ["# ssdconvert run report", "", f"Model: `{report.config['model_name']}`; work dir "
+             f"`{report.config['workdir']}`.", ""]
+    if report.random_weights:
+        lines += ["**Weights are seeded random (no --checkpoint): every accuracy figure below is meaningless; "
+                  "it only proves that the pipeline runs and that backends agree.**", ""]
+    lines += ["## Stages", "", markdown_table(
+        ["stage", "status", "seconds", "result"],
+        [(s.name, "skipped" if s.skipped else ("reused" if s.reused else "ran"), f"{s.seconds:.1f}", s.figure)
+         for s in report.stages]), ""]
+    acc = accuracy_rows(report)
+    if acc:
+        lines += ["## Accuracy (COCO AP@[.5:.95])", "", f"Gate: |AP − ONNX Runtime FP32 AP| ≤ {AP_GATE}.", "",
+                  markdown_table(["backend", "AP@[.5:.95]", "AP50", "Δ vs onnxruntime", "gate"],
+                                 [(r["backend"], f"{r['AP']:.4f}{label}", f"{r['AP50']:.4f}",
+                                   _fmt(r["delta_vs_onnxruntime"], "+.4f"), r["gate"]) for r in acc]), ""]
+    tput = throughput_by_backend(report)
+    if tput:
+        sizes = sorted({b for rows in tput.values() for b in rows})
+        lines += ["## Throughput (samples/s)", "", f"Definition: {THROUGHPUT_DEFINITION}", "",
+                  markdown_table(["batch size", *tput], [(b, *(_fmt(tput[n].get(b), ".1f") for n in tput))
+                                                         for b in sizes]), ""]
+        if plot:
+            lines += [f"![throughput]({plot.name})", ""]
+    if report.notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
+    return "\n".join(lines)
+
+
+def plot_throughput(tput: dict[str, dict[int, float]], target: Path) -> Path | None:
+    if not tput:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in tput.items():
+        sizes = sorted(rows)
+        ax.plot(sizes, [rows[b] for b in sizes], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples/s (compute only)")
+    ax.set_title("Throughput per backend")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return target
+
+
+def write_report(report: PipelineReport, workdir: Path) -> tuple[Path, Path, str]:
+    """Write report.md, report.json and throughput.png into `workdir`; return paths and the markdown."""
+    plot = plot_throughput(throughput_by_backend(report), workdir / "throughput.png")
+    text = markdown(report, plot)
+    md = workdir / "report.md"
+    with atomic_path(md) as tmp:
+        tmp.write_text(text)
+    data = {"schema": "ssdconvert.run", "version": 1, "config": report.config,
+            "random_weights": report.random_weights, "ap_gate": AP_GATE,
+            "stages": [asdict(s) for s in report.stages], "accuracy": accuracy_rows(report),
+            "throughput_definition": THROUGHPUT_DEFINITION,
+            "throughput": {k: {str(b): t for b, t in v.items()} for k, v in throughput_by_backend(report).items()},
+            "plot": str(plot) if plot else None, "notes": report.notes}
+    return md, write_json(workdir / "report.json", data), text
