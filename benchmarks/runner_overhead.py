@@ -1,17 +1,17 @@
 """Runner overhead and efficiency against this machine's FP32 matmul peak, measured side by side.
 
-For each batch size, in interleaved rounds (so background load hits every method alike):
+For each batch size, in cycles of one call per method back to back (so background load hits every
+method alike):
   * ort bare      : a bare `onnxruntime.InferenceSession.run` loop (session defaults)
   * ort runner    : ssdconvert's OnnxRuntimeRunner.infer loop on the same model and batch
   * ov bare       : a bare OpenVINO `InferRequest.infer` loop (LATENCY hint, f32 precision)
   * ov runner     : ssdconvert's OpenVinoRunner.infer loop
   * torch eager   : the PyTorch model itself under inference_mode (reference)
 and the FP32 matmul peak (best of numpy/OpenBLAS and torch sgemm, 1024..4096) measured before and
-after the batches. Efficiency = FLOPs/image x images/s / peak. Runner throughput is reported two
-ways: compute (1000 x batch / mean time of the runtime call, what `infer`/`bench` report) and wall
-(images / wall time of the whole Python loop). Every number is best-of-rounds.
+between and after the batch sizes. Efficiency = FLOPs/image x images/s / peak, from the fastest
+call (the least disturbed one on a shared machine); medians are reported too.
 
-    .venv/bin/python benchmarks/runner_overhead.py --bs 1,8,32 --seconds 5 --rounds 2
+    .venv/bin/python benchmarks/runner_overhead.py --bs 1,8,32 --seconds 20
 
 Writes benchmarks/results/runner_overhead.{md,json}.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -109,8 +110,8 @@ def make_methods(onnx: Path, bs: int, x: np.ndarray, torch_model):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bs", default="1,8,32")
-    p.add_argument("--seconds", type=float, default=5.0, help="per method per round (at least 2 runs)")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=20.0, help="time budget per batch size")
+    p.add_argument("--min-cycles", type=int, default=3, help="at least this many calls of every method")
     p.add_argument("--onnx", type=Path, default=ROOT / "build" / "bench" / "ssd_resnet34_dynamic.onnx")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -129,71 +130,88 @@ def main(argv=None) -> int:
     peak_before = matmul_peak()
     print(f"FP32 matmul peak: {peak_before['gflops']:.1f} GFLOP/s", flush=True)
 
-    results = []
+    results, peaks = [], [peak_before["gflops"]]
     for bs in sizes:
         x = np.random.default_rng(bs).standard_normal((bs, 3, 300, 300)).astype(np.float32)
         methods = make_methods(onnx, bs, x, torch_model)
         for fn, _ in methods.values():  # warm-up
             fn()
-        best: dict[str, dict] = {}
-        for rnd in range(args.rounds):
+        for _, runner in methods.values():
+            if runner is not None:
+                runner.reset_timing()
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        compute: dict[str, list[float]] = {name: [] for name in methods}
+        started, cycles = time.perf_counter(), 0
+        # One call per method per cycle, methods back to back: background load hits each alike,
+        # and consecutive calls of bare and runner form pairs.
+        while cycles < args.min_cycles or time.perf_counter() - started < args.seconds:
             for name, (fn, runner) in methods.items():
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
                 if runner is not None:
-                    runner.reset_timing()
-                iters, wall = loop(fn, args.seconds)
-                wall_ips = bs * iters / wall
-                compute_ips = 1000.0 * bs / float(np.mean(runner.compute_ms)) if runner is not None else None
-                rec = best.setdefault(name, {"wall": 0.0, "compute": None, "iters": 0})
-                rec["wall"] = max(rec["wall"], wall_ips)
-                if compute_ips is not None:
-                    rec["compute"] = max(rec["compute"] or 0.0, compute_ips)
-                rec["iters"] += iters
-                print(f"bs {bs} round {rnd + 1} {name:12s} {wall_ips:7.3f} img/s wall"
-                      + (f", {compute_ips:7.3f} compute" if compute_ips else ""), flush=True)
-        for name, rec in best.items():
-            results.append({"batch_size": bs, "method": name, "wall_images_per_s": rec["wall"],
-                            "compute_images_per_s": rec["compute"], "runs": rec["iters"]})
+                    compute[name].append(runner.last_compute_ms / 1e3)
+            cycles += 1
+            print(f"bs {bs} cycle {cycles}: " + ", ".join(f"{n} {bs / times[n][-1]:.3f}" for n in methods)
+                  + " img/s", flush=True)
+        for name in methods:
+            wall = np.asarray(times[name])
+            rec = {"batch_size": bs, "method": name, "runs": len(wall),
+                   "wall_images_per_s": bs / wall.min(), "wall_images_per_s_median": bs / float(np.median(wall)),
+                   "compute_images_per_s": bs / min(compute[name]) if compute[name] else None}
+            if name.endswith("runner"):
+                bare = np.asarray(times[name.split()[0] + " bare"])
+                rec["paired_ratio_median"] = float(np.median(bare / wall))  # >1: runner faster
+            results.append(rec)
         for _, runner in methods.values():
             if runner is not None:
                 runner.deactivate()
         del methods
+        peaks.append(matmul_peak(sizes=(2048,), seconds=1.0)["gflops"])
     peak_after = matmul_peak()
-    peak = max(peak_before["gflops"], peak_after["gflops"])
+    peaks.append(peak_after["gflops"])
+    peak = max(peaks)
     print(f"FP32 matmul peak after: {peak_after['gflops']:.1f} GFLOP/s", flush=True)
 
     flops = spec.flops_per_image
     rows = []
     for r in results:
-        bare = next(b for b in results if b["batch_size"] == r["batch_size"]
-                    and b["method"] == r["method"].split()[0] + " bare") if r["method"] != "torch eager" else None
-        best_ips = r["compute_images_per_s"] or r["wall_images_per_s"]
-        r["gflops_per_s"] = flops * best_ips / 1e9
-        r["percent_of_peak"] = 100 * flops * best_ips / 1e9 / peak
-        r["wall_percent_of_peak"] = 100 * flops * r["wall_images_per_s"] / 1e9 / peak
-        if bare is not None and "runner" in r["method"]:
-            r["compute_vs_bare"] = r["compute_images_per_s"] / bare["wall_images_per_s"]
-            r["wall_vs_bare"] = r["wall_images_per_s"] / bare["wall_images_per_s"]
+        r["gflops_per_s"] = flops * r["wall_images_per_s"] / 1e9
+        r["percent_of_peak"] = 100 * r["gflops_per_s"] / peak
+        ratio = ""
+        if r["method"].endswith("runner"):
+            bare = next(b for b in results if b["batch_size"] == r["batch_size"]
+                        and b["method"] == r["method"].split()[0] + " bare")
+            r["best_ratio_vs_bare"] = r["wall_images_per_s"] / bare["wall_images_per_s"]
+            r["compute_ratio_vs_bare"] = r["compute_images_per_s"] / bare["wall_images_per_s"]
+            ratio = (f"{r['best_ratio_vs_bare']:.3f} / {r['compute_ratio_vs_bare']:.3f} / "
+                     f"{r['paired_ratio_median']:.3f}")
         rows.append([r["batch_size"], r["method"], f"{r['wall_images_per_s']:.3f}",
+                     f"{r['wall_images_per_s_median']:.3f}",
                      f"{r['compute_images_per_s']:.3f}" if r["compute_images_per_s"] else "",
-                     f"{r['gflops_per_s']:.1f}", f"{r['percent_of_peak']:.1f} %",
-                     f"{r['compute_vs_bare']:.3f} / {r['wall_vs_bare']:.3f}" if "compute_vs_bare" in r else "",
-                     r["runs"]])
-    table = markdown_table(["Batch", "Method", "Wall images/s", "Compute images/s", "GFLOP/s", "% of FP32 peak",
-                            "Runner / bare (compute / wall)", "Runs"], rows)
+                     f"{r['gflops_per_s']:.1f}", f"{r['percent_of_peak']:.1f} %", ratio, r["runs"]])
+    table = markdown_table(["Batch", "Method", "Images/s (best call)", "Images/s (median call)",
+                            "Compute images/s (best)", "GFLOP/s (best)", "% of FP32 peak (best)",
+                            "Runner / bare: best / compute / paired median", "Calls"], rows)
     md = "\n".join([
         "# Runner overhead and efficiency (SSD-ResNet34, 300x300, seeded random weights)",
         "",
         f"- Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, load average at start "
-        f"{', '.join(f'{v:.2f}' for v in machine['load_average_at_start'])} (shared with other jobs: noisy)",
-        f"- FP32 matmul peak (best sgemm of numpy/torch, 1024..4096, all cores): {peak:.1f} GFLOP/s "
-        f"(before {peak_before['gflops']:.1f}, after {peak_after['gflops']:.1f})",
+        f"{', '.join(f'{v:.2f}' for v in machine['load_average_at_start'])}, at end "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} (shared with other jobs: noisy)",
+        f"- FP32 matmul peak (best sgemm of numpy/torch, all cores): {peak:.1f} GFLOP/s "
+        f"(measured {len(peaks)} times in this run, between the batch sizes: "
+        f"{', '.join(f'{v:.0f}' for v in peaks)}; the highest is used)",
         f"- FLOPs per image: {flops / 1e9:.2f} GFLOP (2 x MAC, convs only)",
-        f"- Versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
-        f"- Each method: warm-up run, then {args.rounds} interleaved rounds of >= {args.seconds:g} s "
-        "(>= 2 runs); best round shown",
-        "- Wall = images / wall time of the Python loop. Compute = 1000 x batch / mean time of the runtime call "
-        "(what `ssdconvert infer`/`bench` report). % of peak uses compute where available, else wall. "
-        "Runner / bare divides the runner's compute (and wall) throughput by the bare loop's wall throughput.",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}; torch threads "
+        f"{torch.get_num_threads()}",
+        f"- Per batch size: one warm-up call of every method, then cycles of one call per method back to back "
+        f"(>= {args.min_cycles} cycles, {args.seconds:g} s budget), so background load hits every method alike.",
+        "- Best call = batch / fastest single call (wall time around the call, the least disturbed estimate on a "
+        "shared machine); median call likewise. Compute = batch / fastest runtime call as the runner times it "
+        "(what `ssdconvert infer`/`bench` report). % of peak = FLOPs/image x best images/s / peak.",
+        "- Runner / bare: best-call ratio, runner compute vs bare best call, and the median over cycles of "
+        "bare time / runner time for back-to-back calls (>= 0.95 is the target).",
         "",
         table,
         "",
@@ -201,8 +219,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runner_overhead.md").write_text(md)
     (args.out / "runner_overhead.json").write_text(json.dumps(
-        {"machine": machine, "peak_gflops": peak, "peak_before": peak_before, "peak_after": peak_after,
-         "flops_per_image": flops, "seconds": args.seconds, "rounds": args.rounds, "results": results,
+        {"machine": machine, "peak_gflops": peak, "peaks": peaks, "peak_before": peak_before, "peak_after": peak_after,
+         "flops_per_image": flops, "seconds": args.seconds, "min_cycles": args.min_cycles, "results": results,
          "torch_threads": torch.get_num_threads()}, indent=1) + "\n")
     print(md)
     return 0

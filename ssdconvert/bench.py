@@ -29,7 +29,7 @@ import numpy as np
 from ssdconvert import __version__
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
-from ssdconvert.runners import BACKEND_LABELS, backend_for, make_runner
+from ssdconvert.runners import backend_for, make_runner
 
 log = logging.getLogger(__name__)
 

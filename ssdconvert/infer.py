@@ -19,7 +19,6 @@ counted, as ais_bench does). End-to-end time (reading, inference, writing) is re
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -33,10 +32,9 @@ import numpy as np
 
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import ensure_writable_dir, write_json
-from ssdconvert.runners import BACKEND_LABELS, backend_for, make_runner
+from ssdconvert.runners import backend_for, make_runner
 from ssdconvert.runners.base import Runner, TensorMeta
 
-log = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = (".bin", ".npy")
 OUTPUT_FILE_RE = re.compile(r"^.+_\d+\.(bin|npy|txt)$")
@@ -280,8 +278,6 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
         argv = [prog, "infer", "--model", str(model.resolve()), "--input", str(folder.resolve()),
                 "--output", str(output.resolve()), "--backend", backend, "--batchsize", str(batch),
                 "--device", str(device), "--warmup", str(warmup), "--loop", str(loop)]
-        for w in warnings:
-            log.warning(w)
         result = _run_batches(runner, meta, files, output, batch=batch, warmup=warmup, loop=loop,
                               progress=progress, argv=argv)
     result.load_seconds = load_seconds
@@ -426,8 +422,6 @@ def _infer_ais_bench_cli(model: Path, files: list[Path], folder: Path, input, ou
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but manifest.json says "
                              f"{manifest.input.nbytes:,} per image")
         warnings += manifest_coverage(manifest, files)
-    for w in warnings:
-        log.warning(w)
     # ais_bench overwrites file by file; clear earlier outputs so no stale stems survive.
     if output.is_dir():
         for p in output.iterdir():
