@@ -37,7 +37,39 @@ def exported_onnx(tmp_path_factory) -> Path:
 
     from ssdconvert.cli import cli
 
+    import contextlib
+
     out = tmp_path_factory.mktemp("export") / "ssd_resnet34.onnx"
-    result = CliRunner().invoke(cli, ["export", "--bs", str(EXPORT_BS), "--output", str(out)])
+    with contextlib.chdir(out.parent):  # export remembers its output in ./.ssdconvert/
+        result = CliRunner().invoke(cli, ["export", "--bs", str(EXPORT_BS), "--output", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+def write_fake_launcher(bin_dir: Path, name: str, script: str) -> Path:
+    """`bin_dir/name`: a shell wrapper that execs a fake vendor tool with this venv's Python."""
+    import stat
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    launcher = bin_dir / name
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKES / script}" "$@"\n')
+    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return launcher
+
+
+@pytest.fixture(scope="session")
+def fake_vendor_env(tmp_path_factory) -> dict[str, str]:
+    """Environment in which the fake `atc`, `mm_build` and `python -m ais_bench` are the installed tools."""
+    import os
+    import sys
+
+    bin_dir = tmp_path_factory.mktemp("fakebin")
+    write_fake_launcher(bin_dir, "atc", "atc.py")
+    write_fake_launcher(bin_dir, "mm_build", "mm_build.py")
+    python_path = os.pathsep.join(p for p in (str(FAKES), os.environ.get("PYTHONPATH")) if p)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": python_path,
+            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable}

@@ -83,7 +83,8 @@ def test_failed_validation_leaves_nothing_on_disk(tmp_path, torch_model, spec, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_static_batch_export_at_another_opset(tmp_path):
+def test_static_batch_export_at_another_opset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # export remembers its output in ./.ssdconvert/
     out = tmp_path / "static.onnx"
     result = CliRunner().invoke(cli, ["export", "--bs", "1", "--static-batch", "--opset", "13",
                                       "--no-simplify", "--output", str(out)])
