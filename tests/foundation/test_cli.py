@@ -54,3 +54,15 @@ def test_models_lists_the_contract():
     assert "ssd-resnet34" in result.output and "plabel float32 ['N', 81, 8732]" in result.output
     described = json.loads(runner.invoke(cli, ["models", "--json"]).output)
     assert described[0]["priors"]["count"] == 8732
+
+
+def test_cli_and_zoo_import_no_heavy_runtime():
+    """`ssdconvert --help` and the model specs work without importing torch or any runtime."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ssdconvert.cli import cli; from ssdconvert.zoo import all_specs; "
+            "[s.describe() for s in all_specs()]; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -7,8 +7,10 @@ torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (§5.4)
 
 from __future__ import annotations
 
+from postprocess.priors import PriorSpec
 from ssdconvert.errors import CheckpointError
-from ssdconvert.zoo.ssd_resnet34.network import NUM_DEFAULTS
+
+NUM_DEFAULTS = PriorSpec().boxes_per_location  # (4, 6, 6, 6, 4, 4), without importing torch
 
 REF_BACKBONE_PREFIXES = {
     "model.layer1.0.": "model.0.",
