@@ -10,6 +10,11 @@ R50_EXPORT_BS = 2
 
 
 @pytest.fixture(scope="session")
+def r50_export_bs() -> int:
+    return R50_EXPORT_BS
+
+
+@pytest.fixture(scope="session")
 def r50_spec():
     from ssdconvert.zoo import get_spec
 

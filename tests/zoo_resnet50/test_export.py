@@ -18,8 +18,6 @@ from ssdconvert.errors import ExportError
 from ssdconvert.export import DEFAULT_TOLERANCES, compare_outputs, convert_to_fp16, seeded_input, \
     validate_model_outputs
 
-from .conftest import R50_EXPORT_BS
-
 FP16_ATOL, FP16_RTOL = DEFAULT_TOLERANCES["fp16"]
 
 
@@ -65,7 +63,7 @@ def test_fp32_one_model_runs_at_several_batches_within_1e4_of_torch(r50_onnx, to
     assert np.abs(plabel - ref_label).max() < 1e-4
 
 
-def test_fp32_sidecar_is_unchanged_in_meaning(r50_onnx):
+def test_fp32_sidecar_is_unchanged_in_meaning(r50_onnx, r50_export_bs):
     meta = sidecar(r50_onnx)
     assert meta["model"] == "ssd-resnet50" and meta["precision"] == "fp32"
     assert meta["onnx"]["sha256"] == sha256_of(r50_onnx)
@@ -73,8 +71,8 @@ def test_fp32_sidecar_is_unchanged_in_meaning(r50_onnx):
     assert meta["spec"]["gflops_per_image"] == 40.3 and meta["spec"]["backbone_file"] == "resnet50-19c8e357.pth"
     v = meta["validation"]
     assert v["atol"] == 1e-4 and v["rtol"] == 0.0 and v["passed"] is True
-    assert {(d["batch"], d["output"]) for d in v["diffs"]} == {(b, o) for b in (1, R50_EXPORT_BS)
-                                                                  for o in ("ploc", "plabel")}
+    expected = {(b, o) for b in (1, r50_export_bs) for o in ("ploc", "plabel")}
+    assert {(d["batch"], d["output"]) for d in v["diffs"]} == expected
     assert all(d["tolerance"] == 1e-4 and d["max_abs"] < 1e-4 for d in v["diffs"])
 
 
