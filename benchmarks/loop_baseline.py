@@ -20,9 +20,9 @@ def _decode_all(ploc: np.ndarray, dboxes: np.ndarray, scale_xy: float, scale_wh:
 
 
 def _softmax_all(plabel: np.ndarray) -> np.ndarray:
-    z = np.ascontiguousarray(plabel.T, dtype=np.float32)  # (A, C): one anchor per row
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).T  # (C, A)
+    z = np.ascontiguousarray(plabel, dtype=np.float32)  # (C, A)
+    e = np.exp(z - z.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
 
 
 def _iou_one(box: np.ndarray, others: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ class Candidates:
     """Anchors that may carry a foreground score above the threshold, with their exact scores.
 
     image (n,) batch index · anchor (n,) anchor index · scores (n, num_classes) float32 softmax
-    probabilities (background column included).
+    probabilities (background column included), a transposed view of a (num_classes, n) array.
     Rows are ordered by image, then anchor.
     """
 
@@ -66,14 +66,27 @@ def candidate_scores(plabel: np.ndarray, threshold: float, background: int = 0) 
     one max-reduction touches the whole tensor.
     """
     plabel = np.asarray(plabel, dtype=np.float32)
-    num_classes = plabel.shape[1]
-    parts = [plabel[:, :background], plabel[:, background + 1:]]  # views: no copy of the big tensor
-    maxes = [p.max(axis=1) for p in parts if p.shape[1]]
-    best_fg = maxes[0] if len(maxes) == 1 else np.maximum(*maxes)
+    batch, num_classes, _ = plabel.shape
+    foreground = [s for s in (slice(0, background), slice(background + 1, num_classes)) if s.stop > s.start]
     bound = np.float32(log(threshold) - _BOUND_MARGIN) if threshold > 0 else np.float32(-np.inf)
-    # best_fg - max(best_fg, z_bg) > bound  <=>  best_fg - z_bg > bound, since bound < 0
-    image, anchor = np.nonzero(best_fg - plabel[:, background] > bound)
-    # Each anchor's logits are one contiguous row, so its softmax is bit-identical to the one
-    # computed on a contiguous (anchors, classes) array of the whole image.
-    scores = softmax(plabel[image, :, anchor].reshape(-1, num_classes), axis=1)
-    return Candidates(image=image, anchor=anchor, scores=scores)
+    anchors, columns, tops = [], [], []
+    for b in range(batch):  # image by image, so the gather finds the logits still in cache
+        z = plabel[b]
+        best_fg = z[foreground[0]].max(axis=0)
+        for part in foreground[1:]:
+            np.maximum(best_fg, z[part].max(axis=0), out=best_fg)
+        # best_fg - max(best_fg, z_bg) > bound  <=>  best_fg - z_bg > bound, since bound < 0
+        a = np.flatnonzero(best_fg - z[background] > bound)
+        anchors.append(a)
+        columns.append(np.take(z, a, axis=1))
+        tops.append(np.maximum(best_fg[a], z[background, a]))  # each anchor's max logit
+    anchor = np.concatenate(anchors)
+    image = np.repeat(np.arange(batch), [len(a) for a in anchors])
+    # Softmax in (classes, n) layout: the class sum is a sequential sum per anchor, so each
+    # anchor's scores are bit-identical to softmax(plabel[b], axis=0)[:, a].
+    logits = np.concatenate(columns, axis=1) if batch else np.zeros((num_classes, 0), np.float32)
+    top = np.concatenate(tops) if batch else np.zeros(0, np.float32)
+    logits -= top
+    scores = np.exp(logits, out=logits)
+    scores /= scores.sum(axis=0)
+    return Candidates(image=image, anchor=anchor, scores=scores.T)

@@ -7,6 +7,7 @@ restricted to them) and give the same 12 stats; faster-coco-eval is about 10x fa
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -45,11 +46,23 @@ def _api(evaluator: str):
     raise PostprocessError(f"unknown evaluator {evaluator!r}; choose from {', '.join(EVALUATORS)}")
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Building a million result dicts with the cyclic GC on costs several times the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_ground_truth(annotation: str | Path, evaluator: Evaluator = "faster-coco-eval") -> Any:
     """The evaluator's COCO object for an instances json (quietly)."""
     coco_cls, _ = _api(evaluator)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _gc_paused(), contextlib.redirect_stdout(io.StringIO()):
             return coco_cls(str(annotation))
     except OSError as exc:
         raise PostprocessError(f"cannot read annotation file {annotation}: {exc.strerror}") from None
@@ -59,10 +72,7 @@ def load_ground_truth(annotation: str | Path, evaluator: Evaluator = "faster-coc
 
 def _results(gt: Any, rows: np.ndarray) -> Any:
     """What gt.loadRes(float32 rows) builds for bbox results, minus the unused segmentation polygons."""
-    anns = result_dicts(rows)
-    area = (rows[:, 3].astype(np.float32) * rows[:, 4].astype(np.float32)).tolist()  # loadRes: float32 w*h
-    for k, (ann, a) in enumerate(zip(anns, area), start=1):
-        ann.update(id=k, area=a, iscrowd=0)
+    anns = result_dicts(rows, first_id=1)
     res = type(gt)()
     res.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"]),
                    "annotations": anns}
@@ -71,9 +81,47 @@ def _results(gt: Any, rows: np.ndarray) -> Any:
     return res
 
 
+def _passes(rows: np.ndarray, cat_ids: list[int], max_rows: int) -> list[list[int]]:
+    """Consecutive groups of categories with at most about max_rows detections each."""
+    counts = dict(zip(*np.unique(rows[:, 6].astype(np.int64), return_counts=True)))
+    groups: list[list[int]] = [[]]
+    total = 0
+    for cat in cat_ids:
+        n = int(counts.get(cat, 0))
+        if groups[-1] and total + n > max_rows:
+            groups.append([])
+            total = 0
+        groups[-1].append(cat)
+        total += n
+    return groups
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray, params: Any) -> list[float]:
+    """The 12 COCOeval bbox stats from accumulated precision [T,R,K,A,M] and recall [T,K,A,M]
+    (pycocotools `summarize`, without printing)."""
+    def mean(ap: bool, iou: float | None = None, area: str = "all", max_dets: int = params.maxDets[2]) -> float:
+        s = precision if ap else recall
+        if iou is not None:
+            s = s[np.where(iou == np.asarray(params.iouThrs))[0]]
+        a, m = list(params.areaRngLbl).index(area), list(params.maxDets).index(max_dets)
+        s = s[..., a, m]
+        return float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
+
+    dets = params.maxDets
+    return [mean(True), mean(True, 0.5), mean(True, 0.75), mean(True, area="small"),
+            mean(True, area="medium"), mean(True, area="large"), mean(False, max_dets=dets[0]),
+            mean(False, max_dets=dets[1]), mean(False), mean(False, area="small"),
+            mean(False, area="medium"), mean(False, area="large")]
+
+
 def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
-               evaluator: Evaluator = "faster-coco-eval") -> list[float]:
-    """The 12 COCOeval bbox stats of result rows (see coco.result_rows) over exactly `image_ids`."""
+               evaluator: Evaluator = "faster-coco-eval", max_rows: int = 200_000) -> list[float]:
+    """The 12 COCOeval bbox stats of result rows (see coco.result_rows) over exactly `image_ids`.
+
+    Categories are evaluated independently by COCOeval, so they are run in groups of at most about
+    `max_rows` detections (memory stays bounded: a million result dicts would take ~1 GB) and the
+    accumulated precision/recall arrays are joined before the usual summary.
+    """
     _, eval_cls = _api(evaluator)
     image_ids = sorted({int(i) for i in image_ids})
     unknown = set(image_ids) - set(gt.getImgIds())
@@ -81,10 +129,17 @@ def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
         raise PostprocessError(f"{len(unknown)} evaluated image id(s) are not in the annotation file "
                                f"(e.g. {min(unknown)}); wrong annotation file?")
     kwargs = {"print_function": lambda *a, **k: None} if evaluator == "faster-coco-eval" else {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev = eval_cls(gt, _results(gt, rows), iouType="bbox", **kwargs)
-        ev.params.imgIds = image_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return [float(s) for s in ev.stats[:12]]
+    precision, recall = [], []
+    for cats in _passes(rows, sorted(gt.getCatIds()), max_rows):
+        part = rows[np.isin(rows[:, 6], cats)]
+        with _gc_paused(), contextlib.redirect_stdout(io.StringIO()):
+            ev = eval_cls(gt, _results(gt, part), iouType="bbox", **kwargs)
+            ev.params.imgIds = image_ids
+            ev.params.catIds = cats
+            ev.evaluate()
+            ev.accumulate()
+        precision.append(np.asarray(ev.eval["precision"]))
+        recall.append(np.asarray(ev.eval["recall"]))
+        params = ev.params
+        del ev, part  # free this group's result dicts before building the next
+    return summarize(np.concatenate(precision, axis=2), np.concatenate(recall, axis=1), params)

@@ -66,24 +66,17 @@ def nms(image: np.ndarray, anchor: np.ndarray, boxes: np.ndarray, scores: np.nda
 def reference_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), background: int = 0) -> Detections:
     """Per class: score > threshold, top max_per_class, suppress IoU >= thr (NaN too); then top max_output."""
     image, anchor, boxes, scores = _as_arrays(image, anchor, boxes, scores)
-    passed = scores > np.float32(params.score_threshold)
-    passed[:, background] = False
-    row, label = np.nonzero(passed)
-    score = scores[row, label]
+    by_class = scores.T  # (classes, n): contiguous when scores come from decode.candidate_scores
+    passed = by_class > np.float32(params.score_threshold)
+    passed[background] = False
+    label, row = nonzero_2d(passed)
+    score = by_class[label, row]
     order = _sort_order(image[row] * scores.shape[1] + label, score, anchor[row])
     row, label, score = row[order], label[order], score[order]
     starts, sizes = _runs(image[row], label)
     top = np.arange(len(row)) - np.repeat(starts, sizes) < params.max_per_class
     row, label, score = row[top], label[top], score[top]
-    starts, sizes = _runs(image[row], label)
-
-    coords = _Coords(boxes[row])
-    src, dst = [], []
-    for i, j in _pairs_within_runs(starts, sizes):
-        hit = ~(coords.iou(i, j) < np.float32(params.iou_threshold))
-        src.append(i[hit])
-        dst.append(j[hit])
-    keep = _greedy_keep(len(row), src, dst)
+    keep = _greedy_nms(_runs(image[row], label), _Coords(boxes[row]), params.iou_threshold, strict=False)
     return _top_per_image(image[row[keep]], label[keep], score[keep], boxes[row[keep]], anchor[row[keep]],
                           params.max_output)
 
@@ -91,35 +84,65 @@ def reference_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(),
 def ascend_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), background: int = 0) -> Detections:
     """Ascend `ssd_postprocess.py`: boxes whose best class score > threshold, top max_per_class of
     them per image, every foreground class of each (low scores included), per-class NMS suppressing
-    IoU > thr, then top max_output."""
+    IoU > thr, then top max_output.
+
+    A node's fate depends only on higher-ranked nodes of its class, so NMS over the nodes scoring
+    at least t is exact for them. Each image starts with its 4 x max_output best nodes; an image
+    whose NMS keeps fewer than max_output of them is redone with 4x more, until it has enough or
+    all its nodes took part.
+    """
     image, anchor, boxes, scores = _as_arrays(image, anchor, boxes, scores)
     labels = _foreground(scores.shape[1], background)
-    fg = scores[:, labels]
+    fg = np.ascontiguousarray(scores.T[labels].T)  # (n, foreground classes)
     best = fg.max(axis=1) if len(labels) else np.zeros(len(fg), np.float32)
-    row = np.nonzero(best > np.float32(params.score_threshold))[0]
+    row = np.flatnonzero(best > np.float32(params.score_threshold))
     row = row[_sort_order(image[row], best[row], anchor[row])]
     starts, sizes = _runs(image[row])
     row = row[np.arange(len(row)) - np.repeat(starts, sizes) < params.max_per_class]
-    row = row[np.lexsort((anchor[row], image[row]))]
-    starts, sizes = _runs(image[row])
 
-    # The kept boxes are shared by every class, so box overlaps are computed once per image and
-    # each overlapping pair becomes one edge per class, pointing from the higher-ranked box.
+    # nodes = (box, class) pairs, ranked per image by score (then class, anchor)
     nl = len(labels)
-    coords = _Coords(boxes[row])
+    node_row, node_k = np.repeat(row, nl), np.tile(np.arange(nl), len(row))
+    node_score, node_image = fg[node_row, node_k], image[node_row]
+    order = _sort_order(node_image, node_score, node_k * (int(anchor.max(initial=0)) + 1) + anchor[node_row])
+    node_row, node_k, node_score, node_image = node_row[order], node_k[order], node_score[order], node_image[order]
+    starts, sizes = _runs(node_image)
+    image_of = np.repeat(np.arange(len(starts)), sizes)  # node -> index of its image's run
+
+    keep = np.zeros(len(node_row), dtype=bool)
+    todo = np.ones(len(starts), dtype=bool)
+    depth = 4 * max(params.max_output, 1)
+    while todo.any():
+        # active: the `depth` best nodes of each unfinished image, plus any tied with the last one
+        cut = node_score[starts + np.minimum(sizes, depth) - 1]
+        active = np.repeat(todo, sizes) & (node_score >= np.repeat(cut, sizes))
+        idx = np.flatnonzero(active)
+        idx = idx[_sort_order(node_image[idx] * nl + node_k[idx], node_score[idx], anchor[node_row[idx]])]
+        kept = _greedy_nms(_runs(node_image[idx], node_k[idx]), _Coords(boxes[node_row[idx]]),
+                           params.iou_threshold, strict=True)
+        keep[idx] = kept
+        enough = np.bincount(image_of[idx[kept]], minlength=len(starts)) >= params.max_output
+        todo &= ~(enough | (np.bincount(image_of[idx], minlength=len(starts)) == sizes))
+        depth *= 4
+    r = node_row[keep]
+    return _top_per_image(image[r], labels[node_k[keep]], node_score[keep], boxes[r], anchor[r],
+                          params.max_output)
+
+
+def _greedy_nms(runs: tuple[np.ndarray, np.ndarray], coords: "_Coords", iou_threshold: float,
+                strict: bool) -> np.ndarray:
+    """Greedy NMS inside each run of nodes already sorted best-first; returns keep per node.
+
+    strict: suppress IoU > threshold (torchvision); else IoU >= threshold or NaN (reference).
+    """
+    thr = np.float32(iou_threshold)
     src, dst = [], []
-    for a, b in _pairs_within_runs(starts, sizes):
-        hit = coords.iou(a, b) > np.float32(params.iou_threshold)
-        a, b = a[hit, None], b[hit, None]
-        sa, sb = fg[row[a], np.arange(nl)], fg[row[b], np.arange(nl)]
-        a_first = (sa > sb) | ((sa == sb) & (anchor[row[a]] < anchor[row[b]]))
-        na, nb = a * nl + np.arange(nl), b * nl + np.arange(nl)
-        src.append(np.where(a_first, na, nb).ravel())
-        dst.append(np.where(a_first, nb, na).ravel())
-    keep = _greedy_keep(len(row) * nl, src, dst)
-    node = np.nonzero(keep)[0]
-    r, k = row[node // nl], node % nl
-    return _top_per_image(image[r], labels[k], fg[r, k], boxes[r], anchor[r], params.max_output)
+    for i, j in _pairs_within_runs(*runs):
+        iou = coords.iou(i, j)
+        hit = iou > thr if strict else ~(iou < thr)
+        src.append(i[hit])
+        dst.append(j[hit])
+    return _greedy_keep(len(coords.l), src, dst)
 
 
 def _as_arrays(image, anchor, boxes, scores):
@@ -128,6 +151,11 @@ def _as_arrays(image, anchor, boxes, scores):
         raise ValueError(f"scores must be (candidates, classes), got shape {scores.shape}")
     return (np.asarray(image, dtype=np.int64).reshape(-1), np.asarray(anchor, dtype=np.int64).reshape(-1),
             np.asarray(boxes, dtype=np.float32).reshape(-1, 4), scores)
+
+
+def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.nonzero of a 2-D mask (same order), several times faster through the flat indices."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 
 def _foreground(num_classes: int, background: int) -> np.ndarray:

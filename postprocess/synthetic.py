@@ -62,6 +62,10 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     fg = np.array([c for c in range(num_classes) if c != background])
     for b, (bx, lb) in enumerate(zip(boxes, labels)):
         bx = np.asarray(bx, np.float64).reshape(-1, 4)
+        stray = rng.choice(n, size=30, replace=False)  # a few false positives anywhere
+        plabel[b, rng.choice(fg, size=30), stray] += rng.uniform(4.0, 8.0, 30).astype(np.float32)
+        if not len(bx):
+            continue
         iou = _iou_matrix(bx, priors_ltrb)
         owner = iou.argmax(axis=0)
         near = np.nonzero(iou.max(axis=0) > 0.3)[0]
@@ -72,6 +76,4 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         plabel[b, np.asarray(lb)[k], near] += (6.0 + 6.0 * strength + rng.normal(0, 1.5, len(near))).astype(np.float32)
         confused = rng.choice(fg, size=len(near))
         plabel[b, confused, near] += rng.uniform(3.0, 7.5, len(near)).astype(np.float32)
-        stray = rng.choice(n, size=30, replace=False)  # a few false positives anywhere
-        plabel[b, rng.choice(fg, size=30), stray] += rng.uniform(4.0, 8.0, 30).astype(np.float32)
     return ploc.astype(dtype), plabel.astype(dtype)

@@ -1,0 +1,132 @@
+"""ais_bench layout reader: names, dtype from file size, errors, bounded batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from postprocess.errors import PostprocessError
+from postprocess.images import ImageRef
+from postprocess.reader import OutputSpec, read_batches, scan_results
+
+OUTPUTS = (OutputSpec("ploc", (4, 6)), OutputSpec("plabel", (3, 6)))
+
+
+def images(n: int) -> list[ImageRef]:
+    return [ImageRef(id=100 + k, stem=f"{k:012d}", width=640, height=480) for k in range(n)]
+
+
+def write(folder, ims, dtype="float32", seed=0):
+    rng = np.random.default_rng(seed)
+    data = []
+    for im in ims:
+        loc, lab = rng.normal(size=(4, 6)).astype(dtype), rng.normal(size=(3, 6)).astype(dtype)
+        loc.tofile(folder / f"{im.stem}_0.bin")
+        lab.tofile(folder / f"{im.stem}_1.bin")
+        data.append((loc, lab))
+    return data
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_reads_everything_in_order_as_float32(tmp_path, dtype):
+    ims = images(7)
+    data = write(tmp_path, ims, dtype)
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "ignored.bin").write_bytes(b"x")  # no _<index>: not a result file
+    files = scan_results(tmp_path, ims, OUTPUTS)
+    assert files.dtypes == (dtype, dtype) and not files.missing
+    seen = []
+    for batch, (loc, lab) in read_batches(files, batch_size=3):
+        assert loc.dtype == lab.dtype == np.float32 and len(batch) <= 3
+        for k, im in enumerate(batch):
+            np.testing.assert_array_equal(loc[k], data[ims.index(im)][0].astype(np.float32))
+            np.testing.assert_array_equal(lab[k], data[ims.index(im)][1].astype(np.float32))
+        seen += batch
+    assert seen == ims
+
+
+def test_stems_with_underscores_and_dots(tmp_path):
+    ims = [ImageRef(1, "img_0", 10, 10), ImageRef(2, "img_0_1", 10, 10)]
+    write(tmp_path, ims)
+    assert scan_results(tmp_path, ims, OUTPUTS).present == ims
+
+
+def test_missing_files_are_listed_not_fatal(tmp_path):
+    ims = images(5)
+    write(tmp_path, ims)
+    (tmp_path / f"{ims[1].stem}_1.bin").unlink()
+    (tmp_path / f"{ims[3].stem}_0.bin").unlink()
+    (tmp_path / f"{ims[3].stem}_1.bin").unlink()
+    files = scan_results(tmp_path, ims, OUTPUTS)
+    assert files.missing == [(ims[1].stem, ("plabel",)), (ims[3].stem, ("ploc", "plabel"))]
+    assert files.present == [ims[0], ims[2], ims[4]]
+
+
+def test_wrong_size(tmp_path):
+    ims = images(3)
+    write(tmp_path, ims)
+    (tmp_path / f"{ims[2].stem}_1.bin").write_bytes(b"\0" * 50)
+    with pytest.raises(PostprocessError, match=r"1 plabel file\(s\) .* wrong size .*000000000002_1.bin \(50 B\)"
+                                                r".*72 B \(float32\) or 36 B \(float16\)"):
+        scan_results(tmp_path, ims, OUTPUTS)
+
+
+def test_mixed_dtypes(tmp_path):
+    ims = images(3)
+    write(tmp_path, ims[:2])
+    write(tmp_path, ims[2:], "float16")
+    with pytest.raises(PostprocessError, match="mix float32 and float16"):
+        scan_results(tmp_path, ims, OUTPUTS)
+
+
+def test_unknown_stems_and_output_indices(tmp_path):
+    ims = images(2)
+    write(tmp_path, ims)
+    (tmp_path / "000000009999_0.bin").write_bytes(b"\0" * 96)
+    with pytest.raises(PostprocessError, match=r"1 result file\(s\) that match no image .*000000009999_0.bin"):
+        scan_results(tmp_path, ims, OUTPUTS)
+    (tmp_path / "000000009999_0.bin").unlink()
+    (tmp_path / f"{ims[0].stem}_2.bin").write_bytes(b"\0" * 96)
+    with pytest.raises(PostprocessError, match="_2.bin"):
+        scan_results(tmp_path, ims, OUTPUTS)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_names_the_file(tmp_path, bad):
+    ims = images(4)
+    write(tmp_path, ims)
+    lab = np.zeros((3, 6), np.float32)
+    lab[1, 2] = bad
+    lab.tofile(tmp_path / f"{ims[2].stem}_1.bin")
+    files = scan_results(tmp_path, ims, OUTPUTS)
+    with pytest.raises(PostprocessError, match=rf"{ims[2].stem}_1.bin \(plabel\) contains NaN or Inf"):
+        list(read_batches(files, batch_size=2))
+
+
+def test_no_results_at_all(tmp_path):
+    with pytest.raises(PostprocessError, match="no result files"):
+        scan_results(tmp_path, images(2), OUTPUTS)
+    with pytest.raises(PostprocessError, match="does not exist"):
+        scan_results(tmp_path / "nope", images(2), OUTPUTS)
+    ims = images(2)
+    write(tmp_path, ims)
+    for im in ims:
+        (tmp_path / f"{im.stem}_1.bin").unlink()
+    with pytest.raises(PostprocessError, match=r"no plabel files \(<stem>_1.bin\)"):
+        scan_results(tmp_path, ims, OUTPUTS)
+
+
+def test_batches_are_bounded(tmp_path, monkeypatch):
+    """Only batch_size images per array and at most `prefetch` batches read ahead."""
+    import postprocess.reader as reader
+
+    ims = images(20)
+    write(tmp_path, ims)
+    files = scan_results(tmp_path, ims, OUTPUTS)
+    reads = []
+    original = reader._read_batch
+    monkeypatch.setattr(reader, "_read_batch", lambda f, batch: reads.append(len(batch)) or original(f, batch))
+    batches = read_batches(files, batch_size=6, prefetch=1)
+    first, _ = next(batches)
+    assert len(first) == 6 and len(reads) <= 2
+    assert [len(first)] + [len(batch) for batch, _ in batches] == [6, 6, 6, 2]
