@@ -10,7 +10,7 @@ import click
 from ssdconvert import __version__
 
 # One module per command group; each exposes COMMANDS, a list of click commands.
-COMMAND_MODULES = ("models", "synth", "export", "run", "preprocess", "infer", "bench", "compile", "doctor")
+COMMAND_MODULES = ("models", "synth", "export", "run", "preprocess", "infer", "bench", "compile", "doctor", "eval")
 
 
 def user_errors() -> tuple[type[Exception], ...]:
