@@ -66,12 +66,49 @@ def matmul_peak(sizes=(1024, 2048, 4096), seconds: float = 1.0) -> dict:
     return {"gflops": max(best.values()), **{f"{k}_gflops": v for k, v in best.items()}}
 
 
-def loop(fn, seconds: float, min_iters: int = 2) -> tuple[int, float]:
-    n, start = 0, time.perf_counter()
-    while n < min_iters or time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return n, time.perf_counter() - start
+def per_call_cost(workdir: Path, calls: int = 3000) -> dict:
+    """Fixed cost the runner adds per call, on a model that does almost nothing (1x1 conv on
+    1x3x8x8): median and best time per call of bare vs runner, in microseconds. This is the
+    runner's whole overhead; it does not grow with the model or batch."""
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ssdconvert.runners.onnxruntime import OnnxRuntimeRunner
+    from ssdconvert.runners.openvino import OpenVinoRunner
+
+    path = workdir / "tiny_conv.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["ploc"])], "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("ploc", TensorProto.FLOAT, [1, 4, 8, 8])],
+        initializer=[numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    feeds = {"image": np.ones((1, 3, 8, 8), np.float32)}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    core = ov.Core()
+    request = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                    "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    ort_runner, ov_runner = OnnxRuntimeRunner(path).activate(), OpenVinoRunner(path).activate()
+    fns = {"ort bare": lambda: session.run(None, feeds), "ort runner": lambda: ort_runner.infer(feeds),
+           "ov bare": lambda: request.infer(feeds, share_inputs=True), "ov runner": lambda: ov_runner.infer(feeds)}
+    times = {name: [] for name in fns}
+    order = list(fns.items())
+    for i in range(calls):
+        for name, fn in (order if i % 2 == 0 else order[::-1]):  # alternate order: no position bias
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    out = {}
+    for name, ts in times.items():
+        a = np.asarray(ts[calls // 10:]) * 1e6
+        out[name] = {"median_us": float(np.median(a)), "best_us": float(a.min())}
+    for rt in ("ort", "ov"):
+        out[f"{rt} added_us_median"] = out[f"{rt} runner"]["median_us"] - out[f"{rt} bare"]["median_us"]
+    return out
 
 
 def make_methods(onnx: Path, bs: int, x: np.ndarray, torch_model):
@@ -144,8 +181,9 @@ def main(argv=None) -> int:
         started, cycles = time.perf_counter(), 0
         # One call per method per cycle, methods back to back: background load hits each alike,
         # and consecutive calls of bare and runner form pairs.
+        order = list(methods.items())
         while cycles < args.min_cycles or time.perf_counter() - started < args.seconds:
-            for name, (fn, runner) in methods.items():
+            for name, (fn, runner) in (order if cycles % 2 == 0 else order[::-1]):  # no position bias
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
@@ -170,6 +208,8 @@ def main(argv=None) -> int:
         peaks.append(matmul_peak(sizes=(2048,), seconds=1.0)["gflops"])
     peak_after = matmul_peak()
     peaks.append(peak_after["gflops"])
+    cost = per_call_cost(onnx.parent)
+    print(f"per-call cost: {cost}", flush=True)
     peak = max(peaks)
     print(f"FP32 matmul peak after: {peak_after['gflops']:.1f} GFLOP/s", flush=True)
 
@@ -215,12 +255,27 @@ def main(argv=None) -> int:
         "",
         table,
         "",
+        "## Fixed cost per call",
+        "",
+        "The runner's overhead does not depend on the model: measured on a model that does almost nothing "
+        "(one 1x1 conv on 1x3x8x8), 3000 back-to-back calls of each method, first 10 % dropped:",
+        "",
+        markdown_table(["Method", "Median per call (us)", "Best per call (us)"],
+                       [[k, f"{v['median_us']:.1f}", f"{v['best_us']:.1f}"] for k, v in cost.items()
+                        if isinstance(v, dict)]),
+        "",
+        f"Added by the runner (median): ONNX Runtime {cost['ort added_us_median']:.1f} us, OpenVINO "
+        f"{cost['ov added_us_median']:.1f} us per call, against "
+        f"{1e6 / max(r['wall_images_per_s'] for r in results if r['batch_size'] == min(sizes)) * min(sizes):.0f} us "
+        f"for one SSD-ResNet34 batch of {min(sizes)} here.",
+        "",
     ])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runner_overhead.md").write_text(md)
     (args.out / "runner_overhead.json").write_text(json.dumps(
         {"machine": machine, "peak_gflops": peak, "peaks": peaks, "peak_before": peak_before, "peak_after": peak_after,
          "flops_per_image": flops, "seconds": args.seconds, "min_cycles": args.min_cycles, "results": results,
+         "per_call_cost": cost,
          "torch_threads": torch.get_num_threads()}, indent=1) + "\n")
     print(md)
     return 0
