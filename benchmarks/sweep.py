@@ -71,7 +71,9 @@ def main(argv=None) -> int:
         "(same definition, fp16 device compute) for scale, not measured here.",
         "",
         f"- Machine: {m['cpu_model']}, {m['usable_cores']} cores, load average at start "
-        f"{', '.join(f'{v:.2f}' for v in m['load_average_at_start'])}; shared with other jobs, so numbers are noisy",
+        f"{', '.join(f'{v:.2f}' for v in m['load_average_at_start'])}, at end "
+        f"{', '.join(f'{v:.2f}' for v in reports[-1].machine.get('load_average_at_end', []))}; "
+        "shared with other jobs, so numbers are noisy",
         f"- {args.duration:g} s of timed runs per batch size after one warm-up run (at least one timed run)",
         "- Per-runtime details (latency, wall throughput, GFLOP/s): "
         + ", ".join(f"[{Path(r.outputs['md']).name}]({Path(r.outputs['md']).name})" for r in reports),

@@ -256,6 +256,8 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         for row in report.ok_rows:
             row.gflops_per_s = flops_per_image * row.throughput / 1e9
     report.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if hasattr(os, "getloadavg"):  # other jobs on the machine make the numbers noisy: say how busy it was
+        report.machine["load_average_at_end"] = list(os.getloadavg())
     write_reports(report, output_dir, name, plot=plot)
     return report
 
@@ -428,7 +430,8 @@ def markdown_report(report: BenchReport) -> str:
         "",
         f"- Machine: {m.get('cpu_model')}, {m.get('usable_cores')} usable cores "
         f"({m.get('physical_cores')} physical), {m.get('memory_gib')} GiB, {m.get('os')}; "
-        f"load average at start {', '.join(f'{x:.2f}' for x in m.get('load_average_at_start') or [])}",
+        f"load average at start {', '.join(f'{x:.2f}' for x in m.get('load_average_at_start') or [])}, "
+        f"at end {', '.join(f'{x:.2f}' for x in m.get('load_average_at_end') or [])}",
         f"- Runtime: {', '.join(f'{k} {v}' for k, v in report.runtime.items())}",
         f"- Per batch size: {report.warmup} warm-up run(s), then runs until {report.duration:g} s have passed "
         "(at least one run)",
