@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -117,33 +117,42 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
 
 
 def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
-    arrays = []
-    for index, (out, dtype) in enumerate(zip(files.outputs, files.dtypes)):
-        raw = np.empty((len(batch), *out.shape), dtype=DTYPES[dtype])
-        for k, im in enumerate(batch):
+    """float32 (B, *shape) per output. Each file is checked (size, NaN/Inf) and converted right
+    after it is read, while it is still in cache."""
+    arrays = [np.empty((len(batch), *out.shape), dtype=np.float32) for out in files.outputs]
+    staging = [np.empty(out.shape, dtype=DTYPES[t]) if t != "float32" else None
+               for out, t in zip(files.outputs, files.dtypes)]
+    for k, im in enumerate(batch):
+        for index, out in enumerate(files.outputs):
+            target = staging[index] if staging[index] is not None else arrays[index][k]
             path = files.path(im.stem, index)
             try:
                 with open(path, "rb", buffering=0) as fh:
-                    got = fh.readinto(memoryview(raw[k]).cast("B"))
+                    got = fh.readinto(memoryview(target).cast("B"))
                     extra = fh.read(1)
             except OSError as exc:
                 raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
-            if got != raw[k].nbytes or extra:
-                raise PostprocessError(f"{path} changed size while reading (expected {raw[k].nbytes} B)")
-        data = raw if raw.dtype == np.float32 else raw.astype(np.float32)
-        if not np.isfinite(data).all():
-            bad = next(k for k in range(len(batch)) if not np.isfinite(data[k]).all())
-            raise PostprocessError(f"{files.path(batch[bad].stem, index)} ({out.name}) contains NaN or Inf values")
-        arrays.append(data)
+            if got != target.nbytes or extra:
+                raise PostprocessError(f"{path} changed size while reading (expected {target.nbytes} B)")
+            if not np.isfinite(target).all():
+                raise PostprocessError(f"{path} ({out.name}) contains NaN or Inf values")
+            if staging[index] is not None:
+                arrays[index][k] = target
     return arrays
 
 
-def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1
-                 ) -> Iterator[tuple[list, list[np.ndarray]]]:
+def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> Any:
+    arrays = _read_batch(files, batch)
+    return transform(arrays) if transform else arrays
+
+
+def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
+                 transform: Callable[[list[np.ndarray]], Any] | None = None) -> Iterator[tuple[list, Any]]:
     """Yield (images, [float32 array (B, *shape) per output]) for files.present, in order.
 
     At most `prefetch` further batches are read ahead on a background thread. NaN or Inf in any
-    file raises PostprocessError naming it.
+    file raises PostprocessError naming it. With `transform`, the thread also applies it to each
+    batch (while the data is in cache) and yields its result instead of the arrays.
     """
     images = files.present
     chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
@@ -151,7 +160,7 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1
         pending: deque = deque()
         try:
             for chunk in chunks:
-                pending.append((chunk, pool.submit(_read_batch, files, chunk)))
+                pending.append((chunk, pool.submit(_load, files, chunk, transform)))
                 if len(pending) > prefetch:
                     chunk, future = pending.popleft()
                     yield chunk, future.result()

@@ -142,13 +142,13 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                      val_annotation: str | Path | None = None, model_name: str | None = None,
                      nms_variant: str = "reference", evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
-                     batch_size: int = 16, progress: Callable[[int], None] | None = None) -> EvalReport:
+                     batch_size: int = 8, progress: Callable[[int], None] | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34.
     """
     from postprocess.coco import category_ids, images_with_annotations, result_rows, results_json
-    from postprocess.detect import detect
+    from postprocess.detect import finish, select
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
     from postprocess.nms import NmsParams
     from postprocess.reader import OutputSpec, read_batches, scan_results
@@ -188,9 +188,12 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     # Stream: read, decode, NMS, rows
     started = time.perf_counter()
     params = NmsParams()
+    bg = spec.background_index
     parts = []
-    for batch, (ploc, plabel) in read_batches(files, batch_size=batch_size):
-        dets = detect(ploc, plabel, spec.priors, params, nms_variant, spec.background_index)
+    # the reader thread reads, checks and selects candidates; this thread decodes and runs NMS
+    for batch, selected in read_batches(files, batch_size=batch_size,
+                                        transform=lambda arrays: select(*arrays, params, bg)):
+        dets = finish(selected, spec.priors, params, nms_variant, bg)
         parts.append(result_rows(dets, batch, inv_map))
         if progress:
             progress(len(batch))

@@ -32,8 +32,8 @@ from ssdconvert.cli.output import format_table
               help="Also write the COCO results json (image_id, category_id, bbox, score).")
 @click.option("--allow-missing", "--allow_missing", "allow_missing", is_flag=True,
               help="Evaluate the images that have results when some are missing (they are left out).")
-@click.option("--batch-size", "batch_size", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Images decoded per step (memory ~ 3 x batch x 3 MB).")
+@click.option("--batch-size", "batch_size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images read and decoded per step (memory about 2 x batch x 3 MB).")
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
                  detections_path, allow_missing, batch_size):
     """Decode and NMS the raw SSD outputs in BIN_PATH and compute COCO mAP.
