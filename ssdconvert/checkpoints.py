@@ -118,9 +118,23 @@ class Mismatch:
 
 
 def group_keys(keys: list[str], depth: int = 2) -> str:
-    """Summarise key names by their first `depth` components: 'mbox.* (12), model.5.* (65)'."""
-    groups = Counter(".".join(k.split(".")[:depth]) + (".*" if k.count(".") >= depth else "") for k in keys)
+    """Summarise key names by their first `depth` components: 'mbox.* (12), model.5.* (65)'.
+
+    A component that repeats its predecessor (feature_extractor.feature_extractor) does not count
+    toward the depth, so wrapper modules do not hide which layer is meant.
+    """
+    groups = Counter(_group_of(k, depth) for k in keys)
     return ", ".join(f"{g} ({n})" for g, n in sorted(groups.items()))
+
+
+def _group_of(key: str, depth: int) -> str:
+    parts, taken, counted = key.split("."), [], 0
+    for i, part in enumerate(parts):
+        if counted == depth:
+            break
+        taken.append(part)
+        counted += i == 0 or part != parts[i - 1]
+    return ".".join(taken) + (".*" if len(taken) < len(parts) else "")
 
 
 def compare(model_state: dict, state: dict, *, optional_suffixes: tuple[str, ...] = ()) -> Mismatch:

@@ -32,6 +32,8 @@ def models(as_json: bool) -> None:
                    f"{d['gflops_per_image']} GFLOPs/image")
         if d["reference_map"]:
             click.echo(f"  reference accuracy: {d['reference_map']}")
+        for note in d["notes"]:
+            click.echo(f"  note: {note}")
 
 
 COMMANDS = [models]

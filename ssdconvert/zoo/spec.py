@@ -84,4 +84,5 @@ class ModelSpec:
             "gflops_per_image": round(self.flops_per_image / 1e9, 2),
             "backbone_file": self.backbone_file,
             "reference_map": self.reference_map,
+            "notes": list(self.notes),
         }

@@ -184,3 +184,12 @@ def test_backbone_file_given_as_checkpoint_is_explained(tmp_path, spec, referenc
 def test_group_keys():
     assert group_keys(["mbox.0.weight", "mbox.0.bias", "model.5.0.conv1.weight", "fc"]) == \
         "fc (1), mbox.0.* (2), model.5.* (1)"
+    wrapped = ["feature_extractor.feature_extractor.6.0.conv1.weight", "feature_extractor.feature_extractor.6.1.bn1.bias"]
+    assert group_keys(wrapped) == "feature_extractor.feature_extractor.6.* (2)"
+
+
+def test_checkpoint_of_the_other_family_names_the_right_model(tmp_path, spec):
+    torch.save({"model": {"feature_extractor.feature_extractor.0.weight": torch.zeros(64, 3, 7, 7)}},
+               tmp_path / "r50.pt")
+    with pytest.raises(CheckpointError, match="use --model ssd-resnet50"):
+        build_model(spec, tmp_path / "r50.pt")

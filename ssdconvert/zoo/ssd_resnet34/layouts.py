@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from postprocess.priors import PriorSpec
 from ssdconvert.errors import CheckpointError
+from ssdconvert.zoo.layouts import refuse_torchvision_backbone, rename_prefixes, torchvision_backbone_to_native
 
 NUM_DEFAULTS = PriorSpec().boxes_per_location  # (4, 6, 6, 6, 4, 4), without importing torch
 
@@ -26,23 +27,6 @@ TORCHVISION_BACKBONE_PREFIXES = {
     "layer2.": "model.4.",
     "layer3.": "model.5.",
 }
-TORCHVISION_IGNORED_PREFIXES = ("layer4.", "fc.")
-
-
-def rename_prefixes(state: dict, prefixes: dict[str, str]) -> dict:
-    """Rename keys by their first matching prefix; other keys are kept unchanged."""
-    out = {}
-    for key, value in state.items():
-        for old, new in prefixes.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        out[key] = value
-    return out
-
-
-def is_torchvision_backbone(state: dict) -> bool:
-    return "conv1.weight" in state and any(k.startswith("layer1.0.") for k in state)
 
 
 def _fuse_ref_heads(state: dict) -> dict:
@@ -70,18 +54,14 @@ def to_native_layout(state: dict) -> dict:
         k.startswith("model.layer1.") for k in state
     ):
         return _fuse_ref_heads(rename_prefixes(state, REF_BACKBONE_PREFIXES))
-    if is_torchvision_backbone(state):
+    if any(k.startswith("feature_extractor.") for k in state):
         raise CheckpointError(
-            "this file is a torchvision ResNet backbone, not an SSD checkpoint; pass it with --backbone"
+            "this looks like an SSD-ResNet50 checkpoint (feature_extractor.* keys); use --model ssd-resnet50"
         )
+    refuse_torchvision_backbone(state)
     return dict(state)
 
 
 def backbone_to_native(state: dict) -> dict:
     """Map a torchvision resnet34 state_dict onto the native backbone keys (layer4/fc dropped)."""
-    if not is_torchvision_backbone(state):
-        raise CheckpointError(
-            "the --backbone file is not a torchvision ResNet state_dict (no conv1.weight / layer1.0.*)"
-        )
-    kept = {k: v for k, v in state.items() if not k.startswith(TORCHVISION_IGNORED_PREFIXES)}
-    return rename_prefixes(kept, TORCHVISION_BACKBONE_PREFIXES)
+    return torchvision_backbone_to_native(state, TORCHVISION_BACKBONE_PREFIXES)

@@ -14,6 +14,7 @@ Accepted on top of what ssdconvert.checkpoints already unwraps (['model'], a lea
 from __future__ import annotations
 
 from ssdconvert.errors import CheckpointError
+from ssdconvert.zoo.layouts import is_torchvision_resnet, refuse_torchvision_backbone, torchvision_backbone_to_native
 
 BACKBONE = "feature_extractor.feature_extractor."
 NATIVE_PREFIXES = (BACKBONE, "additional_blocks.", "loc.", "conf.")
@@ -24,24 +25,7 @@ TORCHVISION_BACKBONE_PREFIXES = {
     "layer2.": BACKBONE + "5.",
     "layer3.": BACKBONE + "6.",
 }
-TORCHVISION_IGNORED_PREFIXES = ("layer4.", "fc.")
 AMP_WRAPPER_PREFIX = "1."  # what is left of `module.1.` once the loader has removed `module.`
-
-
-def rename_prefixes(state: dict, prefixes: dict[str, str]) -> dict:
-    """Rename keys by their first matching prefix; other keys are kept unchanged."""
-    out = {}
-    for key, value in state.items():
-        for old, new in prefixes.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        out[key] = value
-    return out
-
-
-def is_torchvision_resnet(state: dict) -> bool:
-    return "conv1.weight" in state and any(k.startswith("layer1.0.") for k in state)
 
 
 def _strip_amp_wrapper(state: dict) -> dict:
@@ -62,23 +46,15 @@ def to_native_layout(state: dict) -> dict:
         raise CheckpointError(
             "this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); use --model ssd-resnet34"
         )
-    if is_torchvision_resnet(state):
-        raise CheckpointError(
-            "this file is a torchvision ResNet backbone, not an SSD checkpoint; pass it with --backbone"
-        )
+    refuse_torchvision_backbone(state)
     return state  # native, or unknown: strict loading then reports the differences, grouped
 
 
 def backbone_to_native(state: dict) -> dict:
     """Map a torchvision resnet50 state_dict onto the native backbone keys (layer4/fc dropped)."""
-    if not is_torchvision_resnet(state):
-        raise CheckpointError(
-            "the --backbone file is not a torchvision ResNet state_dict (no conv1.weight / layer1.0.*)"
-        )
-    if "layer1.0.conv3.weight" not in state:
+    if is_torchvision_resnet(state) and "layer1.0.conv3.weight" not in state:
         raise CheckpointError(
             "the --backbone file is a ResNet with basic blocks (resnet18/34: no layer1.0.conv3); "
             "ssd-resnet50 needs a torchvision resnet50 file such as resnet50-19c8e357.pth"
         )
-    kept = {k: v for k, v in state.items() if not k.startswith(TORCHVISION_IGNORED_PREFIXES)}
-    return rename_prefixes(kept, TORCHVISION_BACKBONE_PREFIXES)
+    return torchvision_backbone_to_native(state, TORCHVISION_BACKBONE_PREFIXES)
