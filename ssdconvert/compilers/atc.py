@@ -356,9 +356,9 @@ def build_om(
         "batch_source": None if gears else batch_source,
         "dynamic_batches": gears,
         "input": {"name": inp.name, "shape": dims,
-                  "dtype": "uint8" if aipp else "float32", "layout": "NHWC" if aipp else "NCHW"},
+                  "dtype": "uint8" if aipp else inp.dtype, "layout": "NHWC" if aipp else "NCHW"},
         "aipp_config": str(aipp_path) if aipp_path else None,
-        "output_type": _extra_value(extra, "--output_type") or "float32 (ATC default: follows the ONNX)",
+        "output_type": _extra_value(extra, "--output_type") or f"{info.output_dtype} (ATC default: follows the ONNX)",
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
     }
     if dry_run:

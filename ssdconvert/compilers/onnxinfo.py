@@ -12,6 +12,7 @@ from ssdconvert.compilers.base import CompilerError
 class OnnxInput:
     name: str
     dims: tuple[int | None, ...]  # None = symbolic / unknown (e.g. the dynamic batch axis)
+    dtype: str = "float32"  # numpy name of the ONNX element type
 
     @property
     def batch_is_dynamic(self) -> bool:
@@ -33,6 +34,12 @@ class OnnxInfo:
     path: Path
     inputs: tuple[OnnxInput, ...]
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
+    output_dtypes: tuple[str, ...] = ()
+
+    @property
+    def output_dtype(self) -> str:
+        """The element type of the graph outputs (what ATC keeps without --output_type)."""
+        return "/".join(dict.fromkeys(self.output_dtypes)) or "float32"
 
     @property
     def opset(self) -> int | None:
@@ -67,6 +74,13 @@ def read_onnx(path: str | Path) -> OnnxInfo:
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in value.type.tensor_type.shape.dim
         )
-        inputs.append(OnnxInput(value.name, dims))
+        inputs.append(OnnxInput(value.name, dims, _np_dtype(value.type.tensor_type.elem_type)))
     opsets = {imp.domain: int(imp.version) for imp in model.opset_import}
-    return OnnxInfo(path, tuple(inputs), opsets)
+    outputs = tuple(_np_dtype(o.type.tensor_type.elem_type) for o in model.graph.output)
+    return OnnxInfo(path, tuple(inputs), opsets, outputs)
+
+
+def _np_dtype(elem_type: int) -> str:
+    import onnx
+
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "unknown"

@@ -416,3 +416,22 @@ def test_make_om_builds_from_the_exported_onnx():
     assert done.returncode == 0, done.stderr
     assert ("ssdconvert atc --model ssd-resnet34 --onnx build/ssd_resnet34_bs16.onnx --soc Ascend310P3 "
             "--bs 16 --output build/ssd_resnet34_bs16") in done.stdout
+
+
+def test_record_takes_dtypes_from_the_onnx(tmp_path):
+    """An FP16 ONNX (export --half) gives an FP16 .om input and output; the record must say so."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ssdconvert.compilers.atc import build_om
+
+    inp = helper.make_tensor_value_info("image", TensorProto.FLOAT16, [1, 3, 300, 300])
+    out = helper.make_tensor_value_info("ploc", TensorProto.FLOAT16, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["ploc"])], "half", [inp], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "half.onnx"))
+    result = build_om(tmp_path / "half.onnx", "Ascend310P3", batch=1, output=tmp_path / "half", dry_run=True)
+    record = result.info
+    assert record["input"]["dtype"] == "float16"
+    assert record["output_type"].startswith("float16")
