@@ -75,3 +75,10 @@ PREPROCESSFLAGS ?=
 preprocess: $(STAMP)
 	@test -f $(BBOX_ONLY) || $(BIN)/ssdconvert prepare-json --keep-keys $(coco)/annotations/instances_val2017.json $(BBOX_ONLY)
 	$(BIN)/ssdconvert preprocess --model $(model) --val_annotation $(BBOX_ONLY) --data_root $(coco)/val2017 --save_path $(ssd_bin) $(PREPROCESSFLAGS)
+
+# COCO mAP of $(result) (manifest and annotation file found through $(result)_summary.json):
+# make eval [EVALFLAGS="--nms ascend --detections build/detections.json"]
+EVALFLAGS ?=
+.PHONY: eval
+eval: $(STAMP)
+	$(BIN)/ssdconvert eval --bin_path $(result) $(EVALFLAGS)

@@ -36,11 +36,18 @@ def encode_boxes(ltrb: np.ndarray, dboxes: np.ndarray, scale_xy: float, scale_wh
                           axis=-1)
 
 
-def softmax(logits: np.ndarray, axis: int) -> np.ndarray:
-    """Numerically stable softmax in float32 (max-subtracted, like torch)."""
+def softmax(logits: np.ndarray, axis: int, maxima: np.ndarray | None = None, overwrite: bool = False) -> np.ndarray:
+    """Numerically stable softmax in float32 (max-subtracted, like torch).
+
+    maxima: the max along `axis` when already known · overwrite: reuse a float32 `logits` array.
+    """
     z = np.asarray(logits, dtype=np.float32)
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    if not (overwrite and z is logits):
+        z = z.copy()
+    z -= z.max(axis=axis, keepdims=True) if maxima is None else np.expand_dims(maxima, axis)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,5 @@ def candidate_scores(plabel: np.ndarray, threshold: float, background: int = 0) 
     # anchor's scores are bit-identical to softmax(plabel[b], axis=0)[:, a].
     logits = np.concatenate(columns, axis=1) if batch else np.zeros((num_classes, 0), np.float32)
     top = np.concatenate(tops) if batch else np.zeros(0, np.float32)
-    logits -= top
-    scores = np.exp(logits, out=logits)
-    scores /= scores.sum(axis=0)
+    scores = softmax(logits, axis=0, maxima=top, overwrite=True)
     return Candidates(image=image, anchor=anchor, scores=scores.T)

@@ -69,7 +69,7 @@ def reference_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(),
     by_class = scores.T  # (classes, n): contiguous when scores come from decode.candidate_scores
     passed = by_class > np.float32(params.score_threshold)
     passed[background] = False
-    label, row = nonzero_2d(passed)
+    label, row = _nonzero_2d(passed)
     score = by_class[label, row]
     order = _sort_order(image[row] * scores.shape[1] + label, score, anchor[row])
     row, label, score = row[order], label[order], score[order]
@@ -153,7 +153,7 @@ def _as_arrays(image, anchor, boxes, scores):
             np.asarray(boxes, dtype=np.float32).reshape(-1, 4), scores)
 
 
-def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.nonzero of a 2-D mask (same order), several times faster through the flat indices."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 

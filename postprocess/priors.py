@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import sqrt
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where boxes are made: the zoo imports PriorSpec cheaply
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class PriorSpec:
 
 @lru_cache(maxsize=8)
 def _default_boxes(spec: PriorSpec) -> np.ndarray:
+    import numpy as np
+
     rows: list[tuple[float, float, float, float]] = []
     for level, (fsize, step) in enumerate(zip(spec.feat_size, spec.steps)):
         fk = spec.fig_size / step
@@ -61,5 +65,7 @@ def default_boxes(spec: PriorSpec) -> np.ndarray:
 
 def xywh_to_ltrb(boxes: np.ndarray) -> np.ndarray:
     """(…, 4) (cx, cy, w, h) -> (l, t, r, b) in the same dtype; no clamping."""
+    import numpy as np
+
     cx, cy, w, h = np.moveaxis(boxes, -1, 0)
     return np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)

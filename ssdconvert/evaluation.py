@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,7 +17,6 @@ import numpy as np
 
 from ssdconvert.errors import SsdConvertError
 
-log = logging.getLogger(__name__)
 MANIFEST_FLAG = ("--manifest ssd_bin/manifest.json (or --val_annotation A alone to evaluate every "
                  "annotated image of A)")
 ANNOTATION_FLAG = "--val_annotation path/to/instances_val2017.json"
@@ -50,9 +48,11 @@ class EvalReport:
         return self.stats["AP"]
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
+
+
+def _first(items: Sequence[str]) -> str:
+    return ", ".join(items[:SHOW]) + (" ..." if len(items) > SHOW else "")
 
 
 def _input_folder(args: Sequence[str]) -> str | None:
@@ -170,19 +170,21 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
 
     gt = load_ground_truth(annotation, evaluator)
     images = list(man.images) if man is not None else images_with_annotations(gt.dataset)
+    unknown = [str(im.id) for im in images if im.id not in gt.imgs]
+    if unknown:
+        raise SsdConvertError(f"{len(unknown)} of the {len(images)} manifest images are not in {annotation} "
+                              f"(ids {_first(unknown)}); pass the annotation file used for preprocessing with "
+                              f"{ANNOTATION_FLAG}")
     inv_map = category_ids(gt.dataset.get("categories", []), spec.num_classes, spec.background_index)
 
     outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
     files = scan_results(bin_path, images, outputs)
     missing = [stem for stem, _ in files.missing]
     if missing and not allow_missing:
-        raise SsdConvertError(
-            f"{bin_path} has no results for {len(missing)} of {len(images)} images "
-            f"({', '.join(missing[:SHOW])}{' ...' if len(missing) > SHOW else ''}); "
-            f"pass --allow-missing to evaluate the other {len(files.present)}")
+        raise SsdConvertError(f"{bin_path} has no results for {len(missing)} of {len(images)} images "
+                              f"({_first(missing)}); pass --allow-missing to evaluate the other {len(files.present)}")
     if missing:
-        notes.append(f"results missing for {len(missing)} images ({', '.join(missing[:SHOW])}"
-                     f"{' ...' if len(missing) > SHOW else ''}): left out of the evaluation")
+        notes.append(f"results missing for {len(missing)} images ({_first(missing)}): left out of the evaluation")
     setup = time.perf_counter() - started
 
     # Stream: read, decode, NMS, rows

@@ -147,3 +147,10 @@ def report_of_ok(res, ws) -> dict:
 def test_bin_path_must_exist(run_cli, tmp_path):
     res = run_cli("--bin_path", str(tmp_path / "none"))
     assert res.exit_code == 1 and "is not a directory" in res.output
+
+
+def test_annotation_file_without_the_manifest_images(workspace, run_cli, tmp_path, coco):
+    other = dict(coco.doc, images=coco.doc["images"][:3])
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    res = run_cli("--bin_path", str(workspace.result), "--val_annotation", str(tmp_path / "other.json"))
+    assert res.exit_code == 1 and "manifest images are not in" in res.output and "--val_annotation" in res.output
