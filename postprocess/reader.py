@@ -23,6 +23,7 @@ from postprocess.images import ImageLike
 DTYPES = {"float32": np.float32, "float16": np.float16}
 _RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
 _SHOW = 5  # names listed in messages
+READAHEAD = 4  # batches whose files the kernel is asked to start reading early
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,22 @@ def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarr
     return arrays
 
 
+def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
+    """Ask the kernel to start reading these files now (asynchronous readahead), where supported."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for im in batch:
+        for index in range(len(files.outputs)):
+            try:
+                fd = os.open(files.path(im.stem, index), os.O_RDONLY)
+            except OSError:
+                continue  # reported when the file is read
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
+
 def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> Any:
     arrays = _read_batch(files, batch)
     return transform(arrays) if transform else arrays
@@ -159,8 +176,11 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-reader") as pool:
         pending: deque = deque()
         try:
-            for chunk in chunks:
+            for k, chunk in enumerate(chunks):
                 pending.append((chunk, pool.submit(_load, files, chunk, transform)))
+                # keep the kernel reading the next READAHEAD batches while this one is processed
+                for ahead in chunks[k + 1:k + 1 + READAHEAD] if k == 0 else chunks[k + READAHEAD:k + READAHEAD + 1]:
+                    _advise(files, ahead)
                 if len(pending) > prefetch:
                     chunk, future = pending.popleft()
                     yield chunk, future.result()
