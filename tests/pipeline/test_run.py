@@ -113,3 +113,19 @@ def test_missing_tools_are_skipped_with_a_note(tmp_path, monkeypatch):
 def test_unknown_backend_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["run", "--backends", "tensorrt", "--workdir", str(tmp_path)])
     assert result.exit_code == 1 and "unknown backend(s) tensorrt" in result.output
+
+
+def test_second_detector_runs_end_to_end(tmp_path):
+    """ssd-resnet50 goes through every stage with no model-specific code in the pipeline."""
+    result = CliRunner().invoke(cli, ["run", "--model", "ssd-resnet50", "--images", "4", "--bs", "1,2",
+                                      "--bench-duration", "0.2", "--workers", "1", "--backends", "onnxruntime",
+                                      "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = load_report(tmp_path)
+    assert report["config"]["model_name"] == "ssd-resnet50"
+    assert [s["name"] for s in report["stages"]] == [
+        "data", "prepare-json", "preprocess", "export", "compile:onnxruntime", "infer:onnxruntime",
+        "eval:onnxruntime", "bench:onnxruntime"]
+    assert json.loads((tmp_path / "ssd_resnet50.onnx.json").read_text())["model"] == "ssd-resnet50"
+    assert json.loads((tmp_path / "eval" / "onnxruntime" / "eval.json").read_text())["model"] == "ssd-resnet50"
+    assert set(report["throughput"]["onnxruntime"]) == {"1", "2"}
