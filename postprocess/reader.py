@@ -111,7 +111,10 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
     files = ResultFiles(directory, outputs, tuple(dtypes))
     for im in images:
         absent = tuple(out.name for i, out in enumerate(outputs) if (im.stem, i) not in sizes)
-        (files.missing.append((im.stem, absent)) if absent else files.present.append(im))
+        if absent:
+            files.missing.append((im.stem, absent))
+        else:
+            files.present.append(im)
     if not files.present:
         raise PostprocessError(f"no image in {directory} has all of its {len(outputs)} result files")
     return files
