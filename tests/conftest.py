@@ -62,6 +62,12 @@ def write_fake_launcher(bin_dir: Path, name: str, script: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def launcher():
+    """launcher(bin_dir, name, script) -> an executable wrapper around a fake in tests/fakes/."""
+    return write_fake_launcher
+
+
+@pytest.fixture(scope="session")
 def fake_vendor_env(tmp_path_factory) -> dict[str, str]:
     """Environment in which the fake `atc`, `mm_build` and `python -m ais_bench` are the installed tools."""
     import os

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
 from pathlib import Path
 
 import pytest
 
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
 
 def make_onnx(path: Path, *, batch: int | None = None, name: str = "image", opset: int = 11,
@@ -38,21 +35,12 @@ def make_onnx(path: Path, *, batch: int | None = None, name: str = "image", opse
     return path
 
 
-def write_launcher(bin_dir: Path, name: str, script: str) -> Path:
-    """`bin_dir/name`: a shell wrapper that execs the fake with this venv's Python (like atc -> atc.bin)."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    launcher = bin_dir / name
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKES / script}" "$@"\n')
-    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return launcher
-
-
 @pytest.fixture
-def fake_bin(tmp_path) -> Path:
+def fake_bin(tmp_path, launcher) -> Path:
     """A directory holding `atc` and `mm_build` launchers for the fakes."""
     bin_dir = tmp_path / "fakebin"
-    write_launcher(bin_dir, "atc", "atc.py")
-    write_launcher(bin_dir, "mm_build", "mm_build.py")
+    launcher(bin_dir, "atc", "atc.py")
+    launcher(bin_dir, "mm_build", "mm_build.py")
     return bin_dir
 
 
@@ -93,12 +81,6 @@ def onnx_factory(tmp_path):
         return make_onnx(tmp_path / "models" / filename, **kw)
 
     return make
-
-
-@pytest.fixture
-def launcher():
-    """launcher(bin_dir, name, script) -> an executable wrapper around a fake in tests/fakes/."""
-    return write_launcher
 
 
 @pytest.fixture

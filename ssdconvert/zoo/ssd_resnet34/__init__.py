@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from postprocess.priors import PriorSpec
-from preprocess.spec import ImageTransform
 from ssdconvert.zoo import register
-from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+from ssdconvert.zoo.spec import ModelSpec
+from ssdconvert.zoo.ssd300 import SSD300_COCO_IO
 from ssdconvert.zoo.ssd_resnet34.layouts import backbone_to_native, to_native_layout
 
 
@@ -20,12 +19,7 @@ SPEC = register(
         name="ssd-resnet34",
         description="SSD300-ResNet34, MLPerf Training v0.7 (NVIDIA layout; Ascend iter_183250.pt)",
         build=build,
-        input=TensorSpec("image", (3, 300, 300)),
-        outputs=(TensorSpec("ploc", (4, 8732)), TensorSpec("plabel", (81, 8732))),
-        transform=ImageTransform(),
-        priors=PriorSpec(),
-        num_classes=81,
-        background_index=0,
+        **SSD300_COCO_IO,
         to_native_layout=to_native_layout,
         backbone_to_native=backbone_to_native,
         backbone_file="resnet34-333f7ec4.pth",

@@ -8,10 +8,9 @@ not kept, /255, ImageNet mean/std, RGB). So the spec uses the default PriorSpec 
 
 from __future__ import annotations
 
-from postprocess.priors import PriorSpec
-from preprocess.spec import ImageTransform
 from ssdconvert.zoo import register
-from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+from ssdconvert.zoo.spec import ModelSpec
+from ssdconvert.zoo.ssd300 import SSD300_COCO_IO
 from ssdconvert.zoo.ssd_resnet50.layouts import backbone_to_native, to_native_layout
 
 # Conv multiply-accumulates at 300x300, batch 1 (BN, ReLU, add, max-pool ignored, as R34 §18):
@@ -30,12 +29,7 @@ SPEC = register(
         name="ssd-resnet50",
         description="SSD300 v1.1 ResNet-50, NVIDIA DeepLearningExamples layout (Cambricon SSD_ResNet50)",
         build=build,
-        input=TensorSpec("image", (3, 300, 300)),
-        outputs=(TensorSpec("ploc", (4, 8732)), TensorSpec("plabel", (81, 8732))),
-        transform=ImageTransform(),
-        priors=PriorSpec(),
-        num_classes=81,
-        background_index=0,
+        **SSD300_COCO_IO,
         to_native_layout=to_native_layout,
         backbone_to_native=backbone_to_native,
         backbone_file="resnet50-19c8e357.pth",
