@@ -12,6 +12,7 @@ Subclasses implement `_activate`, `_infer`, `_deactivate` and fill `inputs` / `o
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -65,7 +66,7 @@ def dim_or_none(d) -> int | None:
     return None
 
 
-class Runner:
+class Runner(ABC):
     """Base runner: context manager, per-call compute timing, I/O metadata."""
 
     name = "runner"  # short backend name (onnxruntime, openvino, ais_bench)
@@ -127,12 +128,13 @@ class Runner:
         return {}
 
     # -- for subclasses -----------------------------------------------------------------------
+    @abstractmethod
     def _activate(self) -> None:
-        raise NotImplementedError
+        """Load the model; fill `inputs` and `outputs`."""
 
+    @abstractmethod
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], float]:
         """Return (outputs in output order, compute milliseconds)."""
-        raise NotImplementedError
 
     def _deactivate(self) -> None:
         pass

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import stat
-import sys
 
 import pytest
 from click.testing import CliRunner
@@ -67,20 +65,15 @@ def test_static_onnx_on_onnxruntime_skips_other_sizes(tmp_path, tiny_onnx_bs4):
     assert [r.status for r in report.rows] == ["skipped", "ok"]
 
 
-def _atc_on_path(tmp_path, monkeypatch, tiny):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    launcher = bin_dir / "atc"
-    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {tiny.FAKES / 'atc.py'} \"$@\"\n")
-    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+def _atc_on_path(tmp_path, monkeypatch, launcher):
+    launcher(tmp_path / "bin", "atc", "atc.py")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.mark.parametrize("api", [True, False], ids=["InferSession", "subprocess"])
-def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fake_ais_bench, monkeypatch, api):
-    if not (tiny.FAKES / "atc.py").is_file():
-        pytest.skip("fake atc not available")
-    _atc_on_path(tmp_path, monkeypatch, tiny)
+def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fake_ais_bench, monkeypatch, api,
+                                                   launcher):
+    _atc_on_path(tmp_path, monkeypatch, launcher)
     if not api:
         monkeypatch.setattr("ssdconvert.runners.ais_bench.api_available", lambda: False)
     report = run_bench(tiny_onnx, backend="ais_bench", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
