@@ -488,6 +488,7 @@ def plot_report(report: BenchReport, target: Path) -> None:
         if xs:
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_ylim(0, 1.12 * max((y for line in ax.get_lines() for y in line.get_ydata()), default=1))
         ax.grid(True, alpha=0.3)
         ax.legend()
     failed = [r for r in report.rows if r.status == "failed"]
