@@ -7,7 +7,6 @@ mismatch report.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssdconvert.errors import CheckpointError
+from ssdconvert.fileio import sha256_of
 
 if TYPE_CHECKING:
     import torch
@@ -29,14 +29,6 @@ WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 MODULE_PREFIX = "module."
 DEFAULT_SEED = 0
 UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:

@@ -6,7 +6,6 @@ Wires the manifest (which images, their original sizes, the annotation file) and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ssdconvert.errors import SsdConvertError
+from ssdconvert.fileio import sha256_of
 
 MANIFEST_FLAG = ("--manifest ssd_bin/manifest.json (or --val_annotation A alone to evaluate every "
                  "annotated image of A)")
@@ -89,14 +89,6 @@ def find_manifest(bin_path: Path) -> tuple[Path, str]:
                           f"pass {MANIFEST_FLAG}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _resolve_annotation(recorded: str, manifest_path: Path) -> Path | None:
     path = Path(recorded)
     for candidate in ([path] if path.is_absolute() else [path, manifest_path.parent / path]):
@@ -131,7 +123,7 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
         if annotation is None:
             raise SsdConvertError(f"annotation file {man.annotation_path} recorded in {manifest_path} does "
                                   f"not exist; pass {ANNOTATION_FLAG}")
-        if man.annotation_sha256 and _sha256(annotation) != man.annotation_sha256:
+        if man.annotation_sha256 and sha256_of(annotation) != man.annotation_sha256:
             notes.append(f"{annotation} changed since preprocessing (its sha256 differs from the manifest's)")
     if not annotation.is_file():
         raise SsdConvertError(f"annotation file {annotation} does not exist; pass {ANNOTATION_FLAG}")

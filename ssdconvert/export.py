@@ -290,7 +290,7 @@ def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dyn
     import torch
 
     from ssdconvert import __version__
-    from ssdconvert.checkpoints import sha256_of
+    from ssdconvert.fileio import sha256_of
 
     described = spec.describe()
     io_dtype = "float16" if result.precision == "fp16" else "float32"

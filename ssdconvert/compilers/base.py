@@ -387,12 +387,6 @@ def write_sidecar(primary: Path, record: dict) -> Path:
     return write_json(primary.with_name(primary.name + ".json"), record)
 
 
-def sha256_of(path: Path) -> str:
-    from ssdconvert.checkpoints import sha256_of as _sha
-
-    return _sha(path)
-
-
 def require_file(path: Path, what: str) -> Path:
     path = Path(path)
     if not path.is_file():

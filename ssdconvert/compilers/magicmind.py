@@ -23,9 +23,10 @@ from typing import Sequence
 
 from ssdconvert.compilers.base import (
     CompileResult, CompilerError, Progress, ToolSpec, check_artefacts, log_path_for, raise_failure,
-    resolve_command, run_tool, sha256_of, write_sidecar,
+    resolve_command, run_tool, write_sidecar,
 )
 from ssdconvert.compilers.onnxinfo import read_onnx
+from ssdconvert.fileio import sha256_of
 
 
 @dataclass(frozen=True)

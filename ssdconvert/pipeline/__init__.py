@@ -168,7 +168,7 @@ def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int |
 
 def _export_inputs(cfg: RunConfig) -> dict:
     from ssdconvert import __version__
-    from ssdconvert.checkpoints import sha256_of
+    from ssdconvert.fileio import sha256_of
 
     return {"model": cfg.model_name, "seed": cfg.seed, "bs": cfg.infer_batch, "ssdconvert": __version__,
             "checkpoint": sha256_of(cfg.checkpoint) if cfg.checkpoint else None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ssdconvert.checkpoints import sha256_of
+from ssdconvert.fileio import sha256_of
 from ssdconvert.cli import cli
 from ssdconvert.compilers.atc import aipp_config_text, aipp_values, build_om
 from ssdconvert.compilers.base import (

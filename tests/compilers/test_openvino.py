@@ -73,7 +73,7 @@ def test_record_and_log(exported_onnx, fp32_dynamic):
     assert record["weights"] == "float32" and record["dynamic_batch"] is True
     assert record["command"] == fp32_dynamic.command
     assert record["ovc_reported"]["XML"].endswith("ssd_dyn.xml")
-    from ssdconvert.checkpoints import sha256_of
+    from ssdconvert.fileio import sha256_of
 
     assert record["source_onnx"]["sha256"] == sha256_of(exported_onnx)
     assert "[ SUCCESS ] XML file:" in fp32_dynamic.log_path.read_text()

@@ -12,7 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ssdconvert.checkpoints import WeightsSource, sha256_of
+from ssdconvert.checkpoints import WeightsSource
+from ssdconvert.fileio import sha256_of
 from ssdconvert.cli import cli
 from ssdconvert.errors import ExportError, OutputMismatchError
 from ssdconvert.export import ValidationReport, export_onnx, seeded_input, validate_model_outputs

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from ssdconvert.checkpoints import sha256_of
+from ssdconvert.fileio import sha256_of
 from ssdconvert.errors import ExportError
 from ssdconvert.export import DEFAULT_TOLERANCES, compare_outputs, convert_to_fp16, seeded_input, \
     validate_model_outputs
