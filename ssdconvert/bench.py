@@ -247,6 +247,9 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         elif backend == "openvino":
             _sweep_per_batch(report, model, backend, batch_sizes, duration, warmup, min_runs, device, say)
         else:
+            from ssdconvert.runners.ais_bench import om_gears
+
+            dym_batch = dym_batch or bool(suffix == ".om" and om_gears(model))  # gears from the build record
             _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc, int(device), dym_batch,
                              output_dir / f"{name}_work", say)
     except KeyboardInterrupt:

@@ -410,9 +410,18 @@ def _write_outputs(tmp: Path, final: Path, chunk: Sequence[Path], outputs: list[
 
 def _infer_ais_bench_cli(model: Path, files: list[Path], folder: Path, input, output: Path, *, batchsize, device,
                          warmup, loop, dym_batch, echo) -> InferResult:
-    from ssdconvert.runners.ais_bench import run_ais_bench
+    from ssdconvert.runners.ais_bench import om_gears, run_ais_bench
 
     warnings: list[str] = []
+    gears = om_gears(model)
+    if gears:
+        if batchsize not in gears:
+            raise InferError(f"{model.name} was built with batch gears {','.join(map(str, gears))} (its .json "
+                             f"record); pass --batchsize with one of them")
+        if not dym_batch:
+            dym_batch = True
+            warnings.append(f"{model.name} has batch gears {gears} (its .json record): running gear {batchsize} "
+                            f"with --dymBatch")
     manifest = load_manifest_for(folder)
     if manifest is None:
         warnings.append("no manifest.json beside the inputs: ais_bench will take the files as raw om input data")

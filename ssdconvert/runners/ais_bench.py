@@ -137,6 +137,16 @@ def normalise_stats(stats: Mapping[str, object]) -> dict[str, float]:
     return fixed
 
 
+def om_gears(om: str | Path) -> list[int]:
+    """Batch gears that `ssdconvert atc --dynamic-bs` recorded in `<om>.json` ([] if static or unknown)."""
+    try:
+        record = json.loads(Path(f"{om}.json").read_text())
+    except (OSError, ValueError):
+        return []
+    gears = record.get("dynamic_batches") if isinstance(record, dict) else None
+    return [int(g) for g in gears] if isinstance(gears, list) else []
+
+
 def read_summary(path: str | Path) -> dict:
     """Load an ais_bench `<dirname>_summary.json`, with the stat blocks normalised."""
     path = Path(path)

@@ -148,3 +148,23 @@ def test_python_api_runner(tmp_path, tiny, fake_ais_bench):
         out = runner.infer({"image": x})
         assert list(out) == ["ploc", "plabel"] and runner.last_compute_ms > 0
     np.testing.assert_allclose(out["ploc"][2], tiny.reference_outputs(x[2])[0], atol=1e-5)
+
+
+def test_gear_om_gets_dym_batch_from_its_build_record(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
+                                                      monkeypatch):
+    import os
+
+    from ssdconvert.compilers.atc import build_om
+    from ssdconvert.infer import InferError
+
+    launcher(tmp_path / "bin", "atc", "atc.py")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    om = build_om(tiny_onnx, "Ascend310P3", dynamic_batches=[2, 4], output=tmp_path / "gears").primary
+    tiny.write_inputs(tmp_path / "ssd_bin", 6)
+    result = run_infer(om, tmp_path / "ssd_bin", tmp_path / "result", batchsize=4, progress=False)
+    args = json.loads(result.summary_path.read_text())["args"]
+    assert args[args.index("--dymBatch") + 1] == "4"
+    assert any("batch gears [2, 4]" in w for w in result.warnings)
+    assert len(list((tmp_path / "result").glob("*_0.bin"))) == 6
+    with pytest.raises(InferError, match="batch gears 2,4"):
+        run_infer(om, tmp_path / "ssd_bin", tmp_path / "result3", batchsize=3, progress=False)
