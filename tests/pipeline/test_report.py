@@ -1,0 +1,39 @@
+"""The run report's accuracy gate and throughput table, on hand-made stage results."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssdconvert.pipeline import PipelineReport
+from ssdconvert.pipeline.cache import StageResult
+from ssdconvert.pipeline.report import AP_GATE, accuracy_rows, markdown, throughput_by_backend
+
+
+def report_with(aps: dict[str, float]) -> PipelineReport:
+    report = PipelineReport(config={"model_name": "ssd-resnet34", "workdir": "w"}, random_weights=False)
+    for name, ap in aps.items():
+        report.stages.append(StageResult(f"eval:{name}", "k", 1.0, "", {"stats": {"AP": ap, "AP50": ap + 0.2}}))
+        report.stages.append(StageResult(f"bench:{name}", "k", 1.0, "", {"throughput": {"1": 10.0, "8": 20.0}}))
+    return report
+
+
+def test_gate_flags_a_backend_beyond_the_tolerance():
+    rows = {r["backend"]: r for r in accuracy_rows(report_with(
+        {"onnxruntime": 0.2300, "openvino": 0.2300 + AP_GATE / 2, "atc": 0.2300 - 0.003}))}
+    assert rows["onnxruntime"]["gate"] == "ok" and rows["openvino"]["gate"] == "ok"
+    assert rows["atc"]["gate"] == "FLAGGED"
+    assert rows["atc"]["delta_vs_onnxruntime"] == pytest.approx(-0.003)
+
+
+def test_gate_needs_the_onnxruntime_reference():
+    (row,) = accuracy_rows(report_with({"atc": 0.23}))
+    assert row["gate"] == "n/a" and row["delta_vs_onnxruntime"] is None
+
+
+def test_markdown_shows_the_gate_and_the_throughput_table():
+    report = report_with({"onnxruntime": 0.23, "atc": 0.226})
+    assert throughput_by_backend(report) == {"onnxruntime": {1: 10.0, 8: 20.0}, "atc": {1: 10.0, 8: 20.0}}
+    text = markdown(report, plot=None)
+    assert "| atc | 0.2260 | 0.4260 | -0.0040 | FLAGGED |" in text
+    assert "| 8 | 20.0 | 20.0 |" in text
+    assert "meaningless" not in text  # real weights: no random-weights label
