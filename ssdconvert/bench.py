@@ -219,9 +219,12 @@ def runtime_label(backend: str, versions: dict[str, str], soc: str | None = None
 def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
               duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: int | str = 0,
               output_dir: str | Path = "build/bench", name: str | None = None, flops_per_image: float | None = None,
-              dym_batch: bool = False, min_runs: int = 1, plot: bool = True,
+              dym_batch: bool = False, min_runs: int = 1, plot: bool = True, atc_tool: str | None = None,
               progress: Callable[[str], None] | None = None) -> BenchReport:
-    """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`."""
+    """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`.
+
+    `atc_tool`: the ATC executable for the per-batch .om builds (default: PATH, then the CANN env).
+    """
     model = Path(model)
     if not model.exists():
         raise BenchError(f"model not found: {model}")
@@ -251,7 +254,7 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
 
             dym_batch = dym_batch or bool(suffix == ".om" and om_gears(model))  # gears from the build record
             _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc, int(device), dym_batch,
-                             output_dir / f"{name}_work", say)
+                             output_dir / f"{name}_work", say, atc_tool)
     except KeyboardInterrupt:
         report.stopped_early, report.failure = True, "interrupted by the user"
     report.label = runtime_label(backend, report.runtime, soc)
@@ -324,7 +327,7 @@ def _sweep_per_batch(report, model, backend, batch_sizes, duration, warmup, min_
 
 
 def _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc, device, dym_batch, workdir,
-                     say) -> None:
+                     say, atc_tool: str | None = None) -> None:
     """Ascend: one static .om per batch size built by ATC (or the given .om), timed with ais_bench
     (its Python API when importable, else `python3 -m ais_bench --loop`)."""
     from ssdconvert.runners.ais_bench import AisBenchRunner, api_available
@@ -340,7 +343,7 @@ def _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc
                 from ssdconvert.compilers.atc import build_om  # lazy: the compiler adapter
 
                 say(f"batch {bs}: atc --soc_version={soc} ...")
-                built = build_om(model, soc, batch=bs, output=workdir / f"{model.stem}_bs{bs}.om")
+                built = build_om(model, soc, batch=bs, output=workdir / f"{model.stem}_bs{bs}.om", tool=atc_tool)
                 om = Path(built.artefacts[0])
                 row_build = {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}
             else:

@@ -38,10 +38,12 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
+@click.option("--atc-tool", type=click.Path(dir_okay=False), default=None,
+              help="ATC executable [default: PATH, then $ASCEND_TOOLKIT_HOME / $ASCEND_HOME_PATH].")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
               help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, workdir):
+        bench_duration, workers, atc_tool, workdir):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -60,7 +62,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
                     backends=backends, soc=soc, batch_sizes=batch_sizes, bench_duration=bench_duration,
-                    workers=workers)
+                    workers=workers, atc_tool=atc_tool)
     report = run_pipeline(cfg, say=lambda line: click.echo(line, err=True))
     md, js, text = write_report(report, cfg.workdir)
     click.echo(text)

@@ -38,6 +38,7 @@ class RunConfig:
     batch_sizes: tuple[int, ...] = (1, 8, 16)
     bench_duration: float = 2.0
     workers: int | None = None
+    atc_tool: str | None = None  # ATC executable; default: PATH, then the CANN environment
 
     @property
     def infer_batch(self) -> int:
@@ -97,7 +98,7 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
 
 def _run_backend(cfg, spec, name, onnx, export_key, pre, workdir, stage, report, say) -> None:
     target = backend(name)
-    missing = target.missing_tool()
+    missing = target.missing_tool(cfg.atc_tool)
     if missing:
         note = f"{name} skipped: {missing}"
         report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True))
@@ -187,7 +188,7 @@ def _export(cfg: RunConfig, spec, workdir: Path):
 
 
 def _compile(target, onnx: Path, workdir: Path, cfg: RunConfig):
-    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, atc_tool=None)
+    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, atc_tool=cfg.atc_tool)
     what = "uses the ONNX directly" if target.name == "onnxruntime" else f"built {artefacts[0].name}"
     return what, {"artefacts": [str(a) for a in artefacts]}, artefacts
 
@@ -217,7 +218,7 @@ def _bench(model: Path, runner: str, cfg: RunConfig, spec, out: Path, name: str)
 
     r = run_bench(model, backend=runner, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration,
                   soc=cfg.soc if runner == "ais_bench" else None, output_dir=out, name=name,
-                  flops_per_image=spec.flops_per_image)
+                  flops_per_image=spec.flops_per_image, atc_tool=cfg.atc_tool)
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
     best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"

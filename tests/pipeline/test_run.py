@@ -129,3 +129,16 @@ def test_second_detector_runs_end_to_end(tmp_path):
     assert json.loads((tmp_path / "ssd_resnet50.onnx.json").read_text())["model"] == "ssd-resnet50"
     assert json.loads((tmp_path / "eval" / "onnxruntime" / "eval.json").read_text())["model"] == "ssd-resnet50"
     assert set(report["throughput"]["onnxruntime"]) == {"1", "2"}
+
+
+def test_atc_tool_option_finds_atc_outside_path(tmp_path, monkeypatch, launcher, fake_vendor_env):
+    from ssdconvert.pipeline.backends import backend
+
+    tool = launcher(tmp_path / "cann", "atc", "atc.py")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    for var in ("PYTHONPATH", "SSDCONVERT_AIS_BENCH_PYTHON"):
+        monkeypatch.setenv(var, fake_vendor_env[var])
+    monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
+    monkeypatch.delenv("ASCEND_HOME_PATH", raising=False)
+    assert backend("atc").missing_tool(str(tool)) is None
+    assert "atc not found" in backend("atc").missing_tool()
