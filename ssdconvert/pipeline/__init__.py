@@ -74,9 +74,10 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                             random_weights=cfg.checkpoint is None)
 
     def stage(name: str, inputs: dict, fn) -> StageResult:
-        if cache.lookup(name, inputs) is None:
+        result = cache.lookup(name, inputs)
+        if result is None:
             say(f"[{name}] running ...")
-        result = cache.run(name, inputs, fn)
+            result = cache.record(name, inputs, fn)
         report.stages.append(result)
         say(f"[{name}] {'reused (inputs unchanged)' if result.reused else f'{result.seconds:.1f} s'}: {result.figure}")
         return result

@@ -56,14 +56,11 @@ class StageCache:
             return StageResult(**{**record, "reused": True})
         return None
 
-    def run(self, name: str, inputs: dict, fn: Callable[[], tuple[str, dict, list[Path]]]) -> StageResult:
-        """Reuse the stored result if `inputs` are unchanged and its outputs exist; else run `fn`.
+    def record(self, name: str, inputs: dict, fn: Callable[[], tuple[str, dict, list[Path]]]) -> StageResult:
+        """Run `fn` and store its result under `name`, keyed by `inputs`.
 
         `fn` returns (one-line figure, report data, output paths).
         """
-        reused = self.lookup(name, inputs)
-        if reused is not None:
-            return reused
         key = fingerprint(inputs)
         started = time.perf_counter()
         figure, data, outputs = fn()
