@@ -8,7 +8,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from postprocess.errors import PostprocessError
-from postprocess.images import ImageLike, ImageRef
+from postprocess.images import ImageLike
 from postprocess.nms import Detections
 
 ROW_FIELDS = ("image_id", "x", "y", "w", "h", "score", "category_id")
@@ -25,16 +25,6 @@ def category_ids(categories: Sequence[Mapping], num_classes: int, background: in
     inv_map = np.zeros(num_classes, dtype=np.int64)
     inv_map[np.arange(num_classes) != background] = [int(c["id"]) for c in categories]
     return inv_map
-
-
-def images_with_annotations(dataset: Mapping) -> list[ImageRef]:
-    """The reference evaluation set: images with at least one annotation (crowd counts), json order.
-
-    The result stem is the file name cut at the first '.', as ais_bench and the reference scripts do.
-    """
-    annotated = {a["image_id"] for a in dataset.get("annotations", [])}
-    return [ImageRef(int(im["id"]), im["file_name"].split(".", 1)[0], int(im["width"]), int(im["height"]))
-            for im in dataset.get("images", []) if im["id"] in annotated]
 
 
 def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:

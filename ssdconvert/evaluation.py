@@ -1,7 +1,11 @@
 """`ssdconvert eval`: ais_bench-layout results -> detections -> COCO mAP.
 
 Wires the manifest (which images, their original sizes, the annotation file) and the model spec
-(priors, classes, output shapes) into the postprocess stage.
+(priors, classes, output shapes) into the postprocess stage. The results are one folder, or the
+per-device folders of a multi-device ais_bench run (postprocess/reader.py names the layout): the
+runner's summary beside the folder (or, for several devices, beside each device folder) records
+the `--input` folder, where the manifest is, and the `--device` list, whose folders must all be
+there.
 """
 
 from __future__ import annotations
@@ -68,17 +72,47 @@ def _input_folder(args: Sequence[str]) -> str | None:
     return None
 
 
-def find_manifest(bin_path: Path) -> tuple[Path, str]:
-    """The manifest of the inputs that produced `bin_path`, via the runner's sibling summary json."""
-    summary = bin_path.parent / f"{bin_path.name}_summary.json"
-    if not summary.is_file():
-        raise SsdConvertError(f"cannot find the manifest: no runner summary {summary} beside {bin_path}; "
-                              f"pass {MANIFEST_FLAG}")
+def runner_summary(bin_path: Path) -> Path | None:
+    """The runner's summary json: `<bin_path>_summary.json`, or (several devices) the first
+    `<bin_path>/device<N>[_<i>]_summary.json`."""
+    from postprocess.reader import DEVICE_FOLDER
+
+    sibling = bin_path.parent / f"{bin_path.name}_summary.json"
+    if sibling.is_file():
+        return sibling
+    per_device = sorted(p for p in bin_path.glob("device*_summary.json")
+                        if DEVICE_FOLDER.match(p.name[:-len("_summary.json")]))
+    return per_device[0] if per_device else None
+
+
+def _summary_args(summary: Path) -> list[str]:
     try:
-        args = json.loads(summary.read_text()).get("args") or []
+        return [str(a) for a in json.loads(summary.read_text()).get("args") or []]
     except (OSError, ValueError, AttributeError) as exc:
         raise SsdConvertError(f"cannot read runner summary {summary} ({exc}); pass {MANIFEST_FLAG}") from None
-    folder = _input_folder([str(a) for a in args])
+
+
+def recorded_devices(summary: Path | None) -> list[str] | None:
+    """The --device list recorded in a multi-device run's summary args (None for one device)."""
+    if summary is None:
+        return None
+    args = _summary_args(summary)
+    for k, arg in enumerate(args):
+        value = args[k + 1] if arg in ("--device", "-d") and k + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--device=") else None)
+        if value is not None:
+            devices = [d.strip() for d in value.split(",") if d.strip()]
+            return devices if len(devices) > 1 else None
+    return None
+
+
+def find_manifest(bin_path: Path) -> tuple[Path, str]:
+    """The manifest of the inputs that produced `bin_path`, via the runner's summary json."""
+    summary = runner_summary(bin_path)
+    if summary is None:
+        raise SsdConvertError(f"cannot find the manifest: no runner summary {bin_path.name}_summary.json beside "
+                              f"{bin_path} (nor device summaries in it); pass {MANIFEST_FLAG}")
+    folder = _input_folder(_summary_args(summary))
     if folder is None:
         raise SsdConvertError(f"runner summary {summary} records no --input folder; pass {MANIFEST_FLAG}")
     candidates = [Path(folder)] if Path(folder).is_absolute() else [Path(folder), summary.parent / folder]
@@ -114,7 +148,7 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
                 raise
             manifest_path, found_via = None, "none"
             notes.append(f"no manifest found for {bin_path}: evaluating the images that have annotations in "
-                         f"{val_annotation} (result stem = file name up to the first '.')")
+                         f"{val_annotation} (result stem = file name without directories, up to the first '.')")
     man = read_manifest(manifest_path) if manifest_path is not None else None
     if val_annotation is not None:
         annotation = Path(val_annotation)
@@ -130,6 +164,21 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
     return manifest_path, found_via, man, annotation
 
 
+def annotated_images(annotation: Path) -> list:
+    """Without a manifest: the images of `annotation` that have annotations, in json order, named
+    by preprocess's stem rule (file name without directories, cut at the first '.')."""
+    from preprocess.annotations import load_annotations, select_images, stem_of
+    from preprocess.errors import PreprocessError
+    from preprocess.manifest import ImageRecord
+
+    try:
+        chosen, _ = select_images(load_annotations(annotation), all_images=False)
+    except PreprocessError as exc:
+        raise SsdConvertError(str(exc)) from None
+    return [ImageRecord(id=im.id, file_name=im.file_name, stem=stem_of(im.file_name), width=im.width,
+                        height=im.height) for im in chosen]
+
+
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
                      nms_variant: str = "reference", evaluator: str = "faster-coco-eval",
@@ -139,7 +188,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34.
     """
-    from postprocess.coco import category_ids, images_with_annotations, result_rows, results_json
+    from postprocess.coco import category_ids, result_rows, results_json
     from postprocess.detect import finish, select
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
     from postprocess.nms import NmsParams
@@ -161,7 +210,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     spec = get_spec(model_name)
 
     gt = load_ground_truth(annotation, evaluator)
-    images = list(man.images) if man is not None else images_with_annotations(gt.dataset)
+    images = list(man.images) if man is not None else annotated_images(annotation)
     unknown = [str(im.id) for im in images if im.id not in gt.imgs]
     if unknown:
         raise SsdConvertError(f"{len(unknown)} of the {len(images)} manifest images are not in {annotation} "
@@ -170,7 +219,9 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     inv_map = category_ids(gt.dataset.get("categories", []), spec.num_classes, spec.background_index)
 
     outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
-    files = scan_results(bin_path, images, outputs)
+    files = scan_results(bin_path, images, outputs, devices=recorded_devices(runner_summary(bin_path)))
+    if files.folders:
+        notes.append(f"results of {len(files.folders)} devices: {', '.join(f.name for f in files.folders)}")
     missing = [stem for stem, _ in files.missing]
     if missing and not allow_missing:
         raise SsdConvertError(f"{bin_path} has no results for {len(missing)} of {len(images)} images "

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.options import model_option
-from ssdconvert.compilers.atc import LOG_LEVELS, PRECISION_MODES
-from ssdconvert.compilers.magicmind import MLU_ARCHS, PRECISIONS as MM_PRECISIONS
+from ssdconvert.backends.ascend.compile import LOG_LEVELS, PRECISION_MODES
+from ssdconvert.backends.magicmind.compile import MLU_ARCHS, PRECISIONS as MM_PRECISIONS
 
 
 def tool_options(default_timeout: int):
@@ -139,7 +139,7 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
       ssdconvert atc --soc Ascend310P3 --bs 16 --aipp --extra '--op_select_implmode=high_precision'
       ssdconvert atc --soc Ascend310P3 --bs 16 --dry-run    # print the atc command only
     """
-    from ssdconvert.compilers.atc import build_om
+    from ssdconvert.backends.ascend.compile import build_om
 
     onnx = pick_onnx(onnx_path)
     gears = _int_list(dynamic_bs, "--dynamic-bs") if dynamic_bs else None
@@ -179,7 +179,7 @@ def openvino(onnx_path, output, bs, fp16, tool, timeout, dry_run, quiet):
       ssdconvert openvino --onnx build/ssd_resnet34_bs16.onnx --output build/ssd   # dynamic batch, FP32
       ssdconvert openvino --bs 16 --fp16                     # last exported ONNX, static batch, FP16
     """
-    from ssdconvert.compilers.openvino import convert_ir
+    from ssdconvert.backends.openvino.compile import convert_ir
 
     onnx = pick_onnx(onnx_path)
     result = convert_ir(onnx, Path(output) if output and not output.endswith("/") else output, batch=bs,
@@ -221,7 +221,7 @@ def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, 
 
     Looks for `mm_build` on PATH and under $NEUWARE_HOME/bin; --tool may point at your own build
     script (e.g. magicmind_cloud's gen_model.py; a non-executable .py runs under python3). The
-    flag spellings come from one table in ssdconvert/compilers/magicmind.py (some unverified for
+    flag spellings come from one table in ssdconvert/backends/magicmind/compile.py (some unverified for
     mm_build). Note: Cambricon's "CNNL" infer mode is eager PyTorch on the MLU with no offline
     model; this command builds the MagicMind offline model that mm_run benchmarks.
 
@@ -231,7 +231,7 @@ def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, 
       ssdconvert magicmind --bs 16 --precision force_float16 --tool ~/mm/gen_model.py
       ssdconvert cnnl --bs 16 --dry-run                                       # print the command only
     """
-    from ssdconvert.compilers.magicmind import build_magicmind
+    from ssdconvert.backends.magicmind.compile import build_magicmind
 
     onnx = pick_onnx(onnx_path)
     result = build_magicmind(onnx, precision=precision, batch=bs, dynamic=dynamic, dim_range=_dim_range(dim_range),

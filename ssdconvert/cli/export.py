@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.options import model_option, weights_options
-from ssdconvert.cli.output import format_table
+from ssdconvert.formatting import format_table
 
 
 @click.command("export")

@@ -35,3 +35,33 @@ def weights_options(func):
         help="Trained weights (.pt/.pth). Without it: seeded random weights, clearly labelled.",
     )(func)
     return func
+
+
+def backend_names() -> list[str]:
+    from ssdconvert.backends import names
+
+    return names()
+
+
+def canonical_backend(name: str) -> str:
+    """The backend's one name; a deprecated alias is accepted with one note on stderr."""
+    from ssdconvert.backends import resolve
+    from ssdconvert.errors import SsdConvertError
+
+    try:
+        backend, note = resolve(name)
+    except SsdConvertError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return backend.name
+
+
+def _backend(ctx, param, value: str | None) -> str | None:
+    return value if value in (None, "auto") else canonical_backend(value)
+
+
+def backend_option(help: str):
+    """--backend auto|<name>: checked against the backend registry (deprecated names noted)."""
+    return click.option("--backend", default="auto", show_default=True, callback=_backend,
+                        metavar="|".join(["auto", *backend_names()]), help=help)

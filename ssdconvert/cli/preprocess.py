@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ssdconvert.cli.options import model_option
-from ssdconvert.cli.output import format_table
+from ssdconvert.formatting import format_table
 from preprocess.manifest import DTYPE_SIZES
 
 MAX_LISTED_FAILURES = 10
@@ -93,7 +93,6 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     """
     from preprocess.errors import PreprocessError
     from preprocess.run import preprocess_dataset
-    from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
 
     spec = get_spec(model_name)
@@ -121,7 +120,6 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
         click.echo(f"warning: {warning}", err=True)
     rate = f", {s.written / s.seconds:.0f} images/s" if s.written and s.seconds > 0 else ""
     click.echo(f"wrote {s.manifest_path} ({s.images} images) in {s.seconds:.1f} s{rate}")
-    remember("bins", s.save_path)
     if s.failed and not s.images and all(f["reason"] == "image file not found" for f in s.failures):
         raise PreprocessError(f"none of the {s.failed} images was found under --data_root {data_root}; "
                               "is it the directory that holds the images (e.g. coco/val2017)?")

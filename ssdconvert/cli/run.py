@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import model_option, weights_options
+from ssdconvert.cli.options import backend_names, canonical_backend, model_option, weights_options
 
 
 def _int_list(ctx, param, value: str) -> tuple[int, ...]:
@@ -19,8 +19,28 @@ def _int_list(ctx, param, value: str) -> tuple[int, ...]:
     return sizes
 
 
-def _names(ctx, param, value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+def _names(ctx, param, value: str | None) -> tuple[str, ...]:
+    """Backend names in the given order (deprecated ones noted); unknown ones are the pipeline's error."""
+    from ssdconvert.backends import names
+
+    chosen = [v.strip() for v in (value or ",".join(names())).split(",") if v.strip()]
+    out = []
+    for name in chosen:
+        try:
+            out.append(canonical_backend(name))
+        except click.BadParameter:
+            out.append(name)
+    return tuple(out)
+
+
+def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
+    tools = {}
+    for item in value:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise click.BadParameter(f"expected BACKEND=PATH, got {item!r}")
+        tools[canonical_backend(name.strip())] = path
+    return tools
 
 
 @click.command("run")
@@ -30,8 +50,9 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
               help="COCO root with annotations/instances_val2017.json and val2017/ [default: synthetic data].")
 @click.option("--images", default=24, show_default=True, type=click.IntRange(min=1),
               help="Synthetic images to generate when no --coco is given.")
-@click.option("--backends", default="onnxruntime,openvino,atc", show_default=True, callback=_names,
-              help="Backends to compile, run, evaluate and benchmark; those whose tools are missing are skipped.")
+@click.option("--backends", default=None, callback=_names, metavar="NAME,...",
+              help=f"Backends to compile, run, evaluate and benchmark, comma-separated [default: all: "
+                   f"{','.join(backend_names())}]; those whose tools are missing are skipped.")
 @click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=_int_list,
               help="Batch sizes for the sweep; the largest is also the inference batch.")
@@ -40,10 +61,12 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
 @click.option("--atc-tool", type=click.Path(dir_okay=False), default=None,
               help="ATC executable [default: PATH, then $ASCEND_TOOLKIT_HOME / $ASCEND_HOME_PATH].")
+@click.option("--tool", "tools", multiple=True, callback=_tools, metavar="BACKEND=PATH",
+              help="A backend's compiler executable, e.g. magicmind=~/mm/gen_model.py (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
               help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, atc_tool, workdir):
+        bench_duration, workers, atc_tool, tools, workdir):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -54,7 +77,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     Examples:
       ssdconvert run --workdir build/demo
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
-          --backends onnxruntime,atc --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
+          --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
     """
     from ssdconvert.pipeline import RunConfig, run_pipeline
     from ssdconvert.pipeline.report import write_report
@@ -62,7 +85,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
                     backends=backends, soc=soc, batch_sizes=batch_sizes, bench_duration=bench_duration,
-                    workers=workers, atc_tool=atc_tool)
+                    workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})})
     report = run_pipeline(cfg, say=lambda line: click.echo(line, err=True))
     md, js, text = write_report(report, cfg.workdir)
     click.echo(text)

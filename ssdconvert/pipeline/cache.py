@@ -56,6 +56,10 @@ class StageCache:
             return StageResult(**{**record, "reused": True})
         return None
 
+    def recorded(self, name: str) -> bool:
+        """True if `name` ran before (if lookup failed, with other inputs: its outputs are stale)."""
+        return name in self.records
+
     def record(self, name: str, inputs: dict, fn: Callable[[], tuple[str, dict, list[Path]]]) -> StageResult:
         """Run `fn` and store its result under `name`, keyed by `inputs`.
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from ssdconvert.backends import REFERENCE
 from ssdconvert.bench import THROUGHPUT_DEFINITION
-from ssdconvert.cli.output import markdown_table
 from ssdconvert.fileio import atomic_path, write_json
+from ssdconvert.formatting import markdown_table
 from ssdconvert.pipeline import PipelineReport
-from ssdconvert.pipeline.backends import REFERENCE_BACKEND
 
 AP_GATE = 0.002  # max |AP@[.5:.95] - ONNX Runtime FP32 AP| before a backend is flagged
 
@@ -18,7 +18,7 @@ def accuracy_rows(report: PipelineReport) -> list[dict]:
     """Per backend: AP, AP50, difference from the ONNX Runtime FP32 AP, and the gate verdict."""
     results = {s.name.split(":", 1)[1]: s.data["stats"] for s in report.stages
                if s.name.startswith("eval:") and not s.skipped}
-    reference = results.get(REFERENCE_BACKEND, {}).get("AP")
+    reference = results.get(REFERENCE, {}).get("AP")
     rows = []
     for name, stats in results.items():
         delta = None if reference is None else stats["AP"] - reference

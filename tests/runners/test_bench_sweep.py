@@ -75,8 +75,8 @@ def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fa
                                                    launcher):
     _atc_on_path(tmp_path, monkeypatch, launcher)
     if not api:
-        monkeypatch.setattr("ssdconvert.runners.ais_bench.api_available", lambda: False)
-    report = run_bench(tiny_onnx, backend="ais_bench", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
+        monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
+    report = run_bench(tiny_onnx, backend="ascend", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
                        output_dir=tmp_path / "bench")
     assert not report.stopped_early, report.failure
     _check_reports(report, [1, 2])
