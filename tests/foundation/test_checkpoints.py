@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import pytest
 import torch
@@ -160,11 +161,21 @@ def test_missing_keys_are_grouped_not_listed(tmp_path, spec, reference):
     assert "model.5.0.conv1.weight" not in message  # grouped, never a wall of names
 
 
-def test_non_strict_load_tolerates_missing_keys(tmp_path, spec, reference):
+def test_non_strict_load_tolerates_missing_keys(tmp_path, spec, reference, caplog):
+    """strict=False loads every tensor the file has, leaves the missing ones at the seeded random
+    init (not zeros, not the file's), and says which are missing; strict (the default) refuses."""
     state = {k: v for k, v in reference[0].items() if not k.startswith("mbox.5.")}
     torch.save(state, tmp_path / "partial.pt")
-    model, _ = build_model(spec, tmp_path / "partial.pt", strict=False)
-    assert torch.equal(model.state_dict()["mbox.0.weight"], state["mbox.0.weight"])
+    with pytest.raises(CheckpointError, match=r"missing 2: mbox\.5\.\* \(2\)"):
+        build_model(spec, tmp_path / "partial.pt")
+    with caplog.at_level(logging.WARNING, logger="ssdconvert.checkpoints"):
+        model, source = build_model(spec, tmp_path / "partial.pt", strict=False, seed=5)
+    untouched = build_model(spec, seed=5)[0].state_dict()  # the same seeded init, no checkpoint
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, untouched[key] if key.startswith("mbox.5.") else state[key]), key
+    assert not torch.equal(untouched["mbox.5.weight"], reference[0]["mbox.5.weight"])  # seeds 5 and 7 differ
+    assert "non-strict load" in caplog.text and "missing 2: mbox.5.* (2)" in caplog.text
+    assert not source.is_random
 
 
 def test_pickled_objects_need_explicit_trust(tmp_path, spec, reference):

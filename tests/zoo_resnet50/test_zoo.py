@@ -126,28 +126,55 @@ def test_anchor_index_is_d_h_w_plus_y_w_plus_x(r50_model, level):
     assert torch.equal(ploc[0, :, off:off + nd * f * f], loc.reshape(4, nd * f * f))
 
 
-def test_same_priors_decoder_inputs_and_transform_as_ssd_resnet34(r50_spec):
-    r34 = get_spec("ssd-resnet34")
-    assert r50_spec.priors == r34.priors
-    assert r50_spec.priors.num_priors == 8732
+def reference_default_boxes() -> np.ndarray:
+    """The 8732 default boxes written out from the sheet's rule (R34 §6.2, other_models §1.2), not
+    from the product's PriorSpec: sizes outer, rows, then columns; float64 -> float32 -> clamp."""
+    from math import sqrt
+
+    feat, steps = (38, 19, 10, 5, 3, 1), (8, 16, 32, 64, 100, 300)
+    scales, ratios = (21, 45, 99, 153, 207, 261, 315), ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+    boxes = []
+    for level in range(6):
+        fk, sk, sk1 = 300 / steps[level], scales[level] / 300, scales[level + 1] / 300
+        sizes = [(sk, sk), (sqrt(sk * sk1), sqrt(sk * sk1))]
+        for a in ratios[level]:
+            sizes += [(sk * sqrt(a), sk / sqrt(a)), (sk / sqrt(a), sk * sqrt(a))]
+        boxes += [((j + 0.5) / fk, (i + 0.5) / fk, w, h) for w, h in sizes
+                  for i in range(feat[level]) for j in range(feat[level])]
+    return np.array(boxes, dtype=np.float32)  # not yet clamped
+
+
+@pytest.mark.parametrize("name", ["ssd-resnet50", "ssd-resnet34"])
+def test_same_priors_decoder_inputs_and_transform_as_ssd_resnet34(name):
+    """Both families against the sheet's literal values, not against each other: they share one
+    constant, so comparing them would pass even if that constant drifted from the reference."""
+    spec = get_spec(name)
+    boxes = default_boxes(spec.priors)
+    unclamped = reference_default_boxes()
+    reference = np.clip(unclamped, 0, 1)
+    changed = np.argwhere(unclamped != reference)  # R34 §6.4: 122 entries of 116 boxes in 7951..8731
+    assert len(changed) == 122 and len(set(changed[:, 0])) == 116 and changed[:, 0].min() >= 7951
+    assert boxes.shape == (8732, 4) and spec.priors.num_priors == 8732
+    np.testing.assert_allclose(boxes, reference, rtol=0, atol=1e-7)
     counts = [f * f * nd for f, nd in zip(FEAT, NUM_DEFAULTS)]
     assert list(np.cumsum([0] + counts[:-1])) == list(LEVEL_OFFSETS)
-    assert r50_spec.priors.boxes_per_location == NUM_DEFAULTS
-    boxes = default_boxes(r50_spec.priors)
-    # level 1 (19x19, nd 6), size d=2 is the first aspect-2 box; anchor (d, y, x) sits at d*361 + y*19 + x
+    assert spec.priors.boxes_per_location == NUM_DEFAULTS
+    # spot checks of R34 §6.3-6.5: index 1, a level-1 aspect-2 box, the clamped level-5 w and h
+    np.testing.assert_allclose(boxes[1], [0.04, 0.013333, 0.07, 0.07], atol=1e-6)
     w, h = boxes[5776 + 2 * 361 + 4 * 19 + 7, 2:]
-    assert boxes[5776 + 2 * 361 + 4 * 19 + 7, 0] == pytest.approx((7 + 0.5) / (300 / 16))
-    assert boxes[5776 + 2 * 361 + 4 * 19 + 7, 1] == pytest.approx((4 + 0.5) / (300 / 16))
-    assert w / h == pytest.approx(2.0, rel=1e-5)
-    # evaluation transform (§1.4): PIL bilinear 300x300, aspect not kept, /255, ImageNet mean/std, RGB
-    t = r50_spec.transform
-    assert t == r34.transform
+    assert (w, h) == pytest.approx((0.212132, 0.106066), abs=1e-6)
+    assert boxes[8728 + 2, 2] == 1.0 and boxes[8728 + 3, 3] == 1.0  # 0.87 * sqrt(2) = 1.2304 clamped
+    # decoder (R34 §7, other_models §1.3): xy variance 0.1, wh variance 0.2; 81 classes, background 0
+    assert (spec.priors.scale_xy, spec.priors.scale_wh) == (0.1, 0.2)
+    assert (spec.num_classes, spec.background_index) == (81, 0)
+    # evaluation transform (R34 §11, other_models §1.4): PIL bilinear 300x300, aspect not kept, /255, ImageNet mean/std
+    t = spec.transform
     assert (t.height, t.width, t.channel_order, t.resize, t.keep_aspect) == (300, 300, "RGB", "pil_bilinear", False)
     assert t.scale == pytest.approx(1 / 255)
     assert t.mean == (0.485, 0.456, 0.406) and t.std == (0.229, 0.224, 0.225)
-    assert (r50_spec.num_classes, r50_spec.background_index) == (81, 0)
-    assert r50_spec.input == r34.input and r50_spec.outputs == r34.outputs
-    assert r50_spec.backbone_file == "resnet50-19c8e357.pth"
+    assert (spec.input.name, spec.input.shape, spec.input.dtype) == ("image", (3, 300, 300), "float32")
+    assert [(o.name, o.shape) for o in spec.outputs] == [("ploc", (4, 8732)), ("plabel", (81, 8732))]
+    assert spec.backbone_file == {"ssd-resnet50": "resnet50-19c8e357.pth", "ssd-resnet34": "resnet34-333f7ec4.pth"}[name]
 
 
 def test_flops_per_image_counts_every_conv(r50_model, r50_spec):
