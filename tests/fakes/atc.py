@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake Huawei `atc` (ONNX path, --mode=0) that honours the command-line contract strictly.
 
-Contract source: ../shared/reference/device_toolchains.md §1 (argument spellings and value sets,
+Contract source: the device-toolchain reference §1 (ATC: argument spellings and value sets,
 `--input_shape` and gears, the `_<os>_<arch>` output rule, the stdout protocol, E-codes, exit codes,
 AIPP fields). It writes a small placeholder model instead of compiling anything.
 

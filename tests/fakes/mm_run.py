@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake Cambricon `mm_run` (the MagicMind benchmark binary) for tests.
 
-Contract source: ../shared/reference/device_toolchains.md §3.2 (the flags Cambricon's perf.sh
+Contract source: the device-toolchain reference §3.2 (mm_run: the flags Cambricon's perf.sh
 scripts pass; the output sections of a saved mm_run log). Strict: an unknown or malformed flag
 prints usage and exits 2 (the fake's own choice; the real tool's reaction is undocumented).
 
