@@ -66,3 +66,20 @@ def test_cli_and_zoo_import_no_heavy_runtime():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_library_never_imports_the_cli():
+    """Only ssdconvert/cli/ may import ssdconvert.cli: shared formatting lives in ssdconvert/formatting.py."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "ssdconvert"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts or path.name == "__main__.py":  # the entry points
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("ssdconvert.cli")]
+    assert offenders == []

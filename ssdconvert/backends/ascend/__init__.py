@@ -7,11 +7,7 @@ One name for the whole backend: `ascend` (the device family). `atc` is only its 
 from ssdconvert.backends.base import Backend
 
 BACKEND = Backend(
-    name="ascend",
-    label="Ascend (ATC + ais_bench)",
-    package=__name__,
-    suffixes=(".om",),
-    built_by=("atc",),
+    "ascend", "Ascend (ATC + ais_bench)", __name__, suffixes=(".om",), built_by=("atc",),
     aliases=("atc", "ais_bench"),
     device_list=True,  # ais_bench --device 0,1,...: one process per NPU, the inputs split between them
     device_help="--device is the NPU id, or a list (0,1,2,3) to split the inputs across NPUs.",

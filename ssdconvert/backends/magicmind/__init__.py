@@ -6,11 +6,6 @@ recognises it by the build record `<model>.json` that `ssdconvert cnnl` writes b
 
 from ssdconvert.backends.base import Backend
 
-BACKEND = Backend(
-    name="magicmind",
-    label="MagicMind (Cambricon MLU)",
-    package=__name__,
-    built_by=("magicmind",),
-    device_help="--device is the MLU id.",
-    builds_per_batch=True,  # bench: one static model per batch size (or a shape-mutable model for all)
-)
+BACKEND = Backend("magicmind", "MagicMind (Cambricon MLU)", __name__, built_by=("magicmind",),
+                  device_help="--device is the MLU id.",
+                  builds_per_batch=True)  # bench: one static model per batch size (or one shape-mutable model)

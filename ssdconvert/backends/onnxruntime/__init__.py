@@ -2,11 +2,6 @@
 
 from ssdconvert.backends.base import Backend
 
-BACKEND = Backend(
-    name="onnxruntime",
-    label="ONNX Runtime",
-    package=__name__,
-    suffixes=(".onnx",),
-    device_help="It runs on this machine's CPU.",
-    shared_runner=True,  # a dynamic-batch session takes any batch as is
-)
+BACKEND = Backend("onnxruntime", "ONNX Runtime", __name__, suffixes=(".onnx",),
+                  device_help="It runs on this machine's CPU.",
+                  shared_runner=True)  # a dynamic-batch session takes any batch as is

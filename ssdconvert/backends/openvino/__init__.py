@@ -2,12 +2,5 @@
 
 from ssdconvert.backends.base import Backend
 
-BACKEND = Backend(
-    name="openvino",
-    label="OpenVINO",
-    package=__name__,
-    suffixes=(".xml",),
-    built_by=("ovc",),
-    also_reads=(".onnx",),
-    device_help="--device names one OpenVINO device (CPU, GPU); a number means CPU.",
-)
+BACKEND = Backend("openvino", "OpenVINO", __name__, suffixes=(".xml",), built_by=("ovc",), also_reads=(".onnx",),
+                  device_help="--device names one OpenVINO device (CPU, GPU); a number means CPU.")
