@@ -104,7 +104,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     versions = {}
-    for pkg in ("onnxruntime", "openvino", "numpy", "torch", "ais_bench", "aclruntime", "magicmind"):
+    for pkg in ("onnxruntime", "openvino", "numpy", "torch", "ais_bench", "aclruntime"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:

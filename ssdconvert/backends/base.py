@@ -215,9 +215,7 @@ class Backend:
         if self.runs(model) or (onnx_ok and is_onnx) or (not self.suffixes and not is_onnx):
             return
         takes = [*self.suffixes, *self.also_reads]
-        what = " or ".join(takes) if takes else "models"
-        if self.built_by:
-            what += f" (a model with the {'/'.join(self.built_by)} build record <model>.json)"
+        what = " or ".join(takes) if takes else "its models (recognised by their build record <model>.json)"
         if onnx_ok and self.builds_per_batch:
             what += ", or an .onnx to build one per batch size"
         raise SsdConvertError(f"{self.label} runs {what}, not '{Path(model).name}'")
