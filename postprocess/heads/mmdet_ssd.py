@@ -1,0 +1,361 @@
+"""The mmdetection SSD300 head (SSD300-VGG16) and its decoder, reproducing mmdet's post-processing.
+
+Verified in the source (open-mmlab/mmdetection 3.x unless noted):
+- anchors: `SSDAnchorGenerator` (mmdet/models/task_modules/prior_generators/anchor_generator.py;
+  2.x mmdet/core/anchor/anchor_generator.py): base sizes from basesize_ratio_range (0.15, 0.9)
+  with (21, 45) prepended for 300/COCO; per level scales [1, sqrt(max/min)] and ratios
+  [1, 1/r, r, ...] as float32 tensors; ws = (base * scales[:, None] * w_ratios[None, :]) with
+  h_ratios = sqrt(ratios), w_ratios = 1 / h_ratios (scale_major False); corners centre -/+ 0.5 * ws
+  about (stride/2, stride/2); re-indexed [0, n, 1, 2, ...]; grid shifts x * stride added, rows
+  outer: location-major, anchor-minor, pixels of the 300x300 input, not clamped. All float32 with
+  correctly rounded ops, so numpy reproduces the torch values bit for bit.
+- box coder: `delta2bbox` (mmdet/models/task_modules/coders/delta_xywh_bbox_coder.py): d = delta *
+  stds + means; pxy = (p1 + p2) * 0.5, pwh = p2 - p1; dwh clamped to +-|log(16/1000)| (as float32);
+  gxy = pxy + pwh * dxy; gwh = pwh * exp(dwh); corners gxy -/+ gwh * 0.5; clamp x to [0, W_in], y to
+  [0, H_in] (the 300x300 input). 2.x `onnx_delta2bbox` does the same arithmetic per element.
+- mmdet 3.x `BaseDenseHead._predict_by_feat_single` + `filter_scores_and_topk`: per level, softmax
+  over 81 then drop the last (background) column; (anchor, class) pairs with score > score_thr,
+  sorted by score, the first nms_pre; levels concatenated; decode; `_bbox_post_process`: boxes *
+  float32(1 / scale_factor) with scale_factor = 300 / decoded width (height) (mmcv.imresize); drop
+  w <= 0 or h <= 0 (min_bbox_size 0); `batched_nms`; keep the first max_per_img.
+- mmdet 2.10 `AnchorHead._get_bboxes`: per level with more anchors than nms_pre, the nms_pre
+  anchors with the best foreground score (topk); decode; boxes / float32(scale_factor);
+  `multiclass_nms`: every (anchor, class) with score > score_thr, `batched_nms`, first max_num.
+- mmcv `batched_nms` (mmcv/ops/nms.py, 1.x and 2.x): boxes are shifted by label * (max coordinate
+  + 1) in float32 and one NMS runs on the shifted boxes (per class when >= split_thr boxes, same
+  result); the IoU is computed on the *shifted* float32 coordinates, so it is done that way here.
+- mmcv CPU `nms_cpu` (mmcv/ops/csrc/pytorch/cpu/nms.cpp and the older pytorch/nms.cpp): areas
+  (x2 - x1) * (y2 - y1), inter = max(0, min - max) products, ovr = inter / (area_i + area_j -
+  inter), suppress when ovr > iou_threshold (a C++ float), no +1 (offset 0).
+
+Ties in score are broken by candidate order (what a stable sort gives); torch's sort does not
+promise an order for ties. Softmax and exp come from numpy and may differ from torch's in the
+last bit of some scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import log, sqrt
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from postprocess.errors import PostprocessError
+from postprocess.heads.spec import DetectionHead, NmsPolicy, OutputTensor
+from postprocess.images import ImageLike, ImageRef, decoded_size
+
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)
+
+MMDET3 = NmsPolicy(
+    name="mmdet3", summary="mmdet >= 2.18 / 3.x: per level the 1000 best (anchor, class) pairs with score > 0.02, "
+                           "clip, rescale, drop empty boxes, class-wise NMS suppressing IoU > 0.45, 200 per image",
+    score_threshold=0.02, iou_threshold=0.45, suppress_at_equal=False, selection="per-level-pairs",
+    pre_nms_top_k=1000, max_per_image=200, drop_empty_boxes=True)
+MMDET2 = NmsPolicy(
+    name="mmdet2", summary="mmdet 2.10 (the Ascend seed) without nms_pre: every (anchor, class) with score > "
+                           "0.02, class-wise NMS suppressing IoU > 0.45, 200 per image",
+    score_threshold=0.02, iou_threshold=0.45, suppress_at_equal=False, selection="per-level-anchors",
+    pre_nms_top_k=None, max_per_image=200)
+MMDET2_NMS_PRE = NmsPolicy(
+    name="mmdet2-nms-pre", summary="mmdet 2.10 with nms_pre 1000: per level the 1000 anchors with the best "
+                                   "foreground score, then as mmdet2",
+    score_threshold=0.02, iou_threshold=0.45, suppress_at_equal=False, selection="per-level-anchors",
+    pre_nms_top_k=1000, max_per_image=200)
+
+
+@dataclass(frozen=True)
+class SsdAnchorSpec:
+    """mmdet SSDAnchorGenerator settings (configs/_base_/models/ssd300.py)."""
+
+    input_size: int = 300
+    feat_size: tuple[int, ...] = (38, 19, 10, 5, 3, 1)
+    strides: tuple[int, ...] = (8, 16, 32, 64, 100, 300)
+    ratios: tuple[tuple[int, ...], ...] = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+    basesize_ratio_range: tuple[float, float] = (0.15, 0.9)
+
+    @property
+    def base_sizes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(min_sizes, max_sizes) exactly as SSDAnchorGenerator computes them for input 300, ratio 0.15."""
+        lo, hi = int(self.basesize_ratio_range[0] * 100), int(self.basesize_ratio_range[1] * 100)
+        step = int(np.floor(hi - lo) / (len(self.strides) - 2))
+        mins = [int(self.input_size * r / 100) for r in range(lo, hi + 1, step)]
+        maxs = [int(self.input_size * (r + step) / 100) for r in range(lo, hi + 1, step)]
+        if self.input_size != 300 or self.basesize_ratio_range[0] != 0.15:
+            raise ValueError("only the SSD300 COCO anchor sizes (input 300, ratio range from 0.15) are implemented")
+        return (int(self.input_size * 7 / 100), *mins), (int(self.input_size * 15 / 100), *maxs)
+
+    @property
+    def boxes_per_location(self) -> tuple[int, ...]:
+        return tuple(2 + 2 * len(r) for r in self.ratios)
+
+    @property
+    def level_counts(self) -> tuple[int, ...]:
+        return tuple(f * f * n for f, n in zip(self.feat_size, self.boxes_per_location))
+
+    @property
+    def level_offsets(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in np.cumsum((0, *self.level_counts[:-1])))
+
+    @property
+    def num_anchors(self) -> int:
+        return sum(self.level_counts)
+
+
+@dataclass(frozen=True)
+class DeltaXYWHCoder:
+    means: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    stds: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
+    wh_ratio_clip: float = 16 / 1000
+    clip_border: bool = True
+
+
+@dataclass(frozen=True)
+class MmdetSsdHead(DetectionHead):
+    anchors: SsdAnchorSpec = field(default_factory=SsdAnchorSpec)
+    coder: DeltaXYWHCoder = field(default_factory=DeltaXYWHCoder)
+    class_names: tuple[str, ...] = COCO_CLASSES
+
+    kind = "ssd-mmdet"
+
+    def describe(self) -> dict:
+        a, c = self.anchors, self.coder
+        mins, maxs = a.base_sizes
+        return {**super().describe(),
+                "anchors": {"count": a.num_anchors, "units": "pixels of the input, not clamped",
+                            "order": "per level: location-major (row, column), anchor-minor",
+                            "input_size": a.input_size, "feat_size": list(a.feat_size), "strides": list(a.strides),
+                            "ratios": [list(r) for r in a.ratios], "min_sizes": list(mins), "max_sizes": list(maxs)},
+                "box_coder": {"type": "DeltaXYWH", "means": list(c.means), "stds": list(c.stds),
+                              "wh_ratio_clip": c.wh_ratio_clip, "clip": "to the input before rescaling"},
+                "scores": f"softmax over all classes, background index {self.background_index} (last)",
+                "categories": "label k (0..79) -> k-th category of the annotation file among those named like "
+                              "mmdet's CocoDataset classes"}
+
+    def summary(self) -> list[str]:
+        a = self.anchors
+        mins, maxs = a.base_sizes
+        return [f"anchors {a.num_anchors} mmdet SSD anchors (pixels, location-major): feature maps "
+                f"{list(a.feat_size)}, strides {list(a.strides)}, min sizes {list(mins)}, max sizes {list(maxs)}; "
+                f"DeltaXYWH stds {list(self.coder.stds)}, clipped to the input",
+                *super().summary()]
+
+    def category_ids(self, categories: Sequence[Mapping]) -> np.ndarray:
+        """inv_map: label k -> id of the k-th file category whose name is a class (COCO API getCatIds)."""
+        names = set(self.class_names)
+        ids = [int(c["id"]) for c in categories if c.get("name") in names]
+        if len(ids) != len(self.class_names):
+            raise PostprocessError(f"the annotation file has {len(ids)} categories named like the model's "
+                                   f"{len(self.class_names)} classes (mmdet maps labels by class name)")
+        inv_map = np.zeros(self.num_classes, dtype=np.int64)
+        inv_map[np.arange(self.num_classes) != self.background_index] = ids
+        return inv_map
+
+    def evaluation_images(self, dataset: Mapping) -> list[ImageRef]:
+        """mmdet evaluates every image of the json (test mode filters nothing)."""
+        return [ImageRef(int(im["id"]), im["file_name"].split(".", 1)[0], int(im["width"]), int(im["height"]))
+                for im in dataset.get("images", [])]
+
+
+SSD300_MMDET = MmdetSsdHead(
+    outputs=(OutputTensor("bbox_deltas", (8732, 4), "DeltaXYWH deltas per anchor (location-major)"),
+             OutputTensor("cls_logits", (8732, 81), "class logits per anchor, background last")),
+    num_classes=81, background_index=80, policies=(MMDET3, MMDET2, MMDET2_NMS_PRE), evaluated_images="all")
+
+
+@lru_cache(maxsize=4)
+def _anchors(spec: SsdAnchorSpec) -> np.ndarray:
+    mins, maxs = spec.base_sizes
+    levels = []
+    for level, (fsize, stride, ratios) in enumerate(zip(spec.feat_size, spec.strides, spec.ratios)):
+        base = np.float32(mins[level])
+        scales = np.array([1.0, sqrt(maxs[level] / mins[level])], dtype=np.float32)
+        ratio = np.array([1.0, *[v for r in ratios for v in (1 / r, r)]], dtype=np.float32)
+        h_ratios = np.sqrt(ratio)
+        w_ratios = np.float32(1) / h_ratios
+        ws = ((base * scales[:, None]) * w_ratios[None, :]).reshape(-1)
+        hs = ((base * scales[:, None]) * h_ratios[None, :]).reshape(-1)
+        centre = np.float32(stride / 2)
+        half_w, half_h = np.float32(0.5) * ws, np.float32(0.5) * hs
+        base_anchors = np.stack([centre - half_w, centre - half_h, centre + half_w, centre + half_h], axis=-1)
+        order = list(range(len(ratio)))
+        order.insert(1, len(order))  # small square, big square, then the other ratios of scale 1
+        base_anchors = base_anchors[order]
+        shift = np.arange(fsize, dtype=np.float32) * np.float32(stride)
+        sx, sy = np.tile(shift, fsize), np.repeat(shift, fsize)  # rows outer, columns inner
+        shifts = np.stack([sx, sy, sx, sy], axis=-1)
+        levels.append((base_anchors[None, :, :] + shifts[:, None, :]).reshape(-1, 4))
+    anchors = np.concatenate(levels).astype(np.float32)
+    anchors.flags.writeable = False
+    return anchors
+
+
+def ssd_anchors(spec: SsdAnchorSpec = SsdAnchorSpec()) -> np.ndarray:
+    """(num_anchors, 4) float32 (x1, y1, x2, y2) pixels, in head-output order (cached, read-only)."""
+    return _anchors(spec)
+
+
+def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, coder: DeltaXYWHCoder,
+                  max_shape: tuple[int, int] | None) -> np.ndarray:
+    """DeltaXYWH decode (float32, mmdet's op order); clamp to max_shape (h, w) when clip_border."""
+    d = np.asarray(deltas, dtype=np.float32) * np.asarray(coder.stds, np.float32) + np.asarray(coder.means, np.float32)
+    a = np.asarray(anchors, dtype=np.float32)
+    pxy = (a[..., :2] + a[..., 2:]) * np.float32(0.5)
+    pwh = a[..., 2:] - a[..., :2]
+    limit = np.float32(abs(log(coder.wh_ratio_clip)))
+    gxy = pxy + pwh * d[..., :2]
+    gwh = pwh * np.exp(np.clip(d[..., 2:], -limit, limit))
+    half = gwh * np.float32(0.5)
+    boxes = np.concatenate([gxy - half, gxy + half], axis=-1)
+    if coder.clip_border and max_shape is not None:
+        h, w = max_shape
+        np.clip(boxes[..., 0::2], 0, np.float32(w), out=boxes[..., 0::2])
+        np.clip(boxes[..., 1::2], 0, np.float32(h), out=boxes[..., 1::2])
+    return boxes
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Anchors of a batch whose best foreground score may pass the threshold.
+
+    image (n,) · anchor (n,) · scores (n, C) float32 softmax (background column included) ·
+    deltas (n, 4) float32; rows ordered by image, then anchor.
+    """
+
+    image: np.ndarray
+    anchor: np.ndarray
+    scores: np.ndarray
+    deltas: np.ndarray
+
+
+class MmdetSsdDecoder:
+    """Raw (bbox_deltas, cls_logits) of a batch -> COCO rows with mmdet's post-processing."""
+
+    float32_rows = False  # mmdet writes json from Python floats: w = x2 - x1 in double
+
+    def __init__(self, head: MmdetSsdHead, policy: NmsPolicy):
+        if policy.selection not in ("per-level-pairs", "per-level-anchors"):
+            raise ValueError(f"NMS policy {policy.name}: selection {policy.selection} is not an mmdet one")
+        self.head, self.policy = head, policy
+        self.anchors = ssd_anchors(head.anchors)
+        self.offsets = np.asarray(head.anchors.level_offsets)
+        self.level_counts = np.asarray(head.anchors.level_counts)
+
+    def select(self, arrays: Sequence[np.ndarray]) -> Selected:
+        """Softmax only for anchors whose best foreground logit can give a score above the threshold."""
+        from postprocess.decode import softmax
+
+        deltas, logits = arrays
+        if deltas.ndim != 3 or logits.ndim != 3 or deltas.shape[:2] != logits.shape[:2]:
+            raise ValueError(f"expected bbox_deltas (B, A, 4) and cls_logits (B, A, C), got {deltas.shape} and "
+                             f"{logits.shape}")
+        bg = self.head.background_index
+        thr = self.policy.score_threshold
+        bound = np.float32(log(thr) - 1e-3) if thr > 0 else np.float32(-np.inf)
+        fg = [c for c in range(logits.shape[2]) if c != bg]
+        fg_slice = slice(fg[0], fg[-1] + 1) if fg == list(range(fg[0], fg[-1] + 1)) else fg
+        images, anchors, rows = [], [], []
+        for b in range(len(logits)):
+            z = np.asarray(logits[b], dtype=np.float32)
+            top = z.max(axis=1)
+            # p_c <= exp(z_c - max z): anchors below the bound cannot pass the threshold
+            a = np.flatnonzero(z[:, fg_slice].max(axis=1) - top > bound)
+            images.append(np.full(len(a), b, np.int64))
+            anchors.append(a)
+            rows.append(z[a])
+        anchor = np.concatenate(anchors) if anchors else np.zeros(0, np.int64)
+        z = np.concatenate(rows) if rows else np.zeros((0, logits.shape[2]), np.float32)
+        image = np.concatenate(images) if images else np.zeros(0, np.int64)
+        scores = softmax(z, axis=1, overwrite=True)
+        return Selected(image, anchor, scores, np.asarray(deltas[image, anchor], dtype=np.float32).reshape(-1, 4))
+
+    def rows(self, selected: Selected, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
+        from postprocess.nms import _Coords, _greedy_nms, _nonzero_2d, _runs, _sort_order
+
+        p, head = self.policy, self.head
+        bg = head.background_index
+        fg_labels = np.array([c for c in range(head.num_classes) if c != bg])
+        fg = selected.scores[:, fg_labels]
+        nfg = len(fg_labels)
+        level = np.searchsorted(self.offsets, selected.anchor, side="right") - 1
+        nlev = len(self.offsets)
+        thr = np.float32(p.score_threshold)
+        if p.selection == "per-level-pairs":
+            row, k = _nonzero_2d(fg > thr)
+            score = fg[row, k]
+            order = _sort_order(selected.image[row] * nlev + level[row], score, selected.anchor[row] * nfg + k)
+            row, k, score = row[order], k[order], score[order]
+            row, k, score = (x[_first_per_run(_runs(selected.image[row], level[row]), p.pre_nms_top_k)]
+                             for x in (row, k, score))
+        else:
+            best = fg.max(axis=1) if nfg else np.zeros(len(fg), np.float32)
+            keep = np.flatnonzero(best > thr)  # only these can give a pair above the threshold
+            if p.pre_nms_top_k is not None:
+                # levels with more anchors than nms_pre are reordered by best score (topk), others kept
+                ranked = self.level_counts[level[keep]] > p.pre_nms_top_k
+                key = np.where(ranked, best[keep], np.float32(0))
+                keep = keep[_sort_order(selected.image[keep] * nlev + level[keep], key, selected.anchor[keep])]
+                keep = keep[_first_per_run(_runs(selected.image[keep], level[keep]), p.pre_nms_top_k)]
+            row, k = _nonzero_2d(fg[keep] > thr)
+            row = keep[row]
+            score = fg[row, k]
+        image = selected.image[row]
+        # decode, clip to the input, rescale to the decoded image
+        size = np.array([decoded_size(im) for im in images], dtype=np.float64).reshape(-1, 2)
+        boxes = decode_deltas(selected.deltas[row], self.anchors[selected.anchor[row]], head.coder,
+                              (head.anchors.input_size, head.anchors.input_size))
+        ratio = head.anchors.input_size / size[image]  # mmcv.imresize: w_scale = 300 / w (Python floats)
+        if p.drop_empty_boxes:  # mmdet 3.x: boxes * float32(1 / scale_factor)
+            boxes *= np.tile((1.0 / ratio).astype(np.float32), 2)
+        else:  # mmdet 2.x: boxes / float32(scale_factor)
+            boxes /= np.tile(ratio.astype(np.float32), 2)
+        if p.drop_empty_boxes:
+            valid = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
+            image, k, score, boxes = image[valid], k[valid], score[valid], boxes[valid]
+        cand = np.arange(len(score))
+        # mmcv batched_nms: shift each class by label * (max coordinate of the image + 1), in float32
+        top = np.zeros(len(images), np.float32)
+        if len(boxes):
+            np.maximum.at(top, image, boxes.max(axis=1))
+        shifted = boxes + (k.astype(np.float32) * (top[image] + np.float32(1)))[:, None]
+        order = _sort_order(image * nfg + k, score, cand)
+        keep = np.zeros(len(cand), dtype=bool)
+        keep[order] = _greedy_nms(_runs(image[order], k[order]), _Coords(shifted[order]), p.iou_threshold,
+                                  strict=not p.suppress_at_equal)
+        kept = np.flatnonzero(keep)
+        kept = kept[_sort_order(image[kept], score[kept], cand[kept])]
+        kept = kept[_first_per_run(_runs(image[kept]), p.max_per_image)]
+        return _coco_rows(images, image[kept], boxes[kept], score[kept], inv_map[fg_labels[k[kept]]])
+
+
+def _first_per_run(runs: tuple[np.ndarray, np.ndarray], limit: int | None) -> np.ndarray:
+    """Indices of the first `limit` elements of each run (all when limit is None)."""
+    starts, sizes = runs
+    n = int(sizes.sum())
+    if limit is None:
+        return np.arange(n)
+    return np.flatnonzero(np.arange(n) - np.repeat(starts, sizes) < limit)
+
+
+def _coco_rows(images: Sequence[ImageLike], image: np.ndarray, boxes: np.ndarray, score: np.ndarray,
+               category: np.ndarray) -> np.ndarray:
+    """[image_id, x1, y1, x2 - x1, y2 - y1, score, category_id] in float64 (mmdet xyxy2xywh on bbox.tolist())."""
+    rows = np.empty((len(score), 7), dtype=np.float64)
+    b = boxes.astype(np.float64)
+    rows[:, 0] = np.array([im.id for im in images], dtype=np.int64)[image] if len(images) else 0
+    rows[:, 1:3] = b[:, :2]
+    rows[:, 3:5] = b[:, 2:] - b[:, :2]
+    rows[:, 5] = score
+    rows[:, 6] = category
+    return rows
