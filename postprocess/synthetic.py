@@ -1,7 +1,8 @@
-"""Synthetic head outputs (ploc, plabel) built from known boxes, for tests and benchmarks.
+"""Synthetic head outputs built from known boxes, for tests and benchmarks.
 
-`exact_outputs` encodes each box onto one default box with a confident logit: decoding and NMS
-give the boxes back (the round-trip proof). `realistic_outputs` imitates a trained detector:
+`exact_outputs` (NVIDIA head: ploc, plabel) and `mmdet_exact_outputs` (mmdet SSD head: bbox_deltas,
+cls_logits) encode each box onto one anchor with a confident logit: decoding and NMS give the
+boxes back (the round-trip proof); `exact_outputs_for` picks the one of a head. `realistic_outputs` imitates a trained detector:
 clusters of overlapping candidates around each object with noisy regressions, confusable classes
 and a low-scoring background tail, i.e. tens to hundreds of candidates per image.
 """
@@ -77,3 +78,40 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         confused = rng.choice(fg, size=len(near))
         plabel[b, confused, near] += rng.uniform(3.0, 7.5, len(near)).astype(np.float32)
     return ploc.astype(dtype), plabel.astype(dtype)
+
+
+def mmdet_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], head=None,
+                        confidence: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: boxes (k, 4) normalised ltrb, labels (k,) foreground 0..C-2 -> float32
+    bbox_deltas (B, A, 4), cls_logits (B, A, C) of the mmdet SSD head (location-major anchors)."""
+    from postprocess.heads.mmdet_ssd import SSD300_MMDET, encode_deltas, ssd_anchors
+
+    head = head or SSD300_MMDET
+    anchors = ssd_anchors(head.anchors).astype(np.float64)
+    size = head.anchors.input_size
+    count, n = len(boxes), len(anchors)
+    deltas = np.zeros((count, n, 4), np.float32)
+    logits = np.zeros((count, n, head.num_classes), np.float32)
+    logits[:, :, head.background_index] = confidence
+    for b, (bx, lb) in enumerate(zip(boxes, labels)):
+        px = np.asarray(bx, np.float64).reshape(-1, 4) * size
+        iou = _iou_matrix(px, anchors)
+        for k in np.argsort(-iou.max(axis=1), kind="stable"):
+            a = int(np.argmax(iou[k]))
+            iou[:, a] = -1.0
+            deltas[b, a] = encode_deltas(px[k], anchors[a], head.coder)
+            logits[b, a, head.background_index] = 0.0
+            logits[b, a, int(lb[k])] = confidence
+    return deltas, logits
+
+
+def exact_outputs_for(head, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Round-trip outputs of any registered head; labels are foreground indices 0..79 (class order)."""
+    from postprocess.heads import MmdetSsdHead, NvidiaSsdHead
+
+    if isinstance(head, NvidiaSsdHead):
+        return exact_outputs(boxes, [np.asarray(lb) + 1 for lb in labels], head.priors, head.num_classes,
+                             head.background_index)
+    if isinstance(head, MmdetSsdHead):
+        return mmdet_exact_outputs(boxes, labels, head)
+    raise TypeError(f"no synthetic outputs for {type(head).__name__}")

@@ -129,6 +129,10 @@ class MmdetSsdHead(DetectionHead):
 
     kind = "ssd-mmdet"
 
+    @property
+    def num_anchors(self) -> int:
+        return self.anchors.num_anchors
+
     def describe(self) -> dict:
         a, c = self.anchors, self.coder
         mins, maxs = a.base_sizes
@@ -204,6 +208,15 @@ def _anchors(spec: SsdAnchorSpec) -> np.ndarray:
 def ssd_anchors(spec: SsdAnchorSpec = SsdAnchorSpec()) -> np.ndarray:
     """(num_anchors, 4) float32 (x1, y1, x2, y2) pixels, in head-output order (cached, read-only)."""
     return _anchors(spec)
+
+
+def encode_deltas(boxes: np.ndarray, anchors: np.ndarray, coder: DeltaXYWHCoder) -> np.ndarray:
+    """Inverse of decode_deltas without clipping (float64): pixel boxes + anchors -> deltas."""
+    g, a = np.asarray(boxes, np.float64), np.asarray(anchors, np.float64)
+    pxy, pwh = (a[..., :2] + a[..., 2:]) / 2, a[..., 2:] - a[..., :2]
+    gxy, gwh = (g[..., :2] + g[..., 2:]) / 2, g[..., 2:] - g[..., :2]
+    d = np.concatenate([(gxy - pxy) / pwh, np.log(gwh / pwh)], axis=-1)
+    return (d - np.asarray(coder.means)) / np.asarray(coder.stds)
 
 
 def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, coder: DeltaXYWHCoder,

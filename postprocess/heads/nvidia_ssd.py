@@ -37,6 +37,10 @@ class NvidiaSsdHead(DetectionHead):
 
     kind = "ssd-nvidia"
 
+    @property
+    def num_anchors(self) -> int:
+        return self.priors.num_priors
+
     def describe(self) -> dict:
         p = self.priors
         return {**super().describe(),
