@@ -129,6 +129,40 @@ def ascend_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), ba
                           params.max_output)
 
 
+def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie: np.ndarray, boxes: np.ndarray,
+                    iou_threshold: float, strict: bool, max_output: int) -> np.ndarray:
+    """Greedy NMS within each (image, group), ranked by score descending then `tie` ascending; keep flags.
+
+    Exact for every node that can be among the `max_output` best kept nodes of its image: a node's
+    fate depends only on higher-ranked nodes of its group, so each image starts with its
+    4 x max_output best nodes (plus ties with the last), and an image that keeps fewer than
+    max_output of them is redone with 4x more, until it has enough or all its nodes took part.
+    Nodes never reached stay False (they cannot make the cut).
+    """
+    n = len(score)
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    ranked = _sort_order(image, score, tie)
+    starts, sizes = _runs(image[ranked])
+    run_of = np.empty(n, np.int64)
+    run_of[ranked] = np.repeat(np.arange(len(starts)), sizes)
+    ranked_score = score[ranked]
+    groups = int(group.max()) + 1
+    todo = np.ones(len(starts), dtype=bool)
+    depth = 4 * max(max_output, 1)
+    while todo.any():
+        cut = ranked_score[starts + np.minimum(sizes, depth) - 1]
+        idx = ranked[np.repeat(todo, sizes) & (ranked_score >= np.repeat(cut, sizes))]
+        idx = idx[_sort_order(image[idx] * groups + group[idx], score[idx], tie[idx])]
+        kept = _greedy_nms(_runs(image[idx], group[idx]), _Coords(boxes[idx]), iou_threshold, strict)
+        keep[idx] = kept
+        enough = np.bincount(run_of[idx[kept]], minlength=len(starts)) >= max_output
+        todo &= ~(enough | (np.bincount(run_of[idx], minlength=len(starts)) == sizes))
+        depth *= 4
+    return keep
+
+
 def _greedy_nms(runs: tuple[np.ndarray, np.ndarray], coords: "_Coords", iou_threshold: float,
                 strict: bool) -> np.ndarray:
     """Greedy NMS inside each run of nodes already sorted best-first; returns keep per node.

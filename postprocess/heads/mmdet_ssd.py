@@ -281,9 +281,8 @@ class MmdetSsdDecoder:
         images, anchors, rows = [], [], []
         for b in range(len(logits)):
             z = np.asarray(logits[b], dtype=np.float32)
-            top = z.max(axis=1)
-            # p_c <= exp(z_c - max z): anchors below the bound cannot pass the threshold
-            a = np.flatnonzero(z[:, fg_slice].max(axis=1) - top > bound)
+            # p_c <= exp(z_c - max z); best_fg - max(best_fg, z_bg) > bound <=> best_fg - z_bg > bound (bound < 0)
+            a = np.flatnonzero(z[:, fg_slice].max(axis=1) - z[:, bg] > bound)
             images.append(np.full(len(a), b, np.int64))
             anchors.append(a)
             rows.append(z[a])
@@ -294,12 +293,12 @@ class MmdetSsdDecoder:
         return Selected(image, anchor, scores, np.asarray(deltas[image, anchor], dtype=np.float32).reshape(-1, 4))
 
     def rows(self, selected: Selected, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
-        from postprocess.nms import _Coords, _greedy_nms, _nonzero_2d, _runs, _sort_order
+        from postprocess.nms import _nonzero_2d, _runs, _sort_order, greedy_keep_top
 
         p, head = self.policy, self.head
         bg = head.background_index
         fg_labels = np.array([c for c in range(head.num_classes) if c != bg])
-        fg = selected.scores[:, fg_labels]
+        fg = selected.scores[:, :bg] if bg == head.num_classes - 1 else selected.scores[:, fg_labels]
         nfg = len(fg_labels)
         level = np.searchsorted(self.offsets, selected.anchor, side="right") - 1
         nlev = len(self.offsets)
@@ -342,10 +341,8 @@ class MmdetSsdDecoder:
         if len(boxes):
             np.maximum.at(top, image, boxes.max(axis=1))
         shifted = boxes + (k.astype(np.float32) * (top[image] + np.float32(1)))[:, None]
-        order = _sort_order(image * nfg + k, score, cand)
-        keep = np.zeros(len(cand), dtype=bool)
-        keep[order] = _greedy_nms(_runs(image[order], k[order]), _Coords(shifted[order]), p.iou_threshold,
-                                  strict=not p.suppress_at_equal)
+        keep = greedy_keep_top(image, k, score, cand, shifted, p.iou_threshold, not p.suppress_at_equal,
+                               p.max_per_image)
         kept = np.flatnonzero(keep)
         kept = kept[_sort_order(image[kept], score[kept], cand[kept])]
         kept = kept[_first_per_run(_runs(image[kept]), p.max_per_image)]

@@ -1,13 +1,13 @@
 """mmdet SSD300 head: anchors against the sheet's size table, and decode + NMS against a plain
-per-image, per-class loop written here from the sheet's rules (other_models §2.3-§2.6, mmcv
-batched_nms and nms_cpu), on crafted outputs with ties, near-threshold scores and full levels."""
+per-image, per-class loop written from the sheet's rules (other_models §2.3-§2.6, mmcv batched_nms
+and nms_cpu; benchmarks/loop_baseline.py), on crafted outputs with ties, near-threshold scores and
+full levels."""
 
 from __future__ import annotations
 
-from math import log
-
 import numpy as np
 import pytest
+from loop_baseline import mmdet_loop
 
 from postprocess.decode import softmax
 from postprocess.heads import SSD300_MMDET, decoder_for
@@ -66,87 +66,7 @@ def test_spot_values_beyond_the_input_are_kept():
 
 
 # ------------------------------------------------------------------------------ the plain loop
-
-
-def decode_one(deltas, anchors, input_size=300):
-    """DeltaXYWH per the sheet §2.5, float32: d = delta * std; centre/size without +1; d_w, d_h clamped
-    to |log(16/1000)|; corners; clip to the input."""
-    d = deltas.astype(F32) * np.array([0.1, 0.1, 0.2, 0.2], F32) + np.zeros(4, F32)
-    px, py = (anchors[:, 0] + anchors[:, 2]) * F32(0.5), (anchors[:, 1] + anchors[:, 3]) * F32(0.5)
-    pw, ph = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    lim = F32(abs(log(16 / 1000)))
-    dw, dh = np.clip(d[:, 2], -lim, lim), np.clip(d[:, 3], -lim, lim)
-    gx, gy = px + pw * d[:, 0], py + ph * d[:, 1]
-    gw, gh = pw * np.exp(dw), ph * np.exp(dh)
-    out = np.stack([gx - gw * F32(0.5), gy - gh * F32(0.5), gx + gw * F32(0.5), gy + gh * F32(0.5)], axis=1)
-    return np.clip(out, F32(0), F32(input_size))
-
-
-def nms_per_class(boxes, scores, labels, iou_thr, strict=True):
-    """mmcv batched_nms + nms_cpu, one class at a time, greedy one box at a time: boxes shifted by
-    label * (max coordinate + 1) in float32; IoU without +1; suppress IoU > thr (float32)."""
-    shift = labels.astype(F32) * (boxes.max() + F32(1))
-    b = boxes + shift[:, None]
-    keep = []
-    for c in sorted(set(labels.tolist())):
-        idx = [i for i in np.argsort(-scores, kind="stable") if labels[i] == c]
-        alive = [True] * len(idx)
-        for p, i in enumerate(idx):
-            if not alive[p]:
-                continue
-            keep.append(i)
-            for q in range(p + 1, len(idx)):
-                j = idx[q]
-                if not alive[q]:
-                    continue
-                iw = max(F32(0), min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]))
-                ih = max(F32(0), min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]))
-                inter = F32(iw * ih)
-                area_i = (b[i, 2] - b[i, 0]) * (b[i, 3] - b[i, 1])
-                area_j = (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
-                iou = inter / (area_i + area_j - inter)
-                if (iou > F32(iou_thr)) if strict else (iou >= F32(iou_thr)):
-                    alive[q] = False
-    keep = np.sort(np.array(keep, dtype=np.int64))  # one NMS over all shifted boxes: score order, ties by position
-    return keep[np.argsort(-scores[keep], kind="stable")]
-
-
-def mmdet_loop(deltas, logits, decoded_wh, version, nms_pre):
-    """One image -> [x, y, w, h, score, category] rows, mmdet 3.x or 2.10 rules (sheet §2.6)."""
-    anchors = ssd_anchors()
-    scores = softmax(logits, axis=1)[:, :80]
-    thr = F32(0.02)
-    rows_a, rows_k = [], []
-    for s, e in zip(OFFSETS, (*OFFSETS[1:], 8732)):
-        if version == 3:  # per level: (anchor, class) pairs > thr, sorted by score, first nms_pre
-            a, k = np.nonzero(scores[s:e] > thr)
-            order = np.argsort(-scores[s:e][a, k], kind="stable")[:nms_pre]
-            rows_a += (a[order] + s).tolist()
-            rows_k += k[order].tolist()
-        else:  # 2.10: per level with more anchors than nms_pre, the nms_pre best by best class score
-            level = np.arange(s, e)
-            if nms_pre is not None and e - s > nms_pre:
-                level = level[np.argsort(-scores[s:e].max(axis=1), kind="stable")[:nms_pre]]
-            for a in level:
-                for k in range(80):
-                    if scores[a, k] > thr:
-                        rows_a.append(a)
-                        rows_k.append(k)
-    a, k = np.array(rows_a, dtype=np.int64), np.array(rows_k, dtype=np.int64)
-    score = scores[a, k]
-    boxes = decode_one(deltas[a], anchors[a])
-    w, h = decoded_wh
-    if version == 3:  # boxes * float32(1 / (300 / w)), then drop w or h <= 0
-        boxes = boxes * np.array([1 / (300 / w), 1 / (300 / h)] * 2, F32)
-        ok = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
-        boxes, score, k = boxes[ok], score[ok], k[ok]
-    else:  # boxes / float32(300 / w)
-        boxes = boxes / np.array([300 / w, 300 / h] * 2, F32)
-    if not len(score):
-        return np.zeros((0, 6))
-    keep = nms_per_class(boxes, score, k, 0.45)[:200]
-    b = boxes[keep].astype(np.float64)
-    return np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1], score[keep], INV_MAP[k[keep]]])
+# benchmarks/loop_baseline.mmdet_loop: the sheet's rules written as a per-image, per-class loop
 
 
 class Image:
@@ -186,7 +106,8 @@ def test_decode_and_nms_equal_the_plain_loop(policy, version, nms_pre, seed):
     for b, im in enumerate(images):
         got = rows[rows[:, 0] == im.id][:, 1:]
         wh = (im.decoded_width or im.width, im.decoded_height or im.height)
-        expected = mmdet_loop(deltas[b], logits[b], wh, version, nms_pre)
+        expected = mmdet_loop(deltas[b], logits[b], ssd_anchors(), wh, version=version, nms_pre=nms_pre)
+        expected[:, 5] = INV_MAP[expected[:, 5].astype(int)]
         assert len(expected) > 20
         assert got.shape == expected.shape and np.array_equal(got, expected), (policy, b)
     scores = softmax(logits[0], axis=1)[:, :80]
