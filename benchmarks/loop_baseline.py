@@ -115,11 +115,10 @@ def _mmdet_decode(deltas: np.ndarray, anchors: np.ndarray, input_size: int) -> n
 def mmdet_loop(deltas, logits, anchors, decoded_wh, *, version=3, nms_pre=1000, score_threshold=0.02,
                iou_threshold=0.45, max_per_image=200, level_offsets=MMDET_LEVEL_OFFSETS, input_size=300,
                background=80) -> np.ndarray:
-    """One image: deltas (A, 4), logits (A, C) -> rows [x, y, w, h, score, label 0..C-2] in score order."""
+    """One image: deltas (4, A), logits (C, A) -> rows [x, y, w, h, score, label 0..C-2] in score order."""
     f32 = np.float32
-    z = np.ascontiguousarray(logits, dtype=np.float32)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    scores = np.delete(e / e.sum(axis=1, keepdims=True), background, axis=1)
+    deltas = np.ascontiguousarray(np.asarray(deltas).T)
+    scores = np.delete(_softmax_all(logits).T, background, axis=1)  # (A, C - 1)
     thr = f32(score_threshold)
     rows_a, rows_k = [], []
     for s, end in zip(level_offsets[:-1], level_offsets[1:]):

@@ -63,7 +63,7 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 def mmdet_realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], rng: np.random.Generator,
                             head=None, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
-    """The same detector-like outputs for the mmdet SSD head: bbox_deltas (B, A, 4), cls_logits (B, A, C);
+    """The same detector-like outputs for the mmdet SSD head: bbox_deltas (B, 4, A), cls_logits (B, C, A);
     labels are foreground indices 0..C-2."""
     from postprocess.heads.mmdet_ssd import SSD300_MMDET, encode_deltas, ssd_anchors
 
@@ -73,8 +73,7 @@ def mmdet_realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.nda
     deltas, logits = _realistic(boxes, labels, rng, anchors / size,
                                 lambda bx, idx: encode_deltas(bx * size, anchors[idx], head.coder),
                                 head.num_classes, head.background_index)
-    return (np.ascontiguousarray(deltas.transpose(0, 2, 1)).astype(dtype),
-            np.ascontiguousarray(logits.transpose(0, 2, 1)).astype(dtype))
+    return deltas.astype(dtype), logits.astype(dtype)
 
 
 def _realistic(boxes, labels, rng, priors_ltrb: np.ndarray, encode, num_classes: int, background: int):
@@ -107,7 +106,7 @@ def _realistic(boxes, labels, rng, priors_ltrb: np.ndarray, encode, num_classes:
 def mmdet_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], head=None,
                         confidence: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
     """Per image: boxes (k, 4) normalised ltrb, labels (k,) foreground 0..C-2 -> float32
-    bbox_deltas (B, A, 4), cls_logits (B, A, C) of the mmdet SSD head (location-major anchors)."""
+    bbox_deltas (B, 4, A), cls_logits (B, C, A) of the mmdet SSD head (location-major anchors)."""
     from postprocess.heads.mmdet_ssd import SSD300_MMDET, encode_deltas, ssd_anchors
 
     head = head or SSD300_MMDET
@@ -126,7 +125,7 @@ def mmdet_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray
             deltas[b, a] = encode_deltas(px[k], anchors[a], head.coder)
             logits[b, a, head.background_index] = 0.0
             logits[b, a, int(lb[k])] = confidence
-    return deltas, logits
+    return np.ascontiguousarray(deltas.transpose(0, 2, 1)), np.ascontiguousarray(logits.transpose(0, 2, 1))
 
 
 def exact_outputs_for(head, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -173,8 +173,8 @@ class MmdetSsdHead(DetectionHead):
 
 
 SSD300_MMDET = MmdetSsdHead(
-    outputs=(OutputTensor("bbox_deltas", (8732, 4), "DeltaXYWH deltas per anchor (location-major)"),
-             OutputTensor("cls_logits", (8732, 81), "class logits per anchor, background last")),
+    outputs=(OutputTensor("bbox_deltas", (4, 8732), "DeltaXYWH deltas x anchor (anchors location-major)"),
+             OutputTensor("cls_logits", (81, 8732), "class logits x anchor, background last")),
     num_classes=81, background_index=80, policies=(MMDET3, MMDET2, MMDET2_NMS_PRE), evaluated_images="all")
 
 
@@ -238,20 +238,6 @@ def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, coder: DeltaXYWHCoder
     return boxes
 
 
-@dataclass(frozen=True)
-class Selected:
-    """Anchors of a batch whose best foreground score may pass the threshold.
-
-    image (n,) · anchor (n,) · scores (n, C) float32 softmax (background column included) ·
-    deltas (n, 4) float32; rows ordered by image, then anchor.
-    """
-
-    image: np.ndarray
-    anchor: np.ndarray
-    scores: np.ndarray
-    deltas: np.ndarray
-
-
 class MmdetSsdDecoder:
     """Raw (bbox_deltas, cls_logits) of a batch -> COCO rows with mmdet's post-processing."""
 
@@ -265,67 +251,60 @@ class MmdetSsdDecoder:
         self.offsets = np.asarray(head.anchors.level_offsets)
         self.level_counts = np.asarray(head.anchors.level_counts)
 
-    def select(self, arrays: Sequence[np.ndarray]) -> Selected:
-        """Softmax only for anchors whose best foreground logit can give a score above the threshold."""
-        from postprocess.decode import softmax
+    def select(self, arrays: Sequence[np.ndarray]):
+        """bbox_deltas (B, 4, A), cls_logits (B, C, A) -> the anchors whose best foreground score may pass
+        the threshold, softmaxed (postprocess.detect.select, shared with the NVIDIA head)."""
+        from postprocess.detect import select
+        from postprocess.nms import NmsParams
 
         deltas, logits = arrays
-        if deltas.ndim != 3 or logits.ndim != 3 or deltas.shape[:2] != logits.shape[:2]:
-            raise ValueError(f"expected bbox_deltas (B, A, 4) and cls_logits (B, A, C), got {deltas.shape} and "
-                             f"{logits.shape}")
-        bg = self.head.background_index
-        thr = self.policy.score_threshold
-        bound = np.float32(log(thr) - 1e-3) if thr > 0 else np.float32(-np.inf)
-        fg = [c for c in range(logits.shape[2]) if c != bg]
-        fg_slice = slice(fg[0], fg[-1] + 1) if fg == list(range(fg[0], fg[-1] + 1)) else fg
-        images, anchors, rows = [], [], []
-        for b in range(len(logits)):
-            z = np.asarray(logits[b], dtype=np.float32)
-            # p_c <= exp(z_c - max z); best_fg - max(best_fg, z_bg) > bound <=> best_fg - z_bg > bound (bound < 0)
-            a = np.flatnonzero(z[:, fg_slice].max(axis=1) - z[:, bg] > bound)
-            images.append(np.full(len(a), b, np.int64))
-            anchors.append(a)
-            rows.append(z[a])
-        anchor = np.concatenate(anchors) if anchors else np.zeros(0, np.int64)
-        z = np.concatenate(rows) if rows else np.zeros((0, logits.shape[2]), np.float32)
-        image = np.concatenate(images) if images else np.zeros(0, np.int64)
-        scores = softmax(z, axis=1, overwrite=True)
-        return Selected(image, anchor, scores, np.asarray(deltas[image, anchor], dtype=np.float32).reshape(-1, 4))
+        return select(deltas, logits, NmsParams(score_threshold=self.policy.score_threshold),
+                      self.head.background_index)
 
-    def rows(self, selected: Selected, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
+    def rows(self, selected, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
         from postprocess.nms import _nonzero_2d, _runs, _sort_order, greedy_keep_top
 
         p, head = self.policy, self.head
+        cand = selected.candidates
         bg = head.background_index
         fg_labels = np.array([c for c in range(head.num_classes) if c != bg])
-        fg = selected.scores[:, :bg] if bg == head.num_classes - 1 else selected.scores[:, fg_labels]
+        by_class = cand.scores.T  # (C, n) contiguous: the layout candidate_scores computes in
+        fg = by_class[:bg] if bg == head.num_classes - 1 else by_class[fg_labels]
         nfg = len(fg_labels)
-        level = np.searchsorted(self.offsets, selected.anchor, side="right") - 1
+        level = np.searchsorted(self.offsets, cand.anchor, side="right") - 1
         nlev = len(self.offsets)
         thr = np.float32(p.score_threshold)
+        # `tie` orders equal scores as mmdet's candidate list does (a stable sort keeps that order)
         if p.selection == "per-level-pairs":
-            row, k = _nonzero_2d(fg > thr)
-            score = fg[row, k]
-            order = _sort_order(selected.image[row] * nlev + level[row], score, selected.anchor[row] * nfg + k)
-            row, k, score = row[order], k[order], score[order]
-            row, k, score = (x[_first_per_run(_runs(selected.image[row], level[row]), p.pre_nms_top_k)]
-                             for x in (row, k, score))
+            # per level, (anchor, class) pairs sorted by score: equal scores stay in (anchor, class)
+            # order, and anchor indices grow with the level, so anchor * nfg + k is the candidate order
+            k, row = _nonzero_2d(fg > thr)
+            score, tie = fg[k, row], cand.anchor[row] * nfg + k
+            if p.pre_nms_top_k is not None:  # only levels with more pairs than nms_pre need ranking
+                group = cand.image[row] * nlev + level[row]
+                over = np.flatnonzero(np.bincount(group)[group] > p.pre_nms_top_k)
+                if len(over):
+                    ranked = over[_sort_order(group[over], score[over], tie[over])]
+                    cut = np.ones(len(row), dtype=bool)
+                    cut[ranked] = False
+                    cut[ranked[_first_per_run(_runs(group[ranked]), p.pre_nms_top_k)]] = True
+                    k, row, score, tie = k[cut], row[cut], score[cut], tie[cut]
         else:
-            best = fg.max(axis=1) if nfg else np.zeros(len(fg), np.float32)
+            best = fg.max(axis=0) if nfg else np.zeros(fg.shape[1], np.float32)
             keep = np.flatnonzero(best > thr)  # only these can give a pair above the threshold
             if p.pre_nms_top_k is not None:
                 # levels with more anchors than nms_pre are reordered by best score (topk), others kept
                 ranked = self.level_counts[level[keep]] > p.pre_nms_top_k
                 key = np.where(ranked, best[keep], np.float32(0))
-                keep = keep[_sort_order(selected.image[keep] * nlev + level[keep], key, selected.anchor[keep])]
-                keep = keep[_first_per_run(_runs(selected.image[keep], level[keep]), p.pre_nms_top_k)]
-            row, k = _nonzero_2d(fg[keep] > thr)
-            row = keep[row]
-            score = fg[row, k]
-        image = selected.image[row]
+                keep = keep[_sort_order(cand.image[keep] * nlev + level[keep], key, cand.anchor[keep])]
+                keep = keep[_first_per_run(_runs(cand.image[keep], level[keep]), p.pre_nms_top_k)]
+            k, r = _nonzero_2d(fg[:, keep] > thr)
+            row = keep[r]
+            score, tie = fg[k, row], r * nfg + k  # candidates: kept anchors in order, then classes
+        image = cand.image[row]
         # decode, clip to the input, rescale to the decoded image
         size = np.array([decoded_size(im) for im in images], dtype=np.float64).reshape(-1, 2)
-        boxes = decode_deltas(selected.deltas[row], self.anchors[selected.anchor[row]], head.coder,
+        boxes = decode_deltas(selected.loc[row], self.anchors[cand.anchor[row]], head.coder,
                               (head.anchors.input_size, head.anchors.input_size))
         ratio = head.anchors.input_size / size[image]  # mmcv.imresize: w_scale = 300 / w (Python floats)
         if p.drop_empty_boxes:  # mmdet 3.x: boxes * float32(1 / scale_factor)
@@ -334,17 +313,16 @@ class MmdetSsdDecoder:
             boxes /= np.tile(ratio.astype(np.float32), 2)
         if p.drop_empty_boxes:
             valid = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
-            image, k, score, boxes = image[valid], k[valid], score[valid], boxes[valid]
-        cand = np.arange(len(score))
+            image, k, score, tie, boxes = image[valid], k[valid], score[valid], tie[valid], boxes[valid]
         # mmcv batched_nms: shift each class by label * (max coordinate of the image + 1), in float32
         top = np.zeros(len(images), np.float32)
         if len(boxes):
             np.maximum.at(top, image, boxes.max(axis=1))
         shifted = boxes + (k.astype(np.float32) * (top[image] + np.float32(1)))[:, None]
-        keep = greedy_keep_top(image, k, score, cand, shifted, p.iou_threshold, not p.suppress_at_equal,
+        keep = greedy_keep_top(image, k, score, tie, shifted, p.iou_threshold, not p.suppress_at_equal,
                                p.max_per_image)
         kept = np.flatnonzero(keep)
-        kept = kept[_sort_order(image[kept], score[kept], cand[kept])]
+        kept = kept[_sort_order(image[kept], score[kept], tie[kept])]
         kept = kept[_first_per_run(_runs(image[kept]), p.max_per_image)]
         return _coco_rows(images, image[kept], boxes[kept], score[kept], inv_map[fg_labels[k[kept]]])
 

@@ -12,9 +12,11 @@ Module names follow mmdet >= 2.14 so the state_dict keys are the checkpoint's (o
 - `bbox_head.cls_convs.{i}.0`, `bbox_head.reg_convs.{i}.0`: 3x3 pad 1 convs with A*81 and A*4
   outputs, A = (4, 6, 6, 6, 4, 4).
 
-Outputs (mmdeploy's batched permute + reshape): bbox_deltas [N, 8732, 4] and cls_logits
-[N, 8732, 81], each level permuted to NHWC and reshaped, levels concatenated: anchor index within
-a level = (y * W + x) * A + a, channel a * 81 + c (location-major, anchor-minor). Raw: no softmax.
+Outputs: bbox_deltas [N, 4, 8732] and cls_logits [N, 81, 8732], raw (no softmax). Each level's
+[N, A*K, H, W] (channel a * K + k, as mmdet's permute(0, 2, 3, 1).reshape(N, -1, K) reads it) becomes
+[N, K, H*W*A] with anchor index (y * W + x) * A + a: mmdet's location-major, anchor-minor order,
+levels concatenated. Coordinates/classes come first so that the host reduces over classes with
+contiguous rows, as for the NVIDIA heads' ploc/plabel.
 """
 
 from __future__ import annotations
@@ -116,15 +118,20 @@ class SSDHead(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         deltas, logits = [], []
-        for feat, reg, cls in zip(feats, self.reg_convs, self.cls_convs):
-            n = feat.shape[0]
-            deltas.append(reg(feat).permute(0, 2, 3, 1).reshape(n, -1, 4))
-            logits.append(cls(feat).permute(0, 2, 3, 1).reshape(n, -1, NUM_LABELS))
-        return torch.cat(deltas, 1), torch.cat(logits, 1)
+        for feat, reg, cls, a in zip(feats, self.reg_convs, self.cls_convs, NUM_ANCHORS):
+            deltas.append(_anchor_minor(reg(feat), a, 4))
+            logits.append(_anchor_minor(cls(feat), a, NUM_LABELS))
+        return torch.cat(deltas, 2), torch.cat(logits, 2)
+
+
+def _anchor_minor(x: torch.Tensor, anchors: int, k: int) -> torch.Tensor:
+    """[N, A*K, H, W] (channel a*K + k) -> [N, K, H*W*A] (index (y*W + x)*A + a)."""
+    n, _, h, w = x.shape
+    return x.reshape(n, anchors, k, h, w).permute(0, 2, 3, 4, 1).reshape(n, k, h * w * anchors)
 
 
 class SSDVGG16(nn.Module):
-    """image [N,3,300,300] (RGB minus the mean) -> (bbox_deltas [N,8732,4], cls_logits [N,8732,81]), raw."""
+    """image [N,3,300,300] (RGB minus the mean) -> (bbox_deltas [N,4,8732], cls_logits [N,81,8732]), raw."""
 
     def __init__(self) -> None:
         super().__init__()

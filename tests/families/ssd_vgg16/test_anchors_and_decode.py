@@ -83,6 +83,7 @@ def crafted_outputs(seed: int):
     boxes = [np.concatenate([b, b + rng.uniform(0.1, 0.5, b.shape)], axis=1).clip(0, 1) for b in boxes]
     labels = [rng.integers(0, 80, 5) for _ in range(3)]
     deltas, exact = mmdet_exact_outputs(boxes, labels, confidence=9.0)
+    deltas, exact = deltas.transpose(0, 2, 1), exact.transpose(0, 2, 1)  # build in (B, A, C), anchors first
     logits = rng.normal(0, 1, exact.shape).astype(F32)
     logits[..., 80] = np.where(exact[..., 80] > 0, F32(7.0), F32(0.0))  # score > 0.02 needs z > ~3.2
     logits[..., :80] = np.where(exact[..., :80] == 9.0, F32(9.0), logits[..., :80])  # the objects
@@ -93,7 +94,8 @@ def crafted_outputs(seed: int):
         logits[b, 100:160, :3] += F32(3.0)
     logits[0, :700, 5:7] = F32(5.0)  # > 1000 tied pairs above threshold in level 0 (nms_pre cuts them)
     images = [Image(11, "a", 640, 480), Image(12, "b", 427, 640, 640, 427), Image(13, "c", 97, 130)]
-    return deltas, logits, images
+    return (np.ascontiguousarray(deltas.transpose(0, 2, 1)), np.ascontiguousarray(logits.transpose(0, 2, 1)),
+            images)
 
 
 @pytest.mark.parametrize("policy, version, nms_pre", [("mmdet3", 3, 1000), ("mmdet2", 2, None),
@@ -110,7 +112,7 @@ def test_decode_and_nms_equal_the_plain_loop(policy, version, nms_pre, seed):
         expected[:, 5] = INV_MAP[expected[:, 5].astype(int)]
         assert len(expected) > 20
         assert got.shape == expected.shape and np.array_equal(got, expected), (policy, b)
-    scores = softmax(logits[0], axis=1)[:, :80]
+    scores = softmax(logits[0], axis=0)[:80].T
     assert (scores[:5776] > 0.02).sum() > 1000 and (np.abs(scores - 0.02) < 2e-3).sum() > 200
 
 

@@ -69,6 +69,7 @@ def test_feature_maps_and_l2norm(model):
 
 @pytest.mark.parametrize("level", [1, 4])
 def test_outputs_are_location_major_with_channel_a_times_81_plus_c(model, level):
+    """cls_logits[n, c, off + (y*W + x)*A + a] is head channel a*81 + c at (y, x), as mmdet reads it."""
     captured = {}
     hooks = [model.bbox_head.cls_convs[level].register_forward_hook(lambda m, i, o: captured.setdefault("cls", o)),
              model.bbox_head.reg_convs[level].register_forward_hook(lambda m, i, o: captured.setdefault("reg", o))]
@@ -82,9 +83,11 @@ def test_outputs_are_location_major_with_channel_a_times_81_plus_c(model, level)
     for y, x, a in zip(rng.integers(0, f, 20), rng.integers(0, f, 20), rng.integers(0, a_n, 20)):
         index = off + (y * f + x) * a_n + a
         for c in (0, 7, 79, 80):
-            assert logits[0, index, c] == cls[a * 81 + c, y, x]
+            assert logits[0, c, index] == cls[a * 81 + c, y, x]
         for k in range(4):
-            assert deltas[0, index, k] == reg[a * 4 + k, y, x]
+            assert deltas[0, k, index] == reg[a * 4 + k, y, x]
+    # and exhaustively: mmdet's permute(1, 2, 0).reshape(-1, 81) of the level, transposed
+    assert torch.equal(logits[0, :, off:off + f * f * a_n], cls.permute(1, 2, 0).reshape(-1, 81).T)
 
 
 def test_flops_per_image_counts_every_conv(model):
