@@ -50,3 +50,17 @@ def test_eval_takes_the_mmdet_policies_and_refuses_others(workdir, tmp_path):
     wrong = CliRunner().invoke(cli, ["eval", "--bin_path", results, "--nms", "ascend"])
     assert wrong.exit_code == 1 and "--nms ascend is not a policy of ssd-vgg16; choose from mmdet3, mmdet2" \
         in wrong.output
+
+
+def test_without_a_manifest_every_image_of_the_json_is_evaluated(workdir, tmp_path):
+    """mmdet's test set is the whole annotation file; ssd-resnet34/50 evaluate annotated images only."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(workdir / "results" / "onnxruntime", results)  # no runner summary beside it
+    annotation = workdir / "data" / "annotations" / "instances_val2017.json"
+    out = CliRunner().invoke(cli, ["eval", "--bin_path", str(results), "--val_annotation", str(annotation),
+                                   "--model", "ssd-vgg16", "--output", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert "ssd-vgg16 evaluates every image of the annotation file" in out.output
+    assert json.loads((tmp_path / "r.json").read_text())["images"] == IMAGES
