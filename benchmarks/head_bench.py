@@ -67,6 +67,16 @@ def same(head, rows, loop_result, inv_map) -> bool:
     return np.array_equal(rows[:, 1:], expected)
 
 
+def pairs_above(head, logits: np.ndarray, threshold: float) -> float:
+    """Mean (anchor, foreground class) pairs per image with a score above the policy's threshold."""
+    counts = []
+    for z in logits[:: max(1, len(logits) // 32)]:
+        e = np.exp(z - z.max(axis=0))
+        p = np.delete(e / e.sum(axis=0), head.background_index, axis=0)
+        counts.append(int((p > threshold).sum()))
+    return float(np.mean(counts))
+
+
 def bench(head, policy: str, images: int, batch: int, repeat: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     boxes, labels = random_objects(rng, images)
@@ -96,6 +106,7 @@ def bench(head, policy: str, images: int, batch: int, repeat: int, seed: int) ->
                      for im, ref in zip(refs, results["loop"]))
     best = {k: min(v) for k, v in times.items()}
     return {"head": head.kind, "policy": policy, "images": images, "batch": batch, "repeat": repeat,
+            "pairs_above_threshold_per_image": pairs_above(head, arrays[1], decoder.policy.score_threshold),
             "detections_per_image": len(rows) / images, "identical": mismatched == 0,
             "mismatched_images": mismatched,
             "ms_per_image": {"loop_best": best["loop"], "decoder_best": best["decoder"],
@@ -119,8 +130,8 @@ def main() -> None:
         out["runs"].append(r)
         ms = r["ms_per_image"]
         print(f"{r['head']:10s} {policy:9s}: loop {ms['loop_best']:7.2f} ms/image, decoder {ms['decoder_best']:6.3f} "
-              f"ms/image ({r['speedup_best']:.1f}x); {r['detections_per_image']:.0f} detections/image; "
-              f"identical: {r['identical']}")
+              f"ms/image ({r['speedup_best']:.1f}x); {r['pairs_above_threshold_per_image']:.0f} pairs above the "
+              f"threshold, {r['detections_per_image']:.0f} detections per image; identical: {r['identical']}")
     nv, mm = (r["ms_per_image"]["decoder_best"] for r in out["runs"])
     print(f"mmdet head / NVIDIA head (decoder): {mm / nv:.2f}x the time per image")
     out["machine"]["load_avg_after"] = os.getloadavg()
