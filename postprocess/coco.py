@@ -48,11 +48,13 @@ def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarr
     return rows
 
 
-def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_000) -> list[dict]:
-    """COCO results json objects (image_id, category_id, bbox, score) with the exact float32 values.
+def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_000,
+                 float32_area: bool = True) -> list[dict]:
+    """COCO results json objects (image_id, category_id, bbox, score) with the exact row values.
 
     With `first_id`, also the fields COCO.loadRes adds to bbox results: id (counting from
-    first_id), area = w * h in float32 (as loadRes computes it on float32 rows), iscrowd = 0.
+    first_id), area = w * h (in float32 as loadRes computes it on float32 rows, or in double as
+    it does on a results json), iscrowd = 0.
     """
     out: list[dict] = []
     for start in range(0, len(rows), chunk):  # bounded temporaries
@@ -61,7 +63,8 @@ def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_
             out += [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5], "score": r[5]}
                     for r in part.tolist()]
         else:
-            area = (part[:, 3].astype(np.float32) * part[:, 4].astype(np.float32)).tolist()
+            area = ((part[:, 3].astype(np.float32) * part[:, 4].astype(np.float32)) if float32_area
+                    else part[:, 3] * part[:, 4]).tolist()
             out += [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5], "score": r[5],
                      "id": k, "area": a, "iscrowd": 0}
                     for k, (r, a) in enumerate(zip(part.tolist(), area), start=first_id + start)]

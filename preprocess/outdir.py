@@ -111,6 +111,18 @@ def finish(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
+def previous_sizes(directory: Path) -> dict[str, tuple[int, int]]:
+    """stem -> decoded (width, height) recorded by the manifest of an earlier finished run (if any)."""
+    if not (directory / MANIFEST_NAME).exists():
+        return {}
+    try:
+        manifest = read_manifest(directory)
+    except PreprocessError:
+        return {}
+    return {r.stem: (r.decoded_width, r.decoded_height) for r in manifest.images
+            if r.decoded_width and r.decoded_height}
+
+
 def stray_bins(directory: Path, stems: set[str]) -> list[str]:
     """.bin files in `directory` that the manifest does not list (ais_bench would still read them)."""
     return sorted(p.name for p in directory.glob("*.bin") if p.name[:-4] not in stems)

@@ -160,9 +160,11 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         input=InputInfo(name=input_name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout,
                         channel_order=transform.channel_order, resize=transform.resize,
                         keep_aspect=transform.keep_aspect, scale=transform.scale, mean=tuple(transform.mean),
-                        std=tuple(transform.std), normalized=fmt.normalized),
+                        std=tuple(transform.std), normalized=fmt.normalized, decoder=transform.decoder,
+                        pixel_order=transform.pixel_order),
         annotation_path=str(annotations.path.resolve()), annotation_sha256=annotations.sha256,
         data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
+        opencv_version=_opencv_version() if transform.decoder == "cv2" else "",
     )
     warnings = []
     with outdir.exclusive(save):
@@ -170,6 +172,7 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         outdir.check_resumable(save, settings, overwrite)
         if removed := remove_temporaries(save):
             warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
+        previous = outdir.previous_sizes(save)  # decoded sizes of reusable .bin files
         outdir.begin(save, settings)
 
         targets = [save / f"{job.stem}.bin" for job in jobs]
@@ -195,8 +198,9 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
                 failures.append((job.image, outcome.reason))
                 targets[k].unlink(missing_ok=True)  # an older .bin of this image is not this run's output
             else:
+                size = outcome.size if outcome is not None else _decoded_size(targets[k], previous, job)
                 manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
-                                                   job.image.width, job.image.height))
+                                                   job.image.width, job.image.height, *size))
         failures.sort(key=lambda f: f[0].index)
         manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
                              for image, reason in failures]
@@ -206,6 +210,17 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
     return Summary(save, manifest_path, fmt, workers, written=len(items) - sum(not o.ok for o in outcomes.values()),
                    reused=len(reused), skipped_without_annotations=skipped, failures=manifest.failures,
                    warnings=warnings, seconds=time.perf_counter() - started)
+
+
+def _opencv_version() -> str:
+    import cv2
+
+    return cv2.__version__
+
+
+def _decoded_size(target: Path, previous: dict, job: Job) -> tuple[int | None, int | None]:
+    """Decoded size of an image whose .bin is reused: from the previous manifest, else the json size."""
+    return previous.get(target.stem, (job.image.width, job.image.height))
 
 
 def _warnings(dangling: int, jobs: list[Job], outcomes: dict[int, Outcome], save: Path,

@@ -1,11 +1,11 @@
 """`ssdconvert eval`: ais_bench-layout results -> detections -> COCO mAP.
 
-Wires the manifest (which images, their original sizes, the annotation file) and the model spec
-(priors, classes, output shapes) into the postprocess stage. The results are one folder, or the
-per-device folders of a multi-device ais_bench run (postprocess/reader.py names the layout): the
-runner's summary beside the folder (or, for several devices, beside each device folder) records
-the `--input` folder, where the manifest is, and the `--device` list, whose folders must all be
-there.
+Wires the manifest (which images, their sizes, the annotation file) and the model spec's head
+(outputs, decoder, NMS policies, category mapping, evaluated images) into the postprocess stage.
+The results are one folder, or the per-device folders of a multi-device ais_bench run
+(postprocess/reader.py names the layout): the runner's summary beside the folder (or, for several
+devices, beside each device folder) records the `--input` folder, where the manifest is, and the
+`--device` list, whose folders must all be there.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
             if val_annotation is None:
                 raise
             manifest_path, found_via = None, "none"
-            notes.append(f"no manifest found for {bin_path}: evaluating the images that have annotations in "
+            notes.append(f"no manifest found for {bin_path}: evaluating the model's reference image set of "
                          f"{val_annotation} (result stem = file name without directories, up to the first '.')")
     man = read_manifest(manifest_path) if manifest_path is not None else None
     if val_annotation is not None:
@@ -164,15 +164,16 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
     return manifest_path, found_via, man, annotation
 
 
-def annotated_images(annotation: Path) -> list:
-    """Without a manifest: the images of `annotation` that have annotations, in json order, named
-    by preprocess's stem rule (file name without directories, cut at the first '.')."""
+def reference_images(annotation: Path, all_images: bool) -> list:
+    """Without a manifest: the images of `annotation` the model's reference evaluates (all, or those
+    with annotations), in json order, named by preprocess's stem rule (file name without
+    directories, cut at the first '.')."""
     from preprocess.annotations import load_annotations, select_images, stem_of
     from preprocess.errors import PreprocessError
     from preprocess.manifest import ImageRecord
 
     try:
-        chosen, _ = select_images(load_annotations(annotation), all_images=False)
+        chosen, _ = select_images(load_annotations(annotation), all_images=all_images)
     except PreprocessError as exc:
         raise SsdConvertError(str(exc)) from None
     return [ImageRecord(id=im.id, file_name=im.file_name, stem=stem_of(im.file_name), width=im.width,
@@ -181,17 +182,17 @@ def annotated_images(annotation: Path) -> list:
 
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
-                     nms_variant: str = "reference", evaluator: str = "faster-coco-eval",
+                     nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
                      batch_size: int = 8, progress: Callable[[int], None] | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
-    `model_name` defaults to the model recorded in the manifest, else ssd-resnet34.
+    `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
+    the reference policy of the model's head.
     """
-    from postprocess.coco import category_ids, result_rows, results_json
-    from postprocess.detect import finish, select
+    from postprocess.coco import results_json
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
-    from postprocess.nms import NmsParams
+    from postprocess.heads import decoder_for
     from postprocess.reader import OutputSpec, read_batches, scan_results
     from ssdconvert.fileio import atomic_path
     from ssdconvert.zoo import get_spec, model_names
@@ -208,15 +209,24 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     elif recorded and recorded != model_name:
         notes.append(f"the inputs were preprocessed for {recorded}, evaluating as {model_name}")
     spec = get_spec(model_name)
+    try:
+        decoder = decoder_for(spec.head, nms_variant)
+    except ValueError:
+        raise SsdConvertError(f"--nms {nms_variant} is not a policy of {spec.name}; choose from "
+                              f"{', '.join(spec.head.policy_names)}") from None
+    if man is None:
+        which = "every image" if spec.head.evaluated_images == "all" else "the images that have annotations"
+        notes.append(f"{spec.name} evaluates {which} of the annotation file")
 
     gt = load_ground_truth(annotation, evaluator)
-    images = list(man.images) if man is not None else annotated_images(annotation)
+    images = list(man.images) if man is not None else reference_images(annotation,
+                                                                        spec.head.evaluated_images == "all")
     unknown = [str(im.id) for im in images if im.id not in gt.imgs]
     if unknown:
         raise SsdConvertError(f"{len(unknown)} of the {len(images)} manifest images are not in {annotation} "
                               f"(ids {_first(unknown)}); pass the annotation file used for preprocessing with "
                               f"{ANNOTATION_FLAG}")
-    inv_map = category_ids(gt.dataset.get("categories", []), spec.num_classes, spec.background_index)
+    inv_map = spec.head.category_ids(gt.dataset.get("categories", []))
 
     outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
     files = scan_results(bin_path, images, outputs, devices=recorded_devices(runner_summary(bin_path)))
@@ -232,14 +242,10 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
 
     # Stream: read, decode, NMS, rows
     started = time.perf_counter()
-    params = NmsParams()
-    bg = spec.background_index
     parts = []
     # the reader thread reads, checks and selects candidates; this thread decodes and runs NMS
-    for batch, selected in read_batches(files, batch_size=batch_size,
-                                        transform=lambda arrays: select(*arrays, params, bg)):
-        dets = finish(selected, spec.priors, params, nms_variant, bg)
-        parts.append(result_rows(dets, batch, inv_map))
+    for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):
+        parts.append(decoder.rows(selected, batch, inv_map))
         if progress:
             progress(len(batch))
     rows = np.concatenate(parts) if parts else np.zeros((0, 7))
@@ -253,11 +259,11 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     write_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator)
+    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator, float32_rows=decoder.float32_rows)
     evaluate_s = time.perf_counter() - started
 
     return EvalReport(
-        bin_path=str(bin_path), model=spec.name, nms=nms_variant, evaluator=evaluator,
+        bin_path=str(bin_path), model=spec.name, nms=decoder.policy.name, evaluator=evaluator,
         manifest=str(manifest_path) if manifest_path else None, manifest_found_via=found_via,
         annotation=str(annotation), dtypes=dict(zip((o.name for o in outputs), files.dtypes)),
         images=len(files.present), missing=len(missing), missing_first=missing[:SHOW],

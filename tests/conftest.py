@@ -47,6 +47,46 @@ def exported_onnx(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def seeded_model():
+    """seeded_model(name) -> the seeded-random model (seed 0, eval mode) of a zoo spec, built once."""
+    from ssdconvert.checkpoints import build_model
+    from ssdconvert.zoo import get_spec
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = build_model(get_spec(name))[0]
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def onnx_export(request, tmp_path_factory, seeded_model):
+    """onnx_export(name) -> a dynamic-batch FP32 export (seed 0, validated at bs 1 and 2), made once.
+
+    ssd-resnet34 reuses the CLI export of `exported_onnx`.
+    """
+    from ssdconvert.checkpoints import WeightsSource
+    from ssdconvert.export import export_onnx
+    from ssdconvert.zoo import get_spec
+
+    cache: dict = {}
+
+    def get(name: str) -> Path:
+        if name == "ssd-resnet34":
+            return request.getfixturevalue("exported_onnx")
+        if name not in cache:
+            out = tmp_path_factory.mktemp("export") / f"{name.replace('-', '_')}.onnx"
+            export_onnx(seeded_model(name), get_spec(name), out, weights=WeightsSource(random_seed=0), batch=EXPORT_BS)
+            cache[name] = out
+        return cache[name]
+
+    return get
+
+
 FAKES = Path(__file__).resolve().parent / "fakes"
 
 

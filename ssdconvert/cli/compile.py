@@ -140,13 +140,14 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
       ssdconvert atc --soc Ascend310P3 --bs 16 --dry-run    # print the atc command only
     """
     from ssdconvert.backends.ascend.compile import build_om
+    from ssdconvert.zoo import get_spec
 
     onnx = pick_onnx(onnx_path)
     gears = _int_list(dynamic_bs, "--dynamic-bs") if dynamic_bs else None
     result = build_om(onnx, soc, batch=bs, dynamic_batches=gears, precision=precision,
                       output=Path(output) if output else None, aipp=aipp, log_level=log_level,
                       extra=_split_extra(extra), tool=tool, timeout=timeout, dry_run=dry_run,
-                      model_name=model_name, progress=_progress(quiet))
+                      model_name=model_name, transform=get_spec(model_name).transform, progress=_progress(quiet))
     i = result.info
     batch = f"gears {i['dynamic_batches']}" if i["dynamic_batches"] else f"batch {i['batch']} ({i['batch_source']})"
     inp = i["input"]

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
+from ssdconvert.cli.options import nms_policy_names
 from ssdconvert.formatting import format_table
 
 
 @click.command("eval")
 @click.option("--bin_path", "--bin-path", "bin_path", required=True, type=click.Path(file_okay=False),
-              help="Result folder in the ais_bench layout: <stem>_0.bin (ploc), <stem>_1.bin (plabel).")
+              help="Result folder in the ais_bench layout: <stem>_<i>.bin per model output (ssd-resnet34: "
+                   "_0 ploc, _1 plabel).")
 @click.option("--val_annotation", "--val-annotation", "val_annotation", type=click.Path(dir_okay=False),
               default=None, help="COCO instances json. Default: the one recorded in the manifest.")
 @click.option("--manifest", type=click.Path(), default=None,
@@ -20,10 +22,11 @@ from ssdconvert.formatting import format_table
                    "<bin_path>_summary.json written by the runner.")
 @click.option("--model", "model_name", default=None, metavar="NAME",
               help="Detector from the zoo. Default: the model recorded in the manifest, else ssd-resnet34.")
-@click.option("--nms", "nms_variant", type=click.Choice(["reference", "ascend"]), default="reference",
-              show_default=True,
-              help="reference: MLPerf/NVIDIA per-class NMS. ascend: the Ascend ssd_postprocess.py variant "
-                   "(best-class prefilter, top 200 boxes, IoU > 0.5 suppressed).")
+@click.option("--nms", "nms_variant", type=click.Choice(nms_policy_names()), default=None,
+              help="NMS policy of the model's head [default: its reference]. ssd-resnet34/50: reference "
+                   "(MLPerf/NVIDIA per-class NMS) or ascend (the Ascend ssd_postprocess.py variant: best-class "
+                   "prefilter, top 200 boxes, IoU > 0.5 suppressed). ssd-vgg16: mmdet3 (mmdet 3.x), mmdet2 "
+                   "(mmdet 2.10 without nms_pre) or mmdet2-nms-pre. `ssdconvert models` lists them.")
 @click.option("--evaluator", type=click.Choice(["faster-coco-eval", "pycocotools"]), default="faster-coco-eval",
               show_default=True, help="COCOeval implementation (same 12 stats).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
@@ -36,7 +39,7 @@ from ssdconvert.formatting import format_table
               help="Images read and decoded per step (memory about 2 x batch x 3 MB).")
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
                  detections_path, allow_missing, batch_size):
-    """Decode and NMS the raw SSD outputs in BIN_PATH and compute COCO mAP.
+    """Decode and NMS the raw detector outputs in BIN_PATH and compute COCO mAP.
 
     \b
     Example:

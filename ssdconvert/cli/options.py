@@ -13,6 +13,13 @@ def _model_names() -> list[str]:
     return model_names()
 
 
+def nms_policy_names() -> list[str]:
+    """Every NMS policy name of the registered heads (each model accepts its own)."""
+    from ssdconvert.zoo import all_specs
+
+    return list(dict.fromkeys(name for spec in all_specs() for name in spec.head.policy_names))
+
+
 model_option = click.option(
     "--model", "model_name", default=DEFAULT_MODEL, show_default=True, metavar="NAME",
     help="Detector from the zoo (see `ssdconvert models`).",

@@ -178,7 +178,7 @@ def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int |
     if rebuild:
         shutil.rmtree(save, ignore_errors=True)
     s = preprocess_dataset(annotation, images, save, spec.transform, model=spec.name, input_name=spec.input.name,
-                           workers=workers, progress=False)
+                           workers=workers, all_images=spec.head.evaluated_images == "all", progress=False)
     if s.failed:
         raise SsdConvertError(f"preprocess failed for {s.failed} image(s); see {s.manifest_path}")
     return (f"{s.images} input tensors ({s.skipped_without_annotations} images without annotations skipped)",

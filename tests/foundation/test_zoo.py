@@ -62,7 +62,7 @@ def test_spec_describes_the_io_contract(spec):
     d = spec.describe()
     assert d["input"]["name"] == "image" and d["input"]["shape"] == ["N", 3, 300, 300]
     assert [o["name"] for o in d["outputs"]] == ["ploc", "plabel"]
-    assert d["priors"]["count"] == 8732
+    assert d["head"]["anchors"]["count"] == 8732
     assert d["input"]["mean"] == [0.485, 0.456, 0.406]
 
 

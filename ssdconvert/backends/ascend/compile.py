@@ -12,12 +12,15 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ssdconvert.backends.compiling import CompileResult, CompilerError, check_artefacts, fresh, log_path_for, write_sidecar
 from ssdconvert.backends.onnxinfo import read_onnx
 from ssdconvert.fileio import sha256_of
 from ssdconvert.launcher import Progress, ToolFailedError, ToolSpec, raise_failure, resolve_command, run_tool
+
+if TYPE_CHECKING:
+    from preprocess.spec import ImageTransform
 
 TOOL = ToolSpec(
     name="atc",
@@ -167,16 +170,15 @@ def _glob_escape(name: str) -> str:
 # ----------------------------------------------------------------------------------------- AIPP
 
 
-def aipp_values(model_name: str = "ssd-resnet34") -> list[dict]:
-    """Per-channel AIPP constants that reproduce the ModelSpec normalisation from uint8 input.
+def aipp_values(transform: ImageTransform, label: str = "model") -> list[dict]:
+    """Per-channel AIPP constants that reproduce `transform`'s normalisation from uint8 input.
 
     The model wants x = (v*scale - mean)/std = (v - mean/scale) / (std/scale); AIPP computes
     x = (v - mean_chn - min_chn) * var_reci_chn with an integer (uint8) mean_chn, so the mean is
-    split into its integer part and an fp16 remainder.
+    split into its integer part and an fp16 remainder. Channels are in the network's order (after
+    AIPP's R<->B swap, which comes first in the hardware).
     """
-    from ssdconvert.zoo import get_spec
-
-    t = get_spec(model_name).transform
+    t = transform
     channels = []
     for c, (mean, std) in enumerate(zip(t.mean, t.std)):
         pixel_mean = mean / t.scale
@@ -185,34 +187,34 @@ def aipp_values(model_name: str = "ssd-resnet34") -> list[dict]:
         min_chn = pixel_mean - mean_chn
         var_reci = 1.0 / pixel_std
         if not 0 <= mean_chn <= 255:
-            raise CompilerError(f"{model_name}: mean {mean} / scale {t.scale} = {pixel_mean:g} does not fit "
+            raise CompilerError(f"{label}: mean {mean} / scale {t.scale} = {pixel_mean:g} does not fit "
                                 "AIPP's uint8 mean_chn")
         if not 0 < abs(var_reci) <= 65504:
-            raise CompilerError(f"{model_name}: 1/std in pixel units ({var_reci:g}) is outside fp16 range")
+            raise CompilerError(f"{label}: 1/std in pixel units ({var_reci:g}) is outside fp16 range")
         channels.append({"channel": c, "name": t.channel_order[c], "mean": mean, "std": std,
                          "pixel_mean": pixel_mean, "pixel_std": pixel_std,
                          "mean_chn": mean_chn, "min_chn": min_chn, "var_reci_chn": var_reci})
     return channels
 
 
-def aipp_config_text(model_name: str = "ssd-resnet34") -> str:
-    """The `--insert_op_conf` file: static AIPP, uint8 RGB888 HWC in, the model's normalisation."""
+def aipp_config_text(transform: ImageTransform, label: str = "model") -> str:
+    """The `--insert_op_conf` file: static AIPP, uint8 HWC in (the transform's raw pixel order), the
+    transform's channel swap and normalisation."""
     from ssdconvert import __version__
-    from ssdconvert.zoo import get_spec
 
-    spec = get_spec(model_name)
-    t = spec.transform
-    ch = aipp_values(model_name)
-    order = t.channel_order.upper()
-    swap = order == "BGR"  # host bins are RGB; AIPP swaps R<->B first when the model wants BGR
+    t = transform
+    ch = aipp_values(t, label)
+    order, raw = t.channel_order.upper(), t.raw_order.upper()
+    swap = order != raw  # the .om gets the bins' raw order; AIPP swaps R<->B first when the model wants the other
     lines = [
-        f"# AIPP config for {model_name}, written by ssdconvert {__version__}.",
+        f"# AIPP config for {label}, written by ssdconvert {__version__}.",
         "# Pass to ATC with --insert_op_conf. Device-side normalisation: the .om input becomes uint8",
-        f"# NHWC RGB, {t.height}x{t.width}x3 = {t.height * t.width * 3} bytes per image: un-normalised pixels,",
+        f"# NHWC {raw}, {t.height}x{t.width}x3 = {t.height * t.width * 3} bytes per image: un-normalised pixels,",
         "# resized on the host, as `ssdconvert preprocess --dtype uint8` writes them (HWC).",
+        f"# rbuv_swap_switch {'true: R<->B swapped first, ' + raw + ' -> ' + order if swap else 'false: already ' + order}.",
         "#",
         "# The model expects   x = (v * scale - mean_c) / std_c",
-        f"#   scale = {t.scale:.9g} (1/255), mean = {tuple(t.mean)}, std = {tuple(t.std)}, order {order}",
+        f"#   scale = {t.scale:.9g}, mean = {tuple(t.mean)}, std = {tuple(t.std)}, order {order}",
         "# which for uint8 v is   x = (v - mean_c/scale) / (std_c/scale).",
         "# AIPP computes        x = (v - mean_chn_c - min_chn_c) * var_reci_chn_c   (uint8 -> fp16)",
         "# with mean_chn a uint8, so:",
@@ -248,11 +250,11 @@ def aipp_config_text(model_name: str = "ssd-resnet34") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_aipp_config(path: Path, model_name: str = "ssd-resnet34") -> Path:
+def write_aipp_config(path: Path, transform: ImageTransform, label: str = "model") -> Path:
     from ssdconvert.fileio import atomic_path
 
     with atomic_path(path) as tmp:
-        tmp.write_text(aipp_config_text(model_name))
+        tmp.write_text(aipp_config_text(transform, label))
     return path
 
 
@@ -285,12 +287,13 @@ def build_om(
     timeout: float = 3600,
     dry_run: bool = False,
     model_name: str = "ssd-resnet34",
+    transform: ImageTransform | None = None,
     progress: Progress | None = None,
 ) -> CompileResult:
     """Build an Ascend .om from `onnx` with ATC; static batch, or batch gears (`dynamic_batches`).
 
     Writes `<output>.om` (or `<output>_<os>_<arch>.om`), `<output>.atc.log`, `<om>.json` and, with
-    `aipp`, `<output>.aipp.cfg`. A dry run returns the command without running (the AIPP config is
+    `aipp`, `<output>.aipp.cfg` derived from `transform` (default: the zoo model's). A dry run returns the command without running (the AIPP config is
     still written so the printed command can be run as is).
     """
     onnx = Path(onnx)
@@ -341,7 +344,11 @@ def build_om(
     aipp_path = None
     if aipp:
         aipp_path = out.with_name(out.name + ".aipp.cfg")
-        write_aipp_config(aipp_path, model_name)
+        if transform is None:
+            from ssdconvert.zoo import get_spec
+
+            transform = get_spec(model_name).transform
+        write_aipp_config(aipp_path, transform, model_name)
         argv.append(f"--insert_op_conf={aipp_path}")
     argv += extra
 

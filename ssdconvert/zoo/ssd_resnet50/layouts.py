@@ -14,7 +14,8 @@ Accepted on top of what ssdconvert.checkpoints already unwraps (['model'], a lea
 from __future__ import annotations
 
 from ssdconvert.errors import CheckpointError
-from ssdconvert.zoo.layouts import is_torchvision_resnet, refuse_torchvision_backbone, torchvision_backbone_to_native
+from ssdconvert.zoo.layouts import (is_torchvision_resnet, refuse_other_family, refuse_torchvision_backbone,
+                                    torchvision_backbone_to_native)
 
 BACKBONE = "feature_extractor.feature_extractor."
 NATIVE_PREFIXES = (BACKBONE, "additional_blocks.", "loc.", "conf.")
@@ -46,6 +47,7 @@ def to_native_layout(state: dict) -> dict:
         raise CheckpointError(
             "this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); use --model ssd-resnet34"
         )
+    refuse_other_family(state)
     refuse_torchvision_backbone(state)
     return state  # native, or unknown: strict loading then reports the differences, grouped
 

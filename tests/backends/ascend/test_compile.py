@@ -310,7 +310,7 @@ def _parse_aipp(text: str) -> dict:
 
 
 def test_aipp_config_matches_the_formula_for_ssd_resnet34(spec):
-    fields = _parse_aipp(aipp_config_text("ssd-resnet34"))
+    fields = _parse_aipp(aipp_config_text(spec.transform, "ssd-resnet34"))
     t = spec.transform
     assert fields["aipp_mode"] == "static" and fields["input_format"] == "RGB888_U8"
     assert fields["csc_switch"] == "false" and fields["rbuv_swap_switch"] == "false"
@@ -336,7 +336,7 @@ def test_aipp_arithmetic_reproduces_host_normalisation(spec):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(300, 300, 3), dtype=np.uint8)  # HWC uint8, as AIPP receives it
     host = (pixels.astype(np.float64) * t.scale - np.array(t.mean)) / np.array(t.std)
-    ch = aipp_values("ssd-resnet34")
+    ch = aipp_values(spec.transform, "ssd-resnet34")
     mean_chn = np.array([c["mean_chn"] for c in ch], dtype=np.float64)
     min_chn = np.array([c["min_chn"] for c in ch])
     var_reci = np.array([c["var_reci_chn"] for c in ch])

@@ -1,4 +1,4 @@
-"""Fixtures for ssd-resnet50: one seeded model and one FP32 + one FP16 export, shared by the session."""
+"""Fixtures for ssd-resnet50: the seeded model and FP32 export of the contract suite, and one FP16 export."""
 
 from __future__ import annotations
 
@@ -22,12 +22,9 @@ def r50_spec():
 
 
 @pytest.fixture(scope="session")
-def r50_model(r50_spec):
+def r50_model(seeded_model):
     """The seeded-random SSD-ResNet50 (seed 0), eval mode: the same weights the CLI exports."""
-    from ssdconvert.checkpoints import build_model
-
-    model, _ = build_model(r50_spec)
-    return model
+    return seeded_model("ssd-resnet50")
 
 
 def _cli_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, str]:
@@ -43,9 +40,9 @@ def _cli_export(tmp_path_factory, name: str, *extra: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def r50_onnx(tmp_path_factory) -> Path:
-    """Dynamic-batch FP32 export through the CLI (seed 0)."""
-    return _cli_export(tmp_path_factory, "ssd_resnet50.onnx")[0]
+def r50_onnx(onnx_export) -> Path:
+    """Dynamic-batch FP32 export (seed 0), the one the contract suite checks."""
+    return onnx_export("ssd-resnet50")
 
 
 @pytest.fixture(scope="session")

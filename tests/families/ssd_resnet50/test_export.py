@@ -1,4 +1,4 @@
-"""ssd-resnet50 ONNX export: FP32 parity at several batches, and the FP16 export (`--half`)."""
+"""ssd-resnet50 ONNX export: BN folding, validation naming the output, and the FP16 export (`--half`)."""
 
 from __future__ import annotations
 
@@ -42,25 +42,12 @@ def dims(value_info):
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def test_fp32_graph_contract(r50_onnx):
+def test_fp32_graph_has_batchnorm_folded(r50_onnx):
+    """Graph names, shapes and parity are checked for every model in tests/contract; BN folding is
+    what this family has and the others do not."""
     model = onnx.load(str(r50_onnx))
-    (inp,) = model.graph.input
-    assert inp.name == "image" and inp.type.tensor_type.elem_type == TensorProto.FLOAT
-    assert dims(inp) == ["-1", 3, 300, 300]
-    assert [o.name for o in model.graph.output] == ["ploc", "plabel"]
-    assert dims(model.graph.output[0]) == ["-1", 4, 8732] and dims(model.graph.output[1]) == ["-1", 81, 8732]
     assert model.opset_import[0].version == 11
     assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)  # folded into the convs
-
-
-@pytest.mark.parametrize("batch", [1, 3, 16])
-def test_fp32_one_model_runs_at_several_batches_within_1e4_of_torch(r50_onnx, torch_outputs, batch):
-    session = ort.InferenceSession(str(r50_onnx), providers=["CPUExecutionProvider"])
-    x, (ref_loc, ref_label) = torch_outputs(batch)
-    ploc, plabel = session.run(["ploc", "plabel"], {"image": x})
-    assert ploc.shape == (batch, 4, 8732) and plabel.shape == (batch, 81, 8732)
-    assert np.abs(ploc - ref_loc).max() < 1e-4
-    assert np.abs(plabel - ref_label).max() < 1e-4
 
 
 def test_fp32_sidecar_is_unchanged_in_meaning(r50_onnx, r50_export_bs):
