@@ -39,10 +39,3 @@ def torchvision_backbone_to_native(state: dict, prefixes: dict[str, str]) -> dic
         )
     kept = {k: v for k, v in state.items() if not k.startswith(TORCHVISION_IGNORED_PREFIXES)}
     return rename_prefixes(kept, prefixes)
-
-
-def refuse_other_family(state: dict) -> None:
-    """A checkpoint of the mmdetection SSD300-VGG16 family names the right --model."""
-    if any(k.startswith("backbone.features.") for k in state) and any(k.startswith("bbox_head.") for k in state):
-        raise CheckpointError("this looks like an mmdetection SSD300-VGG16 checkpoint (backbone.features.* / "
-                              "bbox_head.* keys); use --model ssd-vgg16")

@@ -209,8 +209,29 @@ def test_group_keys():
     assert group_keys(wrapped) == "feature_extractor.feature_extractor.6.* (2)"
 
 
-def test_checkpoint_of_the_other_family_names_the_right_model(tmp_path, spec):
-    torch.save({"model": {"feature_extractor.feature_extractor.0.weight": torch.zeros(64, 3, 7, 7)}},
-               tmp_path / "r50.pt")
-    with pytest.raises(CheckpointError, match="use --model ssd-resnet50"):
-        build_model(spec, tmp_path / "r50.pt")
+class _RunsAShellCommand:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_pickled_os_system_is_refused_and_named(tmp_path, spec, reference):
+    torch.save({"model": reference[0], "hook": _RunsAShellCommand()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as info:
+        build_model(spec, tmp_path / "evil.pt")
+    message = str(info.value)
+    assert "would call posix.system" in message and "do not load it" in message
+    assert "--trust-checkpoint" not in message and "weights_only" not in message
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"hello, this is a text file\n" * 10,
+                                     b"\x80\x02random pickle-looking bytes\xff\xfe" * 8],
+                         ids=["random bytes", "text", "pickle header, garbage body"])
+def test_garbage_files_are_not_checkpoints_and_torch_advice_is_not_repeated(tmp_path, spec, content):
+    (tmp_path / "garbage.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a (readable )?PyTorch checkpoint") as info:
+        build_model(spec, tmp_path / "garbage.pt")
+    message = str(info.value)
+    assert "weights_only" not in message and "Weights only load failed" not in message
+    assert "trust" not in message

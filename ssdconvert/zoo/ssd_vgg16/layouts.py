@@ -16,23 +16,13 @@ from __future__ import annotations
 
 import re
 
-from ssdconvert.errors import CheckpointError
 
 _OLD_EXTRA = re.compile(r"^backbone\.extra\.(\d+)\.(weight|bias)$")
 _OLD_HEAD = re.compile(r"^bbox_head\.(cls|reg)_convs\.(\d+)\.(weight|bias)$")
 
 
-
-
-
 def to_native_layout(state: dict) -> dict:
     """Map an mmdet SSD300 state_dict of either layout onto the >= 2.14 keys."""
-    if any(k.startswith(("mbox.", "model.")) for k in state):
-        raise CheckpointError("this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); "
-                              "use --model ssd-resnet34")
-    if any(k.startswith("feature_extractor.") for k in state):
-        raise CheckpointError("this looks like an SSD-ResNet50 checkpoint (feature_extractor.* keys); "
-                              "use --model ssd-resnet50")
     out = {}
     for key, value in state.items():
         if (m := _OLD_EXTRA.match(key)) is not None:

@@ -188,7 +188,7 @@ def test_ssd_resnet34_checkpoint_points_to_the_right_model(tmp_path, r50_spec):
 
     r34, _ = build_model(get_spec("ssd-resnet34"))
     torch.save({"model": r34.state_dict()}, tmp_path / "iter_183250.pt")
-    with pytest.raises(CheckpointError, match="SSD-ResNet34 checkpoint.*--model ssd-resnet34"):
+    with pytest.raises(CheckpointError, match="checkpoint of ssd-resnet34 .*pass --model ssd-resnet34"):
         build_model(r50_spec, tmp_path / "iter_183250.pt")
 
 
@@ -196,3 +196,15 @@ def test_backbone_file_given_as_checkpoint_is_explained(tmp_path, r50_spec, refe
     torch.save(torchvision_resnet50(reference[1]), tmp_path / "resnet50.pth")
     with pytest.raises(CheckpointError, match="pass it with --backbone"):
         build_model(r50_spec, tmp_path / "resnet50.pth")
+
+
+def test_full_training_checkpoint_given_to_the_default_model_names_ssd_resnet50(training_checkpoint):
+    """The real NVIDIA layout (separate loc./conf. heads look like mlcommons REF keys to the R34 mapper)
+    gets one line naming the right model, not a dump of every key group."""
+    from ssdconvert.zoo import get_spec
+
+    with pytest.raises(CheckpointError) as info:
+        build_model(get_spec("ssd-resnet34"), training_checkpoint)
+    message = str(info.value)
+    assert message == (f"{training_checkpoint} is a checkpoint of ssd-resnet50 (every tensor fits it), "
+                       "not of ssd-resnet34: pass --model ssd-resnet50")
