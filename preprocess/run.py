@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +24,8 @@ from preprocess.transform import TensorFormat, Transformer, tensor_format
 from preprocess.writer import is_complete, remove_temporaries, write_atomic
 
 MAX_BATCH = 32  # images per pool task
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.5  # where prctl is unavailable, workers check their parent this often
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,35 @@ def default_workers() -> int:
 _WORKER: Transformer | None = None
 
 
-def _init_worker(transform: ImageTransform, dtype: str) -> None:
+def _init_worker(transform: ImageTransform, dtype: str, parent: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, in the parent
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool may terminate workers; the parent's handler is not theirs
+    _die_with(parent)
     _WORKER = Transformer(transform, dtype)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when `parent` dies: a killed parent would leave it blocked on its task queue forever.
+
+    Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG). Elsewhere a daemon thread polls getppid().
+    A worker killed mid-write leaves only a temporary file, which the next run removes.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _convert(transformer: Transformer, index: int, source: str, target: str) -> Outcome:
@@ -117,7 +145,8 @@ def _run_items(items: list[tuple[int, str, str]], transform: ImageTransform, dty
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
     context = multiprocessing.get_context("fork" if fork else None)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(transform, dtype))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(transform, dtype, os.getpid()))
     try:
         futures = [pool.submit(_convert_batch, batch) for batch in batches]  # forks before tqdm's thread starts
         outcomes = []
