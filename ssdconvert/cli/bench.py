@@ -6,17 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import backend_option
-
-
-def _batch_sizes(ctx, param, value: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in value.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive integers")
-    return sizes
+from ssdconvert.cli.options import backend_option, batch_sizes
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -34,7 +24,7 @@ def _guess_zoo(model: Path, explicit: str | None):
                    "is built per batch size), an OpenVINO .xml, an .om, or a MagicMind model.")
 @backend_option("auto: .om -> ascend, .onnx -> onnxruntime, .xml -> openvino, build record -> magicmind. "
                 "(atc and ais_bench still mean ascend, with a note.)")
-@click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=_batch_sizes,
+@click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=batch_sizes,
               help="Comma-separated batch sizes.")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timed runs per batch size (at least one run).")

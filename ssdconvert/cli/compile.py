@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import model_option
+from ssdconvert.cli.options import batch_sizes, int_list, model_option
 from ssdconvert.backends.ascend.compile import LOG_LEVELS, PRECISION_MODES
 from ssdconvert.backends.magicmind.compile import MLU_ARCHS, PRECISIONS as MM_PRECISIONS
 
@@ -91,13 +91,6 @@ def _split_extra(extra: tuple[str, ...]) -> list[str]:
     return items
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
-
-
 # ---------------------------------------------------------------------------------------- atc
 
 
@@ -107,7 +100,7 @@ def _int_list(text: str, option: str) -> list[int]:
               help="Target chip as ATC names it: 'Ascend' + the Name column of `npu-smi info` (e.g. Ascend310P3).")
 @click.option("--bs", type=click.IntRange(min=1), default=None,
               help="Static batch size [default: the batch the ONNX was exported at].")
-@click.option("--dynamic-bs", metavar="1,4,8,16", default=None,
+@click.option("--dynamic-bs", metavar="1,4,8,16", default=None, callback=batch_sizes,
               help="Batch gears instead of --bs: one .om that runs at each listed batch (2-100 gears).")
 @click.option("--precision", type=click.Choice(PRECISION_MODES), default=None, metavar="MODE",
               help="ATC --precision_mode: force_fp32, must_keep_origin_dtype, allow_fp32_to_fp16, "
@@ -143,7 +136,7 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
     from ssdconvert.zoo import get_spec
 
     onnx = pick_onnx(onnx_path)
-    gears = _int_list(dynamic_bs, "--dynamic-bs") if dynamic_bs else None
+    gears = list(dynamic_bs) if dynamic_bs else None
     result = build_om(onnx, soc, batch=bs, dynamic_batches=gears, precision=precision,
                       output=Path(output) if output else None, aipp=aipp, log_level=log_level,
                       extra=_split_extra(extra), tool=tool, timeout=timeout, dry_run=dry_run,
@@ -200,7 +193,7 @@ def _dim_range(text: str | None):
     if ":" not in text:
         raise click.BadParameter("expected MIN:MAX, e.g. 1,3,300,300:32,3,300,300", param_hint="--dim-range")
     lo, hi = text.split(":", 1)
-    return _int_list(lo, "--dim-range"), _int_list(hi, "--dim-range")
+    return int_list(lo, "--dim-range"), int_list(hi, "--dim-range")
 
 
 @click.command("cnnl")

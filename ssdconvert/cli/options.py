@@ -7,6 +7,22 @@ import click
 DEFAULT_MODEL = "ssd-resnet34"
 
 
+def int_list(text: str, option: str) -> list[int]:
+    """'1,4, 8' -> [1, 4, 8]; every item must be a positive integer ('1,,4' and '4,' are refused)."""
+    items = [item.strip() for item in text.split(",")]
+    bad = [item for item in items if not item.isdigit() or int(item) < 1]
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:3])
+        raise click.BadParameter(f"expected comma-separated positive integers, got {text!r} ({shown} is not one)",
+                                 param_hint=option)
+    return [int(item) for item in items]
+
+
+def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """click callback for batch-size lists (None stays None: the option was not given)."""
+    return None if value is None else tuple(int_list(value, param.opts[0]))
+
+
 def _model_names() -> list[str]:
     from ssdconvert.zoo import model_names
 

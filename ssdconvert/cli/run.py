@@ -6,17 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import backend_names, canonical_backend, model_option, weights_options
-
-
-def _int_list(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got '{value}'") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive integers")
-    return sizes
+from ssdconvert.cli.options import backend_names, batch_sizes, canonical_backend, model_option, weights_options
 
 
 def _names(ctx, param, value: str | None) -> tuple[str, ...]:
@@ -54,7 +44,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
               help=f"Backends to compile, run, evaluate and benchmark, comma-separated [default: all: "
                    f"{','.join(backend_names())}]; those whose tools are missing are skipped.")
 @click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
-@click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=_int_list,
+@click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch.")
 @click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds per batch size in the sweep.")

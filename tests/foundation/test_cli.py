@@ -83,3 +83,17 @@ def test_the_library_never_imports_the_cli():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("ssdconvert.cli")]
     assert offenders == []
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [["bench", "--model", "x.onnx"], ["run"], ["atc", "--soc", "Ascend310P3",
+                                                                            "--dry-run", "--dynamic-bs"]])
+@pytest.mark.parametrize("value", ["1,,4", "4,", "1,x", "0,2", "-1"])
+def test_integer_lists_refuse_empty_and_non_positive_items(command, value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.onnx").write_bytes(b"")
+    flag = [] if command[-1] == "--dynamic-bs" else ["--bs"]
+    result = CliRunner().invoke(cli, [*command, *flag, value])
+    assert result.exit_code == 2, result.output
+    assert "expected comma-separated positive integers" in result.output and repr(value) in result.output
