@@ -83,8 +83,6 @@ def test_the_library_never_imports_the_cli():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("ssdconvert.cli")]
     assert offenders == []
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", [["bench", "--model", "x.onnx"], ["run"], ["atc", "--soc", "Ascend310P3",
