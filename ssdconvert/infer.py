@@ -23,7 +23,6 @@ layout itself (Ascend: `python3 -m ais_bench` for several NPUs or without the in
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import (
     InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
 )
+from ssdconvert.partial import partial_output
 from ssdconvert.timing import stats_ms
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
@@ -146,17 +146,6 @@ def prepare_output(output: Path) -> None:
     ensure_writable_dir(output.parent)
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished temporary output folder onto `target` (old outputs removed)."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 # ---------------------------------------------------------------------------------------------
 # The driver
 
@@ -234,6 +223,7 @@ class _BatchBuffer:
 
 def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path, *, batch: int, warmup: int,
                  loop: int, progress: bool, argv: list[str]) -> InferResult:
+    """Run every batch into a resumable work folder (ssdconvert/partial.py), then publish it and the summary."""
     from tqdm import tqdm
 
     buffers = [_BatchBuffer(meta, batch) for meta in runner.inputs]
@@ -244,35 +234,43 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     def feeds_for(start: int) -> dict[str, np.ndarray]:
         return {b.meta.name: b.read(group[start:start + batch]) for b, group in zip(buffers, groups)}
 
-    tmp = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        feeds = feeds_for(0)
-        for _ in range(warmup):
-            runner.infer(feeds)
-        runner.reset_timing()
-
-        filesinfo: dict[str, dict] = {}
+    filesinfo: dict[str, dict] = {}
+    with partial_output(output, _settings(runner, argv, groups, batch)) as work:
+        todo = [k for k in range(len(starts)) if not work.finished(k)]
+        ran = sum(len(files[starts[k]:starts[k] + batch]) for k in todo)
+        warmed = False
         started = time.perf_counter()
-        with tqdm(total=len(files), unit="img", desc=f"{runner.name} bs{batch}", disable=not progress,
-                  file=sys.stderr) as bar:
-            for run, start in enumerate(starts):
-                feeds = feeds_for(start)
-                for _ in range(loop):
-                    outputs = runner.infer(feeds)
-                chunk = files[start:start + batch]
-                outfiles = _write_outputs(tmp, output, chunk, list(outputs.values()), batch)
-                infiles = ([str(f) for f in chunk] if len(groups) == 1
-                           else [[str(f) for f in group[start:start + batch]] for group in groups])
-                filesinfo[str(run)] = {"infiles": infiles, "outfiles": outfiles}
-                bar.update(len(chunk))
-        replace_dir(tmp, output)
+        try:
+            with tqdm(total=len(files), initial=len(files) - ran, unit="img", desc=f"{runner.name} bs{batch}",
+                      disable=not progress, file=sys.stderr) as bar:
+                for k in todo:
+                    feeds = feeds_for(starts[k])
+                    if not warmed:
+                        for _ in range(warmup):
+                            runner.infer(feeds)
+                        runner.reset_timing()
+                        warmed = True
+                    calls = len(runner.compute_ms)
+                    for _ in range(loop):
+                        outputs = list(runner.infer(feeds).values())
+                    _check_batch_axis(outputs, batch)
+                    chunk = files[starts[k]:starts[k] + batch]
+                    work.write([output_stem(f) for f in chunk], outputs)
+                    work.finish_batch(k, runner.compute_ms[calls:])
+                    bar.update(len(chunk))
+        except BaseException as exc:
+            raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for k, start in enumerate(starts):
+            chunk = files[start:start + batch]
+            infiles = ([str(f) for f in chunk] if len(groups) == 1
+                       else [[str(f) for f in group[start:start + batch]] for group in groups])
+            outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(len(runner.outputs))]
+            filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+        compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
+        work.publish()
+    reused = len(starts) - len(todo)
 
-    compute_list = list(runner.compute_ms)
     compute = stats_ms(compute_list)
     throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
     zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
@@ -297,17 +295,51 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
             "runs": len(starts),
             "loop": loop,
             "padded_slots": padded,
+            "resumed_batches": reused,
             "timing": TIMING_NOTE,
             "H2D_D2H": "0: the runtime runs on the host CPU, there are no device copies",
             "end_to_end_seconds": end_to_end,
-            "end_to_end_throughput": len(files) / end_to_end if end_to_end > 0 else 0.0,
+            "end_to_end_throughput": ran / end_to_end if end_to_end > 0 else 0.0,
             "end_to_end_definition": "real images / wall time of reading inputs + inference + writing outputs "
-                                     "(after model load and warm-up)",
+                                     "(after model load and warm-up; only the batches run by this invocation)",
         },
     }
     write_json(summary_path, summary)
     return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
-                       compute, throughput, end_to_end, versions=versions)
+                       compute, throughput, end_to_end, versions=versions, resumed_batches=reused, ran_files=ran)
+
+
+def _settings(runner: Runner, argv: list[str], groups: Sequence[Sequence[Path]], batch: int) -> dict:
+    """What the files of an interrupted run must have been made with to be kept."""
+    stat = runner.model.stat()
+    return {"model": str(runner.model.resolve()), "model_size": stat.st_size, "model_mtime_ns": stat.st_mtime_ns,
+            "backend": runner.name, "batch": batch, "input": argv[argv.index("--input") + 1],
+            "files": [[_identity(f) for f in group] for group in groups]}
+
+
+def _identity(path: Path) -> list:
+    stat = path.stat()
+    return [path.name, stat.st_size, stat.st_mtime_ns]
+
+
+def _check_batch_axis(outputs: Sequence[np.ndarray], batch: int) -> None:
+    for i, array in enumerate(outputs):
+        if array.shape[0] != batch:
+            raise InferError(f"output {i} has shape {array.shape}; cannot split it into {batch} samples along axis 0")
+
+
+def _stopped(exc: BaseException, work, batches: int) -> BaseException:
+    """Any error after the first batch: keep what is finished and say how to resume."""
+    if isinstance(exc, InferError) and not work.done:
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    elif isinstance(exc, OSError):
+        reason = f"cannot write {Path(exc.filename).name if exc.filename else 'an output'}: {exc.strerror or exc}"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return InferError(f"{reason}; {len(work.done)} of {batches} batches are finished and kept in {work.folder}: "
+                      "run the same command again to resume")
 
 
 def _read_batch(chunk: Sequence[Path], buffer: np.ndarray, batch: int, sample_nbytes: int, dtype: np.dtype,
@@ -326,18 +358,3 @@ def _read_batch(chunk: Sequence[Path], buffer: np.ndarray, batch: int, sample_nb
     for slot in range(len(chunk), batch):
         buffer[slot * sample_nbytes:(slot + 1) * sample_nbytes] = buffer[:sample_nbytes]
     return buffer.view(dtype).reshape(batch, *shape)
-
-
-def _write_outputs(tmp: Path, final: Path, chunk: Sequence[Path], outputs: list[np.ndarray], batch: int) -> list[str]:
-    """`<stem>_<i>.bin` for every real sample of the batch; padding slots write nothing."""
-    written = []
-    for i, array in enumerate(outputs):
-        if array.shape[0] != batch:
-            raise InferError(f"output {i} has shape {array.shape}; cannot split it into {batch} samples along axis 0")
-    for slot, path in enumerate(chunk):
-        stem = output_stem(path)
-        for i, array in enumerate(outputs):
-            name = f"{stem}_{i}.bin"
-            np.ascontiguousarray(array[slot]).tofile(tmp / name)
-            written.append(str(final / name))
-    return written

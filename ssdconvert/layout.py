@@ -192,10 +192,13 @@ class InferResult:
     log_path: Path | None = None
     versions: dict[str, str] = field(default_factory=dict)
     device_folders: list[Path] = field(default_factory=list)  # a multi-device run's per-device folders
+    resumed_batches: int = 0  # batches an interrupted run had finished, kept
+    ran_files: int | None = None  # files this invocation ran (None: all of them)
 
     @property
     def end_to_end_throughput(self) -> float:
-        return self.files / self.end_to_end_seconds if self.end_to_end_seconds > 0 else 0.0
+        ran = self.files if self.ran_files is None else self.ran_files
+        return ran / self.end_to_end_seconds if self.end_to_end_seconds > 0 else 0.0
 
     def console_lines(self) -> list[str]:
         return summary_lines(self.compute_ms, float(self.batch), self.throughput)

@@ -39,7 +39,9 @@ def infer(model, input_, output, backend, batchsize, dym_batch, device, warmup, 
     batch, the last batch padded with copies of its first file (no outputs for padding). For
     each input <stem>.bin it writes OUTPUT/<stem>_0.bin (ploc) and OUTPUT/<stem>_1.bin (plabel),
     raw float32, plus OUTPUT_summary.json with ais_bench's keys. Compute time excludes file I/O;
-    end-to-end time is printed separately. With several NPUs, ais_bench writes
+    end-to-end time is printed separately. Crash-safe: outputs collect in a hidden .OUTPUT.partial
+    folder that replaces OUTPUT when every batch is done; after an error or a kill the finished
+    batches are kept, and the same command resumes with the rest. With several NPUs, ais_bench writes
     OUTPUT/device<N>_<i>/ (older versions OUTPUT/device<N>/) per device; `eval` reads them.
 
     \b
@@ -59,6 +61,9 @@ def infer(model, input_, output, backend, batchsize, dym_batch, device, warmup, 
                        loop=loop, dym_batch=dym_batch, progress=progress, echo=echo)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if result.resumed_batches:
+        click.echo(f"resumed: {result.resumed_batches} of {result.runs} batches were finished by an interrupted run "
+                   "and kept (their compute times are in the statistics; end to end counts this run only)", err=True)
     for line in result.console_lines():
         click.echo(line)
     versions = ", ".join(f"{k} {v}" for k, v in result.versions.items())
