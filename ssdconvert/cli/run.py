@@ -23,6 +23,12 @@ def _names(ctx, param, value: str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _given(option: str) -> bool:
+    """True if the user passed `option` (not its default)."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
+
+
 def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
     tools = {}
     for item in value:
@@ -42,7 +48,8 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
               help="Synthetic images to generate when no --coco is given.")
 @click.option("--backends", default=None, callback=_names, metavar="NAME,...",
               help=f"Backends to compile, run, evaluate and benchmark, comma-separated [default: all: "
-                   f"{','.join(backend_names())}]; those whose tools are missing are skipped.")
+                   f"{','.join(backend_names())}, those whose tools are missing skipped]. A backend named here "
+                   "that cannot run is a failure.")
 @click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch.")
@@ -60,6 +67,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
+    Exit code 1 when a backend failed, was flagged by the accuracy gate, or was named in
+    --backends but cannot run here (the report is written and lists it with its reason).
     Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
     random weights (the report says the mAP is then meaningless).
 
@@ -69,17 +78,20 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
     """
-    from ssdconvert.pipeline import RunConfig, run_pipeline
-    from ssdconvert.pipeline.report import write_report
+    from ssdconvert.errors import SsdConvertError
+    from ssdconvert.pipeline import RunConfig, run_and_report
+    from ssdconvert.pipeline.report import problems
 
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
-                    backends=backends, soc=soc, batch_sizes=batch_sizes, bench_duration=bench_duration,
-                    workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})})
-    report = run_pipeline(cfg, say=lambda line: click.echo(line, err=True))
-    md, js, text = write_report(report, cfg.workdir)
+                    backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,
+                    bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})})
+    report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
+    failed = problems(report)
+    if failed:
+        raise SsdConvertError(f"{len(failed)} backend(s) did not pass: {'; '.join(failed)}")
 
 
 COMMANDS = [run]

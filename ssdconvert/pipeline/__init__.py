@@ -2,7 +2,8 @@
 
 data -> prepare-json -> preprocess -> export (+validation) -> per backend: compile -> infer ->
 eval -> bench. Each stage is keyed by a fingerprint of its inputs (StageCache), so a re-run
-reuses what is finished and an interrupted run continues where it stopped.
+reuses what is finished and an interrupted run continues where it stopped. One run at a time per
+work directory (a lock that names the process holding it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class RunConfig:
     bench_duration: float = 2.0
     workers: int | None = None
     tools: dict[str, str] = field(default_factory=dict)  # backend -> its compiler executable (default: PATH, env)
+    backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
 
     @property
     def infer_batch(self) -> int:
@@ -52,6 +54,7 @@ class PipelineReport:
     stages: list[StageResult] = field(default_factory=list)
     random_weights: bool = True
     notes: list[str] = field(default_factory=list)
+    required: bool = False  # every backend was asked for by name: skipping one is a failure
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -60,8 +63,35 @@ class PipelineReport:
 Say = Callable[[str], None]
 
 
+LOCK_NAME = ".ssdconvert-run.lock"
+
+
+def run_and_report(cfg: RunConfig, say: Say = log.info) -> tuple[PipelineReport, Path, Path, str]:
+    """Run the pipeline and write its report while holding the work directory's lock.
+
+    Returns (report, report.md, report.json, markdown text). See pipeline.report.problems for
+    what makes a run fail.
+    """
+    from preprocess.lock import exclusive_lock
+    from ssdconvert.fileio import ensure_writable_dir
+    from ssdconvert.pipeline.report import write_report
+
+    workdir = ensure_writable_dir(cfg.workdir)
+
+    def refuse(holder: str) -> SsdConvertError:
+        return SsdConvertError(f"another `ssdconvert run` ({holder}) is using {workdir}; wait for it or choose "
+                               "another --workdir")
+
+    with exclusive_lock(workdir / LOCK_NAME, refuse):
+        report = run_pipeline(cfg, say)
+        return (report, *write_report(report, workdir))
+
+
 def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
-    """Run (or reuse) every stage for `cfg`; returns the report data (see pipeline.report)."""
+    """Run (or reuse) every stage for `cfg`; returns the report data (see pipeline.report).
+
+    Not locked: `run_and_report` holds the work directory's lock around this and the report.
+    """
     from ssdconvert.zoo import get_spec
 
     unknown = [b for b in cfg.backends if not _known(b)]
@@ -74,7 +104,7 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
     workdir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(workdir)
     report = PipelineReport(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                            random_weights=cfg.checkpoint is None)
+                            random_weights=cfg.checkpoint is None, required=cfg.backends_explicit)
 
     def stage(name: str, inputs: dict, fn) -> StageResult:
         result = cache.lookup(name, inputs)
@@ -130,7 +160,7 @@ def _run_backend(cfg, spec, target: Backend, onnx, export_key, pre, workdir, sta
               lambda: _bench(bench_model, name, cfg, spec, workdir / "bench"))
     except SsdConvertError as exc:
         failed = next(s for s in ("compile", "infer", "eval", "bench") if report.stage(f"{s}:{name}") is None)
-        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True))
+        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
         say(f"[{failed}:{name}] FAILED: {exc}")
 
 
