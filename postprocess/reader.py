@@ -172,11 +172,15 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
             expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
             raise PostprocessError(f"{len(wrong)} {out.name} file(s) in {directory} have the wrong size "
                                    f"({_listing(wrong)}); expected {expected} for shape {out.shape}")
-        kinds = {allowed[n] for _, n in found}
-        if len(kinds) > 1:
-            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes; "
+        by_kind: dict[str, list[str]] = {}
+        for stem, n in sorted(found):
+            by_kind.setdefault(allowed[n], []).append(f"{stem}_{index}.bin")
+        if len(by_kind) > 1:
+            parts = sorted(by_kind.items(), key=lambda kv: len(kv[1]))  # the odd ones out first
+            described = "; ".join(f"{len(names)} {kind} ({_listing(names)})" for kind, names in parts)
+            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes: {described}; "
                                    "they come from different runs")
-        dtypes.append(kinds.pop())
+        dtypes.append(next(iter(by_kind)))
 
     files = ResultFiles(directory, outputs, tuple(dtypes), folders=tuple(folders or ()),
                         folder_of=folder_of if folders else {})

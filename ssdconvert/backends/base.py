@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -69,10 +70,15 @@ class TensorMeta:
         return f"{self.name} {dims} {self.dtype}"
 
 
+_SOURCE_LOCATION = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:?)$")
+
+
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (runtimes raise multi-line errors)."""
+    """The first informative line of an exception's message: runtimes raise multi-line errors whose
+    first lines are only source locations (OpenVINO: `Exception from src/inference/src/cpp/core.cpp:84:`)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    told = [line for line in lines if not _SOURCE_LOCATION.match(line)]
+    return (told or lines or [type(exc).__name__])[0]
 
 
 def dim_or_none(d) -> int | None:

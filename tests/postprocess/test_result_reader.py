@@ -75,7 +75,9 @@ def test_mixed_dtypes(tmp_path):
     ims = images(3)
     write(tmp_path, ims[:2])
     write(tmp_path, ims[2:], "float16")
-    with pytest.raises(PostprocessError, match="mix float32 and float16"):
+    with pytest.raises(PostprocessError, match=r"ploc files in .* mix float32 and float16 sizes: "
+                                                r"1 float16 \(000000000002_0.bin\); 2 float32 \(000000000000_0.bin, "
+                                                r"000000000001_0.bin\); they come from different runs"):
         scan_results(tmp_path, ims, OUTPUTS)
 
 

@@ -40,6 +40,8 @@ class OpenVinoRunner(Runner):
     def _activate(self) -> None:
         import openvino as ov
 
+        if self.model.suffix.lower() == ".xml":
+            check_ir(self.model)
         core = ov.Core()
         try:
             model = core.read_model(str(self.model))
@@ -105,3 +107,19 @@ def make_runner(model: Path, options: RunOptions) -> OpenVinoRunner:
 def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:
     ver = versions.get("openvino", "").split("-")[0]
     return f"OpenVINO {ver} {versions.get('device', 'CPU')} {versions.get('inference_precision', '')}".strip()
+
+
+def check_ir(xml: Path) -> None:
+    """Refuse a file that is not an OpenVINO IR before OpenVINO tries every frontend on it (its own
+    message names only a source line, and its TensorFlow frontend prints parse errors)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(xml).getroot()
+    except ET.ParseError as exc:
+        raise RunnerError(f"{xml} is not an OpenVINO IR: not well-formed XML ({exc})") from None
+    if root.tag != "net":
+        raise RunnerError(f"{xml} is not an OpenVINO IR: its root element is <{root.tag}>, an IR's is <net>")
+    weights = xml.with_suffix(".bin")
+    if not weights.is_file():
+        raise RunnerError(f"{xml} has no weights file {weights.name} beside it (an IR is .xml + .bin)")
