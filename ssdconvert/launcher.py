@@ -30,6 +30,7 @@ from typing import Callable, Mapping, Sequence
 from ssdconvert.errors import SsdConvertError
 
 Progress = Callable[[str], None]
+HEARTBEAT_S = 30.0  # a tool silent this long gets a "still running" line on the progress callback
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -169,11 +170,13 @@ class RunOutcome:
 
 def run_tool(argv: Sequence[str], *, log_path: Path | None, timeout: float | None,
              progress: Progress | None = None, cwd: str | os.PathLike | None = None,
-             env: Mapping[str, str] | None = None) -> RunOutcome:
+             env: Mapping[str, str] | None = None, heartbeat: float = HEARTBEAT_S) -> RunOutcome:
     """Run argv (no shell) in its own process group; tee its output into `log_path` and `progress`.
 
     `timeout` None waits for ever; `log_path` None keeps no log file (quick probes); `env`
-    replaces the environment when given.
+    replaces the environment when given. While the tool is silent for `heartbeat` seconds (ATC
+    compiles for minutes without a word), `progress` gets a line with the time elapsed and the
+    time left before the timeout.
     """
     argv = [str(a) for a in argv]
     if log_path is not None:
@@ -200,7 +203,7 @@ def run_tool(argv: Sequence[str], *, log_path: Path | None, timeout: float | Non
         pump.start()
         timed_out = False
         try:
-            returncode = proc.wait(timeout=timeout)
+            returncode = _wait(proc, t0, timeout, progress, heartbeat, chunks, Path(argv[0]).name)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
@@ -220,6 +223,33 @@ def run_tool(argv: Sequence[str], *, log_path: Path | None, timeout: float | Non
             log.write(tail.encode())
             closed.set()
     return RunOutcome(returncode, output, seconds, timed_out, started)
+
+
+def _wait(proc: subprocess.Popen, t0: float, timeout: float | None, progress: Progress | None, heartbeat: float,
+          chunks: list[bytes], name: str) -> int:
+    """proc.wait(timeout), saying "still running" on `progress` whenever the tool was silent for `heartbeat` s."""
+    deadline = None if timeout is None else t0 + timeout
+    heard, silent_since = 0, time.perf_counter()
+    while True:
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        step = remaining if progress is None else (heartbeat if remaining is None else min(heartbeat, remaining))
+        try:
+            return proc.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            if progress is None:
+                continue
+            if len(chunks) != heard:  # it spoke since the last check
+                heard, silent_since = len(chunks), time.perf_counter()
+            elif time.perf_counter() - silent_since >= heartbeat:
+                left = f"; killed at {_duration(timeout)} (--timeout)" if timeout is not None else ""
+                progress(f"\n[{name}: still running, {_duration(time.perf_counter() - t0)} so far{left}]\n")
+                silent_since = time.perf_counter()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _pump(proc: subprocess.Popen, log, chunks: list[bytes], lock: threading.Lock, closed: threading.Event,

@@ -144,3 +144,21 @@ def test_python_script_tool_runs_under_python3(tmp_path):
     assert Path(prefix[0]).name.startswith("python") and prefix[1] == str(script)
     spec = ToolSpec("x", ("x",))
     assert locate_tool(spec, str(script)) == script.resolve()
+
+
+def test_a_silent_tool_gets_still_running_lines_and_the_timeout_still_kills(tmp_path):
+    import sys
+
+    from ssdconvert.launcher import run_tool
+
+    said: list[str] = []
+    script = "import sys, time; print('start', flush=True); time.sleep(30)"
+    outcome = run_tool([sys.executable, "-c", script], log_path=tmp_path / "t.log", timeout=1.0,
+                       progress=said.append, heartbeat=0.3)
+    assert outcome.timed_out
+    beats = [s for s in said if "still running" in s]
+    assert 1 <= len(beats) <= 3 and "killed at 1 s (--timeout)" in beats[0]
+    assert said[0].startswith("start")
+    quiet = run_tool([sys.executable, "-c", "print('x')"], log_path=None, timeout=5, progress=said.append,
+                     heartbeat=0.3)
+    assert quiet.returncode == 0

@@ -42,8 +42,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "null")
 
 # Chip families ATC knows (§1.1, §1.2). `Ascend` + the Name column of `npu-smi info`; A3/950 parts
 # are `<Chip Name>_<NPU Name>`. Strict on the family so typos fail here, not after a long build.
-SOC_RE = re.compile(r"^Ascend(310|310P\d|310B\d|910|910[A-Z][A-Za-z0-9]*|910_\w+|950\w*)$")
-SOC_EXAMPLES = "Ascend310, Ascend310P3, Ascend310B1, Ascend910, Ascend910B3"
+# The SoC names CANN knows (its platform tables and ops build lists): a name outside them is a typo
+# that ATC would only reject after loading its op libraries. A3 parts are <Chip Name>_<NPU Name>.
+KNOWN_SOCS = frozenset({
+    "Ascend310",
+    "Ascend310P1", "Ascend310P2", "Ascend310P3", "Ascend310P4", "Ascend310P5", "Ascend310P7",
+    "Ascend310P3vir01", "Ascend310P3vir02", "Ascend310P3vir04", "Ascend310P3vir08",
+    "Ascend310B1", "Ascend310B2", "Ascend310B3", "Ascend310B4",
+    "Ascend910", "Ascend910A", "Ascend910ProA", "Ascend910B", "Ascend910ProB", "Ascend910PremiumA",
+    "Ascend910B1", "Ascend910B2", "Ascend910B2C", "Ascend910B3", "Ascend910B4", "Ascend910B4-1",
+})
+SOC_RE = re.compile(r"^(Ascend910_93\d\d|Ascend950(PR|DT)_95\d\d)$")  # A3 (Ascend910_9392), 950 (Ascend950PR_9599)
+SOC_EXAMPLES = "Ascend310, Ascend310P1/P3/P5/P7, Ascend310B1-B4, Ascend910, Ascend910B1-B4, Ascend910_9392"
 SOC_HINT = ("Run `npu-smi info` on the device host: --soc is 'Ascend' + the Name column (310P3 -> "
             "Ascend310P3); on A3/950 parts use `npu-smi info -t board -i <id>` (<Chip Name>_<NPU Name>).")
 
@@ -83,12 +93,12 @@ ENV_ERRORS = (
 
 def validate_soc(soc: str) -> str:
     soc = (soc or "").strip()
-    if SOC_RE.match(soc):
+    if soc in KNOWN_SOCS or SOC_RE.match(soc):
         return soc
     suggestion = ""
-    fixed = re.sub(r"^(?i:ascend)?", "Ascend", soc)
-    fixed = "Ascend" + fixed[len("Ascend"):].upper()
-    if fixed != soc and SOC_RE.match(fixed):
+    folded = {known.lower(): known for known in KNOWN_SOCS}
+    fixed = folded.get(soc.lower()) or folded.get(f"ascend{soc.lower()}")
+    if fixed:
         suggestion = f" Did you mean {fixed}?"
     raise CompilerError(f"unknown --soc '{soc}' (known families: {SOC_EXAMPLES}, ...).{suggestion} {SOC_HINT}")
 

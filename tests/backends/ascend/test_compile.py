@@ -213,14 +213,17 @@ def test_exit_zero_without_success_line(tiny_onnx, fake_on_path, tmp_path, monke
 
 
 @pytest.mark.parametrize("soc, hint", [("ascend310p3", "Did you mean Ascend310P3"), ("310P3", "Did you mean Ascend310P3"),
-                                        ("Ascend999", "npu-smi info"), ("", "npu-smi info")])
+                                        ("Ascend999", "npu-smi info"), ("", "npu-smi info"),
+                                        ("Ascend310P9", "unknown --soc 'Ascend310P9'"),
+                                        ("Ascend910C", "unknown --soc"), ("Ascend950", "unknown --soc")])
 def test_soc_is_validated_with_a_hint(tiny_onnx, soc, hint):
     with pytest.raises(CompilerError, match=hint):
         build_om(tiny_onnx, soc, dry_run=True)
 
 
-@pytest.mark.parametrize("soc", ["Ascend310", "Ascend310P1", "Ascend310P3", "Ascend310B4", "Ascend910",
-                                 "Ascend910B", "Ascend910B3", "Ascend910_9391"])
+@pytest.mark.parametrize("soc", ["Ascend310", "Ascend310P1", "Ascend310P3", "Ascend310P7", "Ascend310P3vir04",
+                                 "Ascend310B4", "Ascend910", "Ascend910B", "Ascend910B3", "Ascend910B4-1",
+                                 "Ascend910_9391", "Ascend950PR_9599"])
 def test_known_socs_pass(tiny_onnx, soc):
     assert f"--soc_version={soc}" in build_om(tiny_onnx, soc, batch=1, dry_run=True).command
 
