@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -26,6 +26,14 @@ MANIFEST_FLAG = ("--manifest ssd_bin/manifest.json (or --val_annotation A alone 
 ANNOTATION_FLAG = "--val_annotation path/to/instances_val2017.json"
 SHOW = 5
 DEFAULT_MODEL = "ssd-resnet34"
+
+
+class Progress(Protocol):
+    """Where eval reports progress (a tqdm bar fits): the image count once, then images done."""
+
+    def reset(self, total: int) -> None: ...
+
+    def update(self, n: int) -> None: ...
 
 
 @dataclass
@@ -184,7 +192,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                      val_annotation: str | Path | None = None, model_name: str | None = None,
                      nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
-                     batch_size: int = 8, progress: Callable[[int], None] | None = None) -> EvalReport:
+                     batch_size: int = 8, progress: Progress | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
@@ -242,12 +250,14 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
 
     # Stream: read, decode, NMS, rows
     started = time.perf_counter()
+    if progress is not None:
+        progress.reset(total=len(files.present))
     parts = []
     # the reader thread reads, checks and selects candidates; this thread decodes and runs NMS
     for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):
         parts.append(decoder.rows(selected, batch, inv_map))
-        if progress:
-            progress(len(batch))
+        if progress is not None:
+            progress.update(len(batch))
     rows = np.concatenate(parts) if parts else np.zeros((0, 7))
     postprocess_s = time.perf_counter() - started
 

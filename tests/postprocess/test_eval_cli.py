@@ -225,3 +225,12 @@ def test_annotation_only_fallback_drops_folders_from_file_names(workspace, run_c
     res = run_cli("--bin_path", str(workspace.result), "--val_annotation", str(moved))
     assert res.exit_code == 0, res.output
     assert "mAP (AP@[.5:.95]): 1.0000" in res.output and report_of(workspace)["images"] == len(coco.images)
+
+
+def test_progress_bar_knows_the_total_and_can_be_turned_off(workspace, run_cli, coco):
+    total = len(coco.images)
+    shown = run_cli("--bin_path", str(workspace.result), "--progress")
+    assert shown.exit_code == 0, shown.output
+    assert f"{total}/{total}" in shown.stderr and "eval: 100%" in shown.stderr
+    hidden = run_cli("--bin_path", str(workspace.result), "--no-progress")
+    assert hidden.exit_code == 0 and "eval:" not in hidden.stderr
