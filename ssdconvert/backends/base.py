@@ -39,6 +39,9 @@ import numpy as np
 from ssdconvert.errors import SsdConvertError
 
 
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the precision names every command takes
+
+
 class RunnerError(SsdConvertError):
     """A runtime cannot load or run the model."""
 
@@ -178,6 +181,8 @@ class RunOptions:
     batch: int | None = None  # fix a dynamic batch axis (OpenVINO reshape, Ascend gear, MagicMind shape)
     device: str = "0"  # one device: NPU/MLU id, or an OpenVINO device name
     dym_batch: bool = False  # Ascend: the .om has batch gears (atc --dynamic_batch_size)
+    precision: str | None = None  # fp32 | fp16 | bf16 | int8 where the runtime chooses it (OpenVINO's CPU
+    #                               inference precision); None: what the model's build record says, else fp32
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,9 @@ class Backend:
     device_help: str = ""  # what --device means for it
     builds_per_batch: bool = False  # bench builds one artefact per batch size from an .onnx
     shared_runner: bool = False  # bench: one runner serves every batch size
+    precisions: tuple[str, ...] = ("fp32",)  # what `run`/`bench --precision` can build and measure (PRECISIONS)
+    default_precision: str = "fp32"  # what it builds when no precision is asked for
+    int8_note: str = ""  # how INT8 is made for it when `quantize` does not do it here
 
     # -- the folder's modules ---------------------------------------------------------------
     def module(self, part: str) -> ModuleType | None:
@@ -257,6 +265,13 @@ class Backend:
         if hook is None:
             return [onnx]
         return hook(onnx, workdir / self.name, batch=batch, soc=soc, precision=precision, tool=tool)
+
+    def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
+        """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""
+        hook = self._hook("quantize", "quantize")
+        if hook is None:
+            raise SsdConvertError(f"`ssdconvert quantize` does not make {self.label} INT8 models: {self.int8_note}")
+        return hook(source, samples, output, options, say)
 
     def check_bench(self, model: Path, ctx) -> None:
         """Before a sweep: refuse what the per-batch builds will not be able to do (e.g. no --soc)."""

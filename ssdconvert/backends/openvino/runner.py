@@ -98,10 +98,30 @@ def _meta(port) -> TensorMeta:
 
 
 
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # int8: what NNCF left in float runs f32
+
+
 def make_runner(model: Path, options: RunOptions) -> OpenVinoRunner:
-    """`batch` reshapes a dynamic batch axis; a numeric --device (the default 0) means the CPU."""
+    """`batch` reshapes a dynamic batch axis; a numeric --device (the default 0) means the CPU. The
+    inference precision is `options.precision`, else the one recorded at build time (`ssdconvert
+    openvino --precision`), else f32."""
     device = options.device if options.device and not options.device.isdigit() else "CPU"
-    return OpenVinoRunner(model, batch=options.batch, device=device)
+    precision = options.precision or recorded_precision(model) or "fp32"
+    if precision not in HINTS:
+        raise RunnerError(f"OpenVINO runs fp32, bf16, fp16 or int8 models, not {precision!r}")
+    return OpenVinoRunner(model, batch=options.batch, device=device, precision=HINTS[precision])
+
+
+def recorded_precision(model: Path) -> str | None:
+    """The precision in the build record `<model>.json` (written by `ssdconvert openvino` and `quantize`)."""
+    import json
+
+    try:
+        record = json.loads(Path(f"{model}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("precision") if isinstance(record, dict) else None
+    return value if value in HINTS else None
 
 
 def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:
