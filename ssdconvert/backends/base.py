@@ -259,12 +259,17 @@ class Backend:
         return hook(job) if hook else None
 
     def compile(self, onnx: Path, workdir: Path, *, batch: int, soc: str | None = None,
-                precision: str | None = None, tool: str | None = None) -> list[Path]:
-        """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler)."""
+                precision: str | None = None, tool: str | None = None, calib: Path | None = None) -> list[Path]:
+        """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler)
+        at `precision` (None: its default); `calib`, the preprocessed bins, for builds that calibrate."""
+        if precision is not None and precision not in self.precisions:
+            raise SsdConvertError(f"{self.label} does not build {precision} here (it builds "
+                                  f"{', '.join(self.precisions)})" + (f"; {self.int8_note}" if precision == "int8"
+                                                                      and self.int8_note else ""))
         hook = self._hook("compile", "build")
         if hook is None:
             return [onnx]
-        return hook(onnx, workdir / self.name, batch=batch, soc=soc, precision=precision, tool=tool)
+        return hook(onnx, workdir / self.name, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
 
     def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
         """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""

@@ -64,6 +64,15 @@ class OpenVinoRunner(Runner):
             raise RunnerError(f"OpenVINO cannot compile {self.model.name} for {self.device}: "
                               f"{first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
+        asked = self.config.get("INFERENCE_PRECISION_HINT")
+        try:
+            effective = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except Exception:  # devices without the property
+            effective = asked or "device default"
+        self.precision = effective.replace("<Type: '", "").replace("'>", "")
+        self.precision = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(self.precision, self.precision)
+        if asked and self.precision != asked:  # observed: f16 on a CPU without AVX512_FP16/AMX_FP16 runs bf16
+            self.notes.append(f"asked for {asked} inference, {self.device} runs {self.precision}")
         self.inputs = [_meta(p) for p in self.compiled.inputs]
         self.outputs = [_meta(p) for p in self.compiled.outputs]
 
