@@ -300,7 +300,7 @@ class Backend:
     def time_with_runner(self, artefact: Path, batch: int, ctx):
         from ssdconvert.timing import BenchRow, timed_loop
 
-        options = RunOptions(batch=batch, device=ctx.device, dym_batch=ctx.dym_batch)
+        options = RunOptions(batch=batch, device=ctx.device, dym_batch=ctx.dym_batch, precision=ctx.precision)
         with self.make_runner(artefact, options) as runner:
             versions = runner.versions()
             if runner.static_batch not in (None, batch):
