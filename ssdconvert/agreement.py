@@ -218,6 +218,39 @@ class AgreementReport:
 Progress = Callable[[int], None]
 
 
+class Accumulator:
+    """Batches of (reference outputs, candidate outputs) in -> AgreementReport out (see module doc)."""
+
+    def __init__(self, spec, thresholds: Thresholds, weights: str):
+        from postprocess.heads import decoder_for
+
+        self.spec, self.thresholds, self.weights = spec, thresholds, weights
+        self.decoder = decoder_for(spec.head)
+        self.inv_map = np.arange(spec.head.num_classes)
+        self.names = list(spec.output_names)
+        self.stats = {name: TensorStats(name) for name in self.names}
+        self.rows: dict[str, list[np.ndarray]] = {"reference": [], "candidate": []}
+        self.images: list = []
+
+    def add(self, records: Sequence, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> None:
+        """One batch: the records of its images and each side's outputs in `spec.output_names` order."""
+        for side, arrays in (("reference", reference), ("candidate", candidate)):
+            self.rows[side].append(self.decoder.rows(self.decoder.select(list(arrays)), records, self.inv_map))
+        for name, ref, cand in zip(self.names, reference, candidate):
+            self.stats[name].update(ref, np.asarray(cand).astype(ref.dtype, copy=False))
+        self.images += list(records)
+
+    def report(self, reference: str, candidate: str, annotation=None) -> AgreementReport:
+        ref_rows, cand_rows = (np.concatenate(self.rows[s]) if self.rows[s] else np.zeros((0, 7)) for s in self.rows)
+        head = self.spec.head
+        det = detection_agreement(ref_rows, cand_rows, self.images, head.num_classes, head.background_index)
+        report = AgreementReport(reference, candidate, len(self.images), [self.stats[n].figures() for n in self.names],
+                                 det, self.thresholds, weights=self.weights)
+        if annotation is not None and self.weights == "trained":
+            report.real_map = _real_map(annotation, self.spec, ref_rows, cand_rows, self.images)
+        return report
+
+
 def measure(reference, candidate, samples, spec, *, batch: int = 8, thresholds: Thresholds = Thresholds(),
             weights: str = "unknown", annotation=None, progress: Progress | None = None) -> AgreementReport:
     """Run runners `reference` and `candidate` (not yet active) on `samples` (samples.SampleSet) and
@@ -226,39 +259,36 @@ def measure(reference, candidate, samples, spec, *, batch: int = 8, thresholds: 
     `annotation`: a COCO json with the samples' real boxes; with `weights="trained"` both sides are
     also scored against it (real mAP delta).
     """
-    from postprocess.heads import decoder_for
-
-    decoder = decoder_for(spec.head)
-    inv_map = np.arange(spec.head.num_classes)
-    names = list(spec.output_names)
-    stats = {name: TensorStats(name) for name in names}
-    rows: dict[str, list[np.ndarray]] = {"reference": [], "candidate": []}
+    acc = Accumulator(spec, thresholds, weights)
     with reference, candidate:
-        _check_outputs(reference, candidate, names)
-        inputs = reference.inputs
+        _check_outputs(reference, candidate, acc.names)
         fixed = {r.static_batch for r in (reference, candidate)} - {None}
         if len(fixed) > 1:
             raise ValueError(f"the two models have different static batches {sorted(fixed)}")
         step = fixed.pop() if fixed else batch
-        for records, feeds, real in samples.batches(inputs, step):
-            outs = {}
-            for side, runner in (("reference", reference), ("candidate", candidate)):
-                result = runner.infer(feeds)
-                arrays = [np.asarray(result[name])[:real] for name in names]
-                outs[side] = arrays
-                rows[side].append(decoder.rows(decoder.select(arrays), records, inv_map))
-            for name, ref, cand in zip(names, outs["reference"], outs["candidate"]):
-                stats[name].update(ref, cand.astype(ref.dtype, copy=False))
+        for records, feeds, real in samples.batches(reference.inputs, step):
+            sides = [runner.infer(feeds) for runner in (reference, candidate)]
+            acc.add(records, *([np.asarray(out[n])[:real] for n in acc.names] for out in sides))
             if progress is not None:
                 progress(real)
-    ref_rows, cand_rows = (np.concatenate(rows[s]) if rows[s] else np.zeros((0, 7)) for s in rows)
-    images = list(samples.records)
-    det = detection_agreement(ref_rows, cand_rows, images, spec.head.num_classes, spec.head.background_index)
-    report = AgreementReport(str(reference.model), str(candidate.model), len(images),
-                             [stats[n].figures() for n in names], det, thresholds, weights=weights)
-    if annotation is not None and weights == "trained":
-        report.real_map = _real_map(annotation, spec, ref_rows, cand_rows, images)
-    return report
+    return acc.report(str(reference.model), str(candidate.model), annotation)
+
+
+def measure_results(reference_dir, candidate_dir, images: Sequence, spec, *, thresholds: Thresholds = Thresholds(),
+                    weights: str = "unknown", annotation=None, batch: int = 16) -> AgreementReport:
+    """The same figures from two folders of results in the ais_bench layout (`infer` wrote them from the
+    same inputs), over the `images` (manifest records) both have."""
+    from postprocess.reader import OutputSpec, read_batches, scan_results
+
+    outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
+    ref_files = scan_results(reference_dir, images, outputs)
+    both = [im for im in ref_files.present if im.stem in {i.stem for i in scan_results(candidate_dir, images,
+                                                                                       outputs).present}]
+    acc = Accumulator(spec, thresholds, weights)
+    ref_files, cand_files = scan_results(reference_dir, both, outputs), scan_results(candidate_dir, both, outputs)
+    for (records, ref), (_, cand) in zip(read_batches(ref_files, batch), read_batches(cand_files, batch)):
+        acc.add(records, ref, cand)
+    return acc.report(str(reference_dir), str(candidate_dir), annotation)
 
 
 def _check_outputs(reference, candidate, names: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssdconvert import __version__, backends
-from ssdconvert.backends.base import Backend, RunOptions
+from ssdconvert.backends.base import Backend, RunOptions, build_record
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
@@ -172,7 +172,8 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
     if precision is not None and precision not in target.precisions:
         raise BenchError(f"{target.label} does not measure {precision} here (it builds {', '.join(target.precisions)})"
                          + (f"; {target.int8_note}" if precision == "int8" and target.int8_note else ""))
-    if precision not in (None, "fp32") and not target.builds_per_batch and model.suffix.lower() == ".onnx":
+    if (precision not in (None, "fp32") and not target.builds_per_batch and model.suffix.lower() == ".onnx"
+            and build_record(model).get("precision") != precision):  # not already that precision's model
         say(f"building the {precision} model ...")
         model = target.compile(model, ctx.workdir, batch=max(batch_sizes), precision=precision, tool=tool,
                                calib=ctx.calib)[0]

@@ -324,12 +324,17 @@ class Backend:
         return hook(tool) if hook else None
 
 
-def build_tool(model: str | Path) -> str | None:
-    """The `tool` recorded in `<model>.json` by `ssdconvert atc|cnnl|openvino` (None if there is none)."""
+def build_record(model: str | Path) -> dict:
+    """The build record `<model>.json` written by `ssdconvert atc|cnnl|openvino|quantize` ({} if there is none)."""
     import json
 
     try:
         record = json.loads(Path(f"{model}.json").read_text())
     except (OSError, ValueError):
-        return None
-    return record.get("tool") if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def build_tool(model: str | Path) -> str | None:
+    """The `tool` recorded in `<model>.json` (None if there is none)."""
+    return build_record(model).get("tool")

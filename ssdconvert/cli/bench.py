@@ -18,7 +18,7 @@ def _guess_zoo(model: Path, explicit: str | None):
     return next((s for s in all_specs() if s.name in stem), None)
 
 
-def _precisions(ctx, param, value: str | None) -> list[str] | None:
+def precision_list(ctx, param, value: str | None) -> list[str] | None:
     from ssdconvert.backends.base import PRECISIONS
 
     if value is None:
@@ -51,7 +51,7 @@ def _precisions(ctx, param, value: str | None) -> list[str] | None:
 @click.option("--name", default=None, help="Report file name stem [default: <model stem>_<backend>].")
 @click.option("--zoo", "zoo_name", default=None,
               help="Zoo model the file is, for the GFLOP/s column [default: guessed from the file name].")
-@click.option("--precision", "precisions", default=None, callback=_precisions, metavar="fp32,bf16,int8",
+@click.option("--precision", "precisions", default=None, callback=precision_list, metavar="fp32,bf16,int8",
               help="Precisions to sweep, side by side [default: the backend's own]. From an .onnx each is built "
                    "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,

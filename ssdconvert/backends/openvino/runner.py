@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, build_record, first_line
 
 
 class OpenVinoRunner(Runner):
@@ -123,13 +123,7 @@ def make_runner(model: Path, options: RunOptions) -> OpenVinoRunner:
 
 def recorded_precision(model: Path) -> str | None:
     """The precision in the build record `<model>.json` (written by `ssdconvert openvino` and `quantize`)."""
-    import json
-
-    try:
-        record = json.loads(Path(f"{model}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    value = record.get("precision") if isinstance(record, dict) else None
+    value = build_record(model).get("precision")
     return value if value in HINTS else None
 
 
