@@ -1,0 +1,35 @@
+"""`ssdconvert run --precisions`: every backend x precision side by side, each lower precision gated."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from ssdconvert.cli import cli
+
+
+def test_run_measures_precisions_side_by_side_and_fails_the_run_on_a_failed_gate(tmp_path):
+    workdir = tmp_path / "run"
+    # BF16 keeps ~40 dB of SNR on the seeded model, INT8 ~27 dB: a 35 dB gate passes one and fails the other
+    result = CliRunner().invoke(cli, ["run", "--images", "4", "--backends", "onnxruntime,openvino", "--precisions",
+                                      "fp32,bf16,int8", "--bs", "1,2", "--bench-duration", "0.2", "--workers", "1",
+                                      "--min-snr", "35", "--workdir", str(workdir)])
+    assert result.exit_code == 1, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: 2 backend(s) did not pass: onnxruntime@int8: failed the accuracy gate against "
+                            "ONNX Runtime FP32: ")
+    assert "openvino@int8: failed the accuracy gate" in error and "openvino@bf16" not in error
+    report = json.loads((workdir / "report.json").read_text())
+    rows = {(r["backend"], r["precision"]): r for r in report["precision"]}
+    assert rows[("openvino", "bf16")]["gate"] == "ok" and rows[("openvino", "int8")]["gate"] == "FAILED"
+    assert rows[("onnxruntime", "fp32")]["gate"] == "reference"
+    assert rows[("onnxruntime", "bf16")]["best_throughput"] is None  # not built: skipped, not a failure
+    skipped = next(s for s in report["stages"] if s["name"] == "compile:onnxruntime@bf16")
+    assert skipped["unsupported"] and "does not build bf16" in skipped["figure"]
+    md = (workdir / "report.md").read_text()
+    assert "## Precision" in md and "describe numerical agreement only" in md
+    assert (workdir / "precision.png").stat().st_size > 0
+    gate = json.loads((workdir / "gate" / "openvino@int8.json").read_text())
+    assert gate["passed"] is False and gate["weights"] == "random"
+    assert {o["name"] for o in gate["outputs"]} == {"ploc", "plabel"}
