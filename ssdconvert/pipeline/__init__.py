@@ -181,7 +181,8 @@ def _run_backend(cfg, spec, target: Backend, precision: str, onnx, export_key, p
         if precision != "fp32" and reference is not None and not reference.skipped:
             stage(f"gate:{name}", {"results": inf.key, "reference": reference.key, "thresholds": cfg.gate},
                   lambda: _gate(Path(reference.outputs[0]), Path(inf.outputs[0]), Path(pre.outputs[0]), spec,
-                                cfg, report.random_weights, workdir / "gate" / f"{name}.json"))
+                                cfg, report.random_weights, workdir / "gate" / f"{name}.json",
+                                (onnx, target, model, precision, workdir / "compare" / name)))
         bench_model = onnx if target.builds_per_batch else model  # one static model per batch size
         stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
               lambda: _bench(bench_model, name, cfg, spec, workdir / "bench", target.name, precision,
@@ -271,9 +272,11 @@ def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precisi
     return f"{what} ({precision})", {"artefacts": [str(a) for a in artefacts], "precision": precision}, artefacts
 
 
-def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, random_weights: bool, target: Path):
+def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, random_weights: bool, target: Path,
+          candidate: tuple):
     """The accuracy gate of a lower-precision model: its outputs against ONNX Runtime FP32's, from the
-    result folders both wrote for the same inputs (agreement.measure_results)."""
+    result folders both wrote for the same inputs (agreement.measure_results). A model that fails it
+    is compared layer by layer (`ssdconvert compare`, 2 images) where its backend exposes layers."""
     from preprocess.manifest import read_manifest
     from ssdconvert.agreement import Thresholds, measure_results
     from ssdconvert.fileio import write_json
@@ -283,11 +286,32 @@ def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, rand
     report = measure_results(reference, results, manifest.images, spec, thresholds=Thresholds(**cfg.gate),
                              weights="random" if random_weights else "trained",
                              annotation=annotation if annotation.is_file() else None)
-    path = write_json(target, report.to_dict())
+    data = report.to_dict()
     worst = report.worst
     figure = (f"{'passed' if report.passed else 'FAILED'}: worst output {worst.line() if worst else '–'}; "
               f"{report.detections.line() if report.detections else ''}")
-    return figure, report.to_dict(), [path]
+    if not report.passed:
+        data["compare"], found = _compare_failed(candidate, bins, spec, Thresholds(**cfg.gate))
+        figure += f"; {found}"
+    path = write_json(target, data)
+    return figure, data, [path]
+
+
+def _compare_failed(candidate: tuple, bins: Path, spec, thresholds) -> tuple[str | None, str]:
+    """(compare.json path or None, one line) for a model that failed the gate."""
+    from ssdconvert.compare import Side, compare_models, write_outputs
+
+    onnx, target, model, precision, out_dir = candidate
+    if target.module("layers") is None:
+        return None, (f"no layer-wise comparison for {target.label} here: dump its tensors on the device and run "
+                      "`ssdconvert compare` on the dump folder (README: compare)")
+    side = Side(f"{target.name}:{model}:{precision}", Path(model), target.name, precision)
+    try:
+        found = compare_models(str(onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)
+    except SsdConvertError as exc:
+        return None, f"layer-wise comparison failed: {exc}"
+    js, _ = write_outputs(found, out_dir)
+    return str(js), f"{found.verdict()} (layer report {js})"
 
 
 def _infer(model: Path, backend: str, inputs: Path, output: Path, batch: int):

@@ -53,7 +53,8 @@ def problems(report: PipelineReport) -> list[str]:
     for name, gate in gates(report).items():
         if not gate["passed"]:
             found.append(f"{name}: failed the accuracy gate against ONNX Runtime FP32: {'; '.join(gate['failures'])}"
-                         f" (figures: {gate['path']})")
+                         f" (figures: {gate['path']}" + (f"; layer report: {gate['compare']}" if gate.get("compare")
+                                                          else "") + ")")
     found += [f"{s.name.split(':', 1)[1]}: {s.name}: {s.figure}" for s in report.stages
               if s.name.startswith("bench:") and s.failed]
     return found

@@ -32,4 +32,8 @@ def test_run_measures_precisions_side_by_side_and_fails_the_run_on_a_failed_gate
     assert (workdir / "precision.png").stat().st_size > 0
     gate = json.loads((workdir / "gate" / "openvino@int8.json").read_text())
     assert gate["passed"] is False and gate["weights"] == "random"
+    layers = json.loads((workdir / "compare" / "openvino@int8" / "compare.json").read_text())  # compared automatically
+    assert gate["compare"] == str(workdir / "compare" / "openvino@int8" / "compare.json")
+    assert layers["candidate"].startswith("openvino:") and layers["first_failing"]["op_type"]
+    assert f"layer report: {gate['compare']}" in error
     assert {o["name"] for o in gate["outputs"]} == {"ploc", "plabel"}
