@@ -39,13 +39,18 @@ class OrtTaps:
         wanted = [n for n in names if n in produced]
         if not wanted:
             return {}
-        copy = onnx.ModelProto()
-        copy.CopyFrom(self.model)
-        del copy.graph.output[:]
-        copy.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in wanted)
+        outputs = list(self.model.graph.output)  # swapped for the chunk and put back: no copy of the weights
+        del self.model.graph.output[:]
+        self.model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in wanted)
+        try:
+            serialized = self.model.SerializeToString()
+        finally:
+            del self.model.graph.output[:]
+            self.model.graph.output.extend(outputs)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        session = ort.InferenceSession(copy.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+        del serialized
         given = {i.name for i in session.get_inputs()}
         arrays = session.run(wanted, {k: v for k, v in feeds.items() if k in given})
         return {n: a for n, a in zip(wanted, arrays) if isinstance(a, np.ndarray) and a.dtype.kind == "f"}
