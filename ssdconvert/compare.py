@@ -180,9 +180,14 @@ class CompareReport:
         if first is None:
             return (f"all {len(self.compared)} compared tensors within the threshold "
                     f"(cosine >= {self.thresholds.min_cosine}, SNR >= {self.thresholds.min_snr_db} dB)")
-        born = [n for n, fig in self.input_figures(first) if fig is not None and fig.problems(self.thresholds)]
+        inputs = self.input_figures(first)
+        born = [n for n, fig in inputs if fig is not None and fig.problems(self.thresholds)]
+        unknown = [n for n, fig in inputs if fig is None and n in {la.name for la in self.layers}]
         origin = (f"inherited: its input(s) {', '.join(born)} already cross the threshold" if born else
                   "born here: its compared inputs are within the threshold")
+        if unknown and not born:
+            origin = (f"born here or in its input(s) {', '.join(unknown)}, which could not be compared "
+                      "(see the table)")
         return (f"first layer crossing the threshold: #{first.index} {first.name} ({first.op_type}): "
                 f"{', '.join(first.figures.problems(self.thresholds))}; {origin}")
 
