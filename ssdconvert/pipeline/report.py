@@ -120,7 +120,7 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
                                    _fmt(r["AP50"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
                                    r["gate"] + (f": {r['reason']}" if "reason" in r else "")) for r in acc]), ""]
     table = precision_rows(report)
-    if any(r["precision"] != "fp32" for r in table):
+    if any(r["precision"] != "fp32" and (r["best_throughput"] is not None or r["gate"] != "–") for r in table):
         lines += ["## Precision", "", f"Lower-precision gate against ONNX Runtime FP32 on the same inputs: "
                   f"{_thresholds(report).describe()}." + (" Seeded random weights: the gate figures describe "
                                                             "numerical agreement only." if report.random_weights
