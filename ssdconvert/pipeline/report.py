@@ -157,7 +157,9 @@ def _thresholds(report: PipelineReport):
 
 
 def plot_tradeoff(rows: list[dict], target: Path, random_weights: bool) -> Path | None:
-    """Best throughput against the AP delta vs ONNX Runtime FP32, one point per backend x precision."""
+    """Best throughput against the AP delta vs ONNX Runtime FP32 (left) and against the gate's detection
+    agreement (right: what still tells models apart when seeded weights make every AP 0), one point per
+    backend x precision; a cross marks a failed gate."""
     points = [r for r in rows if r["best_throughput"] is not None and r["delta_vs_onnxruntime"] is not None]
     if not points:
         return None
@@ -166,16 +168,22 @@ def plot_tradeoff(rows: list[dict], target: Path, random_weights: bool) -> Path 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in points:
-        ax.scatter(r["delta_vs_onnxruntime"], r["best_throughput"], marker="x" if r["gate"] == "FAILED" else "o")
-        ax.annotate(f"{r['backend']} {r['precision']}", (r["delta_vs_onnxruntime"], r["best_throughput"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("Δ AP@[.5:.95] vs ONNX Runtime FP32" + (" (random weights: meaningless)" if random_weights else ""))
-    ax.set_ylabel("best samples/s (compute only)")
-    ax.set_title("Throughput against accuracy (x: failed the gate)")
-    ax.grid(True, alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key in zip(axes, ("delta_vs_onnxruntime", "detection_ap")):
+        for r in points:
+            x = 1.0 if key == "detection_ap" and r["gate"] == "reference" else r[key]
+            if x is None:
+                continue
+            ax.scatter(x, r["best_throughput"], marker="x" if r["gate"] == "FAILED" else "o")
+            ax.annotate(f"{r['backend']} {r['precision']}", (x, r["best_throughput"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[0].axvline(0, color="grey", lw=0.8)
+    axes[0].set_xlabel("Δ AP@[.5:.95] vs ONNX Runtime FP32" + ("\n(random weights: meaningless)" if random_weights
+                                                                else ""))
+    axes[1].set_xlabel("detection agreement AP with ONNX Runtime FP32\n(1 = the same detections)")
+    axes[0].set_ylabel("best samples/s (compute only)")
+    fig.suptitle("Throughput against accuracy (x: failed the gate)")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
