@@ -64,13 +64,13 @@ def unknown_options(command: click.Command, words: list[str]) -> list[str]:
 
 def test_readme_has_commands_for_every_subcommand():
     used = {shlex.split(c)[1] for c in readme_commands() if c.startswith("ssdconvert ")}
-    assert set(cli.commands) - used == set()
+    assert set(cli.list_commands(None)) - used == set()
 
 
 @pytest.mark.parametrize("line", [c for c in readme_commands() if c.startswith("ssdconvert ")])
 def test_readme_command_uses_real_options(line):
     words = shlex.split(line)
-    command = cli.commands.get(words[1])
+    command = cli.get_command(None, words[1])
     assert command is not None, f"README uses unknown command: {line}"
     unknown = unknown_options(command, words[2:])
     assert not unknown, f"README line uses options that `ssdconvert {words[1]}` lacks: {unknown}\n{line}"

@@ -10,10 +10,15 @@ import click
 
 from ssdconvert import __version__
 
-# One module per command group; each exposes COMMANDS, a list of click commands.
-COMMAND_MODULES = ("models", "synth", "export", "run", "preprocess", "infer", "bench", "compile", "quantize", "compare",
-                   "doctor",
-                   "eval")
+# Command name -> the module under ssdconvert/cli/ that defines it (in its COMMANDS list). A command's
+# module is imported only when that command runs, so `ssdconvert preprocess` does not pay for the
+# backends that `infer` and the compilers import.
+COMMAND_MODULES = {
+    "models": "models", "synth": "synth", "export": "export", "run": "run", "prepare-json": "preprocess",
+    "preprocess": "preprocess", "infer": "infer", "bench": "bench", "atc": "compile", "cnnl": "compile",
+    "magicmind": "compile", "openvino": "compile", "quantize": "quantize", "compare": "compare",
+    "doctor": "doctor", "eval": "eval",
+}
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -26,7 +31,17 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 class StageGroup(click.Group):
-    """Turns user errors from any stage into a one-line message and exit code 1."""
+    """Loads each command's module on first use, and turns user errors from any stage into a one-line
+    message and exit code 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMAND_MODULES:
+            return None
+        module = importlib.import_module(f"ssdconvert.cli.{COMMAND_MODULES[name]}")
+        return next(c for c in module.COMMANDS if c.name == name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -45,11 +60,6 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-for _name in COMMAND_MODULES:
-    for _command in importlib.import_module(f"ssdconvert.cli.{_name}").COMMANDS:
-        cli.add_command(_command)
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -18,7 +18,7 @@ def test_version():
     assert result.exit_code == 0 and __version__ in result.output
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
+@pytest.mark.parametrize("command", cli.list_commands(None))
 def test_every_command_has_help(command):
     result = runner.invoke(cli, [command, "--help"])
     assert result.exit_code == 0, result.output
@@ -95,3 +95,22 @@ def test_integer_lists_refuse_empty_and_non_positive_items(command, value, tmp_p
     result = CliRunner().invoke(cli, [*command, *flag, value])
     assert result.exit_code == 2, result.output
     assert "expected comma-separated positive integers" in result.output and repr(value) in result.output
+
+
+def test_every_command_of_every_module_is_registered_and_loads_alone():
+    """Commands load lazily by name; each module's COMMANDS must all be in COMMAND_MODULES (or they vanish)."""
+    import importlib
+    import subprocess
+    import sys
+
+    from ssdconvert.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        for command in importlib.import_module(f"ssdconvert.cli.{module}").COMMANDS:
+            assert COMMAND_MODULES.get(command.name) == module, command.name
+            assert cli.get_command(None, command.name) is command
+    code = ("import sys; from ssdconvert.cli import main; sys.argv = ['ssdconvert', 'preprocess', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('ssdconvert.backends', 'ssdconvert.cli.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['ssdconvert.cli.options', 'ssdconvert.cli.preprocess']"
