@@ -10,6 +10,7 @@ import contextlib
 import gc
 import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -117,34 +118,55 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: Any) -> list[fl
 
 def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
                evaluator: Evaluator = "faster-coco-eval", max_rows: int = 200_000,
-               float32_rows: bool = True) -> list[float]:
+               float32_rows: bool = True, workers: int = 1) -> list[float]:
     """The 12 COCOeval bbox stats of result rows (see coco.result_rows) over exactly `image_ids`.
 
     Categories are evaluated independently by COCOeval, so they are run in groups of at most about
-    `max_rows` detections (memory stays bounded: a million result dicts would take ~1 GB) and the
-    accumulated precision/recall arrays are joined before the usual summary.
+    `max_rows` detections (memory stays bounded: a million result dicts would take ~1 GB), spread
+    over `workers` forked processes (postprocess.parallel), and the accumulated precision/recall
+    arrays are joined in category order before the usual summary: the same stats as one run.
     """
-    _, eval_cls = _api(evaluator)
+    from postprocess.parallel import can_fork, run_forked
+
     image_ids = sorted({int(i) for i in image_ids})
     unknown = set(image_ids) - set(gt.getImgIds())
     if unknown:
         raise PostprocessError(f"{len(unknown)} evaluated image id(s) are not in the annotation file "
                                f"(e.g. {min(unknown)}); wrong annotation file?")
+    job = (gt, rows, image_ids, evaluator, float32_rows)
+    parallel = workers > 1 and can_fork() and len(rows) > 0
+    group_rows = min(max_rows, -(-len(rows) // workers)) if parallel else max_rows
+    groups = _passes(rows, sorted(gt.getCatIds()), group_rows)
+    if parallel and len(groups) > 1:
+        results = run_forked(min(workers, len(groups)), "coco", job, _evaluate_forked, [(g,) for g in groups])
+    else:
+        results = [_evaluate(job, cats) for cats in groups]
+    precision, recall, params = zip(*results)
+    return summarize(np.concatenate(precision, axis=2), np.concatenate(recall, axis=1), params[0])
+
+
+def _evaluate_forked(cats: list[int]):
+    from postprocess.parallel import shared_data
+
+    return _evaluate(shared_data("coco"), cats)
+
+
+def _evaluate(job: tuple, cats: list[int]) -> tuple[np.ndarray, np.ndarray, SimpleNamespace]:
+    """COCOeval over the categories `cats`: accumulated precision [T,R,K,A,M], recall [T,K,A,M] and
+    the parameters summarize() reads."""
+    gt, rows, image_ids, evaluator, float32_rows = job
+    _, eval_cls = _api(evaluator)
     kwargs = {"print_function": lambda *a, **k: None} if evaluator == "faster-coco-eval" else {}
-    precision, recall = [], []
-    for cats in _passes(rows, sorted(gt.getCatIds()), max_rows):
-        part = rows[np.isin(rows[:, 6], cats)]
-        with _gc_paused(), contextlib.redirect_stdout(io.StringIO()):
-            ev = eval_cls(gt, _results(gt, part, float32_rows), iouType="bbox", **kwargs)
-            ev.params.imgIds = image_ids
-            ev.params.catIds = cats
-            ev.evaluate()
-            ev.accumulate()
-        precision.append(np.asarray(ev.eval["precision"]))
-        recall.append(np.asarray(ev.eval["recall"]))
-        params = ev.params
-        del ev, part  # free this group's result dicts before building the next
-    return summarize(np.concatenate(precision, axis=2), np.concatenate(recall, axis=1), params)
+    part = rows[np.isin(rows[:, 6], cats)]
+    with _gc_paused(), contextlib.redirect_stdout(io.StringIO()):
+        ev = eval_cls(gt, _results(gt, part, float32_rows), iouType="bbox", **kwargs)
+        ev.params.imgIds = image_ids
+        ev.params.catIds = cats
+        ev.evaluate()
+        ev.accumulate()
+    p = ev.params
+    return (np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]),
+            SimpleNamespace(iouThrs=list(p.iouThrs), areaRngLbl=list(p.areaRngLbl), maxDets=list(p.maxDets)))
 
 
 def ground_truth_from_rows(rows: np.ndarray, images: Sequence[Any], labels: Iterable[int],

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
 
-import numpy as np
-
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import sha256_of
 
@@ -192,16 +190,19 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                      val_annotation: str | Path | None = None, model_name: str | None = None,
                      nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
-                     batch_size: int = 8, progress: Progress | None = None) -> EvalReport:
+                     batch_size: int = 8, progress: Progress | None = None,
+                     workers: int | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
-    the reference policy of the model's head.
+    the reference policy of the model's head. `workers` processes share the decoding and the COCO
+    evaluation (default: one per core); the result does not depend on their number.
     """
     from postprocess.coco import results_json
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
     from postprocess.heads import decoder_for
-    from postprocess.reader import OutputSpec, read_batches, scan_results
+    from postprocess.parallel import decode_rows, default_workers
+    from postprocess.reader import OutputSpec, scan_results
     from ssdconvert.fileio import atomic_path
     from ssdconvert.zoo import get_spec, model_names
 
@@ -248,17 +249,12 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
         notes.append(f"results missing for {len(missing)} images ({_first(missing)}): left out of the evaluation")
     setup = time.perf_counter() - started
 
-    # Stream: read, decode, NMS, rows
+    # Read, decode, NMS -> rows, over `workers` processes
     started = time.perf_counter()
+    workers = workers or default_workers()
     if progress is not None:
         progress.reset(total=len(files.present))
-    parts = []
-    # the reader thread reads, checks and selects candidates; this thread decodes and runs NMS
-    for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):
-        parts.append(decoder.rows(selected, batch, inv_map))
-        if progress is not None:
-            progress.update(len(batch))
-    rows = np.concatenate(parts) if parts else np.zeros((0, 7))
+    rows = decode_rows(files, decoder, inv_map, batch_size=batch_size, workers=workers, progress=progress)
     postprocess_s = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -269,7 +265,8 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     write_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator, float32_rows=decoder.float32_rows)
+    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator, float32_rows=decoder.float32_rows,
+                       workers=workers)
     evaluate_s = time.perf_counter() - started
 
     return EvalReport(

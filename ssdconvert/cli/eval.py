@@ -37,9 +37,11 @@ from ssdconvert.formatting import format_table
               help="Evaluate the images that have results when some are missing (they are left out).")
 @click.option("--batch-size", "batch_size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images read and decoded per step (memory about 2 x batch x 3 MB).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes for decoding and COCO evaluation [default: number of cores]; any N gives the same result.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
-                 detections_path, allow_missing, batch_size, progress):
+                 detections_path, allow_missing, batch_size, workers, progress):
     """Decode and NMS the raw detector outputs in BIN_PATH and compute COCO mAP.
 
     \b
@@ -55,10 +57,12 @@ def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, ev
     from ssdconvert.fileio import write_json
 
     show = sys.stderr.isatty() if progress is None else progress
+    tqdm.monitor_interval = 0  # no monitor thread: eval forks worker processes
     with tqdm(unit="img", desc="eval", disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
         report = evaluate_results(bin_path, manifest=manifest, val_annotation=val_annotation, model_name=model_name,
                                   nms_variant=nms_variant, evaluator=evaluator, allow_missing=allow_missing,
-                                  detections_path=detections_path, batch_size=batch_size, progress=bar)
+                                  detections_path=detections_path, batch_size=batch_size, progress=bar,
+                                  workers=workers)
     bin_path = Path(bin_path)
     output = Path(output) if output else bin_path.parent / f"{bin_path.resolve().name}_eval.json"
     write_json(output, report.to_dict())

@@ -1,0 +1,101 @@
+"""The eval stage on every core: decode + NMS over slices of the images, COCO evaluation over groups
+of categories, each in forked worker processes.
+
+Both splits are exact. Images are decoded independently and their rows are joined in image order;
+COCOeval scores categories independently and their precision/recall arrays are joined in category
+order (postprocess.evaluate). So any worker count gives the result of one process, bit for bit.
+Workers are forked (they inherit the result index, the decoder and the ground truth instead of
+receiving them pickled); where fork is unavailable, or with one worker, everything runs here.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+IMAGES_PER_TASK = 96  # decode tasks: small enough to balance the workers and report progress
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> None: ...
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+# What forked workers find here: set by the parent right before it starts them.
+_JOB: dict[str, Any] = {}
+
+
+def _decode_slice(start: int, stop: int) -> tuple[int, np.ndarray]:
+    files, decoder, inv_map, batch_size = _JOB["decode"]
+    return stop - start, _rows(replace(files, present=files.present[start:stop]), decoder, inv_map, batch_size)
+
+
+def _rows(files, decoder, inv_map, batch_size: int, progress: Progress | None = None) -> np.ndarray:
+    """Rows of files.present in order: a reader thread reads, checks and selects candidates while
+    this thread decodes and runs NMS."""
+    from postprocess.reader import read_batches
+
+    parts = []
+    for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):
+        parts.append(decoder.rows(selected, batch, inv_map))
+        if progress is not None:
+            progress.update(len(batch))
+    return np.concatenate(parts) if parts else np.zeros((0, 7))
+
+
+def decode_rows(files, decoder, inv_map: np.ndarray, *, batch_size: int = 8, workers: int = 1,
+                progress: Progress | None = None, images_per_task: int = IMAGES_PER_TASK) -> np.ndarray:
+    """COCO rows (see postprocess.coco) of every image in `files.present`, in image order."""
+    count = len(files.present)
+    workers = min(workers, -(-count // images_per_task))
+    if workers <= 1 or not can_fork():
+        return _rows(files, decoder, inv_map, batch_size, progress)
+    bounds = [(s, min(s + images_per_task, count)) for s in range(0, count, images_per_task)]
+    parts = _forked(workers, "decode", (files, decoder, inv_map, batch_size), _decode_slice, bounds,
+                    lambda done: progress.update(done[0]) if progress is not None else None)
+    return np.concatenate([rows for _, rows in parts])
+
+
+def run_forked(workers: int, key: str, shared: Any, task: Callable, args: Sequence[tuple]) -> list:
+    """task(*a) for each a in `args` in `workers` forked processes, in which `shared_data(key)` returns
+    `shared` (inherited, not pickled); results in the order of `args`. `task` must be module-level."""
+    return _forked(workers, key, shared, task, args, None)
+
+
+def shared_data(key: str) -> Any:
+    """In a forked worker: what the parent passed to run_forked as `shared`."""
+    return _JOB[key]
+
+
+def _forked(workers: int, key: str, shared: Any, task: Callable, args: Sequence[tuple],
+            on_result: Callable[[Any], None] | None) -> list:
+    _JOB[key] = shared
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(task, *a): k for k, a in enumerate(args)}
+            results: list = [None] * len(args)
+            pending: Iterable = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[futures[future]] = future.result()
+                    if on_result is not None:
+                        on_result(results[futures[future]])
+            return results
+    finally:
+        _JOB.pop(key, None)

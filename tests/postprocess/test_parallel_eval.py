@@ -1,0 +1,55 @@
+"""Eval over several processes gives exactly the one-process result: rows in image order, stats equal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from postprocess.evaluate import coco_stats, load_ground_truth
+from postprocess.heads import SSD300_NVIDIA, decoder_for
+from postprocess.parallel import decode_rows
+from postprocess.reader import OutputSpec, scan_results
+from postprocess.synthetic import realistic_outputs
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory, coco):
+    """Detector-like outputs (hundreds of candidates per image) for the synthetic set, on disk."""
+    ploc, plabel = realistic_outputs(coco.boxes, coco.labels, np.random.default_rng(11))
+    folder = tmp_path_factory.mktemp("noisy")
+    for k, im in enumerate(coco.images):
+        ploc[k].tofile(folder / f"{im.stem}_0.bin")
+        plabel[k].tofile(folder / f"{im.stem}_1.bin")
+    outputs = [OutputSpec(o.name, o.shape) for o in SSD300_NVIDIA.outputs]
+    return scan_results(folder, coco.images, outputs)
+
+
+class Count:
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+
+def test_rows_do_not_depend_on_the_number_of_workers(noisy, coco):
+    decoder = decoder_for(SSD300_NVIDIA)
+    inv_map = SSD300_NVIDIA.category_ids(coco.doc["categories"])
+    one = decode_rows(noisy, decoder, inv_map, workers=1)
+    counted = Count()
+    three = decode_rows(noisy, decoder, inv_map, workers=3, images_per_task=4, progress=counted)
+    assert len(one) == 200 * len(coco.images)  # every image has its 200 detections
+    np.testing.assert_array_equal(three, one)  # same rows, same order (image order)
+    assert counted.n == len(coco.images)
+
+
+def test_coco_stats_do_not_depend_on_workers_or_groups(noisy, coco):
+    decoder = decoder_for(SSD300_NVIDIA)
+    rows = decode_rows(noisy, decoder, SSD300_NVIDIA.category_ids(coco.doc["categories"]))
+    gt = load_ground_truth(coco.annotation)
+    ids = [im.id for im in coco.images]
+    whole = coco_stats(gt, rows, ids, max_rows=10 ** 9)
+    assert coco_stats(gt, rows, ids, max_rows=500, workers=1) == whole
+    assert coco_stats(gt, rows, ids, max_rows=500, workers=2) == whole
+    assert coco_stats(gt, rows, ids, workers=3) == whole
+    assert whole[0] > 0.05  # the noisy detections overlap the objects: a real, non-zero AP
