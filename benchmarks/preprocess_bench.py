@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")  # what numpy/PIL/runtimes use
 
 SIZES = ((640, 480), (480, 640), (640, 427), (500, 375), (427, 640), (640, 360), (612, 612), (640, 512))
 
@@ -75,17 +74,10 @@ for record in json.loads(ann.read_text())["images"]:
 def cpu_summary() -> dict:
     """CPU model, cores and the SIMD flags this machine has (the figures depend on them)."""
     from ssdconvert.bench import machine_info
+    from ssdconvert.cpu import cpu_features
 
-    info = machine_info()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return {"model": info["cpu_model"], "cores": info["usable_cores"], "flags": [f for f in FLAGS if f in flags]}
+    cpu = cpu_features()
+    return {"model": cpu.model, "cores": machine_info()["usable_cores"], "flags": cpu.shown_flags()}
 
 
 def make_dataset(root: Path, count: int, seed: int = 0) -> Path:

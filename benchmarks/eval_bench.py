@@ -1,0 +1,204 @@
+"""Eval end to end: the MLPerf reference's decode + pycocotools against `ssdconvert eval`, as whole
+processes on the same ais_bench result files.
+
+    .venv/bin/python benchmarks/eval_bench.py                        # 400 images, best of 2, alternating
+    .venv/bin/python benchmarks/eval_bench.py --images 4952 --skip-reference --cold
+
+The result set is postprocess_bench's: realistic synthetic SSD300 outputs (clusters of candidates
+around COCO-like objects, hundreds of candidates per image) in the ais_bench layout, with a
+manifest and an annotation file. The reference process is written here from the MLPerf SSD
+training code's evaluation (ssd/utils.py Encoder.decode_batch/decode_single, ssd/eval.py): per image,
+torch decode of the locations against the default boxes, softmax, then per class: score > 0.05,
+the 200 best, greedy NMS one box at a time (IoU < 0.5 survives), the 200 best overall; rows
+[id, x, y, w, h, score, category] through pycocotools loadRes + COCOeval. Both processes are timed
+from start to exit (imports included), alternately, best of --runs. Both APs are printed: they
+must agree (the same detections up to float32 summation order).
+
+`--cold` also times ssdconvert eval after evicting the result files from the page cache
+(posix_fadvise DONTNEED on every file: clean pages go; no root needed). Writes
+benchmarks/results/eval_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+
+def reference_eval(result: Path, annotation: Path) -> float:
+    """The MLPerf reference's evaluation of `result`; returns AP@[.5:.95]."""
+    import numpy as np
+    import torch
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from postprocess.priors import PriorSpec, default_boxes
+
+    torch.set_num_threads(1)  # the reference loop is sequential; more threads only add overhead
+    spec = PriorSpec()
+    dboxes = torch.from_numpy(default_boxes(spec).copy())  # (A, 4) cx cy w h
+    gt = COCO(str(annotation))
+    inv_map = {k + 1: cat for k, cat in enumerate(sorted(gt.getCatIds()))}
+    rows = []
+    for image_id in sorted(gt.getImgIds()):
+        if not gt.getAnnIds(imgIds=[image_id]):
+            continue  # the reference evaluates the images with annotations
+        info = gt.loadImgs([image_id])[0]
+        stem = Path(info["file_name"]).stem
+        ploc = torch.from_numpy(np.fromfile(result / f"{stem}_0.bin", dtype=np.float32).reshape(4, -1))
+        plabel = torch.from_numpy(np.fromfile(result / f"{stem}_1.bin", dtype=np.float32).reshape(81, -1))
+        loc = ploc.t()
+        xy = loc[:, :2] * spec.scale_xy * dboxes[:, 2:] + dboxes[:, :2]
+        wh = (loc[:, 2:] * spec.scale_wh).exp() * dboxes[:, 2:]
+        boxes = torch.cat([xy - 0.5 * wh, xy + 0.5 * wh], dim=1)
+        scores = torch.softmax(plabel.t(), dim=-1)
+        kept_boxes, kept_scores, kept_labels = [], [], []
+        for label in range(1, scores.shape[1]):
+            score = scores[:, label]
+            mask = score > 0.05
+            candidates, score = boxes[mask], score[mask]
+            if score.numel() == 0:
+                continue
+            order = score.sort(dim=0)[1][-200:]
+            chosen = []
+            while order.numel() > 0:
+                best = order[-1].item()
+                chosen.append(best)
+                iou = box_iou(candidates[order], candidates[best][None]).squeeze(1)
+                order = order[iou < 0.5]
+            kept_boxes.append(candidates[chosen])
+            kept_scores.append(score[chosen])
+            kept_labels.extend([label] * len(chosen))
+        if not kept_scores:
+            continue
+        kept = torch.cat(kept_scores).sort(dim=0)[1][-200:]
+        b, s = torch.cat(kept_boxes)[kept], torch.cat(kept_scores)[kept]
+        w, h = info["width"], info["height"]
+        for (l, t, r, bt), score, label in zip(b.tolist(), s.tolist(), [kept_labels[i] for i in kept.tolist()]):
+            rows.append([image_id, l * w, t * h, (r - l) * w, (bt - t) * h, score, inv_map[label]])
+    detections = gt.loadRes(np.array(rows, dtype=np.float64))
+    evaluator = COCOeval(gt, detections, iouType="bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return float(evaluator.stats[0])
+
+
+def box_iou(a, b):
+    """IoU of ltrb boxes (n, 4) against (m, 4), as the reference's calc_iou_tensor (no +1)."""
+    import torch
+
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return wall, proc.stdout
+
+
+def evict(folder: Path) -> None:
+    """Drop the files of `folder` from the page cache (clean pages only: nothing is lost)."""
+    for path in folder.iterdir():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def main() -> None:
+    from postprocess_bench import write_eval_set
+
+    from ssdconvert.cpu import cpu_features
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=400, help="images with annotations to evaluate")
+    ap.add_argument("--without-annotations", type=int, default=4, help="further images without annotations")
+    ap.add_argument("--runs", type=int, default=2, help="alternating runs of each; the best is reported")
+    ap.add_argument("--skip-reference", action="store_true", help="time ssdconvert eval only")
+    ap.add_argument("--cold", action="store_true", help="also time ssdconvert eval with the files out of the page cache")
+    ap.add_argument("--workers", default="", help="ssdconvert eval --workers values to time, comma-separated "
+                                                  "(default: eval's own default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="where to write the result files (default: $TMPDIR)")
+    args = ap.parse_args()
+
+    python = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="ssdconvert-evalbench-", dir=args.workdir))
+    try:
+        total = args.images + args.without_annotations
+        result = write_eval_set(work, total, args.without_annotations, "float32", args.seed)
+        annotation = work / "annotations" / "instances_val2017.json"
+        size = sum(f.stat().st_size for f in result.iterdir())
+        ours = {w: [str(ROOT / ".venv" / "bin" / "ssdconvert"), "eval", "--bin_path", str(result), "--no-progress",
+                    "--output", str(work / f"report_{w or 'default'}.json")] + (["--workers", w] if w else [])
+                for w in (args.workers.split(",") if args.workers else [""])}
+        reference = [python, str(Path(__file__).resolve()), "--reference-worker", str(result), str(annotation)]
+        times: dict[str, list[float]] = {name: [] for name in ours}
+        if not args.skip_reference:
+            times["reference"] = []
+        ap_of: dict[str, float] = {}
+        timed(next(iter(ours.values())))  # warm the page cache and the imports' files
+        for _ in range(args.runs):
+            if not args.skip_reference:
+                wall, out = timed(reference)
+                times["reference"].append(wall)
+                ap_of["reference"] = float(out.strip().splitlines()[-1])
+            for name, cmd in ours.items():
+                wall, _ = timed(cmd)
+                times[name].append(wall)
+                report = json.loads((work / f"report_{name or 'default'}.json").read_text())
+                ap_of[name] = report["stats"]["AP"]
+                stages = report["seconds"]
+        cold = None
+        if args.cold:
+            name, cmd = next(iter(ours.items()))
+            evict(result)
+            cold, _ = timed(cmd)
+        best = {name: min(v) for name, v in times.items()}
+        out = {"machine": {"cpu": cpu_features().describe(), "cores": len(os.sched_getaffinity(0)),
+                           "load_avg": os.getloadavg()},
+               "images": args.images, "bytes": size, "runs": args.runs, "seconds": times, "best": best,
+               "ap": ap_of, "ssdconvert_stage_seconds_last_run": stages, "cold_seconds": cold}
+        print(f"{args.images} images ({size / 1e9:.2f} GB of float32 outputs); {out['machine']['cpu']}; "
+              f"{out['machine']['cores']} cores; best of {args.runs}, whole processes")
+        for name, value in best.items():
+            label = "reference (MLPerf decode + pycocotools)" if name == "reference" else \
+                f"ssdconvert eval{' --workers ' + name if name else ''}"
+            ratio = f"  {best['reference'] / value:5.1f}x the reference" if "reference" in best else ""
+            print(f"  {label:42s} {value:7.2f} s{ratio}  AP {ap_of[name]:.4f}")
+        print(f"  ssdconvert stages (last run): {stages}")
+        if cold is not None:
+            print(f"  ssdconvert eval, files evicted from the page cache: {cold:.2f} s")
+        path = HERE / "results" / f"eval_bench_{args.images}.json"
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"results: {path}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--reference-worker":
+        print(reference_eval(Path(sys.argv[2]), Path(sys.argv[3])))
+    else:
+        main()
