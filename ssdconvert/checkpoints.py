@@ -143,7 +143,11 @@ def compare(model_state: dict, state: dict, *, optional_suffixes: tuple[str, ...
 
 
 def randomize(model: "torch.nn.Module", seed: int = DEFAULT_SEED) -> None:
-    """Seeded random weights, with non-trivial BatchNorm statistics so BN folding is exercised."""
+    """Seeded random weights, with non-trivial BatchNorm statistics so BN folding is exercised.
+
+    Convolutions and linear layers get He-scaled normal weights; BatchNorm2d and frozen batch norms
+    (statistics as buffers) get random affine parameters and statistics.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -154,12 +158,23 @@ def randomize(model: "torch.nn.Module", seed: int = DEFAULT_SEED) -> None:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
+            elif isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / module.in_features) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, torch.nn.BatchNorm2d) or _is_frozen_batch_norm(module):
+                c = module.weight.shape[0]
                 module.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=gen))
                 module.bias.copy_(0.1 * torch.randn(c, generator=gen))
                 module.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
                 module.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+
+
+def _is_frozen_batch_norm(module: "torch.nn.Module") -> bool:
+    """A FrozenBatchNorm2d (maskrcnn-benchmark style): affine and statistics all buffers, no parameters."""
+    buffers = dict(module.named_buffers(recurse=False))
+    return {"weight", "bias", "running_mean", "running_var"} <= set(buffers) \
+        and next(module.parameters(recurse=False), None) is None
 
 
 @dataclass
