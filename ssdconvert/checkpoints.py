@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ssdconvert.errors import CheckpointError
 from ssdconvert.fileio import sha256_of
@@ -242,16 +242,23 @@ def load_weights(
         source.random_seed = seed
         log.warning("no checkpoint given: using %s", source.label())
         return source
-    state = spec.to_native_layout(extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint)))
+    load_checkpoint(model, checkpoint, spec.to_native_layout, spec.name, trust=trust, strict=strict)
+    source.checkpoint, source.checkpoint_sha256 = str(checkpoint), sha256_of(checkpoint)
+    return source
+
+
+def load_checkpoint(model: "torch.nn.Module", checkpoint: str | Path, to_native_layout: Callable[[dict], dict],
+                    name: str, *, trust: bool = False, strict: bool = True) -> int:
+    """Read `checkpoint` safely, map it with `to_native_layout` and load it into `model`; returns the count."""
+    state = to_native_layout(extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint)))
     mismatch = compare(model.state_dict(), state)
     if mismatch and (strict or mismatch.shapes):
-        raise CheckpointError(f"{checkpoint} does not fit {spec.name}: {mismatch.describe()}")
+        raise CheckpointError(f"{checkpoint} does not fit {name}: {mismatch.describe()}")
     if mismatch:
         log.warning("non-strict load of %s: %s", checkpoint, mismatch.describe())
     model.load_state_dict(state, strict=False)
-    source.checkpoint, source.checkpoint_sha256 = str(checkpoint), sha256_of(checkpoint)
     log.info("loaded %d tensors from %s", len(state), checkpoint)
-    return source
+    return len(state)
 
 
 def build_model(spec: "ModelSpec", checkpoint=None, *, backbone=None, trust=False, strict=True, seed=DEFAULT_SEED):
