@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 MODULE_PREFIX = "module."
 DEFAULT_SEED = 0
-UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# "Unsupported global: GLOBAL x.y" (not allowlisted) or "unsupported GLOBAL x.y whose module x is blocked"
+UNSUPPORTED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:
