@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -94,8 +95,12 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: Sequence[s
             opset: int, simplify_model: bool) -> tuple[str | None, int]:
     axes = {name: {0: BATCH_AXIS} for name in (*inputs, *outputs)}
     try:
-        torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs), output_names=list(outputs),
-                          opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+        with warnings.catch_warnings():
+            # every size the tracer sees as a Python int (top-k sizes, feature shapes) comes from the fixed
+            # canvas, so recording it as a constant is intended; only the batch axis is dynamic
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs), output_names=list(outputs),
+                              opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types
         raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
     simplifier, before, after = simplify(path) if simplify_model else (None, 0, 0)
