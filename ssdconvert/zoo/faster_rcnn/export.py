@@ -103,12 +103,12 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: Sequence[s
                               opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types
         raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
-    simplifier, before, after = simplify(path) if simplify_model else (None, 0, 0)
-    if not simplify_model:
-        import onnx
+    if simplify_model:
+        simplifier, _, nodes = simplify(path)
+        return simplifier, nodes
+    import onnx
 
-        after = len(onnx.load(str(path)).graph.node)
-    return simplifier, after
+    return None, len(onnx.load(str(path)).graph.node)
 
 
 def export_detector(net: FasterRCNN, output: str | Path, *, canvas: tuple[int, int] = DEFAULT_CANVAS,

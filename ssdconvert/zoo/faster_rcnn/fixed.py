@@ -17,7 +17,7 @@ Each data-dependent step of reference.py has a fixed-size stand-in:
 - the top 1000 proposals per image over the kept boxes (suppressed ones score -1; if fewer than
   1000 survive, the padding slots are marked invalid and can never become detections);
 - LevelMapper per proposal and RoiAlign on each of P2..P5 for all proposals, selected by level
-  (static shapes; 4x the RoIAlign work, which is ~0.3% of the model's compute);
+  (static shapes; 4x the RoIAlign work, well under 1% of the model's compute);
 - per-class NMS 0.5 with the classes folded into the NMS batch axis ((N*80, 1000, 4) class-specific
   boxes, no coordinate-offset trick, so no precision is lost), candidates sorted per class first
   (stable) and fed rank scores, then the top K over (class, rank) of the kept ones.
