@@ -61,11 +61,12 @@ def test_decode_uses_the_legacy_plus_one_minus_one_geometry(weights):
         for k in range(2):
             expected = literal_decode(codes[i, 4 * k:4 * k + 4].tolist(), boxes[i].tolist(), weights)
             np.testing.assert_allclose(got[i, 4 * k:4 * k + 4].numpy(), expected, rtol=1e-6, atol=1e-4)
-    # a zero code maps a box onto itself (the +1 width and the -1 cancel) ...
+    # a zero code maps a box onto itself (the +1 width and the -1 cancel)
     assert torch.allclose(B.decode(torch.zeros(50, 4), boxes, weights, 4.0), boxes, atol=1e-4)
-    # ... and a continuous (no +1) coder would not: x2 moves by one pixel
-    w = boxes[:, 2] - boxes[:, 0]
-    assert not torch.allclose((boxes[:, 0] + 0.5 * w) + 0.5 * w, boxes[:, 2] - 1, atol=0.5)
+    # with a non-zero size code the +1 shows: dw = log 2 doubles the legacy width x2 - x1 + 1
+    doubled = B.decode(torch.tensor([[0.0, 0.0, math.log(2) * weights[2], 0.0]]), torch.tensor([[10.0, 0, 19, 9]]),
+                       weights, 4.0)
+    assert doubled[0, 2] - doubled[0, 0] + 1 == pytest.approx(20.0)  # continuous: (19 - 10) * 2 = 18
 
 
 def test_clip_uses_the_unpadded_size_minus_one():
