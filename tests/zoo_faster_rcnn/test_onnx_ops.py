@@ -10,6 +10,8 @@ import torch
 from ssdconvert.zoo.faster_rcnn.onnx_ops import nms_keep_mask, roi_align
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
+# the Functions run their numeric forward while being traced; the symbolic replaces it in the graph
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 
 
 class NmsModule(torch.nn.Module):
