@@ -2,6 +2,9 @@
 # Targets follow the pipeline: preprocess -> onnx -> om -> infer -> eval -> bench.
 PYTHON ?= python3
 VENV   ?= .venv
+# PyTorch's CPU wheel index, for machines where PyPI's torch==2.13.0 is the multi-GB CUDA build:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
@@ -35,11 +38,12 @@ help:
 	@echo "make bench                     standard ORT + OpenVINO sweep -> benchmarks/results/"
 	@echo "make bench-overhead            runners vs bare runtime loops, % of the FP32 matmul peak"
 	@echo "variables: model=$(model) bs=$(bs) soc=$(soc) coco=$(coco) BUILD=$(BUILD)"
+	@echo "           TORCH_INDEX=https://download.pytorch.org/whl/cpu  CPU-only torch where PyPI gives the CUDA build"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(STAMP)

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ssdconvert.bench import machine_info  # noqa: E402
-from ssdconvert.cli.output import markdown_table  # noqa: E402
+from ssdconvert.formatting import markdown_table  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNTIMES = ("onnxruntime", "openvino")

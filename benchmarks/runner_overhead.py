@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ssdconvert.bench import machine_info  # noqa: E402
-from ssdconvert.cli.output import markdown_table  # noqa: E402
+from ssdconvert.formatting import markdown_table  # noqa: E402
 from ssdconvert.zoo import get_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,8 +75,8 @@ def per_call_cost(workdir: Path, calls: int = 20000) -> dict:
     import openvino as ov
     from onnx import TensorProto, helper, numpy_helper
 
-    from ssdconvert.runners.onnxruntime import OnnxRuntimeRunner
-    from ssdconvert.runners.openvino import OpenVinoRunner
+    from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
+    from ssdconvert.backends.openvino.runner import OpenVinoRunner
 
     path = workdir / "tiny_conv.onnx"
     graph = helper.make_graph(
@@ -117,8 +117,8 @@ def make_methods(onnx: Path, bs: int, x: np.ndarray, torch_model):
     import openvino as ov
     import torch
 
-    from ssdconvert.runners.onnxruntime import OnnxRuntimeRunner
-    from ssdconvert.runners.openvino import OpenVinoRunner
+    from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
+    from ssdconvert.backends.openvino.runner import OpenVinoRunner
 
     session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
     feeds = {"image": x}

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner_overhead import ensure_onnx  # noqa: E402  (sibling script; its folder is on sys.path)
 from ssdconvert.bench import THROUGHPUT_DEFINITION, fmt_throughput, run_bench  # noqa: E402
-from ssdconvert.cli.output import markdown_table  # noqa: E402
+from ssdconvert.formatting import markdown_table  # noqa: E402
 from ssdconvert.zoo import get_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

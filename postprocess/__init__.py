@@ -1,12 +1,13 @@
-"""Stage 5: raw head outputs (ploc/plabel) -> detections -> COCO mAP.
+"""Stage 5: raw head outputs -> detections -> COCO mAP.
 
-Takes a PriorSpec, NMS parameters and plain image records (id, stem, width, height); never
-imports ssdconvert. One job per module:
+Takes a head declaration (postprocess.heads) and plain image records (id, stem, width, height,
+optionally the decoded size); never imports ssdconvert. One job per module:
 
-    priors     default boxes (reference §6)          decode     box coder, candidate softmax (§7)
-    nms        reference and Ascend NMS (§8, §9.2)   detect     outputs of a batch -> detections
-    coco       label map, result rows, results json  evaluate   faster-coco-eval / pycocotools stats
-    reader     ais_bench result layout, streaming    synthetic  outputs from known boxes (tests)
+    heads      head declarations + decoder_for       priors     NVIDIA default boxes (reference §6)
+    decode     box coder, candidate softmax (§7)     nms        vectorised greedy NMS (§8, §9.2, mmcv)
+    detect     NVIDIA outputs of a batch -> dets     coco       label map, result rows, results json
+    evaluate   faster-coco-eval / pycocotools stats  reader     ais_bench result layout, streaming
+    synthetic  outputs from known boxes (tests, benchmarks)
 """
 
 from postprocess.errors import PostprocessError

@@ -8,7 +8,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from postprocess.errors import PostprocessError
-from postprocess.images import ImageLike, ImageRef
+from postprocess.images import ImageLike
 from postprocess.nms import Detections
 
 ROW_FIELDS = ("image_id", "x", "y", "w", "h", "score", "category_id")
@@ -25,16 +25,6 @@ def category_ids(categories: Sequence[Mapping], num_classes: int, background: in
     inv_map = np.zeros(num_classes, dtype=np.int64)
     inv_map[np.arange(num_classes) != background] = [int(c["id"]) for c in categories]
     return inv_map
-
-
-def images_with_annotations(dataset: Mapping) -> list[ImageRef]:
-    """The reference evaluation set: images with at least one annotation (crowd counts), json order.
-
-    The result stem is the file name cut at the first '.', as ais_bench and the reference scripts do.
-    """
-    annotated = {a["image_id"] for a in dataset.get("annotations", [])}
-    return [ImageRef(int(im["id"]), im["file_name"].split(".", 1)[0], int(im["width"]), int(im["height"]))
-            for im in dataset.get("images", []) if im["id"] in annotated]
 
 
 def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
@@ -58,11 +48,13 @@ def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarr
     return rows
 
 
-def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_000) -> list[dict]:
-    """COCO results json objects (image_id, category_id, bbox, score) with the exact float32 values.
+def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_000,
+                 float32_area: bool = True) -> list[dict]:
+    """COCO results json objects (image_id, category_id, bbox, score) with the exact row values.
 
     With `first_id`, also the fields COCO.loadRes adds to bbox results: id (counting from
-    first_id), area = w * h in float32 (as loadRes computes it on float32 rows), iscrowd = 0.
+    first_id), area = w * h (in float32 as loadRes computes it on float32 rows, or in double as
+    it does on a results json), iscrowd = 0.
     """
     out: list[dict] = []
     for start in range(0, len(rows), chunk):  # bounded temporaries
@@ -71,7 +63,8 @@ def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_
             out += [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5], "score": r[5]}
                     for r in part.tolist()]
         else:
-            area = (part[:, 3].astype(np.float32) * part[:, 4].astype(np.float32)).tolist()
+            area = ((part[:, 3].astype(np.float32) * part[:, 4].astype(np.float32)) if float32_area
+                    else part[:, 3] * part[:, 4]).tolist()
             out += [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5], "score": r[5],
                      "id": k, "area": a, "iscrowd": 0}
                     for k, (r, a) in enumerate(zip(part.tolist(), area), start=first_id + start)]

@@ -70,9 +70,10 @@ def load_ground_truth(annotation: str | Path, evaluator: Evaluator = "faster-coc
         raise PostprocessError(f"annotation file {annotation} is not a COCO instances json ({exc})") from None
 
 
-def _results(gt: Any, rows: np.ndarray) -> Any:
-    """What gt.loadRes(float32 rows) builds for bbox results, minus the unused segmentation polygons."""
-    anns = result_dicts(rows, first_id=1)
+def _results(gt: Any, rows: np.ndarray, float32_rows: bool = True) -> Any:
+    """What gt.loadRes builds for bbox results, minus the unused segmentation polygons: from float32
+    rows (area w * h in float32, the NVIDIA reference) or from a results json (area in double, mmdet)."""
+    anns = result_dicts(rows, first_id=1, float32_area=float32_rows)
     res = type(gt)()
     res.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"]),
                    "annotations": anns}
@@ -115,7 +116,8 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: Any) -> list[fl
 
 
 def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
-               evaluator: Evaluator = "faster-coco-eval", max_rows: int = 200_000) -> list[float]:
+               evaluator: Evaluator = "faster-coco-eval", max_rows: int = 200_000,
+               float32_rows: bool = True) -> list[float]:
     """The 12 COCOeval bbox stats of result rows (see coco.result_rows) over exactly `image_ids`.
 
     Categories are evaluated independently by COCOeval, so they are run in groups of at most about
@@ -133,7 +135,7 @@ def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
     for cats in _passes(rows, sorted(gt.getCatIds()), max_rows):
         part = rows[np.isin(rows[:, 6], cats)]
         with _gc_paused(), contextlib.redirect_stdout(io.StringIO()):
-            ev = eval_cls(gt, _results(gt, part), iouType="bbox", **kwargs)
+            ev = eval_cls(gt, _results(gt, part, float32_rows), iouType="bbox", **kwargs)
             ev.params.imgIds = image_ids
             ev.params.catIds = cats
             ev.evaluate()

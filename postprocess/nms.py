@@ -86,10 +86,7 @@ def ascend_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), ba
     them per image, every foreground class of each (low scores included), per-class NMS suppressing
     IoU > thr, then top max_output.
 
-    A node's fate depends only on higher-ranked nodes of its class, so NMS over the nodes scoring
-    at least t is exact for them. Each image starts with its 4 x max_output best nodes; an image
-    whose NMS keeps fewer than max_output of them is redone with 4x more, until it has enough or
-    all its nodes took part.
+    Only as many nodes take part in NMS as the max_output best kept ones need (greedy_keep_top).
     """
     image, anchor, boxes, scores = _as_arrays(image, anchor, boxes, scores)
     labels = _foreground(scores.shape[1], background)
@@ -103,30 +100,47 @@ def ascend_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), ba
     # nodes = (box, class) pairs, ranked per image by score (then class, anchor)
     nl = len(labels)
     node_row, node_k = np.repeat(row, nl), np.tile(np.arange(nl), len(row))
-    node_score, node_image = fg[node_row, node_k], image[node_row]
-    order = _sort_order(node_image, node_score, node_k * (int(anchor.max(initial=0)) + 1) + anchor[node_row])
-    node_row, node_k, node_score, node_image = node_row[order], node_k[order], node_score[order], node_image[order]
-    starts, sizes = _runs(node_image)
-    image_of = np.repeat(np.arange(len(starts)), sizes)  # node -> index of its image's run
-
-    keep = np.zeros(len(node_row), dtype=bool)
-    todo = np.ones(len(starts), dtype=bool)
-    depth = 4 * max(params.max_output, 1)
-    while todo.any():
-        # active: the `depth` best nodes of each unfinished image, plus any tied with the last one
-        cut = node_score[starts + np.minimum(sizes, depth) - 1]
-        active = np.repeat(todo, sizes) & (node_score >= np.repeat(cut, sizes))
-        idx = np.flatnonzero(active)
-        idx = idx[_sort_order(node_image[idx] * nl + node_k[idx], node_score[idx], anchor[node_row[idx]])]
-        kept = _greedy_nms(_runs(node_image[idx], node_k[idx]), _Coords(boxes[node_row[idx]]),
-                           params.iou_threshold, strict=True)
-        keep[idx] = kept
-        enough = np.bincount(image_of[idx[kept]], minlength=len(starts)) >= params.max_output
-        todo &= ~(enough | (np.bincount(image_of[idx], minlength=len(starts)) == sizes))
-        depth *= 4
+    node_score = fg[node_row, node_k]
+    tie = node_k * (int(anchor.max(initial=0)) + 1) + anchor[node_row]
+    keep = greedy_keep_top(image[node_row], node_k, node_score, tie, boxes[node_row], params.iou_threshold,
+                           strict=True, max_output=params.max_output)
     r = node_row[keep]
     return _top_per_image(image[r], labels[node_k[keep]], node_score[keep], boxes[r], anchor[r],
                           params.max_output)
+
+
+def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie: np.ndarray, boxes: np.ndarray,
+                    iou_threshold: float, strict: bool, max_output: int) -> np.ndarray:
+    """Greedy NMS within each (image, group), ranked by score descending then `tie` ascending; keep flags.
+
+    Exact for every node that can be among the `max_output` best kept nodes of its image: a node's
+    fate depends only on higher-ranked nodes of its group, so each image starts with its
+    4 x max_output best nodes (plus ties with the last), and an image that keeps fewer than
+    max_output of them is redone with 4x more, until it has enough or all its nodes took part.
+    Nodes never reached stay False (they cannot make the cut).
+    """
+    n = len(score)
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    ranked = _sort_order(image, score, tie)
+    starts, sizes = _runs(image[ranked])
+    run_of = np.empty(n, np.int64)
+    run_of[ranked] = np.repeat(np.arange(len(starts)), sizes)
+    ranked_score = score[ranked]
+    groups = int(group.max()) + 1
+    todo = np.ones(len(starts), dtype=bool)
+    depth = 4 * max(max_output, 1)
+    while todo.any():
+        cut = ranked_score[starts + np.minimum(sizes, depth) - 1]
+        idx = ranked[np.repeat(todo, sizes) & (ranked_score >= np.repeat(cut, sizes))]
+        idx = idx[_sort_order(image[idx] * groups + group[idx], score[idx], tie[idx])]
+        kept = _greedy_nms(_runs(image[idx], group[idx]), _Coords(boxes[idx]), iou_threshold, strict)
+        keep[idx] = kept
+        enough = np.bincount(run_of[idx[kept]], minlength=len(starts)) >= max_output
+        todo &= ~(enough | (np.bincount(run_of[idx], minlength=len(starts)) == sizes))
+        depth *= 4
+    return keep
 
 
 def _greedy_nms(runs: tuple[np.ndarray, np.ndarray], coords: "_Coords", iou_threshold: float,

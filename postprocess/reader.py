@@ -3,6 +3,14 @@
 For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The dtype (float32 or float16) of each
 output is detected from the file size. Files are read in bounded batches on a background thread,
 so memory does not grow with the number of images.
+
+A multi-device run (`ais_bench --device 0,1,...`) writes no result files at the top of the
+result folder but one subfolder per device, as ais_bench names them (read in Ascend/tools and
+sync-ait `ais_bench/infer`): `device<N>/` (older standalone tool) or `device<N>_<i>/` (newer,
+i = the device's position in the --device list), each beside its `<folder>_summary.json`. The
+inputs were split between devices in contiguous blocks, so every result file is in exactly one
+device folder: a file found in two is an error (the devices ran the same inputs, or two runs
+share the folder), and so is a device of the list without its folder.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from postprocess.images import ImageLike
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 _RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
+DEVICE_FOLDER = re.compile(r"^device(\d+)(?:_(\d+))?$")
 _SHOW = 5  # names listed in messages
 READAHEAD = 4  # batches whose files the kernel is asked to start reading early
 
@@ -45,9 +54,11 @@ class ResultFiles:
     dtypes: tuple[str, ...]
     present: list = field(default_factory=list)  # images with every output file, in the given order
     missing: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (stem, missing output names)
+    folders: tuple[Path, ...] = ()  # the device folders of a multi-device run (empty: one folder)
+    folder_of: dict[str, Path] = field(default_factory=dict)  # stem -> its device folder
 
     def path(self, stem: str, index: int) -> Path:
-        return self.directory / f"{stem}_{index}.bin"
+        return self.folder_of.get(stem, self.directory) / f"{stem}_{index}.bin"
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -55,12 +66,62 @@ def _listing(items: Sequence[str]) -> str:
     return ", ".join(items[:_SHOW]) + more
 
 
-def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Sequence[OutputSpec]) -> ResultFiles:
-    """Match the result files of `directory` to `images`; check names, sizes and dtypes.
+def device_folders(directory: str | Path, devices: Sequence[str] | None = None) -> list[Path] | None:
+    """The per-device result folders of a multi-device run in device-list order, or None if
+    `directory` holds one device's results. `devices` (the run's --device list, when known)
+    must each have their folder, and no other device folder may be there."""
+    directory = Path(directory)
+    found = [(entry, DEVICE_FOLDER.match(entry.name)) for entry in sorted(directory.iterdir()) if entry.is_dir()]
+    found = [(entry, m.group(1), m.group(2)) for entry, m in found if m]
+    if not found:
+        return None
+    loose = sorted(p.name for p in directory.iterdir() if p.is_file() and _RESULT_NAME.match(p.name))
+    if loose:
+        raise PostprocessError(f"{directory} holds both result files ({_listing(loose)}) and device folders "
+                               f"({_listing([f.name for f, _, _ in found])}); results of two runs?")
+    if len({position is None for _, _, position in found}) > 1:
+        raise PostprocessError(f"{directory} mixes device<N> and device<N>_<i> folders "
+                               f"({_listing([f.name for f, _, _ in found])}): results of two ais_bench versions?")
+    if found[0][2] is not None:  # newer naming: device<N>_<position in the --device list>
+        by_position: dict[int, list[Path]] = {}
+        for folder, _, position in found:
+            by_position.setdefault(int(position), []).append(folder)
+        doubled = next((p for p, folders in sorted(by_position.items()) if len(folders) > 1), None)
+        if doubled is not None:
+            raise PostprocessError(f"{directory} has two folders for device position {doubled} "
+                                   f"({_listing([f.name for f in by_position[doubled]])}): results of two runs?")
+        count = len(devices) if devices is not None else max(by_position) + 1
+        gaps = [str(p) for p in range(count) if p not in by_position]
+        if gaps:
+            raise PostprocessError(f"{directory} has no folder for device position(s) {_listing(gaps)} of "
+                                   f"{count} (a device of the run wrote nothing, or the folder was moved)")
+        folders = [by_position[p][0] for p in sorted(by_position)]
+        names = {folder.name for folder in folders}
+        expected = [f"device{d}_{p}" for p, d in enumerate(devices)] if devices is not None else sorted(names)
+    else:  # older naming: device<N>
+        folders = sorted((f for f, _, _ in found), key=lambda f: int(f.name[len("device"):]))
+        names = {folder.name for folder in folders}
+        expected = [f"device{d}" for d in devices] if devices is not None else sorted(names)
+    absent = [name for name in expected if name not in names]
+    if absent:
+        raise PostprocessError(f"{directory} has no folder {_listing(absent)} for a device of the run's --device "
+                               f"list {','.join(devices or [])}")
+    stray = sorted(names - set(expected))
+    if stray:
+        raise PostprocessError(f"{directory} holds {_listing(stray)}, which is not a device of the run's --device "
+                               f"list {','.join(devices or [])} (left over from an earlier run?)")
+    return [directory / name for name in expected] if devices is not None else folders
+
+
+def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Sequence[OutputSpec],
+                 devices: Sequence[str] | None = None) -> ResultFiles:
+    """Match the result files of `directory` (or of its device folders) to `images`; check names,
+    sizes and dtypes.
 
     Raises PostprocessError for a missing directory, files of unknown stems or output indices,
-    sizes that fit neither float32 nor float16, mixed dtypes, or no complete image at all.
-    Images with some output file missing are listed in `missing`; the caller decides.
+    a file in two device folders, sizes that fit neither float32 nor float16, mixed dtypes, or no
+    complete image at all. Images with some output file missing are listed in `missing`; the
+    caller decides.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -69,18 +130,27 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
         raise PostprocessError("no images to evaluate")
     outputs = tuple(outputs)
     stems = {im.stem for im in images}
+    folders = device_folders(directory, devices)
     sizes: dict[tuple[str, int], int] = {}
+    folder_of: dict[str, Path] = {}
     unknown: list[str] = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            match = _RESULT_NAME.match(entry.name)
-            if not match or not entry.is_file():
-                continue
-            stem, index = match.group(1), int(match.group(2))
-            if stem not in stems or index >= len(outputs):
-                unknown.append(entry.name)
-            else:
+    for folder in folders or [directory]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _RESULT_NAME.match(entry.name)
+                if not match or not entry.is_file():
+                    continue
+                stem, index = match.group(1), int(match.group(2))
+                if stem not in stems or index >= len(outputs):
+                    unknown.append(entry.name)
+                    continue
+                if folder_of.get(stem, folder) != folder:
+                    raise PostprocessError(
+                        f"{entry.name} is in both {folder_of[stem].name}/ and {folder.name}/ of {directory}: each "
+                        "input must go to one device (newer ais_bench and msit split the inputs only with "
+                        "--divide_input 1), and each result folder must hold one run")
                 sizes[stem, index] = entry.stat().st_size
+                folder_of[stem] = folder
     if unknown:
         unknown.sort()
         raise PostprocessError(
@@ -102,13 +172,18 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
             expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
             raise PostprocessError(f"{len(wrong)} {out.name} file(s) in {directory} have the wrong size "
                                    f"({_listing(wrong)}); expected {expected} for shape {out.shape}")
-        kinds = {allowed[n] for _, n in found}
-        if len(kinds) > 1:
-            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes; "
+        by_kind: dict[str, list[str]] = {}
+        for stem, n in sorted(found):
+            by_kind.setdefault(allowed[n], []).append(f"{stem}_{index}.bin")
+        if len(by_kind) > 1:
+            parts = sorted(by_kind.items(), key=lambda kv: len(kv[1]))  # the odd ones out first
+            described = "; ".join(f"{len(names)} {kind} ({_listing(names)})" for kind, names in parts)
+            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes: {described}; "
                                    "they come from different runs")
-        dtypes.append(kinds.pop())
+        dtypes.append(next(iter(by_kind)))
 
-    files = ResultFiles(directory, outputs, tuple(dtypes))
+    files = ResultFiles(directory, outputs, tuple(dtypes), folders=tuple(folders or ()),
+                        folder_of=folder_of if folders else {})
     for im in images:
         absent = tuple(out.name for i, out in enumerate(outputs) if (im.stem, i) not in sizes)
         if absent:

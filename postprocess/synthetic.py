@@ -1,7 +1,8 @@
-"""Synthetic head outputs (ploc, plabel) built from known boxes, for tests and benchmarks.
+"""Synthetic head outputs built from known boxes, for tests and benchmarks.
 
-`exact_outputs` encodes each box onto one default box with a confident logit: decoding and NMS
-give the boxes back (the round-trip proof). `realistic_outputs` imitates a trained detector:
+`exact_outputs` (NVIDIA head: ploc, plabel) and `mmdet_exact_outputs` (mmdet SSD head: bbox_deltas,
+cls_logits) encode each box onto one anchor with a confident logit: decoding and NMS give the
+boxes back (the round-trip proof); `exact_outputs_for` picks the one of a head. `realistic_outputs` imitates a trained detector:
 clusters of overlapping candidates around each object with noisy regressions, confusable classes
 and a low-scoring background tail, i.e. tens to hundreds of candidates per image.
 """
@@ -54,16 +55,39 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                       dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
     """Noisy detector-like outputs around the given objects (normalised ltrb boxes, labels 1..C-1)."""
     dboxes = default_boxes(spec)
-    priors_ltrb = xywh_to_ltrb(dboxes.astype(np.float64))
-    count, n = len(boxes), len(dboxes)
-    ploc = rng.normal(0.0, 1.0, (count, 4, n)).astype(np.float32)
-    plabel = rng.normal(0.0, 1.0, (count, num_classes, n)).astype(np.float32)
-    plabel[:, background] += 7.0
+    ploc, plabel = _realistic(boxes, labels, rng, xywh_to_ltrb(dboxes.astype(np.float64)),
+                              lambda bx, idx: encode_boxes(bx, dboxes[idx], spec.scale_xy, spec.scale_wh),
+                              num_classes, background)
+    return ploc.astype(dtype), plabel.astype(dtype)
+
+
+def mmdet_realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], rng: np.random.Generator,
+                            head=None, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """The same detector-like outputs for the mmdet SSD head: bbox_deltas (B, 4, A), cls_logits (B, C, A);
+    labels are foreground indices 0..C-2."""
+    from postprocess.heads.mmdet_ssd import SSD300_MMDET, encode_deltas, ssd_anchors
+
+    head = head or SSD300_MMDET
+    size = head.anchors.input_size
+    anchors = ssd_anchors(head.anchors).astype(np.float64)
+    deltas, logits = _realistic(boxes, labels, rng, anchors / size,
+                                lambda bx, idx: encode_deltas(bx * size, anchors[idx], head.coder),
+                                head.num_classes, head.background_index)
+    return deltas.astype(dtype), logits.astype(dtype)
+
+
+def _realistic(boxes, labels, rng, priors_ltrb: np.ndarray, encode, num_classes: int, background: int):
+    """(B, 4, A) regressions and (B, C, A) logits: clusters of candidates around each object, confusable
+    classes, a low background tail and a few strays. `encode(boxes, anchor_idx)` -> (n, 4) regressions."""
+    count, n = len(boxes), len(priors_ltrb)
+    loc = rng.normal(0.0, 1.0, (count, 4, n)).astype(np.float32)
+    logits = rng.normal(0.0, 1.0, (count, num_classes, n)).astype(np.float32)
+    logits[:, background] += 7.0
     fg = np.array([c for c in range(num_classes) if c != background])
     for b, (bx, lb) in enumerate(zip(boxes, labels)):
         bx = np.asarray(bx, np.float64).reshape(-1, 4)
         stray = rng.choice(n, size=30, replace=False)  # a few false positives anywhere
-        plabel[b, rng.choice(fg, size=30), stray] += rng.uniform(4.0, 8.0, 30).astype(np.float32)
+        logits[b, rng.choice(fg, size=30), stray] += rng.uniform(4.0, 8.0, 30).astype(np.float32)
         if not len(bx):
             continue
         iou = _iou_matrix(bx, priors_ltrb)
@@ -71,9 +95,46 @@ def realistic_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         near = np.nonzero(iou.max(axis=0) > 0.3)[0]
         k = owner[near]
         strength = iou[k, near]
-        reg = encode_boxes(bx[k], dboxes[near], spec.scale_xy, spec.scale_wh)
-        ploc[b, :, near] = (reg + rng.normal(0.0, 0.6, reg.shape) * (1.2 - strength)[:, None]).astype(np.float32)
-        plabel[b, np.asarray(lb)[k], near] += (6.0 + 6.0 * strength + rng.normal(0, 1.5, len(near))).astype(np.float32)
+        reg = encode(bx[k], near)
+        loc[b, :, near] = (reg + rng.normal(0.0, 0.6, reg.shape) * (1.2 - strength)[:, None]).astype(np.float32)
+        logits[b, np.asarray(lb)[k], near] += (6.0 + 6.0 * strength + rng.normal(0, 1.5, len(near))).astype(np.float32)
         confused = rng.choice(fg, size=len(near))
-        plabel[b, confused, near] += rng.uniform(3.0, 7.5, len(near)).astype(np.float32)
-    return ploc.astype(dtype), plabel.astype(dtype)
+        logits[b, confused, near] += rng.uniform(3.0, 7.5, len(near)).astype(np.float32)
+    return loc, logits
+
+
+def mmdet_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], head=None,
+                        confidence: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: boxes (k, 4) normalised ltrb, labels (k,) foreground 0..C-2 -> float32
+    bbox_deltas (B, 4, A), cls_logits (B, C, A) of the mmdet SSD head (location-major anchors)."""
+    from postprocess.heads.mmdet_ssd import SSD300_MMDET, encode_deltas, ssd_anchors
+
+    head = head or SSD300_MMDET
+    anchors = ssd_anchors(head.anchors).astype(np.float64)
+    size = head.anchors.input_size
+    count, n = len(boxes), len(anchors)
+    deltas = np.zeros((count, n, 4), np.float32)
+    logits = np.zeros((count, n, head.num_classes), np.float32)
+    logits[:, :, head.background_index] = confidence
+    for b, (bx, lb) in enumerate(zip(boxes, labels)):
+        px = np.asarray(bx, np.float64).reshape(-1, 4) * size
+        iou = _iou_matrix(px, anchors)
+        for k in np.argsort(-iou.max(axis=1), kind="stable"):
+            a = int(np.argmax(iou[k]))
+            iou[:, a] = -1.0
+            deltas[b, a] = encode_deltas(px[k], anchors[a], head.coder)
+            logits[b, a, head.background_index] = 0.0
+            logits[b, a, int(lb[k])] = confidence
+    return np.ascontiguousarray(deltas.transpose(0, 2, 1)), np.ascontiguousarray(logits.transpose(0, 2, 1))
+
+
+def exact_outputs_for(head, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Round-trip outputs of any registered head; labels are foreground indices 0..79 (class order)."""
+    from postprocess.heads import MmdetSsdHead, NvidiaSsdHead
+
+    if isinstance(head, NvidiaSsdHead):
+        return exact_outputs(boxes, [np.asarray(lb) + 1 for lb in labels], head.priors, head.num_classes,
+                             head.background_index)
+    if isinstance(head, MmdetSsdHead):
+        return mmdet_exact_outputs(boxes, labels, head)
+    raise TypeError(f"no synthetic outputs for {type(head).__name__}")

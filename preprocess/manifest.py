@@ -1,6 +1,9 @@
 """manifest.json: the contract between preprocess and every later stage.
 
 Written beside the .bin files. Versioned; readers reject unknown schema versions.
+Version 2 adds the decoder (pil | cv2) and raw pixel order of the input, the decoded size of each
+image (heads that rescale by the decoded image need it) and the OpenCV version; version 1
+manifests are still read (PIL decoder, decoded size = json size).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 from preprocess.errors import PreprocessError
 
 SCHEMA = "ssdconvert.manifest"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILE_NAME = "manifest.json"
 DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
 
@@ -32,6 +36,8 @@ class InputInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     normalized: bool  # False for uint8: raw resized pixels, normalisation happens on the device
+    decoder: str = "pil"  # pil | cv2 (see preprocess.spec.ImageTransform)
+    pixel_order: str = ""  # channel order of raw (uint8) pixels; "" = channel_order
 
     @property
     def nbytes(self) -> int:
@@ -48,6 +54,8 @@ class ImageRecord:
     stem: str  # file_name cut at the first '.'; the .bin is <stem>.bin
     width: int
     height: int
+    decoded_width: int | None = None  # the decoded pixels, when they differ from the json (e.g. EXIF)
+    decoded_height: int | None = None
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Manifest:
     failures: list[dict] = field(default_factory=list)  # {"id", "file_name", "reason"}
     skipped_without_annotations: int = 0
     pillow_version: str = ""  # resize rounding depends on it (Pillow 13 differs from 9.3-12.x)
+    opencv_version: str = ""  # for the cv2 decoder
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -91,9 +100,10 @@ def read_manifest(path: str | Path) -> Manifest:
         raise PreprocessError(f"manifest {path} is not valid JSON: {exc}") from None
     if data.get("schema") != SCHEMA:
         raise PreprocessError(f"{path} is not an ssdconvert manifest (schema {data.get('schema')!r})")
-    if data.get("version") != VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise PreprocessError(
-            f"{path} has manifest version {data.get('version')!r}; this ssdconvert reads version {VERSION}"
+            f"{path} has manifest version {data.get('version')!r}; this ssdconvert reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
         info = data["input"]
@@ -108,6 +118,7 @@ def read_manifest(path: str | Path) -> Manifest:
             failures=list(data.get("failures", [])),
             skipped_without_annotations=int(data.get("skipped_without_annotations", 0)),
             pillow_version=str(data.get("pillow_version", "")),
+            opencv_version=str(data.get("opencv_version", "")),
         )
     except (KeyError, TypeError) as exc:
         raise PreprocessError(f"manifest {path} is malformed: {exc}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from preprocess.errors import PreprocessError
+from preprocess.lock import exclusive_lock
 from preprocess.manifest import FILE_NAME as MANIFEST_NAME
 from preprocess.manifest import Manifest, read_manifest, write_manifest
 
@@ -33,18 +34,12 @@ def prepare(directory: Path) -> None:
 
 @contextmanager
 def exclusive(directory: Path) -> Iterator[None]:
-    """Hold an advisory lock on `directory` (released automatically if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
-        yield
-        return
-    with open(directory / LOCK_NAME, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PreprocessError(f"another `ssdconvert preprocess` is writing to {directory}; "
-                                  "wait for it or choose another --save_path") from None
+    """One preprocess run per directory; the lock dies with the process that holds it (preprocess.lock)."""
+    def refuse(holder: str) -> PreprocessError:
+        return PreprocessError(f"another `ssdconvert preprocess` ({holder}) is writing to {directory}; "
+                               "wait for it or choose another --save_path")
+
+    with exclusive_lock(directory / LOCK_NAME, refuse):
         yield
 
 
@@ -109,6 +104,18 @@ def finish(directory: Path, manifest: Manifest) -> Path:
     path = write_manifest(directory, manifest)
     (directory / PARTIAL_NAME).unlink(missing_ok=True)
     return path
+
+
+def previous_sizes(directory: Path) -> dict[str, tuple[int, int]]:
+    """stem -> decoded (width, height) recorded by the manifest of an earlier finished run (if any)."""
+    if not (directory / MANIFEST_NAME).exists():
+        return {}
+    try:
+        manifest = read_manifest(directory)
+    except PreprocessError:
+        return {}
+    return {r.stem: (r.decoded_width, r.decoded_height) for r in manifest.images
+            if r.decoded_width and r.decoded_height}
 
 
 def stray_bins(directory: Path, stems: set[str]) -> list[str]:

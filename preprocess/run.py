@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +24,8 @@ from preprocess.transform import TensorFormat, Transformer, tensor_format
 from preprocess.writer import is_complete, remove_temporaries, write_atomic
 
 MAX_BATCH = 32  # images per pool task
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.5  # where prctl is unavailable, workers check their parent this often
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,35 @@ def default_workers() -> int:
 _WORKER: Transformer | None = None
 
 
-def _init_worker(transform: ImageTransform, dtype: str) -> None:
+def _init_worker(transform: ImageTransform, dtype: str, parent: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, in the parent
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool may terminate workers; the parent's handler is not theirs
+    _die_with(parent)
     _WORKER = Transformer(transform, dtype)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when `parent` dies: a killed parent would leave it blocked on its task queue forever.
+
+    Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG). Elsewhere a daemon thread polls getppid().
+    A worker killed mid-write leaves only a temporary file, which the next run removes.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _convert(transformer: Transformer, index: int, source: str, target: str) -> Outcome:
@@ -117,7 +145,8 @@ def _run_items(items: list[tuple[int, str, str]], transform: ImageTransform, dty
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
     context = multiprocessing.get_context("fork" if fork else None)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(transform, dtype))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(transform, dtype, os.getpid()))
     try:
         futures = [pool.submit(_convert_batch, batch) for batch in batches]  # forks before tqdm's thread starts
         outcomes = []
@@ -160,9 +189,11 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         input=InputInfo(name=input_name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout,
                         channel_order=transform.channel_order, resize=transform.resize,
                         keep_aspect=transform.keep_aspect, scale=transform.scale, mean=tuple(transform.mean),
-                        std=tuple(transform.std), normalized=fmt.normalized),
+                        std=tuple(transform.std), normalized=fmt.normalized, decoder=transform.decoder,
+                        pixel_order=transform.pixel_order),
         annotation_path=str(annotations.path.resolve()), annotation_sha256=annotations.sha256,
         data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
+        opencv_version=_opencv_version() if transform.decoder == "cv2" else "",
     )
     warnings = []
     with outdir.exclusive(save):
@@ -170,6 +201,7 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         outdir.check_resumable(save, settings, overwrite)
         if removed := remove_temporaries(save):
             warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
+        previous = outdir.previous_sizes(save)  # decoded sizes of reusable .bin files
         outdir.begin(save, settings)
 
         targets = [save / f"{job.stem}.bin" for job in jobs]
@@ -195,8 +227,9 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
                 failures.append((job.image, outcome.reason))
                 targets[k].unlink(missing_ok=True)  # an older .bin of this image is not this run's output
             else:
+                size = outcome.size if outcome is not None else _decoded_size(targets[k], previous, job)
                 manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
-                                                   job.image.width, job.image.height))
+                                                   job.image.width, job.image.height, *size))
         failures.sort(key=lambda f: f[0].index)
         manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
                              for image, reason in failures]
@@ -206,6 +239,17 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
     return Summary(save, manifest_path, fmt, workers, written=len(items) - sum(not o.ok for o in outcomes.values()),
                    reused=len(reused), skipped_without_annotations=skipped, failures=manifest.failures,
                    warnings=warnings, seconds=time.perf_counter() - started)
+
+
+def _opencv_version() -> str:
+    import cv2
+
+    return cv2.__version__
+
+
+def _decoded_size(target: Path, previous: dict, job: Job) -> tuple[int | None, int | None]:
+    """Decoded size of an image whose .bin is reused: from the previous manifest, else the json size."""
+    return previous.get(target.stem, (job.image.width, job.image.height))
 
 
 def _warnings(dangling: int, jobs: list[Job], outcomes: dict[int, Outcome], save: Path,

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+DECODED_ORDER = {"pil": "RGB", "cv2": "BGR"}  # channel order of each decoder's pixels
 
 
 @dataclass(frozen=True)
 class ImageTransform:
     """How one image becomes one input tensor.
 
-    value = (pixel * scale - mean[c]) / std[c] per channel, in `channel_order`, CHW layout.
+    decode (`decoder`) -> resize (`resize`) -> value = (pixel * scale - mean[c]) / std[c] per channel,
+    in `channel_order`, CHW layout. `pixel_order` is the channel order of the raw resized pixels
+    (what uint8 bins hold and device-side normalisation such as AIPP receives); empty means
+    `channel_order`.
+
+    decoder  pil: PIL open + convert("RGB") (torchvision-based references)
+             cv2: cv2.imdecode(IMREAD_COLOR) -> BGR (mmcv imfrombytes, the mmdetection pipelines)
+    resize   pil_bilinear: PIL resize BILINEAR · cv2_linear: cv2.resize INTER_LINEAR (mmcv.imresize)
     """
 
     height: int = 300
@@ -20,5 +29,16 @@ class ImageTransform:
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    layout: str = "CHW"
-    extra: dict = field(default_factory=dict, compare=False)
+    decoder: str = "pil"
+    pixel_order: str = ""
+
+    @property
+    def raw_order(self) -> str:
+        """Channel order of the un-normalised pixels (uint8 bins, AIPP input)."""
+        return self.pixel_order or self.channel_order
+
+
+# mmdetection SSD300 test pipeline (configs/ssd/ssd300_coco.py; 3.x DetDataPreprocessor): cv2 BGR,
+# cv2 bilinear 300x300 without keeping the aspect, BGR -> RGB, minus the mean, std 1.
+MMDET_SSD300 = ImageTransform(channel_order="RGB", resize="cv2_linear", scale=1.0, mean=(123.675, 116.28, 103.53),
+                              std=(1.0, 1.0, 1.0), decoder="cv2", pixel_order="BGR")

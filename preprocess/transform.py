@@ -1,10 +1,20 @@
 """One image file -> one input tensor, pixel-exact with the reference transform.
 
-The reference (torchvision `Resize` + `ToTensor` + `Normalize` on a PIL image) is
+PIL families (torchvision `Resize` + `ToTensor` + `Normalize` on a PIL image):
 `open -> convert("RGB") -> resize(BILINEAR) -> uint8 -> /255 in float32 -> (x - mean) / std in
 float32`. This module does the same IEEE float32 operations in the same order, just in place on
 one contiguous CHW buffer, so the result is bit-identical (see preprocess/reference.py and the
 tests). No draft-mode decoding and no other resizer: both change pixels.
+
+cv2 families (mmdetection): mmcv `imfrombytes(flag='color')` is `cv2.imdecode(np.frombuffer(bytes),
+IMREAD_COLOR)` (mmcv/image/io.py): BGR uint8; grayscale and palette files become 3 equal or
+expanded channels, CMYK JPEGs are converted by libjpeg, PNG alpha is dropped (no compositing),
+16-bit PNGs are scaled to 8 bits, and the EXIF orientation is applied (IMREAD_COLOR honours it;
+the tests check each of these against cv2 itself). `mmcv.imresize` is `cv2.resize(img, (w, h),
+interpolation=INTER_LINEAR)` (no antialias). mmdet 2.x `Normalize` (mmcv.imnormalize: float32
+copy, cvtColor BGR->RGB, cv2.subtract(mean), cv2.multiply(1/std)) and 3.x DetDataPreprocessor
+(flip channels, .float(), (x - mean) / std) both give float32(v) - float32(mean) for std 1; here
+the same float32 operations run in the same order.
 """
 
 from __future__ import annotations
@@ -17,10 +27,10 @@ from PIL import Image, UnidentifiedImageError
 
 from preprocess.errors import ImageFailure, PreprocessError
 from preprocess.manifest import DTYPE_SIZES
-from preprocess.spec import ImageTransform
+from preprocess.spec import DECODED_ORDER, ImageTransform
 
 DTYPES = tuple(DTYPE_SIZES)  # float32, float16, uint8
-RESIZERS = {"pil_bilinear": Image.Resampling.BILINEAR}
+RESIZERS = {"pil_bilinear": "pil", "cv2_linear": "cv2"}  # resize method -> the decoder it goes with
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
@@ -45,8 +55,12 @@ def tensor_format(transform: ImageTransform, dtype: str) -> TensorFormat:
     if transform.resize not in RESIZERS or transform.keep_aspect:
         raise PreprocessError(f"resize {transform.resize!r} (keep_aspect={transform.keep_aspect}) is not "
                               f"implemented; supported: {', '.join(RESIZERS)} without keeping the aspect")
-    if transform.channel_order not in CHANNEL_ORDERS:
-        raise PreprocessError(f"channel order {transform.channel_order!r} is not supported (RGB or BGR)")
+    if RESIZERS[transform.resize] != transform.decoder:
+        raise PreprocessError(f"resize {transform.resize!r} goes with the {RESIZERS[transform.resize]} decoder, "
+                              f"not {transform.decoder!r}")
+    for order in (transform.channel_order, transform.raw_order):
+        if order not in CHANNEL_ORDERS:
+            raise PreprocessError(f"channel order {order!r} is not supported (RGB or BGR)")
     h, w = transform.height, transform.width
     if dtype == "uint8":  # device-side normalisation (e.g. Ascend AIPP) consumes uint8 NHWC
         return TensorFormat(dtype, (h, w, 3), "HWC", normalized=False)
@@ -59,6 +73,25 @@ def _exact_divisor(scale: float) -> float | None:
         return None
     divisor = round(1.0 / scale)
     return float(divisor) if divisor and abs(1.0 / scale - divisor) < 1e-9 else None
+
+
+def load_bgr(path: str) -> np.ndarray:
+    """mmcv imfrombytes(flag='color', backend='cv2'): BGR uint8 HWC; raise ImageFailure with a reason."""
+    import cv2
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ImageFailure("image file not found") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ImageFailure(f"cannot read: {exc.strerror}") from None
+    if not data:
+        raise ImageFailure("empty file (0 bytes)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:  # cv2 returns None for unknown formats and undecodable data alike
+        raise ImageFailure("not a recognised image format, or corrupt (OpenCV cannot decode it)")
+    return image
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -88,22 +121,29 @@ class Transformer:
 
     def __init__(self, transform: ImageTransform, dtype: str = "float32") -> None:
         self.format = tensor_format(transform, dtype)
-        self.size = (transform.width, transform.height)  # PIL order
-        self.resample = RESIZERS[transform.resize]
-        self.bgr = transform.channel_order == "BGR"
+        self.size = (transform.width, transform.height)  # PIL and cv2 order
+        self.cv2 = transform.decoder == "cv2"
+        decoded = DECODED_ORDER[transform.decoder]
+        # reverse the decoded channels for the network (float) or for the raw pixels (uint8)
+        target = transform.raw_order if self.format.dtype == "uint8" else transform.channel_order
+        self.flip = target != decoded
         self.divisor = _exact_divisor(transform.scale)
         self.scale = np.float32(transform.scale)
         # torchvision Normalize converts mean/std to the tensor's dtype (float32) first
         self.mean = np.asarray(transform.mean, dtype=np.float32).reshape(3, 1, 1)
         self.std = np.asarray(transform.std, dtype=np.float32).reshape(3, 1, 1)
 
-    def resize(self, image: Image.Image) -> Image.Image:
-        return image.resize(self.size, self.resample)
+    def resize(self, image):
+        if self.cv2:
+            import cv2
 
-    def normalise(self, resized: Image.Image) -> np.ndarray:
-        """uint8 HWC pixels -> the output array (C-contiguous, in the manifest's layout and dtype)."""
-        pixels = np.asarray(resized)  # (H, W, 3) uint8, RGB
-        if self.bgr:
+            return cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+        return image.resize(self.size, Image.Resampling.BILINEAR)
+
+    def normalise(self, resized) -> np.ndarray:
+        """uint8 HWC pixels (decoder order) -> the output array (C-contiguous, manifest layout and dtype)."""
+        pixels = np.asarray(resized)  # (H, W, 3) uint8, RGB (PIL) or BGR (cv2)
+        if self.flip:
             pixels = pixels[..., ::-1]  # a view; the copy below makes it contiguous
         if self.format.dtype == "uint8":
             return np.ascontiguousarray(pixels)
@@ -119,5 +159,8 @@ class Transformer:
 
     def __call__(self, path: str) -> tuple[np.ndarray, tuple[int, int]]:
         """Tensor for one image file, and the decoded (width, height) before resizing."""
+        if self.cv2:
+            image = load_bgr(path)
+            return self.normalise(self.resize(image)), (image.shape[1], image.shape[0])
         image = load_rgb(path)
         return self.normalise(self.resize(image)), image.size

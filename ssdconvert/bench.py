@@ -1,9 +1,11 @@
 """`ssdconvert bench`: the batch-size sweep (throughput and latency per batch size).
 
-For each batch size: build what the backend needs (a dynamic ONNX/IR is reused for every batch
-size; for Ascend, ATC builds one static .om per batch size, like the published tables), warm up,
-run for a bounded time on in-memory synthetic input, record throughput and latency. The sweep
-stops at the first batch size that fails (e.g. out of memory) and reports what it has.
+For each batch size: the backend prepares what it runs (a dynamic ONNX/IR is reused for every
+batch size; Ascend and MagicMind build one static model per batch size from an .onnx, like the
+published tables), warms up, runs for a bounded time on in-memory synthetic input, and records
+throughput and latency (in-process through its runner, or through its vendor benchmark tool
+where the runtime is not importable here: ais_bench, mm_run). The sweep stops at the first batch
+size that fails (e.g. out of memory) and reports what it has.
 
 Outputs in DIR: <name>.md (a table shaped like the seed README's: batch size -> throughput, plus
 a detailed table), <name>.json (rows + machine + runtime versions), <name>.csv, <name>.png
@@ -15,21 +17,19 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from ssdconvert import __version__
+from ssdconvert import __version__, backends
+from ssdconvert.backends.base import Backend, RunOptions
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
-from ssdconvert.runners import backend_for, make_runner
+from ssdconvert.formatting import markdown_table
+from ssdconvert.timing import BenchContext, BenchRow, timed_loop
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +44,6 @@ WALL_DEFINITION = ("wall throughput = samples / wall-clock time of the timed loo
 
 class BenchError(SsdConvertError):
     """The sweep cannot start (bad model/backend/batch sizes)."""
-
-
-@dataclass
-class BenchRow:
-    batch_size: int
-    status: str = "ok"  # ok | failed | skipped
-    throughput: float | None = None  # samples/s, compute only
-    wall_throughput: float | None = None  # samples/s, wall clock of the timed loop
-    latency_ms: dict[str, float] = field(default_factory=dict)  # min max mean median percentile(99%) count
-    runs: int = 0
-    seconds: float = 0.0
-    gflops_per_s: float | None = None
-    artefact: str = ""
-    build_seconds: float | None = None
-    build_command: list[str] | None = None
-    error: str = ""
 
 
 @dataclass
@@ -144,86 +128,18 @@ def machine_info() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring one batch size
-
-
-def synthetic_batch(meta, batch: int, seed: int = 0) -> np.ndarray:
-    shape = (batch, *meta.sample_shape)
-    if any(d is None for d in shape):
-        raise BenchError(f"model input {meta.describe()} has dynamic non-batch dimensions; export a fixed image size")
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(meta.dtype)
-    if dtype.kind in "ui":
-        return rng.integers(0, 255, shape).astype(dtype)
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def timed_loop(runner, batch: int, *, duration: float, warmup: int, min_runs: int = 1) -> BenchRow:
-    """Warm up, then run until `duration` seconds have passed (at least `min_runs` runs)."""
-    from ssdconvert.infer import stats_ms
-
-    meta = runner.inputs[0]
-    feeds = {meta.name: synthetic_batch(meta, batch)}
-    for _ in range(max(warmup, 0)):
-        runner.infer(feeds)
-    runner.reset_timing()
-    infer, clock = runner.infer, time.perf_counter
-    started = clock()
-    runs = 0
-    while True:
-        infer(feeds)
-        runs += 1
-        if runs >= min_runs and clock() - started >= duration:
-            break
-    wall = clock() - started
-    latency = stats_ms(runner.compute_ms)
-    return BenchRow(batch, throughput=1000.0 * batch / latency["mean"], wall_throughput=batch * runs / wall,
-                    latency_ms=latency, runs=runs, seconds=wall)
-
-
-def _ais_bench_cli_row(om: Path, batch: int, *, duration: float, warmup: int, device: int, dym_batch: bool,
-                       workdir: Path) -> BenchRow:
-    """Pure-inference timing with `python3 -m ais_bench --loop L --batchsize N` (how the seed's
-    table was measured): a 10-loop probe sizes the loop count to fill `duration`."""
-    from ssdconvert.runners.ais_bench import run_ais_bench
-
-    kwargs = dict(output=workdir, batchsize=batch, dym_batch=batch if dym_batch else None, device=device)
-    result = run_ais_bench(om, output_dirname=f"bs{batch}_probe", warmup=warmup, loop=10, **kwargs)
-    mean = result.compute_ms.get("mean") or 0.0
-    loops = math.ceil(duration * 1000.0 / mean) if mean > 0 else 10
-    if loops > 10:
-        result = run_ais_bench(om, output_dirname=f"bs{batch}", warmup=warmup, loop=min(loops, 100000), **kwargs)
-    latency = dict(result.compute_ms)
-    times = result.compute_ms_list
-    if times:
-        from ssdconvert.infer import stats_ms
-
-        latency = stats_ms(times)
-    return BenchRow(batch, throughput=result.throughput, wall_throughput=None, latency_ms=latency,
-                    runs=int(latency.get("count", 0)), seconds=result.seconds)
-
-
-# ---------------------------------------------------------------------------------------------
 # The sweep
 
 
-def runtime_label(backend: str, versions: dict[str, str], soc: str | None = None) -> str:
-    if backend == "onnxruntime":
-        return f"ONNX Runtime {versions.get('onnxruntime', '')} CPU".replace("  ", " ")
-    if backend == "openvino":
-        ver = versions.get("openvino", "").split("-")[0]
-        return f"OpenVINO {ver} {versions.get('device', 'CPU')} {versions.get('inference_precision', '')}".strip()
-    return f"ais_bench {soc or ''}".strip()
-
-
 def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-              duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: int | str = 0,
+              duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: int | str = "0",
               output_dir: str | Path = "build/bench", name: str | None = None, flops_per_image: float | None = None,
-              dym_batch: bool = False, min_runs: int = 1, plot: bool = True, atc_tool: str | None = None,
+              dym_batch: bool = False, min_runs: int = 1, plot: bool = True, tool: str | None = None,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`.
 
-    `atc_tool`: the ATC executable for the per-batch .om builds (default: PATH, then the CANN env).
+    `tool`: the backend's compiler for per-batch builds from an .onnx (ATC, the MagicMind build
+    tool; default: PATH, then the vendor environment). `soc`: the Ascend chip for those builds.
     """
     model = Path(model)
     if not model.exists():
@@ -233,31 +149,27 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         raise BenchError("batch sizes must be positive integers")
     if duration <= 0:
         raise BenchError("--duration must be > 0 seconds")
-    backend = backend_for(model, backend)
-    suffix = model.suffix.lower()
-    if backend == "ais_bench" and suffix == ".onnx" and not soc:
-        raise BenchError("building .om files needs --soc (the chip, e.g. Ascend310P3; see `npu-smi info`)")
+    target = backends.for_model(model, backend)
+    target.check_model(model, onnx_ok=target.builds_per_batch)
+    (device,) = _one_device(target, device)
     output_dir = ensure_writable_dir(output_dir)
-    name = name or f"{model.stem}_{backend}"
+    name = name or f"{model.stem}_{target.name}"
     say = progress or (lambda msg: log.info(msg))
+    ctx = BenchContext(duration, warmup, output_dir / f"{name}_work", device=device, soc=soc, dym_batch=dym_batch,
+                       tool=tool, min_runs=min_runs, say=say)
+    target.check_bench(model, ctx)
 
-    report = BenchReport(str(model.resolve()), backend, backend, batch_sizes, duration, warmup,
+    report = BenchReport(str(model.resolve()), target.name, target.name, batch_sizes, duration, warmup,
                          machine=machine_info(), flops_per_image=flops_per_image,
                          started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
-        if backend == "onnxruntime":
-            _sweep_shared_runner(report, model, backend, batch_sizes, duration, warmup, min_runs, say)
-        elif backend == "openvino":
-            _sweep_per_batch(report, model, backend, batch_sizes, duration, warmup, min_runs, device, say)
+        if target.shared_runner:
+            _sweep_shared_runner(report, target, model, ctx)
         else:
-            from ssdconvert.runners.ais_bench import om_gears
-
-            dym_batch = dym_batch or bool(suffix == ".om" and om_gears(model))  # gears from the build record
-            _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc, int(device), dym_batch,
-                             output_dir / f"{name}_work", say, atc_tool)
+            _sweep(report, target, model, ctx)
     except KeyboardInterrupt:
         report.stopped_early, report.failure = True, "interrupted by the user"
-    report.label = runtime_label(backend, report.runtime, soc)
+    report.label = target.runtime_label(report.runtime, soc)
     if flops_per_image:
         for row in report.ok_rows:
             row.gflops_per_s = flops_per_image * row.throughput / 1e9
@@ -266,6 +178,13 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         report.machine["load_average_at_end"] = list(os.getloadavg())
     write_reports(report, output_dir, name, plot=plot)
     return report
+
+
+def _one_device(target: Backend, device: int | str) -> list[str]:
+    devices = target.devices(device)
+    if len(devices) > 1:
+        raise BenchError(f"bench times one device; --device {device} lists {len(devices)} (run one sweep per device)")
+    return devices
 
 
 def _fail(report: BenchReport, batch: int, exc: BaseException) -> None:
@@ -284,89 +203,49 @@ def _explain(exc: BaseException, batch: int) -> str:
     return text
 
 
-def _sweep_shared_runner(report, model, backend, batch_sizes, duration, warmup, min_runs, say) -> None:
-    """Dynamic-batch ONNX on ONNX Runtime: one session serves every batch size."""
-    runner = make_runner(model, backend)
+def _sweep_shared_runner(report: BenchReport, target: Backend, model: Path, ctx: BenchContext) -> None:
+    """A dynamic-batch ONNX on ONNX Runtime: one session serves every batch size."""
+    runner = target.make_runner(model, RunOptions(device=ctx.device))
     try:
         runner.activate()
     except Exception as exc:
-        _fail(report, batch_sizes[0], exc)
+        _fail(report, report.batch_sizes[0], exc)
         return
     with runner:
         report.runtime = runner.versions()
         static = runner.static_batch
-        for bs in batch_sizes:
+        for bs in report.batch_sizes:
             if static is not None and bs != static:
                 report.rows.append(BenchRow(bs, status="skipped", error=f"model has a static batch of {static}"))
                 continue
-            say(f"batch {bs}: warm-up {warmup}, then {report.duration:g} s ...")
+            ctx.say(f"batch {bs}: warm-up {ctx.warmup}, then {ctx.duration:g} s ...")
             try:
-                row = timed_loop(runner, bs, duration=duration, warmup=warmup, min_runs=min_runs)
+                row = timed_loop(runner, bs, duration=ctx.duration, warmup=ctx.warmup, min_runs=ctx.min_runs)
             except Exception as exc:  # memory, runtime errors: stop and report
                 _fail(report, bs, exc)
                 return
             row.artefact = str(model)
             report.rows.append(row)
-            say(_row_line(row))
+            ctx.say(_row_line(row))
 
 
-def _sweep_per_batch(report, model, backend, batch_sizes, duration, warmup, min_runs, device, say) -> None:
-    """OpenVINO: the same artefact reshaped and compiled per batch size."""
-    for bs in batch_sizes:
-        say(f"batch {bs}: compile, warm-up {warmup}, then {report.duration:g} s ...")
+def _sweep(report: BenchReport, target: Backend, model: Path, ctx: BenchContext) -> None:
+    """Per batch size: what the backend builds for it (or the model itself), timed by the backend."""
+    for bs in report.batch_sizes:
         try:
-            with make_runner(model, backend, batch=bs, device=device) as runner:
-                report.runtime = runner.versions()
-                row = timed_loop(runner, bs, duration=duration, warmup=warmup, min_runs=min_runs)
-        except Exception as exc:
+            artefact, build = target.build_for_batch(model, bs, ctx)
+            ctx.say(f"batch {bs}: warm-up {ctx.warmup}, then {ctx.duration:g} s ...")
+            row, versions = target.time_batch(artefact, bs, ctx)
+        except Exception as exc:  # build failures, memory, runtime errors: stop and report
             _fail(report, bs, exc)
             return
-        row.artefact = str(model)
-        report.rows.append(row)
-        say(_row_line(row))
-
-
-def _sweep_ais_bench(report, model, batch_sizes, duration, warmup, min_runs, soc, device, dym_batch, workdir,
-                     say, atc_tool: str | None = None) -> None:
-    """Ascend: one static .om per batch size built by ATC (or the given .om), timed with ais_bench
-    (its Python API when importable, else `python3 -m ais_bench --loop`)."""
-    from ssdconvert.runners.ais_bench import AisBenchRunner, api_available
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    use_api = api_available()
-    report.runtime = {"ais_bench": "python API (InferSession)" if use_api else "subprocess python3 -m ais_bench",
-                      "soc": soc or "", **report.machine.get("versions", {})}
-    for bs in batch_sizes:
-        row_build: dict = {}
-        try:
-            if model.suffix.lower() == ".onnx":
-                from ssdconvert.compilers.atc import build_om  # lazy: the compiler adapter
-
-                say(f"batch {bs}: atc --soc_version={soc} ...")
-                built = build_om(model, soc, batch=bs, output=workdir / f"{model.stem}_bs{bs}.om", tool=atc_tool)
-                om = Path(built.artefacts[0])
-                row_build = {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}
-            else:
-                om = model
-            say(f"batch {bs}: warm-up {warmup}, then {report.duration:g} s ...")
-            if use_api:
-                with AisBenchRunner(om, device=device, batch=bs, dym_batch=dym_batch) as runner:
-                    if runner.static_batch is not None and runner.static_batch != bs and not runner.dym_batch:
-                        report.rows.append(BenchRow(bs, status="skipped",
-                                                    error=f"{om.name} has a static batch of {runner.static_batch}"))
-                        continue
-                    row = timed_loop(runner, bs, duration=duration, warmup=warmup, min_runs=min_runs)
-            else:
-                row = _ais_bench_cli_row(om, bs, duration=duration, warmup=warmup, device=device,
-                                         dym_batch=dym_batch, workdir=workdir)
-        except Exception as exc:
-            _fail(report, bs, exc)
-            return
-        row.artefact = str(om)
-        for key, value in row_build.items():
+        report.runtime = versions or report.runtime
+        row.artefact = str(artefact)
+        for key, value in build.items():
             setattr(row, key, value)
         report.rows.append(row)
-        say(_row_line(row))
+        if row.status == "ok":
+            ctx.say(_row_line(row))
 
 
 def _row_line(row: BenchRow) -> str:
@@ -386,8 +265,6 @@ def fmt_throughput(value: float | None) -> str:
 
 def seed_table(report: BenchReport) -> str:
     """`| Batch size | <runtime> |` with throughput in samples/s; best value in bold, like the seed."""
-    from ssdconvert.cli.output import markdown_table
-
     best = max((r.throughput for r in report.ok_rows), default=None)
     rows = []
     for r in report.rows:
@@ -400,8 +277,6 @@ def seed_table(report: BenchReport) -> str:
 
 
 def detail_table(report: BenchReport) -> str:
-    from ssdconvert.cli.output import markdown_table
-
     headers = ["Batch size", "Throughput (samples/s)", "Wall throughput (samples/s)", "Mean latency (ms)",
                "Median (ms)", "p99 (ms)", "Min (ms)", "Max (ms)", "Runs"]
     if report.flops_per_image:

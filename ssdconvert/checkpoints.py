@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 MODULE_PREFIX = "module."
 DEFAULT_SEED = 0
-# "Unsupported global: GLOBAL x.y" (not allowlisted) or "unsupported GLOBAL x.y whose module x is blocked"
-UNSUPPORTED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
+# torch's weights-only refusals: "Unsupported global: GLOBAL argparse.Namespace was not an allowed
+# global" and, for modules it blocks outright, "unsupported GLOBAL posix.system whose module posix is blocked".
+REFUSED_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)")
+BLOCKED_MODULE = re.compile(r"whose module \S+ is blocked")
+UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S.*)")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
+PICKLE_PROTO = 0x80  # legacy torch.save (_use_new_zipfile_serialization=False): a pickle, protocol >= 2
+MAX_GROUPS = 6  # key groups named in a mismatch message
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:
@@ -41,21 +47,34 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> object:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(len(ZIP_MAGIC))
+    if head != ZIP_MAGIC and head[:1] != bytes([PICKLE_PROTO]):
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: it is neither the zip archive torch.save "
+                              f"writes nor a pickle (it starts with {head!r})")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        refused = UNSUPPORTED_GLOBAL.search(str(exc))
-        if not trust and refused:
-            raise CheckpointError(
-                f"{path} contains a pickled Python object ({refused.group(1)}) that weights-only loading "
-                "refuses; if the file is intact and you trust it, pass --trust-checkpoint"
-            ) from None
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(str(exc))})") from None
+        raise _refusal(path, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on corrupt input
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint, or is truncated "
             f"({type(exc).__name__}: {_first_line(str(exc))})"
         ) from None
+
+
+def _refusal(path: Path, text: str) -> CheckpointError:
+    """The weights-only unpickler's refusal in our words (torch's own text advises the unsafe load)."""
+    refused = REFUSED_GLOBAL.search(text)
+    if refused and BLOCKED_MODULE.search(text):
+        return CheckpointError(f"{path} is refused: loading it would call {refused.group(1)}, which can run "
+                               "arbitrary code; this is not a weights file, do not load it")
+    if refused:
+        return CheckpointError(f"{path} contains a pickled Python object ({refused.group(1)}) that weights-only "
+                               "loading refuses; if the file is intact and you trust it, pass --trust-checkpoint")
+    detail = UNPICKLER_DETAIL.search(text)
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint "
+                           f"({_first_line(detail.group(1)) if detail else 'corrupt pickle data'})")
 
 
 def _first_line(text: str, limit: int = 120) -> str:
@@ -110,14 +129,16 @@ class Mismatch:
         return " | ".join(parts)
 
 
-def group_keys(keys: list[str], depth: int = 2) -> str:
+def group_keys(keys: list[str], depth: int = 2, limit: int = MAX_GROUPS) -> str:
     """Summarise key names by their first `depth` components: 'mbox.* (12), model.5.* (65)'.
 
     A component that repeats its predecessor (feature_extractor.feature_extractor) does not count
-    toward the depth, so wrapper modules do not hide which layer is meant.
+    toward the depth, so wrapper modules do not hide which layer is meant. At most `limit` groups
+    are named, so a checkpoint of another network does not print a wall of names.
     """
-    groups = Counter(_group_of(k, depth) for k in keys)
-    return ", ".join(f"{g} ({n})" for g, n in sorted(groups.items()))
+    groups = sorted(Counter(_group_of(k, depth) for k in keys).items())
+    more = f" and {len(groups) - limit} more groups" if len(groups) > limit else ""
+    return ", ".join(f"{g} ({n})" for g, n in groups[:limit]) + more
 
 
 def _group_of(key: str, depth: int) -> str:
@@ -250,16 +271,57 @@ def load_weights(
 
 def load_checkpoint(model: "torch.nn.Module", checkpoint: str | Path, to_native_layout: Callable[[dict], dict],
                     name: str, *, trust: bool = False, strict: bool = True) -> int:
-    """Read `checkpoint` safely, map it with `to_native_layout` and load it into `model`; returns the count."""
-    state = to_native_layout(extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint)))
+    """Read `checkpoint` safely, map it with `to_native_layout` and load it into `model` (model `name`).
+
+    Returns the number of tensors loaded. A file that does not fit but fits another registered
+    model exactly is named as that model's checkpoint.
+    """
+    raw = extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint))
+    try:
+        state = to_native_layout(raw)
+    except CheckpointError:
+        _refuse_other_family(raw, name, checkpoint)
+        raise
     mismatch = compare(model.state_dict(), state)
     if mismatch and (strict or mismatch.shapes):
+        _refuse_other_family(raw, name, checkpoint)
         raise CheckpointError(f"{checkpoint} does not fit {name}: {mismatch.describe()}")
     if mismatch:
         log.warning("non-strict load of %s: %s", checkpoint, mismatch.describe())
     model.load_state_dict(state, strict=False)
     log.info("loaded %d tensors from %s", len(state), checkpoint)
     return len(state)
+
+
+def fitting_family(state: dict, exclude: str = "") -> str | None:
+    """The registered model (other than `exclude`) whose network this state_dict fits exactly, if any.
+
+    Networks are built on the meta device (shapes only, no memory), so this is cheap enough for
+    the error path.
+    """
+    import torch
+
+    from ssdconvert.zoo import all_specs
+
+    for other in all_specs():
+        if other.name == exclude:
+            continue
+        try:
+            native = other.to_native_layout(state)
+        except CheckpointError:
+            continue
+        with torch.device("meta"):
+            expected = other.build().state_dict()
+        if not compare(expected, native, optional_suffixes=("num_batches_tracked",)):
+            return other.name
+    return None
+
+
+def _refuse_other_family(state: dict, name: str, checkpoint) -> None:
+    other = fitting_family(state, exclude=name)
+    if other:
+        raise CheckpointError(f"{checkpoint} is a checkpoint of {other} (every tensor fits it), not of {name}: "
+                              f"pass --model {other}")
 
 
 def build_model(spec: "ModelSpec", checkpoint=None, *, backbone=None, trust=False, strict=True, seed=DEFAULT_SEED):

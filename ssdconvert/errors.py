@@ -20,12 +20,10 @@ class ExportError(SsdConvertError):
 class OutputMismatchError(ExportError):
     """An exported output differs from PyTorch by more than the tolerance."""
 
-    def __init__(self, output: str, batch: int, max_abs: float, atol: float):
+    def __init__(self, output: str, batch: int, max_abs: float, atol: float, detail: str | None = None):
         self.output, self.batch, self.max_abs, self.atol = output, batch, max_abs, atol
-        super().__init__(
-            f"output '{output}' differs from PyTorch at batch {batch}: "
-            f"max abs diff {max_abs:.3g} > tolerance {atol:.3g}"
-        )
+        detail = detail or f"max abs diff {max_abs:.3g} > tolerance {atol:.3g}"
+        super().__init__(f"output '{output}' differs from PyTorch at batch {batch}: {detail}")
 
 
 class DetectionMismatchError(ExportError):

@@ -1,7 +1,11 @@
 """`ssdconvert eval`: ais_bench-layout results -> detections -> COCO mAP.
 
-Wires the manifest (which images, their original sizes, the annotation file) and the model spec
-(priors, classes, output shapes) into the postprocess stage.
+Wires the manifest (which images, their sizes, the annotation file) and the model spec's head
+(outputs, decoder, NMS policies, category mapping, evaluated images) into the postprocess stage.
+The results are one folder, or the per-device folders of a multi-device ais_bench run
+(postprocess/reader.py names the layout): the runner's summary beside the folder (or, for several
+devices, beside each device folder) records the `--input` folder, where the manifest is, and the
+`--device` list, whose folders must all be there.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -22,6 +26,14 @@ MANIFEST_FLAG = ("--manifest ssd_bin/manifest.json (or --val_annotation A alone 
 ANNOTATION_FLAG = "--val_annotation path/to/instances_val2017.json"
 SHOW = 5
 DEFAULT_MODEL = "ssd-resnet34"
+
+
+class Progress(Protocol):
+    """Where eval reports progress (a tqdm bar fits): the image count once, then images done."""
+
+    def reset(self, total: int) -> None: ...
+
+    def update(self, n: int) -> None: ...
 
 
 @dataclass
@@ -68,17 +80,47 @@ def _input_folder(args: Sequence[str]) -> str | None:
     return None
 
 
-def find_manifest(bin_path: Path) -> tuple[Path, str]:
-    """The manifest of the inputs that produced `bin_path`, via the runner's sibling summary json."""
-    summary = bin_path.parent / f"{bin_path.name}_summary.json"
-    if not summary.is_file():
-        raise SsdConvertError(f"cannot find the manifest: no runner summary {summary} beside {bin_path}; "
-                              f"pass {MANIFEST_FLAG}")
+def runner_summary(bin_path: Path) -> Path | None:
+    """The runner's summary json: `<bin_path>_summary.json`, or (several devices) the first
+    `<bin_path>/device<N>[_<i>]_summary.json`."""
+    from postprocess.reader import DEVICE_FOLDER
+
+    sibling = bin_path.parent / f"{bin_path.name}_summary.json"
+    if sibling.is_file():
+        return sibling
+    per_device = sorted(p for p in bin_path.glob("device*_summary.json")
+                        if DEVICE_FOLDER.match(p.name[:-len("_summary.json")]))
+    return per_device[0] if per_device else None
+
+
+def _summary_args(summary: Path) -> list[str]:
     try:
-        args = json.loads(summary.read_text()).get("args") or []
+        return [str(a) for a in json.loads(summary.read_text()).get("args") or []]
     except (OSError, ValueError, AttributeError) as exc:
         raise SsdConvertError(f"cannot read runner summary {summary} ({exc}); pass {MANIFEST_FLAG}") from None
-    folder = _input_folder([str(a) for a in args])
+
+
+def recorded_devices(summary: Path | None) -> list[str] | None:
+    """The --device list recorded in a multi-device run's summary args (None for one device)."""
+    if summary is None:
+        return None
+    args = _summary_args(summary)
+    for k, arg in enumerate(args):
+        value = args[k + 1] if arg in ("--device", "-d") and k + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--device=") else None)
+        if value is not None:
+            devices = [d.strip() for d in value.split(",") if d.strip()]
+            return devices if len(devices) > 1 else None
+    return None
+
+
+def find_manifest(bin_path: Path) -> tuple[Path, str]:
+    """The manifest of the inputs that produced `bin_path`, via the runner's summary json."""
+    summary = runner_summary(bin_path)
+    if summary is None:
+        raise SsdConvertError(f"cannot find the manifest: no runner summary {bin_path.name}_summary.json beside "
+                              f"{bin_path} (nor device summaries in it); pass {MANIFEST_FLAG}")
+    folder = _input_folder(_summary_args(summary))
     if folder is None:
         raise SsdConvertError(f"runner summary {summary} records no --input folder; pass {MANIFEST_FLAG}")
     candidates = [Path(folder)] if Path(folder).is_absolute() else [Path(folder), summary.parent / folder]
@@ -113,8 +155,8 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
             if val_annotation is None:
                 raise
             manifest_path, found_via = None, "none"
-            notes.append(f"no manifest found for {bin_path}: evaluating the images that have annotations in "
-                         f"{val_annotation} (result stem = file name up to the first '.')")
+            notes.append(f"no manifest found for {bin_path}: evaluating the model's reference image set of "
+                         f"{val_annotation} (result stem = file name without directories, up to the first '.')")
     man = read_manifest(manifest_path) if manifest_path is not None else None
     if val_annotation is not None:
         annotation = Path(val_annotation)
@@ -130,19 +172,35 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
     return manifest_path, found_via, man, annotation
 
 
+def reference_images(annotation: Path, all_images: bool) -> list:
+    """Without a manifest: the images of `annotation` the model's reference evaluates (all, or those
+    with annotations), in json order, named by preprocess's stem rule (file name without
+    directories, cut at the first '.')."""
+    from preprocess.annotations import load_annotations, select_images, stem_of
+    from preprocess.errors import PreprocessError
+    from preprocess.manifest import ImageRecord
+
+    try:
+        chosen, _ = select_images(load_annotations(annotation), all_images=all_images)
+    except PreprocessError as exc:
+        raise SsdConvertError(str(exc)) from None
+    return [ImageRecord(id=im.id, file_name=im.file_name, stem=stem_of(im.file_name), width=im.width,
+                        height=im.height) for im in chosen]
+
+
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
-                     nms_variant: str = "reference", evaluator: str = "faster-coco-eval",
+                     nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
-                     batch_size: int = 8, progress: Callable[[int], None] | None = None) -> EvalReport:
+                     batch_size: int = 8, progress: Progress | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
-    `model_name` defaults to the model recorded in the manifest, else ssd-resnet34.
+    `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
+    the reference policy of the model's head.
     """
-    from postprocess.coco import category_ids, images_with_annotations, result_rows, results_json
-    from postprocess.detect import finish, select
+    from postprocess.coco import results_json
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
-    from postprocess.nms import NmsParams
+    from postprocess.heads import decoder_for
     from postprocess.reader import OutputSpec, read_batches, scan_results
     from ssdconvert.fileio import atomic_path
     from ssdconvert.zoo import get_spec, model_names
@@ -159,18 +217,29 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     elif recorded and recorded != model_name:
         notes.append(f"the inputs were preprocessed for {recorded}, evaluating as {model_name}")
     spec = get_spec(model_name)
+    try:
+        decoder = decoder_for(spec.head, nms_variant)
+    except ValueError:
+        raise SsdConvertError(f"--nms {nms_variant} is not a policy of {spec.name}; choose from "
+                              f"{', '.join(spec.head.policy_names)}") from None
+    if man is None:
+        which = "every image" if spec.head.evaluated_images == "all" else "the images that have annotations"
+        notes.append(f"{spec.name} evaluates {which} of the annotation file")
 
     gt = load_ground_truth(annotation, evaluator)
-    images = list(man.images) if man is not None else images_with_annotations(gt.dataset)
+    images = list(man.images) if man is not None else reference_images(annotation,
+                                                                        spec.head.evaluated_images == "all")
     unknown = [str(im.id) for im in images if im.id not in gt.imgs]
     if unknown:
         raise SsdConvertError(f"{len(unknown)} of the {len(images)} manifest images are not in {annotation} "
                               f"(ids {_first(unknown)}); pass the annotation file used for preprocessing with "
                               f"{ANNOTATION_FLAG}")
-    inv_map = category_ids(gt.dataset.get("categories", []), spec.num_classes, spec.background_index)
+    inv_map = spec.head.category_ids(gt.dataset.get("categories", []))
 
     outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
-    files = scan_results(bin_path, images, outputs)
+    files = scan_results(bin_path, images, outputs, devices=recorded_devices(runner_summary(bin_path)))
+    if files.folders:
+        notes.append(f"results of {len(files.folders)} devices: {', '.join(f.name for f in files.folders)}")
     missing = [stem for stem, _ in files.missing]
     if missing and not allow_missing:
         raise SsdConvertError(f"{bin_path} has no results for {len(missing)} of {len(images)} images "
@@ -181,16 +250,14 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
 
     # Stream: read, decode, NMS, rows
     started = time.perf_counter()
-    params = NmsParams()
-    bg = spec.background_index
+    if progress is not None:
+        progress.reset(total=len(files.present))
     parts = []
     # the reader thread reads, checks and selects candidates; this thread decodes and runs NMS
-    for batch, selected in read_batches(files, batch_size=batch_size,
-                                        transform=lambda arrays: select(*arrays, params, bg)):
-        dets = finish(selected, spec.priors, params, nms_variant, bg)
-        parts.append(result_rows(dets, batch, inv_map))
-        if progress:
-            progress(len(batch))
+    for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):
+        parts.append(decoder.rows(selected, batch, inv_map))
+        if progress is not None:
+            progress.update(len(batch))
     rows = np.concatenate(parts) if parts else np.zeros((0, 7))
     postprocess_s = time.perf_counter() - started
 
@@ -202,11 +269,11 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     write_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator)
+    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator, float32_rows=decoder.float32_rows)
     evaluate_s = time.perf_counter() - started
 
     return EvalReport(
-        bin_path=str(bin_path), model=spec.name, nms=nms_variant, evaluator=evaluator,
+        bin_path=str(bin_path), model=spec.name, nms=decoder.policy.name, evaluator=evaluator,
         manifest=str(manifest_path) if manifest_path else None, manifest_found_via=found_via,
         annotation=str(annotation), dtypes=dict(zip((o.name for o in outputs), files.dtypes)),
         images=len(files.present), missing=len(missing), missing_first=missing[:SHOW],

@@ -3,6 +3,12 @@
 Validation follows the optimum pattern: run ONNX Runtime and PyTorch on the same seeded input,
 report max abs / max rel difference per output, and raise OutputMismatchError naming the output.
 
+A fixed absolute tolerance cannot judge outputs of every scale: with trained BatchNorm statistics
+PyTorch's own float32 result is ~2e-4 away from the exact one, so a correct ONNX may differ from
+it by more than 1e-4. An FP32 output that misses `atol` is therefore judged again against a
+float64 run of the same model: it passes if its error from float64 is at most atol plus
+NOISE_FACTOR times PyTorch float32's own error (the ONNX may be as inexact as PyTorch, not more).
+
 FP16 (`precision="fp16"`): the FP32 graph is exported and simplified first (BatchNorm is folded
 into the convolutions in FP32), then every float tensor of the graph (weights, constants, the
 input and the outputs) is rounded to float16 once. It is validated against the FP32 PyTorch model
@@ -38,6 +44,11 @@ PRECISIONS = ("fp32", "fp16")
 # fp32: the historical absolute 1e-4 (rtol 0). fp16: measured on ssd-resnet50 (seed 0) at
 # max abs diff / max|torch| ~ 5e-4 (one fp16 rounding), so 5e-3 leaves 10x headroom for real weights.
 DEFAULT_TOLERANCES = {"fp32": (DEFAULT_ATOL, 0.0), "fp16": (1e-3, 5e-3)}
+# FP32 outputs beyond atol: allowed error from float64 = atol + NOISE_FACTOR x PyTorch float32's own
+# error. Measured on ssd-resnet50 with BatchNorm statistics calibrated on data (outputs up to ~8):
+# PyTorch float32 error 1.8e-4 / 2.3e-4, ONNX Runtime 1.2e-4 / 1.6e-4 (ploc / plabel); a BN eps
+# of 1e-3 instead of 1e-5 moves the outputs by ~1.9, one layer's variances off by 0.1 % by ~0.06.
+NOISE_FACTOR = 2.0
 # Ops whose float inputs and outputs all share one type T, so rounding every float tensor to
 # float16 keeps the graph valid. Anything else is refused rather than converted blindly.
 FP16_SAFE_OPS = frozenset({
@@ -51,12 +62,34 @@ VALIDATION_SEED = 1234
 
 
 @dataclass
+class Float64Check:
+    """An FP32 output judged against a float64 run of the same model on the same input."""
+
+    onnx_error: float  # max |onnx - torch float64|
+    torch_error: float  # max |torch float32 - torch float64|: PyTorch's own float32 rounding
+    limit: float  # atol + NOISE_FACTOR * torch_error
+
+    @property
+    def passed(self) -> bool:
+        return self.onnx_error <= self.limit
+
+
+@dataclass
 class OutputDiff:
     output: str
     batch: int
     max_abs: float
     max_rel: float  # max |onnx - torch| / (|torch| + atol)
     tolerance: float | None = None  # atol + rtol * max|torch|; None means the report's atol
+    float64: Float64Check | None = None  # set when max_abs alone did not pass (FP32 only)
+
+    def detail(self, limit: float) -> str:
+        """Why this output fails: the figures a user needs to judge the export."""
+        if self.float64 is None:
+            return f"max abs diff {self.max_abs:.3g} > tolerance {limit:.3g}"
+        f = self.float64
+        return (f"max abs diff {self.max_abs:.3g} from PyTorch float32, {f.onnx_error:.3g} from a float64 run > "
+                f"{f.limit:.3g} (atol {limit:g} + {NOISE_FACTOR:g} x PyTorch float32's own error {f.torch_error:.3g})")
 
 
 @dataclass
@@ -73,12 +106,19 @@ class ValidationReport:
     def max_abs(self) -> float:
         return max((d.max_abs for d in self.diffs), default=0.0)
 
+    def passes(self, diff: OutputDiff) -> bool:
+        return diff.float64.passed if diff.float64 is not None else diff.max_abs <= self.limit(diff)
+
     @property
     def passed(self) -> bool:
-        return all(d.max_abs <= self.limit(d) for d in self.diffs)
+        return all(self.passes(d) for d in self.diffs)
 
     def first_failure(self) -> OutputDiff | None:
-        return next((d for d in self.diffs if d.max_abs > self.limit(d)), None)
+        return next((d for d in self.diffs if not self.passes(d)), None)
+
+    def error(self, diff: OutputDiff) -> OutputMismatchError:
+        limit = self.limit(diff)
+        return OutputMismatchError(diff.output, diff.batch, diff.max_abs, limit, diff.detail(limit))
 
 
 @dataclass
@@ -138,7 +178,8 @@ def validate_model_outputs(
 ) -> ValidationReport:
     """Run ONNX Runtime and PyTorch on the same seeded input for each batch size and compare.
 
-    The FP32 PyTorch model is always the reference. The input is fed in the dtype the ONNX graph
+    The FP32 PyTorch model is the reference; an FP32 graph output beyond `atol` is judged again
+    against a float64 run (see the module docstring). The input is fed in the dtype the ONNX graph
     declares (a float16 graph gets the same seeded values rounded to float16).
     """
     import onnxruntime as ort
@@ -153,10 +194,36 @@ def validate_model_outputs(
         with torch.no_grad():
             expected = [t.float().numpy() for t in model(torch.from_numpy(x))]
         actual = session.run(list(spec.output_names), {spec.input.name: x.astype(input_dtype)})
-        report.diffs += compare_outputs(expected, actual, spec.output_names, batch, atol, rtol)
-        for d in report.diffs[-len(spec.outputs):]:
-            log.info("validate bs=%d %s: max abs %.3g, max rel %.3g", batch, d.output, d.max_abs, d.max_rel)
+        diffs = compare_outputs(expected, actual, spec.output_names, batch, atol, rtol)
+        if precision == "fp32" and any(d.max_abs > report.limit(d) for d in diffs):
+            exact = _float64_outputs(model, x)
+            for d, ref, got, ref64 in zip(diffs, expected, actual, exact):
+                torch_error, onnx_error = _max_abs(ref, ref64), _max_abs(got, ref64)
+                d.float64 = Float64Check(onnx_error, torch_error, atol + NOISE_FACTOR * torch_error)
+        for d in diffs:
+            log.info("validate bs=%d %s: max abs %.3g, max rel %.3g%s", batch, d.output, d.max_abs, d.max_rel,
+                     f", from float64 {d.float64.onnx_error:.3g} (PyTorch {d.float64.torch_error:.3g})"
+                     if d.float64 else "")
+        report.diffs += diffs
     return report
+
+
+def _float64_outputs(model: "torch.nn.Module", x: "np.ndarray") -> list["np.ndarray"]:
+    """The model's outputs computed in float64 (a copy of the model; the original is untouched)."""
+    import copy
+
+    import torch
+
+    exact = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        return [t.numpy() for t in exact(torch.from_numpy(x).double())]
+
+
+def _max_abs(a: "np.ndarray", b: "np.ndarray") -> float:
+    import numpy as np
+
+    err = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(np.where(np.isfinite(err), err, np.inf).max())
 
 
 def convert_to_fp16(path: Path) -> int:
@@ -277,7 +344,7 @@ def export_onnx(
         report = validate_model_outputs(tmp, model, spec, [1, batch] if dynamic_batch else [batch], atol, rtol)
         failure = report.first_failure()
         if failure:
-            raise OutputMismatchError(failure.output, failure.batch, failure.max_abs, report.limit(failure))
+            raise report.error(failure)
     result = ExportResult(output, Path(f"{output}.json"), report, simplifier, before, after,
                           time.perf_counter() - started, precision)
     write_json(result.sidecar_path, _provenance(spec, result, weights, batch, opset, dynamic_batch))
@@ -309,7 +376,9 @@ def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dyn
         "nodes": {"before": result.nodes_before, "after": result.nodes_after},
         "weights": weights.as_dict(),
         "validation": {"atol": result.validation.atol, "rtol": result.validation.rtol,
-                       "criterion": "max abs diff <= atol + rtol * max|torch| per output",
+                       "criterion": "max abs diff <= atol + rtol * max|torch| per output; an fp32 output "
+                                    f"beyond it: error from float64 <= atol + {NOISE_FACTOR:g} x PyTorch "
+                                    "float32's own error",
                        "reference": "PyTorch float32", "runtime": "onnxruntime CPUExecutionProvider",
                        "passed": result.validation.passed,
                        "diffs": [_diff_record(d, result.validation) for d in result.validation.diffs]},
@@ -320,4 +389,4 @@ def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dyn
 
 
 def _diff_record(diff: OutputDiff, report: ValidationReport) -> dict:
-    return dict(asdict(diff), tolerance=report.limit(diff))
+    return dict(asdict(diff), tolerance=report.limit(diff), passed=report.passes(diff))

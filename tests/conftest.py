@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,46 @@ def exported_onnx(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def seeded_model():
+    """seeded_model(name) -> the seeded-random model (seed 0, eval mode) of a zoo spec, built once."""
+    from ssdconvert.checkpoints import build_model
+    from ssdconvert.zoo import get_spec
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = build_model(get_spec(name))[0]
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def onnx_export(request, tmp_path_factory, seeded_model):
+    """onnx_export(name) -> a dynamic-batch FP32 export (seed 0, validated at bs 1 and 2), made once.
+
+    ssd-resnet34 reuses the CLI export of `exported_onnx`.
+    """
+    from ssdconvert.checkpoints import WeightsSource
+    from ssdconvert.export import export_onnx
+    from ssdconvert.zoo import get_spec
+
+    cache: dict = {}
+
+    def get(name: str) -> Path:
+        if name == "ssd-resnet34":
+            return request.getfixturevalue("exported_onnx")
+        if name not in cache:
+            out = tmp_path_factory.mktemp("export") / f"{name.replace('-', '_')}.onnx"
+            export_onnx(seeded_model(name), get_spec(name), out, weights=WeightsSource(random_seed=0), batch=EXPORT_BS)
+            cache[name] = out
+        return cache[name]
+
+    return get
+
+
 FAKES = Path(__file__).resolve().parent / "fakes"
 
 
@@ -69,13 +110,35 @@ def launcher():
 
 @pytest.fixture(scope="session")
 def fake_vendor_env(tmp_path_factory) -> dict[str, str]:
-    """Environment in which the fake `atc`, `mm_build` and `python -m ais_bench` are the installed tools."""
+    """Environment in which the fake `atc`, `mm_build`, `mm_run` and `python -m ais_bench` are the installed
+    tools (the in-process MagicMind runtime also needs tests/fakes on sys.path: see `fakes_importable`)."""
     import os
     import sys
 
     bin_dir = tmp_path_factory.mktemp("fakebin")
     write_fake_launcher(bin_dir, "atc", "atc.py")
     write_fake_launcher(bin_dir, "mm_build", "mm_build.py")
+    write_fake_launcher(bin_dir, "mm_run", "mm_run.py")
     python_path = os.pathsep.join(p for p in (str(FAKES), os.environ.get("PYTHONPATH")) if p)
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": python_path,
-            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable}
+            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable, "FAKE_MM_RUN_DURATION_MS": "20"}
+
+
+@contextlib.contextmanager
+def fakes_importable():
+    """tests/fakes (the fake ais_bench and magicmind packages) importable in this process, then forgotten."""
+    import sys
+
+    sys.path.insert(0, str(FAKES))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(FAKES))
+        for name in [m for m in sys.modules if m.split(".")[0] in ("ais_bench", "magicmind")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def with_fakes():
+    """A context manager: the fake vendor packages importable in this process while it is open."""
+    return fakes_importable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 
 import click
 
@@ -49,5 +50,11 @@ for _name in COMMAND_MODULES:
         cli.add_command(_command)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """`kill PID` is handled like Ctrl-C: finished work is kept and the message says how to resume."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="ssdconvert")

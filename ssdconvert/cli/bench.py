@@ -6,17 +6,7 @@ from pathlib import Path
 
 import click
 
-BACKEND_CHOICES = ["auto", "ais_bench", "onnxruntime", "openvino"]
-
-
-def _batch_sizes(ctx, param, value: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in value.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive integers")
-    return sizes
+from ssdconvert.cli.options import backend_option, batch_sizes
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -30,29 +20,33 @@ def _guess_zoo(model: Path, explicit: str | None):
 
 @click.command("bench")
 @click.option("--model", "-m", "model", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="A dynamic-batch .onnx (ONNX Runtime/OpenVINO, or ATC builds one .om per batch size), "
-                   "an OpenVINO .xml, or an .om.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
-              help="auto: .om -> ais_bench, .onnx -> onnxruntime, .xml -> openvino.")
-@click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=_batch_sizes,
+              help="A dynamic-batch .onnx (ONNX Runtime/OpenVINO; for ascend and magicmind one static model "
+                   "is built per batch size), an OpenVINO .xml, an .om, or a MagicMind model.")
+@backend_option("auto: .om -> ascend, .onnx -> onnxruntime, .xml -> openvino, build record -> magicmind. "
+                "(atc and ais_bench still mean ascend, with a note.)")
+@click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=batch_sizes,
               help="Comma-separated batch sizes.")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timed runs per batch size (at least one run).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs per batch size.")
-@click.option("--soc", default=None, help="Ascend chip for ATC when --backend ais_bench gets an .onnx (e.g. Ascend310P3).")
-@click.option("--device", default="0", show_default=True, help="NPU id (ais_bench) or OpenVINO device (CPU).")
+@click.option("--soc", default=None, help="Ascend chip for ATC when --backend ascend gets an .onnx (e.g. Ascend310P3).")
+@click.option("--tool", type=click.Path(dir_okay=False), default=None,
+              help="The compiler for per-batch builds from an .onnx (atc, mm_build) [default: PATH, vendor env].")
+@click.option("--device", default="0", show_default=True, help="NPU / MLU id, or OpenVINO device (CPU).")
 @click.option("--dym-batch", is_flag=True, help="The .om has dynamic batch gears: run each batch size as a gear.")
 @click.option("--output", "-o", "output_dir", default="build/bench", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the reports.")
 @click.option("--name", default=None, help="Report file name stem [default: <model stem>_<backend>].")
 @click.option("--zoo", "zoo_name", default=None,
               help="Zoo model the file is, for the GFLOP/s column [default: guessed from the file name].")
-def bench(model, backend, batch_sizes, duration, warmup, soc, device, dym_batch, output_dir, name, zoo_name):
+def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_batch, output_dir, name, zoo_name):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
     ais_bench defines it. A dynamic-batch model is reused for every batch size; with
-    --backend ais_bench and an .onnx, ATC builds one static .om per batch size. Writes
+    --backend ascend (or magicmind) and an .onnx, ATC (the MagicMind build tool) builds one
+    static model per batch size; where the runtime is not importable in this Python, ais_bench
+    (mm_run) times it. Writes
     <name>.md (table shaped like the published one: batch size -> throughput), <name>.json
     (rows + machine + runtime versions), <name>.csv and <name>.png. Stops at the first batch
     size that fails and reports the sizes that ran (exit code 1).
@@ -61,14 +55,15 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, device, dym_batch,
     Examples:
       ssdconvert bench --model build/ssd_resnet34_bs1.onnx --bs 1,4,8,16 --duration 10 --output build/bench
       ssdconvert bench --model build/ssd_resnet34_bs1.onnx --backend openvino --bs 1,8,32
-      ssdconvert bench --model ssd.onnx --backend ais_bench --soc Ascend310P3 --bs 1,4,8,16,32,64
+      ssdconvert bench --model ssd.onnx --backend ascend --soc Ascend310P3 --bs 1,4,8,16,32,64
+      ssdconvert bench --model ssd_resnet50.onnx --backend magicmind --bs 1,8,32
     """
     from ssdconvert.bench import THROUGHPUT_DEFINITION, run_bench, seed_table
 
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
     result = run_bench(model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
-                       device=device, output_dir=output_dir, name=name, dym_batch=dym_batch,
+                       device=device, output_dir=output_dir, name=name, dym_batch=dym_batch, tool=tool,
                        flops_per_image=spec.flops_per_image if spec and spec.flops_per_image else None,
                        progress=lambda msg: click.echo(msg, err=True))
     click.echo(seed_table(result))

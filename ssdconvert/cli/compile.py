@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import model_option
-from ssdconvert.compilers.atc import LOG_LEVELS, PRECISION_MODES
-from ssdconvert.compilers.magicmind import MLU_ARCHS, PRECISIONS as MM_PRECISIONS
+from ssdconvert.cli.options import batch_sizes, int_list, model_option
+from ssdconvert.backends.ascend.compile import LOG_LEVELS, PRECISION_MODES
+from ssdconvert.backends.magicmind.compile import MLU_ARCHS, PRECISIONS as MM_PRECISIONS
 
 
 def tool_options(default_timeout: int):
@@ -91,13 +91,6 @@ def _split_extra(extra: tuple[str, ...]) -> list[str]:
     return items
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
-
-
 # ---------------------------------------------------------------------------------------- atc
 
 
@@ -107,7 +100,7 @@ def _int_list(text: str, option: str) -> list[int]:
               help="Target chip as ATC names it: 'Ascend' + the Name column of `npu-smi info` (e.g. Ascend310P3).")
 @click.option("--bs", type=click.IntRange(min=1), default=None,
               help="Static batch size [default: the batch the ONNX was exported at].")
-@click.option("--dynamic-bs", metavar="1,4,8,16", default=None,
+@click.option("--dynamic-bs", metavar="1,4,8,16", default=None, callback=batch_sizes,
               help="Batch gears instead of --bs: one .om that runs at each listed batch (2-100 gears).")
 @click.option("--precision", type=click.Choice(PRECISION_MODES), default=None, metavar="MODE",
               help="ATC --precision_mode: force_fp32, must_keep_origin_dtype, allow_fp32_to_fp16, "
@@ -139,14 +132,15 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
       ssdconvert atc --soc Ascend310P3 --bs 16 --aipp --extra '--op_select_implmode=high_precision'
       ssdconvert atc --soc Ascend310P3 --bs 16 --dry-run    # print the atc command only
     """
-    from ssdconvert.compilers.atc import build_om
+    from ssdconvert.backends.ascend.compile import build_om
+    from ssdconvert.zoo import get_spec
 
     onnx = pick_onnx(onnx_path)
-    gears = _int_list(dynamic_bs, "--dynamic-bs") if dynamic_bs else None
+    gears = list(dynamic_bs) if dynamic_bs else None
     result = build_om(onnx, soc, batch=bs, dynamic_batches=gears, precision=precision,
                       output=Path(output) if output else None, aipp=aipp, log_level=log_level,
                       extra=_split_extra(extra), tool=tool, timeout=timeout, dry_run=dry_run,
-                      model_name=model_name, progress=_progress(quiet))
+                      model_name=model_name, transform=get_spec(model_name).transform, progress=_progress(quiet))
     i = result.info
     batch = f"gears {i['dynamic_batches']}" if i["dynamic_batches"] else f"batch {i['batch']} ({i['batch_source']})"
     inp = i["input"]
@@ -179,7 +173,7 @@ def openvino(onnx_path, output, bs, fp16, tool, timeout, dry_run, quiet):
       ssdconvert openvino --onnx build/ssd_resnet34_bs16.onnx --output build/ssd   # dynamic batch, FP32
       ssdconvert openvino --bs 16 --fp16                     # last exported ONNX, static batch, FP16
     """
-    from ssdconvert.compilers.openvino import convert_ir
+    from ssdconvert.backends.openvino.compile import convert_ir
 
     onnx = pick_onnx(onnx_path)
     result = convert_ir(onnx, Path(output) if output and not output.endswith("/") else output, batch=bs,
@@ -199,7 +193,7 @@ def _dim_range(text: str | None):
     if ":" not in text:
         raise click.BadParameter("expected MIN:MAX, e.g. 1,3,300,300:32,3,300,300", param_hint="--dim-range")
     lo, hi = text.split(":", 1)
-    return _int_list(lo, "--dim-range"), _int_list(hi, "--dim-range")
+    return int_list(lo, "--dim-range"), int_list(hi, "--dim-range")
 
 
 @click.command("cnnl")
@@ -221,7 +215,7 @@ def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, 
 
     Looks for `mm_build` on PATH and under $NEUWARE_HOME/bin; --tool may point at your own build
     script (e.g. magicmind_cloud's gen_model.py; a non-executable .py runs under python3). The
-    flag spellings come from one table in ssdconvert/compilers/magicmind.py (some unverified for
+    flag spellings come from one table in ssdconvert/backends/magicmind/compile.py (some unverified for
     mm_build). Note: Cambricon's "CNNL" infer mode is eager PyTorch on the MLU with no offline
     model; this command builds the MagicMind offline model that mm_run benchmarks.
 
@@ -231,7 +225,7 @@ def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, 
       ssdconvert magicmind --bs 16 --precision force_float16 --tool ~/mm/gen_model.py
       ssdconvert cnnl --bs 16 --dry-run                                       # print the command only
     """
-    from ssdconvert.compilers.magicmind import build_magicmind
+    from ssdconvert.backends.magicmind.compile import build_magicmind
 
     onnx = pick_onnx(onnx_path)
     result = build_magicmind(onnx, precision=precision, batch=bs, dynamic=dynamic, dim_range=_dim_range(dim_range),

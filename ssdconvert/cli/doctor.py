@@ -6,25 +6,35 @@ import json
 
 import click
 
+from ssdconvert.cli.options import backend_names, canonical_backend
+
+
+def _backends(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(canonical_backend(v) for v in value)
+
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON (for machines).")
-def doctor(as_json: bool) -> None:
+@click.option("--backend", "names", multiple=True, callback=_backends, metavar="NAME",
+              help=f"Only this backend's checks (repeatable): {', '.join(backend_names())}.")
+def doctor(as_json: bool, names: tuple[str, ...]) -> None:
     """Show which vendor tools, environments and runtimes this machine has.
 
-    ATC / ais_bench / MagicMind (mm_build, mm_run) / ovc found or missing with version and path,
-    the CANN and Neuware environment variables, ONNX Runtime providers, OpenVINO devices and
+    Every backend's probe: ATC / ais_bench / npu-smi (ascend), the MagicMind build tool, mm_run
+    and Python runtime (magicmind), ovc and OpenVINO devices (openvino), ONNX Runtime providers,
+    found or missing with version and path, and the CANN and Neuware environment variables; then
     library versions. Never fails: missing pieces are rows, not errors.
 
     \b
     Examples:
       ssdconvert doctor
+      ssdconvert doctor --backend ascend
       ssdconvert doctor --json | python3 -m json.tool
     """
-    from ssdconvert.cli.output import format_table
     from ssdconvert.doctor import capabilities, collect
+    from ssdconvert.formatting import format_table
 
-    checks = collect()
+    checks = collect(names or None)
     caps = capabilities(checks)
     if as_json:
         click.echo(json.dumps({"checks": [c.as_dict() for c in checks], "capabilities": caps}, indent=2))

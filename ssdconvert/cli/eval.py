@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.output import format_table
+from ssdconvert.cli.options import nms_policy_names
+from ssdconvert.formatting import format_table
 
 
 @click.command("eval")
 @click.option("--bin_path", "--bin-path", "bin_path", required=True, type=click.Path(file_okay=False),
-              help="Result folder in the ais_bench layout: <stem>_0.bin (ploc), <stem>_1.bin (plabel).")
+              help="Result folder in the ais_bench layout: <stem>_<i>.bin per model output (ssd-resnet34: "
+                   "_0 ploc, _1 plabel).")
 @click.option("--val_annotation", "--val-annotation", "val_annotation", type=click.Path(dir_okay=False),
               default=None, help="COCO instances json. Default: the one recorded in the manifest.")
 @click.option("--manifest", type=click.Path(), default=None,
@@ -20,10 +22,11 @@ from ssdconvert.cli.output import format_table
                    "<bin_path>_summary.json written by the runner.")
 @click.option("--model", "model_name", default=None, metavar="NAME",
               help="Detector from the zoo. Default: the model recorded in the manifest, else ssd-resnet34.")
-@click.option("--nms", "nms_variant", type=click.Choice(["reference", "ascend"]), default="reference",
-              show_default=True,
-              help="reference: MLPerf/NVIDIA per-class NMS. ascend: the Ascend ssd_postprocess.py variant "
-                   "(best-class prefilter, top 200 boxes, IoU > 0.5 suppressed).")
+@click.option("--nms", "nms_variant", type=click.Choice(nms_policy_names()), default=None,
+              help="NMS policy of the model's head [default: its reference]. ssd-resnet34/50: reference "
+                   "(MLPerf/NVIDIA per-class NMS) or ascend (the Ascend ssd_postprocess.py variant: best-class "
+                   "prefilter, top 200 boxes, IoU > 0.5 suppressed). ssd-vgg16: mmdet3 (mmdet 3.x), mmdet2 "
+                   "(mmdet 2.10 without nms_pre) or mmdet2-nms-pre. `ssdconvert models` lists them.")
 @click.option("--evaluator", type=click.Choice(["faster-coco-eval", "pycocotools"]), default="faster-coco-eval",
               show_default=True, help="COCOeval implementation (same 12 stats).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
@@ -34,9 +37,10 @@ from ssdconvert.cli.output import format_table
               help="Evaluate the images that have results when some are missing (they are left out).")
 @click.option("--batch-size", "batch_size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images read and decoded per step (memory about 2 x batch x 3 MB).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
-                 detections_path, allow_missing, batch_size):
-    """Decode and NMS the raw SSD outputs in BIN_PATH and compute COCO mAP.
+                 detections_path, allow_missing, batch_size, progress):
+    """Decode and NMS the raw detector outputs in BIN_PATH and compute COCO mAP.
 
     \b
     Example:
@@ -50,10 +54,11 @@ def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, ev
     from ssdconvert.evaluation import evaluate_results
     from ssdconvert.fileio import write_json
 
-    with tqdm(unit="img", desc="eval", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+    show = sys.stderr.isatty() if progress is None else progress
+    with tqdm(unit="img", desc="eval", disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
         report = evaluate_results(bin_path, manifest=manifest, val_annotation=val_annotation, model_name=model_name,
                                   nms_variant=nms_variant, evaluator=evaluator, allow_missing=allow_missing,
-                                  detections_path=detections_path, batch_size=batch_size, progress=bar.update)
+                                  detections_path=detections_path, batch_size=batch_size, progress=bar)
     bin_path = Path(bin_path)
     output = Path(output) if output else bin_path.parent / f"{bin_path.resolve().name}_eval.json"
     write_json(output, report.to_dict())

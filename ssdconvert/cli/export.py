@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.options import model_option, weights_options
-from ssdconvert.cli.output import format_table
+from ssdconvert.formatting import format_table
 
 
 @click.command("export")
@@ -40,7 +40,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
       ssdconvert export --model ssd-resnet50 --checkpoint last.pt --half --bs 32
     """
     from ssdconvert.checkpoints import build_model
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import NOISE_FACTOR, export_onnx
     from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
 
@@ -72,6 +72,11 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
         click.echo(f"validation against PyTorch (ONNX Runtime CPU, atol {report.atol:g}):")
         rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in report.diffs]
         click.echo(format_table(["batch", "output", "max abs", "max rel"], rows))
+        for d in (d for d in report.diffs if d.float64):
+            f = d.float64
+            click.echo(f"  batch {d.batch} {d.output}: beyond atol, so judged against a float64 run: error "
+                       f"{f.onnx_error:.3g} <= {f.limit:.3g} (atol + {NOISE_FACTOR:g} x PyTorch float32's own "
+                       f"error {f.torch_error:.3g})")
     click.echo(f"PASSED (max abs diff {report.max_abs:.3g}); details in {result.sidecar_path}")
 
 

@@ -10,8 +10,8 @@ import click
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the full contracts as JSON.")
 def models(as_json: bool) -> None:
-    """List the registered detectors with their input/output contract and prior spec."""
-    from ssdconvert.zoo import all_specs
+    """List the registered detectors with their input/output contract, anchors and NMS policies."""
+    from ssdconvert.zoo import all_specs, get_spec
 
     described = [spec.describe() for spec in all_specs()]
     if as_json:
@@ -21,14 +21,15 @@ def models(as_json: bool) -> None:
         i = d["input"]
         click.echo(f"{d['name']}: {d['description']}")
         click.echo(f"  input   {i['name']} {i['dtype']} {i['shape']} {i['layout']} {i['channel_order']}; "
-                   f"resize {i['resize']}")
+                   f"decode {i['decoder']}, resize {i['resize']}")
         click.echo(f"          (x * {i['scale']:.6g} - mean) / std, mean={i['mean']} std={i['std']}")
         for o in d["outputs"]:
             click.echo(f"  output  {o['name']} {o['dtype']} {o['shape']}")
-        p = d["priors"]
-        click.echo(f"  priors  {p['count']} default boxes: feature maps {p['feat_size']}, steps {p['steps']}, "
-                   f"scales {p['scales']}, scale_xy {p['scale_xy']}, scale_wh {p['scale_wh']}")
-        click.echo(f"  classes {d['classes']['count']} (background index {d['classes']['background_index']}); "
+        for line in get_spec(d["name"]).head.summary():
+            click.echo(f"  {line}")
+        c = d["head"]["classes"]
+        click.echo(f"  classes {c['count']} (background index {c['background_index']}); evaluates "
+                   f"{'every image' if d['head']['evaluated_images'] == 'all' else 'images with annotations'}; "
                    f"{d['gflops_per_image']} GFLOPs/image")
         if d["reference_map"]:
             click.echo(f"  reference accuracy: {d['reference_map']}")

@@ -7,10 +7,33 @@ import click
 DEFAULT_MODEL = "ssd-resnet34"
 
 
+def int_list(text: str, option: str) -> list[int]:
+    """'1,4, 8' -> [1, 4, 8]; every item must be a positive integer ('1,,4' and '4,' are refused)."""
+    items = [item.strip() for item in text.split(",")]
+    bad = [item for item in items if not item.isdigit() or int(item) < 1]
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:3])
+        raise click.BadParameter(f"expected comma-separated positive integers, got {text!r} ({shown} is not one)",
+                                 param_hint=option)
+    return [int(item) for item in items]
+
+
+def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """click callback for batch-size lists (None stays None: the option was not given)."""
+    return None if value is None else tuple(int_list(value, param.opts[0]))
+
+
 def _model_names() -> list[str]:
     from ssdconvert.zoo import model_names
 
     return model_names()
+
+
+def nms_policy_names() -> list[str]:
+    """Every NMS policy name of the registered heads (each model accepts its own)."""
+    from ssdconvert.zoo import all_specs
+
+    return list(dict.fromkeys(name for spec in all_specs() for name in spec.head.policy_names))
 
 
 model_option = click.option(
@@ -35,3 +58,33 @@ def weights_options(func):
         help="Trained weights (.pt/.pth). Without it: seeded random weights, clearly labelled.",
     )(func)
     return func
+
+
+def backend_names() -> list[str]:
+    from ssdconvert.backends import names
+
+    return names()
+
+
+def canonical_backend(name: str) -> str:
+    """The backend's one name; a deprecated alias is accepted with one note on stderr."""
+    from ssdconvert.backends import resolve
+    from ssdconvert.errors import SsdConvertError
+
+    try:
+        backend, note = resolve(name)
+    except SsdConvertError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return backend.name
+
+
+def _backend(ctx, param, value: str | None) -> str | None:
+    return value if value in (None, "auto") else canonical_backend(value)
+
+
+def backend_option(help: str):
+    """--backend auto|<name>: checked against the backend registry (deprecated names noted)."""
+    return click.option("--backend", default="auto", show_default=True, callback=_backend,
+                        metavar="|".join(["auto", *backend_names()]), help=help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ssdconvert.cli.options import model_option
-from ssdconvert.cli.output import format_table
+from ssdconvert.formatting import format_table
 from preprocess.manifest import DTYPE_SIZES
 
 MAX_LISTED_FAILURES = 10
@@ -65,12 +65,14 @@ def prepare_json(input_file, output_file, keep_keys, pretty_print):
               type=click.Path(file_okay=False), help="Output directory for <stem>.bin files and manifest.json.")
 @model_option
 @click.option("--dtype", type=click.Choice(tuple(DTYPE_SIZES)), default="float32", show_default=True,
-              help="float32 = the reference; float16 = half precision; uint8 = raw resized RGB, HWC, not "
-                   "normalised (for device-side normalisation such as Ascend AIPP).")
+              help="float32 = the reference; float16 = half precision; uint8 = raw resized pixels, HWC, not "
+                   "normalised, in the decoder's order (RGB; BGR for ssd-vgg16), for device-side "
+                   "normalisation such as Ascend AIPP.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: number of cores].")
-@click.option("--all-images", is_flag=True,
-              help="Also preprocess images without annotations (the reference skips them: 4952 of 5000 in val2017).")
+@click.option("--all-images/--annotated-only", "all_images", default=None,
+              help="Keep images without annotations, or skip them [default: as the model's reference evaluates: "
+                   "ssd-resnet34/50 skip them (4952 of 5000 in val2017), ssd-vgg16 keeps all 5000].")
 @click.option("--skip-bad", is_flag=True,
               help="Exit 0 even when some images are bad (they are still reported and listed in the manifest).")
 @click.option("--overwrite", is_flag=True,
@@ -93,7 +95,6 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     """
     from preprocess.errors import PreprocessError
     from preprocess.run import preprocess_dataset
-    from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
 
     spec = get_spec(model_name)
@@ -101,6 +102,8 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     if tuple(spec.input.shape) != (3, t.height, t.width):
         raise PreprocessError(f"model {spec.name}: input shape {spec.input.shape} does not match its transform "
                               f"({t.height}x{t.width})")
+    if all_images is None:
+        all_images = spec.head.evaluated_images == "all"
     s = preprocess_dataset(annotation, data_root, save_path, t, model=spec.name, input_name=spec.input.name,
                            dtype=dtype, workers=workers, all_images=all_images, overwrite=overwrite,
                            progress=progress)
@@ -121,7 +124,6 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
         click.echo(f"warning: {warning}", err=True)
     rate = f", {s.written / s.seconds:.0f} images/s" if s.written and s.seconds > 0 else ""
     click.echo(f"wrote {s.manifest_path} ({s.images} images) in {s.seconds:.1f} s{rate}")
-    remember("bins", s.save_path)
     if s.failed and not s.images and all(f["reason"] == "image file not found" for f in s.failures):
         raise PreprocessError(f"none of the {s.failed} images was found under --data_root {data_root}; "
                               "is it the directory that holds the images (e.g. coco/val2017)?")

@@ -6,21 +6,37 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import model_option, weights_options
+from ssdconvert.cli.options import backend_names, batch_sizes, canonical_backend, model_option, weights_options
 
 
-def _int_list(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got '{value}'") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive integers")
-    return sizes
+def _names(ctx, param, value: str | None) -> tuple[str, ...]:
+    """Backend names in the given order (deprecated ones noted); unknown ones are the pipeline's error."""
+    from ssdconvert.backends import names
+
+    chosen = [v.strip() for v in (value or ",".join(names())).split(",") if v.strip()]
+    out = []
+    for name in chosen:
+        try:
+            out.append(canonical_backend(name))
+        except click.BadParameter:
+            out.append(name)
+    return tuple(out)
 
 
-def _names(ctx, param, value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+def _given(option: str) -> bool:
+    """True if the user passed `option` (not its default)."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
+
+
+def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
+    tools = {}
+    for item in value:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise click.BadParameter(f"expected BACKEND=PATH, got {item!r}")
+        tools[canonical_backend(name.strip())] = path
+    return tools
 
 
 @click.command("run")
@@ -30,23 +46,29 @@ def _names(ctx, param, value: str) -> tuple[str, ...]:
               help="COCO root with annotations/instances_val2017.json and val2017/ [default: synthetic data].")
 @click.option("--images", default=24, show_default=True, type=click.IntRange(min=1),
               help="Synthetic images to generate when no --coco is given.")
-@click.option("--backends", default="onnxruntime,openvino,atc", show_default=True, callback=_names,
-              help="Backends to compile, run, evaluate and benchmark; those whose tools are missing are skipped.")
+@click.option("--backends", default=None, callback=_names, metavar="NAME,...",
+              help=f"Backends to compile, run, evaluate and benchmark, comma-separated [default: all: "
+                   f"{','.join(backend_names())}, those whose tools are missing skipped]. A backend named here "
+                   "that cannot run is a failure.")
 @click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
-@click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=_int_list,
+@click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch.")
 @click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
 @click.option("--atc-tool", type=click.Path(dir_okay=False), default=None,
               help="ATC executable [default: PATH, then $ASCEND_TOOLKIT_HOME / $ASCEND_HOME_PATH].")
+@click.option("--tool", "tools", multiple=True, callback=_tools, metavar="BACKEND=PATH",
+              help="A backend's compiler executable, e.g. magicmind=~/mm/gen_model.py (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
               help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, atc_tool, workdir):
+        bench_duration, workers, atc_tool, tools, workdir):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
+    Exit code 1 when a backend failed, was flagged by the accuracy gate, or was named in
+    --backends but cannot run here (the report is written and lists it with its reason).
     Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
     random weights (the report says the mAP is then meaningless).
 
@@ -54,19 +76,22 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     Examples:
       ssdconvert run --workdir build/demo
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
-          --backends onnxruntime,atc --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
+          --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
     """
-    from ssdconvert.pipeline import RunConfig, run_pipeline
-    from ssdconvert.pipeline.report import write_report
+    from ssdconvert.errors import SsdConvertError
+    from ssdconvert.pipeline import RunConfig, run_and_report
+    from ssdconvert.pipeline.report import problems
 
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
-                    backends=backends, soc=soc, batch_sizes=batch_sizes, bench_duration=bench_duration,
-                    workers=workers, atc_tool=atc_tool)
-    report = run_pipeline(cfg, say=lambda line: click.echo(line, err=True))
-    md, js, text = write_report(report, cfg.workdir)
+                    backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,
+                    bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})})
+    report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
+    failed = problems(report)
+    if failed:
+        raise SsdConvertError(f"{len(failed)} backend(s) did not pass: {'; '.join(failed)}")
 
 
 COMMANDS = [run]

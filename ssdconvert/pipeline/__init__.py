@@ -2,18 +2,20 @@
 
 data -> prepare-json -> preprocess -> export (+validation) -> per backend: compile -> infer ->
 eval -> bench. Each stage is keyed by a fingerprint of its inputs (StageCache), so a re-run
-reuses what is finished and an interrupted run continues where it stopped.
+reuses what is finished and an interrupted run continues where it stopped. One run at a time per
+work directory (a lock that names the process holding it).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ssdconvert import backends
+from ssdconvert.backends.base import Backend
 from ssdconvert.errors import SsdConvertError
-from ssdconvert.pipeline.backends import BACKENDS, backend
 from ssdconvert.pipeline.cache import StageCache, StageResult, file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,13 @@ class RunConfig:
     seed: int = 0
     coco: Path | None = None  # <coco>/annotations/instances_val2017.json and <coco>/val2017/
     images: int = 24  # synthetic images when no --coco
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = field(default_factory=lambda: tuple(backends.names()))
     soc: str = "Ascend310P3"
     batch_sizes: tuple[int, ...] = (1, 8, 16)
     bench_duration: float = 2.0
     workers: int | None = None
-    atc_tool: str | None = None  # ATC executable; default: PATH, then the CANN environment
+    tools: dict[str, str] = field(default_factory=dict)  # backend -> its compiler executable (default: PATH, env)
+    backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
 
     @property
     def infer_batch(self) -> int:
@@ -51,6 +54,7 @@ class PipelineReport:
     stages: list[StageResult] = field(default_factory=list)
     random_weights: bool = True
     notes: list[str] = field(default_factory=list)
+    required: bool = False  # every backend was asked for by name: skipping one is a failure
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -59,19 +63,48 @@ class PipelineReport:
 Say = Callable[[str], None]
 
 
+LOCK_NAME = ".ssdconvert-run.lock"
+
+
+def run_and_report(cfg: RunConfig, say: Say = log.info) -> tuple[PipelineReport, Path, Path, str]:
+    """Run the pipeline and write its report while holding the work directory's lock.
+
+    Returns (report, report.md, report.json, markdown text). See pipeline.report.problems for
+    what makes a run fail.
+    """
+    from preprocess.lock import exclusive_lock
+    from ssdconvert.fileio import ensure_writable_dir
+    from ssdconvert.pipeline.report import write_report
+
+    workdir = ensure_writable_dir(cfg.workdir)
+
+    def refuse(holder: str) -> SsdConvertError:
+        return SsdConvertError(f"another `ssdconvert run` ({holder}) is using {workdir}; wait for it or choose "
+                               "another --workdir")
+
+    with exclusive_lock(workdir / LOCK_NAME, refuse):
+        report = run_pipeline(cfg, say)
+        return (report, *write_report(report, workdir))
+
+
 def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
-    """Run (or reuse) every stage for `cfg`; returns the report data (see pipeline.report)."""
+    """Run (or reuse) every stage for `cfg`; returns the report data (see pipeline.report).
+
+    Not locked: `run_and_report` holds the work directory's lock around this and the report.
+    """
     from ssdconvert.zoo import get_spec
 
-    unknown = [b for b in cfg.backends if b not in BACKENDS]
+    unknown = [b for b in cfg.backends if not _known(b)]
     if unknown:
-        raise SsdConvertError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        raise SsdConvertError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(backends.names())}")
+    targets = list(dict.fromkeys(backends.get(b) for b in cfg.backends))
+    cfg = replace(cfg, backends=tuple(t.name for t in targets))
     spec = get_spec(cfg.model_name)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(workdir)
     report = PipelineReport(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                            random_weights=cfg.checkpoint is None)
+                            random_weights=cfg.checkpoint is None, required=cfg.backends_explicit)
 
     def stage(name: str, inputs: dict, fn) -> StageResult:
         result = cache.lookup(name, inputs)
@@ -88,18 +121,27 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                  lambda: _prepare_json(annotation, workdir / "annotations" / BBOX_ONLY))
     pre = stage("preprocess", {"annotation": prep.key, "images": str(image_dir), "model": spec.name,
                                "transform": asdict(spec.transform)},
-                lambda: _preprocess(spec, Path(prep.outputs[0]), image_dir, workdir / "ssd_bin", cfg.workers))
+                lambda: _preprocess(spec, Path(prep.outputs[0]), image_dir, workdir / "ssd_bin", cfg.workers,
+                                    rebuild=cache.recorded("preprocess")))
     exp = stage("export", _export_inputs(cfg), lambda: _export(cfg, spec, workdir))
     onnx = Path(exp.outputs[0])
 
-    for name in cfg.backends:
-        _run_backend(cfg, spec, name, onnx, exp.key, pre, workdir, stage, report, say)
+    for target in targets:
+        _run_backend(cfg, spec, target, onnx, exp.key, pre, workdir, stage, report, say)
     return report
 
 
-def _run_backend(cfg, spec, name, onnx, export_key, pre, workdir, stage, report, say) -> None:
-    target = backend(name)
-    missing = target.missing_tool(cfg.atc_tool)
+def _known(name: str) -> bool:
+    try:
+        backends.resolve(name)
+    except SsdConvertError:
+        return False
+    return True
+
+
+def _run_backend(cfg, spec, target: Backend, onnx, export_key, pre, workdir, stage, report, say) -> None:
+    name = target.name
+    missing = target.missing(cfg.tools.get(name))
     if missing:
         note = f"{name} skipped: {missing}"
         report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True))
@@ -110,16 +152,15 @@ def _run_backend(cfg, spec, name, onnx, export_key, pre, workdir, stage, report,
                      lambda: _compile(target, onnx, workdir, cfg))
         model = Path(comp.outputs[0])
         inf = stage(f"infer:{name}", {"model": comp.key, "inputs": pre.key, "batch": cfg.infer_batch},
-                    lambda: _infer(model, target.runner, Path(pre.outputs[0]), workdir / "results" / name,
-                                   cfg.infer_batch))
+                    lambda: _infer(model, name, Path(pre.outputs[0]), workdir / "results" / name, cfg.infer_batch))
         stage(f"eval:{name}", {"results": inf.key, "model": spec.name},
               lambda: _eval(Path(inf.outputs[0]), spec.name, workdir / "eval" / name, report.random_weights))
-        bench_model = onnx if name == "atc" else model  # ATC builds one static .om per batch size
+        bench_model = onnx if target.builds_per_batch else model  # one static model per batch size
         stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, target.runner, cfg, spec, workdir / "bench", name))
+              lambda: _bench(bench_model, name, cfg, spec, workdir / "bench"))
     except SsdConvertError as exc:
         failed = next(s for s in ("compile", "infer", "eval", "bench") if report.stage(f"{s}:{name}") is None)
-        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True))
+        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
         say(f"[{failed}:{name}] FAILED: {exc}")
 
 
@@ -157,11 +198,17 @@ def _prepare_json(annotation: Path, target: Path):
             {"images": s.images, "annotations": s.annotations}, [target])
 
 
-def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int | None):
+def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int | None, rebuild: bool):
+    """`rebuild`: the stage ran before with other inputs, so `save` holds stale tensors (other images,
+    another data root); otherwise an interrupted run resumes where it stopped."""
+    import shutil
+
     from preprocess.run import preprocess_dataset
 
+    if rebuild:
+        shutil.rmtree(save, ignore_errors=True)
     s = preprocess_dataset(annotation, images, save, spec.transform, model=spec.name, input_name=spec.input.name,
-                           workers=workers, progress=False)
+                           workers=workers, all_images=spec.head.evaluated_images == "all", progress=False)
     if s.failed:
         raise SsdConvertError(f"preprocess failed for {s.failed} image(s); see {s.manifest_path}")
     return (f"{s.images} input tensors ({s.skipped_without_annotations} images without annotations skipped)",
@@ -188,16 +235,16 @@ def _export(cfg: RunConfig, spec, workdir: Path):
     return figure, {"max_abs_diff": r.validation.max_abs, "weights": weights.label()}, [r.onnx_path]
 
 
-def _compile(target, onnx: Path, workdir: Path, cfg: RunConfig):
-    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, atc_tool=cfg.atc_tool)
-    what = "uses the ONNX directly" if target.name == "onnxruntime" else f"built {artefacts[0].name}"
+def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig):
+    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, tool=cfg.tools.get(target.name))
+    what = "uses the ONNX directly" if artefacts == [onnx] else f"built {artefacts[0].name}"
     return what, {"artefacts": [str(a) for a in artefacts]}, artefacts
 
 
-def _infer(model: Path, runner: str, inputs: Path, output: Path, batch: int):
+def _infer(model: Path, backend: str, inputs: Path, output: Path, batch: int):
     from ssdconvert.infer import run_infer
 
-    r = run_infer(model, inputs, output, backend=runner, batchsize=batch, progress=False)
+    r = run_infer(model, inputs, output, backend=backend, batchsize=batch, progress=False)
     figure = (f"{r.files} images at batch {r.batch}: {r.throughput:.1f} samples/s compute, "
               f"{r.end_to_end_throughput:.1f} end to end")
     return figure, {"throughput": r.throughput, "files": r.files}, [r.output_dir, r.summary_path]
@@ -214,12 +261,11 @@ def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
             {"stats": r.stats, "images": r.images}, [report_path])
 
 
-def _bench(model: Path, runner: str, cfg: RunConfig, spec, out: Path, name: str):
+def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path):
     from ssdconvert.bench import run_bench
 
-    r = run_bench(model, backend=runner, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration,
-                  soc=cfg.soc if runner == "ais_bench" else None, output_dir=out, name=name,
-                  flops_per_image=spec.flops_per_image, atc_tool=cfg.atc_tool)
+    r = run_bench(model, backend=name, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration, soc=cfg.soc,
+                  output_dir=out, name=name, flops_per_image=spec.flops_per_image, tool=cfg.tools.get(name))
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
     best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"

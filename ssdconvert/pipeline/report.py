@@ -5,27 +5,54 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from ssdconvert.backends import REFERENCE
 from ssdconvert.bench import THROUGHPUT_DEFINITION
-from ssdconvert.cli.output import markdown_table
 from ssdconvert.fileio import atomic_path, write_json
+from ssdconvert.formatting import markdown_table
 from ssdconvert.pipeline import PipelineReport
-from ssdconvert.pipeline.backends import REFERENCE_BACKEND
 
 AP_GATE = 0.002  # max |AP@[.5:.95] - ONNX Runtime FP32 AP| before a backend is flagged
 
 
 def accuracy_rows(report: PipelineReport) -> list[dict]:
-    """Per backend: AP, AP50, difference from the ONNX Runtime FP32 AP, and the gate verdict."""
+    """Per backend: AP, AP50, difference from the ONNX Runtime FP32 AP, and the gate verdict.
+
+    A backend that failed or was skipped before it was evaluated keeps its row, with no AP and its
+    reason (`gate` FAILED or skipped).
+    """
     results = {s.name.split(":", 1)[1]: s.data["stats"] for s in report.stages
                if s.name.startswith("eval:") and not s.skipped}
-    reference = results.get(REFERENCE_BACKEND, {}).get("AP")
+    reference = results.get(REFERENCE, {}).get("AP")
     rows = []
-    for name, stats in results.items():
+    for backend in dict.fromkeys(s.name.split(":", 1)[1] for s in report.stages if ":" in s.name):
+        stats = results.get(backend)
+        if stats is None:
+            stopped = next((s for s in report.stages if s.name.endswith(f":{backend}") and s.skipped), None)
+            if stopped is not None and not stopped.name.startswith("bench:"):
+                rows.append({"backend": backend, "AP": None, "AP50": None, "delta_vs_onnxruntime": None,
+                             "gate": "FAILED" if stopped.failed else "skipped",
+                             "reason": f"{stopped.name}: {stopped.figure}"})
+            continue
         delta = None if reference is None else stats["AP"] - reference
         gate = "n/a" if delta is None else ("ok" if abs(delta) <= AP_GATE else "FLAGGED")
-        rows.append({"backend": name, "AP": stats["AP"], "AP50": stats["AP50"], "delta_vs_onnxruntime": delta,
+        rows.append({"backend": backend, "AP": stats["AP"], "AP50": stats["AP50"], "delta_vs_onnxruntime": delta,
                      "gate": gate})
     return rows
+
+
+def problems(report: PipelineReport) -> list[str]:
+    """Why the run did not do what was asked, one line per backend: a stage failed, the accuracy gate
+    flagged it, or (when the backends were named) it could not run here. Empty when all is well."""
+    found = []
+    for row in accuracy_rows(report):
+        if row["gate"] == "FLAGGED":
+            found.append(f"{row['backend']}: AP {row['AP']:.4f} differs from ONNX Runtime's by "
+                         f"{row['delta_vs_onnxruntime']:+.4f} (gate {AP_GATE})")
+        elif row["gate"] == "FAILED" or (row["gate"] == "skipped" and report.required):
+            found.append(f"{row['backend']}: {row['reason']}")
+    found += [f"{s.name.split(':', 1)[1]}: {s.name}: {s.figure}" for s in report.stages
+              if s.name.startswith("bench:") and s.failed]
+    return found
 
 
 def throughput_by_backend(report: PipelineReport) -> dict[str, dict[int, float]]:
@@ -52,8 +79,12 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
     if acc:
         lines += ["## Accuracy (COCO AP@[.5:.95])", "", f"Gate: |AP − ONNX Runtime FP32 AP| ≤ {AP_GATE}.", "",
                   markdown_table(["backend", "AP@[.5:.95]", "AP50", "Δ vs onnxruntime", "gate"],
-                                 [(r["backend"], f"{r['AP']:.4f}{label}", f"{r['AP50']:.4f}",
-                                   _fmt(r["delta_vs_onnxruntime"], "+.4f"), r["gate"]) for r in acc]), ""]
+                                 [(r["backend"], _fmt(r["AP"], ".4f") + (label if r["AP"] is not None else ""),
+                                   _fmt(r["AP50"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
+                                   r["gate"] + (f": {r['reason']}" if "reason" in r else "")) for r in acc]), ""]
+    failed = problems(report)
+    if failed:
+        lines += ["## Result: FAILED", "", *[f"- {p}" for p in failed], ""]
     tput = throughput_by_backend(report)
     if tput:
         sizes = sorted({b for rows in tput.values() for b in rows})
@@ -105,6 +136,7 @@ def write_report(report: PipelineReport, workdir: Path) -> tuple[Path, Path, str
     data = {"schema": "ssdconvert.run", "version": 1, "config": report.config,
             "random_weights": report.random_weights, "ap_gate": AP_GATE,
             "stages": [asdict(s) for s in report.stages], "accuracy": accuracy_rows(report),
+            "problems": problems(report),
             "throughput_definition": THROUGHPUT_DEFINITION,
             "throughput": {k: {str(b): t for b, t in v.items()} for k, v in throughput_by_backend(report).items()},
             "plot": str(plot) if plot else None, "notes": report.notes}

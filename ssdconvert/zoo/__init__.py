@@ -34,5 +34,6 @@ def all_specs() -> list[ModelSpec]:
 # Families register themselves on import; their torch code is imported lazily by spec.build.
 from ssdconvert.zoo import ssd_resnet34  # noqa: E402,F401
 from ssdconvert.zoo import ssd_resnet50  # noqa: E402,F401
+from ssdconvert.zoo import ssd_vgg16  # noqa: E402,F401
 
 __all__ = ["ModelSpec", "TensorSpec", "register", "get_spec", "model_names", "all_specs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from postprocess.heads.spec import DetectionHead
 from postprocess.priors import PriorSpec
 from preprocess.spec import ImageTransform
 
@@ -28,17 +29,15 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered detector: its network, I/O contract, priors and checkpoint layouts."""
+    """A registered detector: its network, input and transform (preprocess), head (postprocess) and
+    checkpoint layouts. The head declares the outputs and how they become detections."""
 
     name: str
     description: str
     build: Callable[[], "torch.nn.Module"]
     input: TensorSpec
-    outputs: tuple[TensorSpec, ...]
     transform: ImageTransform
-    priors: PriorSpec
-    num_classes: int  # including background
-    background_index: int
+    head: DetectionHead
     # Map any supported checkpoint layout onto the native state_dict keys.
     to_native_layout: Callable[[dict], dict]
     # Map a backbone-only file (e.g. torchvision resnet34) onto native backbone keys.
@@ -49,8 +48,25 @@ class ModelSpec:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(o.name, o.shape) for o in self.head.outputs)
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
+
+    @property
+    def num_classes(self) -> int:  # including background
+        return self.head.num_classes
+
+    @property
+    def background_index(self) -> int:
+        return self.head.background_index
+
+    @property
+    def priors(self) -> PriorSpec:
+        """The default-box spec of an NVIDIA-style head (AttributeError for other heads)."""
+        return self.head.priors  # type: ignore[attr-defined]
 
     def describe(self) -> dict:
         """The I/O contract as plain data (for `ssdconvert models` and manifests)."""
@@ -64,23 +80,14 @@ class ModelSpec:
                 "dtype": self.input.dtype,
                 "layout": "NCHW",
                 "channel_order": t.channel_order,
+                "decoder": t.decoder,
                 "resize": f"{t.resize} {t.width}x{t.height}" + ("" if t.keep_aspect else ", aspect not kept"),
                 "scale": t.scale,
                 "mean": list(t.mean),
                 "std": list(t.std),
             },
             "outputs": [{"name": o.name, "shape": ["N", *o.shape], "dtype": o.dtype} for o in self.outputs],
-            "classes": {"count": self.num_classes, "background_index": self.background_index},
-            "priors": {
-                "count": self.priors.num_priors,
-                "fig_size": self.priors.fig_size,
-                "feat_size": list(self.priors.feat_size),
-                "steps": list(self.priors.steps),
-                "scales": list(self.priors.scales),
-                "aspect_ratios": [list(r) for r in self.priors.aspect_ratios],
-                "scale_xy": self.priors.scale_xy,
-                "scale_wh": self.priors.scale_wh,
-            },
+            "head": self.head.describe(),
             "gflops_per_image": round(self.flops_per_image / 1e9, 2),
             "backbone_file": self.backbone_file,
             "reference_map": self.reference_map,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake Huawei `atc` (ONNX path, --mode=0) that honours the command-line contract strictly.
 
-Contract source: ../shared/reference/device_toolchains.md §1 (argument spellings and value sets,
+Contract source: the device-toolchain reference §1 (ATC: argument spellings and value sets,
 `--input_shape` and gears, the `_<os>_<arch>` output rule, the stdout protocol, E-codes, exit codes,
 AIPP fields). It writes a small placeholder model instead of compiling anything.
 
@@ -54,7 +54,10 @@ START = "ATC start working now, please wait for a moment."
 SUCCESS = "ATC run success, welcome to the next use."
 FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more information"
 
-SOC_RE = re.compile(r"^Ascend(310|310P\d|310B\d|910|910[A-Z][A-Za-z0-9]*|910_\w+|950\w*)$")
+# SoC names from CANN's platform tables (310P: 1/2/3/4/5/7 and the 310P3 virtual splits; A3 as
+# <Chip Name>_<NPU Name>); ATC refuses others.
+SOC_RE = re.compile(r"^Ascend(310|310P[1-57]|310P3vir0[1248]|310B[1-4]|910|910A|910ProA|910B|910ProB|910PremiumA|"
+                    r"910B[1-4]|910B2C|910B4-1|910_93\d\d|950(PR|DT)_95\d\d)$")
 VALUES = {
     "mode": {"0", "1", "3", "5", "6", "30"},
     "framework": {"0", "1", "3", "5"},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake Cambricon MagicMind build tool (the gen_model.py / mm_build command line) for tests.
 
-Contract source: ../shared/reference/device_toolchains.md §3.1, the argparse flags of
+Contract source: the device-toolchain reference §3.1 (MagicMind), the argparse flags of
 Cambricon/magicmind_cloud `buildin/python_common/build_param.py` (release v1.7). Like that tool
 it is an argparse program: an unknown or malformed flag prints `usage: ...` and
 `error: ...` on stderr and exits 2. Run it with an interpreter that has `onnx` (the project venv).

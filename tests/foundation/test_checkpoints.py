@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 
 import pytest
 import torch
@@ -160,11 +162,30 @@ def test_missing_keys_are_grouped_not_listed(tmp_path, spec, reference):
     assert "model.5.0.conv1.weight" not in message  # grouped, never a wall of names
 
 
-def test_non_strict_load_tolerates_missing_keys(tmp_path, spec, reference):
-    state = {k: v for k, v in reference[0].items() if not k.startswith("mbox.5.")}
+@pytest.mark.parametrize("name, dropped, missing", [
+    ("ssd-resnet34", ("mbox.5.",), "missing 2: mbox.5.* (2)"),
+    ("ssd-resnet50", ("loc.5.", "conf.5."), "missing 4: conf.5.* (2), loc.5.* (2)"),
+])
+def test_non_strict_load_tolerates_missing_keys(tmp_path, caplog, name, dropped, missing):
+    """strict=False loads every tensor the file has, leaves the missing ones at the seeded random
+    init (not zeros, not the file's), and says which are missing; strict (the default) refuses."""
+    from ssdconvert.zoo import get_spec
+
+    spec = get_spec(name)
+    full = build_model(spec, seed=7)[0].state_dict()
+    state = {k: v for k, v in full.items() if not k.startswith(dropped)}
     torch.save(state, tmp_path / "partial.pt")
-    model, _ = build_model(spec, tmp_path / "partial.pt", strict=False)
-    assert torch.equal(model.state_dict()["mbox.0.weight"], state["mbox.0.weight"])
+    with pytest.raises(CheckpointError, match=re.escape(missing)):
+        build_model(spec, tmp_path / "partial.pt")
+    with caplog.at_level(logging.WARNING, logger="ssdconvert.checkpoints"):
+        model, source = build_model(spec, tmp_path / "partial.pt", strict=False, seed=5)
+    untouched = build_model(spec, seed=5)[0].state_dict()  # the same seeded init, no checkpoint
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, untouched[key] if key.startswith(dropped) else state[key]), key
+    first_missing = next(k for k in full if k.startswith(dropped))
+    assert not torch.equal(untouched[first_missing], full[first_missing])  # seeds 5 and 7 differ
+    assert "non-strict load" in caplog.text and missing in caplog.text
+    assert not source.is_random
 
 
 def test_pickled_objects_need_explicit_trust(tmp_path, spec, reference):
@@ -188,8 +209,29 @@ def test_group_keys():
     assert group_keys(wrapped) == "feature_extractor.feature_extractor.6.* (2)"
 
 
-def test_checkpoint_of_the_other_family_names_the_right_model(tmp_path, spec):
-    torch.save({"model": {"feature_extractor.feature_extractor.0.weight": torch.zeros(64, 3, 7, 7)}},
-               tmp_path / "r50.pt")
-    with pytest.raises(CheckpointError, match="use --model ssd-resnet50"):
-        build_model(spec, tmp_path / "r50.pt")
+class _RunsAShellCommand:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_pickled_os_system_is_refused_and_named(tmp_path, spec, reference):
+    torch.save({"model": reference[0], "hook": _RunsAShellCommand()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as info:
+        build_model(spec, tmp_path / "evil.pt")
+    message = str(info.value)
+    assert "would call posix.system" in message and "do not load it" in message
+    assert "--trust-checkpoint" not in message and "weights_only" not in message
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"hello, this is a text file\n" * 10,
+                                     b"\x80\x02random pickle-looking bytes\xff\xfe" * 8],
+                         ids=["random bytes", "text", "pickle header, garbage body"])
+def test_garbage_files_are_not_checkpoints_and_torch_advice_is_not_repeated(tmp_path, spec, content):
+    (tmp_path / "garbage.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a (readable )?PyTorch checkpoint") as info:
+        build_model(spec, tmp_path / "garbage.pt")
+    message = str(info.value)
+    assert "weights_only" not in message and "Weights only load failed" not in message
+    assert "trust" not in message

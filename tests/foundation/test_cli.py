@@ -53,7 +53,7 @@ def test_models_lists_the_contract():
     assert result.exit_code == 0
     assert "ssd-resnet34" in result.output and "plabel float32 ['N', 81, 8732]" in result.output
     described = json.loads(runner.invoke(cli, ["models", "--json"]).output)
-    assert described[0]["priors"]["count"] == 8732
+    assert described[0]["head"]["anchors"]["count"] == 8732
 
 
 def test_cli_and_zoo_import_no_heavy_runtime():
@@ -66,3 +66,32 @@ def test_cli_and_zoo_import_no_heavy_runtime():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_library_never_imports_the_cli():
+    """Only ssdconvert/cli/ may import ssdconvert.cli: shared formatting lives in ssdconvert/formatting.py."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "ssdconvert"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts or path.name == "__main__.py":  # the entry points
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("ssdconvert.cli")]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("command", [["bench", "--model", "x.onnx"], ["run"], ["atc", "--soc", "Ascend310P3",
+                                                                            "--dry-run", "--dynamic-bs"]])
+@pytest.mark.parametrize("value", ["1,,4", "4,", "1,x", "0,2", "-1"])
+def test_integer_lists_refuse_empty_and_non_positive_items(command, value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.onnx").write_bytes(b"")
+    flag = [] if command[-1] == "--dynamic-bs" else ["--bs"]
+    result = CliRunner().invoke(cli, [*command, *flag, value])
+    assert result.exit_code == 2, result.output
+    assert "expected comma-separated positive integers" in result.output and repr(value) in result.output

@@ -102,3 +102,13 @@ def test_bad_arguments_are_rejected(tmp_path, torch_model, spec):
         export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, opset=9)
     with pytest.raises(ExportError, match="batch size must be >= 1"):
         export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, batch=0)
+
+
+@pytest.mark.parametrize("target", ["/proc/ssdconvert_test.onnx", "/dev/null/x.onnx"])
+def test_unwritable_output_is_one_line_error(tmp_path, monkeypatch, target):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["export", "--bs", "1", "--no-simplify", "--output", target])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot ") and target.rsplit("/", 1)[0] in last
+    assert "Traceback" not in result.output and not list(tmp_path.glob(".*.tmp"))

@@ -62,5 +62,33 @@ def test_spec_describes_the_io_contract(spec):
     d = spec.describe()
     assert d["input"]["name"] == "image" and d["input"]["shape"] == ["N", 3, 300, 300]
     assert [o["name"] for o in d["outputs"]] == ["ploc", "plabel"]
-    assert d["priors"]["count"] == 8732
+    assert d["head"]["anchors"]["count"] == 8732
     assert d["input"]["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_flops_per_image_matches_the_sheets_conv_count(torch_model, spec):
+    """MACs of every Conv2d at 300x300, batch 1, counted here with forward hooks (output elements x
+    input channels per group x kernel area), against the sheet's analytic breakdown (R34 §18:
+    backbone 12.907, additional blocks 0.704, heads 2.252, total 15.862 GMAC = 31.72 GFLOPs)."""
+    macs: dict[str, int] = {}
+
+    def hook(name):
+        def count(module, inputs, output):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs[name] = output.numel() * per_output
+        return count
+
+    hooks = [m.register_forward_hook(hook(name)) for name, m in torch_model.named_modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        torch_model(torch.zeros(1, 3, 300, 300))
+    for h in hooks:
+        h.remove()
+    part = {prefix: sum(v for k, v in macs.items() if k.startswith(prefix)) / 1e9
+            for prefix in ("model.", "additional_blocks.", "mbox.")}
+    assert len(macs) == 1 + 2 * (3 + 4 + 6) + 2 + 2 * 5 + 6  # conv1, basic blocks, downsamples, extras, heads
+    assert part == pytest.approx({"model.": 12.907, "additional_blocks.": 0.704, "mbox.": 2.252}, abs=5e-4)
+    total = sum(macs.values())
+    assert total / 1e9 == pytest.approx(15.862, abs=5e-4)
+    assert spec.flops_per_image == pytest.approx(2 * total, rel=2e-4)  # the zoo's figure, rounded to 31.72 G
+    assert spec.describe()["gflops_per_image"] == round(2 * total / 1e9, 2)

@@ -19,13 +19,15 @@ SYNTH_IMAGES = 24  # every 10th without annotations, one crowd box
 @pytest.fixture(scope="session")
 def coco(tmp_path_factory):
     """Synthetic COCO set: annotation doc, annotated image records, their normalised GT boxes/labels."""
-    from postprocess.coco import images_with_annotations
+    from postprocess.images import ImageRef
     from ssdconvert.synth import generate
 
     ds = generate(tmp_path_factory.mktemp("coco") / "mini", images=SYNTH_IMAGES, seed=3)
     doc = json.loads(ds.annotation_file.read_text())
     label_of = {c["id"]: k + 1 for k, c in enumerate(doc["categories"])}
-    images = images_with_annotations(doc)
+    annotated = {a["image_id"] for a in doc["annotations"]}
+    images = [ImageRef(im["id"], im["file_name"].split(".")[0], im["width"], im["height"])
+              for im in doc["images"] if im["id"] in annotated]  # synth names files <id>.jpg, no folders
     boxes, labels = [], []
     for im in images:
         anns = [a for a in doc["annotations"] if a["image_id"] == im.id]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from postprocess.coco import category_ids, images_with_annotations, result_dicts, result_rows, results_json
+from postprocess.coco import category_ids, result_dicts, result_rows, results_json
 from postprocess.errors import PostprocessError
 from postprocess.images import ImageRef
 from postprocess.nms import Detections
@@ -58,10 +58,3 @@ def test_results_json_round_trips_exactly():
     with_ids = result_dicts(rows[:3], first_id=1)
     assert [d["id"] for d in with_ids] == [1, 2, 3] and with_ids[0]["iscrowd"] == 0
     assert with_ids[0]["area"] == float(np.float32(rows[0, 3]) * np.float32(rows[0, 4]))
-
-
-def test_images_with_annotations_cuts_stem_at_first_dot():
-    doc = {"images": [{"id": 1, "file_name": "a.b.jpg", "width": 5, "height": 6},
-                      {"id": 2, "file_name": "c.jpg", "width": 5, "height": 6}],
-           "annotations": [{"image_id": 1}]}
-    assert images_with_annotations(doc) == [ImageRef(1, "a", 5, 6)]

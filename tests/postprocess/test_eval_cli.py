@@ -154,3 +154,83 @@ def test_annotation_file_without_the_manifest_images(workspace, run_cli, tmp_pat
     (tmp_path / "other.json").write_text(json.dumps(other))
     res = run_cli("--bin_path", str(workspace.result), "--val_annotation", str(tmp_path / "other.json"))
     assert res.exit_code == 1 and "manifest images are not in" in res.output and "--val_annotation" in res.output
+
+
+def _spread_over_devices(workspace, names: list[str], sizes: list[int], devices: str) -> list:
+    """Move the result files into per-device folders (contiguous blocks in manifest order) with one
+    summary each, recording the parent's argv as ais_bench's device processes do."""
+    import shutil
+
+    from preprocess.manifest import read_manifest
+
+    stems = [im.stem for im in read_manifest(workspace.manifest.parent).images]
+    (workspace.result.parent / "result_summary.json").unlink()
+    args = ["python3", "-m", "ais_bench", "--model", "m.om", "--input", str(workspace.manifest.parent),
+            "--output", str(workspace.result.parent), "--output_dirname", "result", "--device", devices]
+    head, folders = 0, []
+    for name, size in zip(names, sizes):
+        folder = workspace.result / name
+        folder.mkdir()
+        for stem in stems[head:head + size]:
+            for i in (0, 1):
+                shutil.move(workspace.result / f"{stem}_{i}.bin", folder / f"{stem}_{i}.bin")
+        (workspace.result / f"{name}_summary.json").write_text(json.dumps({"args": args}))
+        head, folders = head + size, folders + [folder]
+    assert head == len(stems)
+    return folders
+
+
+def test_per_device_folders_of_a_multi_npu_run(workspace, run_cli, coco):
+    """ais_bench --device 0,1,2 writes result/device<N>_<i>/ and result/device<N>_<i>_summary.json
+    (no result_summary.json): eval finds the manifest through a device summary and reads every folder."""
+    n = len(coco.images)
+    folders = _spread_over_devices(workspace, ["device0_0", "device1_1", "device2_2"],
+                                   [n // 3 + 1, n // 3, n - 2 * (n // 3) - 1], "0,1,2")
+    res = run_cli("--bin_path", str(workspace.result))
+    assert res.exit_code == 0, res.output
+    assert "results of 3 devices: device0_0, device1_1, device2_2" in res.output
+    assert f"via input folder recorded in {workspace.result / 'device0_0_summary.json'}" in res.output
+    report = report_of(workspace)
+    assert report["images"] == n and report["missing"] == 0 and report["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+
+    stem = coco.images[0].stem  # device 0's first image, written again by device 2: two runs in one folder
+    (folders[2] / f"{stem}_0.bin").write_bytes((folders[0] / f"{stem}_0.bin").read_bytes())
+    res = run_cli("--bin_path", str(workspace.result))
+    assert res.exit_code == 1 and f"{stem}_0.bin is in both device0_0/ and device2_2/" in res.output
+    (folders[2] / f"{stem}_0.bin").unlink()
+    import shutil
+
+    shutil.rmtree(folders[1])  # device 1 wrote nothing: a gap in the run's --device list
+    res = run_cli("--bin_path", str(workspace.result))
+    assert res.exit_code == 1 and "no folder for device position(s) 1 of 3" in res.output
+
+
+def test_older_device_folder_names(workspace, run_cli, coco):
+    n = len(coco.images)
+    _spread_over_devices(workspace, ["device4", "device2"], [-(-n // 2), n - -(-n // 2)], "4,2")
+    res = run_cli("--bin_path", str(workspace.result))
+    assert res.exit_code == 0, res.output
+    assert "results of 2 devices: device4, device2" in res.output and "mAP (AP@[.5:.95]): 1.0000" in res.output
+
+
+def test_annotation_only_fallback_drops_folders_from_file_names(workspace, run_cli, coco, tmp_path):
+    """Without a manifest the result stems come from the annotation's file names by preprocess's
+    rule: directories dropped, cut at the first '.' (val2017/000000000139.jpg -> 000000000139)."""
+    doc = json.loads(coco.annotation.read_text())
+    for k, image in enumerate(doc["images"]):
+        image["file_name"] = f"val2017/sub.dir/{image['file_name']}" if k % 2 else f"val2017\\{image['file_name']}"
+    moved = tmp_path / "nested.json"
+    moved.write_text(json.dumps(doc))
+    (workspace.result.parent / "result_summary.json").unlink()
+    res = run_cli("--bin_path", str(workspace.result), "--val_annotation", str(moved))
+    assert res.exit_code == 0, res.output
+    assert "mAP (AP@[.5:.95]): 1.0000" in res.output and report_of(workspace)["images"] == len(coco.images)
+
+
+def test_progress_bar_knows_the_total_and_can_be_turned_off(workspace, run_cli, coco):
+    total = len(coco.images)
+    shown = run_cli("--bin_path", str(workspace.result), "--progress")
+    assert shown.exit_code == 0, shown.output
+    assert f"{total}/{total}" in shown.stderr and "eval: 100%" in shown.stderr
+    hidden = run_cli("--bin_path", str(workspace.result), "--no-progress")
+    assert hidden.exit_code == 0 and "eval:" not in hidden.stderr

@@ -149,10 +149,25 @@ def test_batching_does_not_change_detections():
 
 
 def test_reference_nms_function_matches_nms_dispatch():
-    boxes = [[0, 0, 1, 1], [0.1, 0, 1.1, 1]]
-    scores = scores_for(2, c1=[0.9, 0.8])
-    a = reference_nms(np.zeros(2), np.arange(2), np.asarray(boxes, F32), scores)
-    assert a.anchor.tolist() == run(boxes, scores).anchor.tolist() == [0]
+    """`nms(variant=...)` must reach the named implementation. On this input the two variants
+    disagree (IoU exactly 0.5: the reference suppresses it, Ascend keeps it; Ascend also lists every
+    class of a kept box), so a swapped or collapsed dispatch cannot pass."""
+    boxes = np.asarray([[0, 0, 3, 1], [1, 0, 4, 1], [10, 10, 11, 11]], F32)
+    scores = scores_for(3, num_classes=3, c1=[0.9, 0.8, 0.01], c2=[0.02, 0.03, 0.7])
+    args = (np.zeros(3), np.arange(3), boxes, scores)
+    expected = {  # (label, anchor) pairs, worked out by hand from the two rule sets (R34 §8, §9.2)
+        "reference": [(1, 0), (2, 2)],
+        "ascend": [(1, 0), (1, 1), (2, 2), (2, 1), (2, 0), (1, 2)],
+    }
+    for variant, direct in (("reference", reference_nms), ("ascend", ascend_nms)):
+        dispatched = run(boxes, scores, variant)
+        pairs = list(zip(dispatched.label.tolist(), dispatched.anchor.tolist()))
+        assert pairs == expected[variant], variant
+        own = direct(*args)
+        assert list(zip(own.label.tolist(), own.anchor.tolist())) == pairs
+        np.testing.assert_array_equal(own.score, dispatched.score)
+    with pytest.raises(ValueError, match="unknown NMS variant 'fast'"):
+        run(boxes, scores, "fast")
 
 
 def test_ascend_widens_its_working_set_until_enough_detections_survive(monkeypatch):

@@ -75,7 +75,9 @@ def test_mixed_dtypes(tmp_path):
     ims = images(3)
     write(tmp_path, ims[:2])
     write(tmp_path, ims[2:], "float16")
-    with pytest.raises(PostprocessError, match="mix float32 and float16"):
+    with pytest.raises(PostprocessError, match=r"ploc files in .* mix float32 and float16 sizes: "
+                                                r"1 float16 \(000000000002_0.bin\); 2 float32 \(000000000000_0.bin, "
+                                                r"000000000001_0.bin\); they come from different runs"):
         scan_results(tmp_path, ims, OUTPUTS)
 
 
@@ -130,3 +132,75 @@ def test_batches_are_bounded(tmp_path, monkeypatch):
     first, _ = next(batches)
     assert len(first) == 6 and len(reads) <= 2
     assert [len(first)] + [len(batch) for batch, _ in batches] == [6, 6, 6, 2]
+
+
+def device_run(tmp_path, ims, folders: list[str], sizes: list[int]):
+    """Results spread over device folders in contiguous blocks, as ais_bench --device writes them."""
+    root = tmp_path / "result"
+    data, head = {}, 0
+    for name, size in zip(folders, sizes):
+        (root / name).mkdir(parents=True)
+        for im, pair in zip(ims[head:head + size], write(root / name, ims[head:head + size], seed=head)):
+            data[im.stem] = pair
+        (root / f"{name}_summary.json").write_text("{}")
+        head += size
+    return root, data
+
+
+@pytest.mark.parametrize("folders, devices", [
+    (["device0_0", "device3_1", "device1_2"], ["0", "3", "1"]),  # newer: device<N>_<position in --device>
+    (["device0", "device3", "device1"], ["0", "3", "1"]),  # older standalone: device<N>
+])
+def test_reads_the_device_folders_of_a_multi_device_run(tmp_path, folders, devices):
+    ims = images(7)
+    root, data = device_run(tmp_path, ims, folders, [3, 2, 2])
+    files = scan_results(root, ims, OUTPUTS, devices=devices)
+    assert [f.name for f in files.folders] == folders and files.present == ims and not files.missing
+    assert files.folder_of[ims[4].stem].name == folders[1]
+    for batch, (loc, lab) in read_batches(files, batch_size=4):
+        for k, im in enumerate(batch):
+            np.testing.assert_array_equal(loc[k], data[im.stem][0])
+            np.testing.assert_array_equal(lab[k], data[im.stem][1])
+    # without the --device list: newer names carry the list position; older ones only the device id
+    unordered = [f.name for f in scan_results(root, ims, OUTPUTS).folders]
+    assert unordered == (folders if "_" in folders[0] else ["device0", "device1", "device3"])
+
+
+def test_device_folders_with_duplicates_or_gaps_are_refused(tmp_path):
+    ims = images(6)
+    root, _ = device_run(tmp_path, ims, ["device0_0", "device1_1", "device2_2"], [2, 2, 2])
+    write(root / "device2_2", ims[1:2])  # a result both device 0 and device 2 wrote
+    with pytest.raises(PostprocessError, match=rf"{ims[1].stem}_[01]\.bin is in both device0_0/ and device2_2/.*"
+                                               r"--divide_input 1"):
+        scan_results(root, ims, OUTPUTS)
+    (root / "device2_2" / f"{ims[1].stem}_0.bin").unlink()
+    (root / "device2_2" / f"{ims[1].stem}_1.bin").unlink()
+    with pytest.raises(PostprocessError, match=r"no folder for device position\(s\) 3 of 4"):
+        scan_results(root, ims, OUTPUTS, devices=["0", "1", "2", "3"])  # the run's --device listed a 4th NPU
+    (root / "device1_1").rename(root / "device1_3")
+    with pytest.raises(PostprocessError, match=r"no folder for device position\(s\) 1 of 4"):
+        scan_results(root, ims, OUTPUTS)
+    (root / "device1_3").rename(root / "device5_1")
+    with pytest.raises(PostprocessError, match=r"no folder device1_1 for a device of the run's --device list 0,1,2"):
+        scan_results(root, ims, OUTPUTS, devices=["0", "1", "2"])
+    (root / "device5_1").rename(root / "device1_1")
+    (root / "device0_2").mkdir()
+    with pytest.raises(PostprocessError, match=r"two folders for device position 2 \(device0_2, device2_2\)"):
+        scan_results(root, ims, OUTPUTS)
+    (root / "device0_2").rmdir()
+    (root / "device7").mkdir()
+    with pytest.raises(PostprocessError, match="mixes device<N> and device<N>_<i> folders"):
+        scan_results(root, ims, OUTPUTS)
+    (root / "device7").rmdir()
+    write(root, ims[:1])
+    with pytest.raises(PostprocessError, match="both result files .* and device folders"):
+        scan_results(root, ims, OUTPUTS)
+
+
+def test_old_device_folders_must_match_the_recorded_device_list(tmp_path):
+    ims = images(4)
+    root, _ = device_run(tmp_path, ims, ["device0", "device1", "device2"], [2, 1, 1])
+    with pytest.raises(PostprocessError, match=r"holds device2, which is not a device of the run's --device list 0,1"):
+        scan_results(root, ims, OUTPUTS, devices=["0", "1"])  # left over from an earlier 3-NPU run
+    with pytest.raises(PostprocessError, match=r"no folder device3 for a device of the run's --device list 0,1,2,3"):
+        scan_results(root, ims, OUTPUTS, devices=["0", "1", "2", "3"])

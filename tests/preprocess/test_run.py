@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from preprocess.manifest import read_manifest
-from preprocess.outdir import LOCK_NAME, PARTIAL_NAME
+from preprocess.outdir import PARTIAL_NAME
 
 
 def test_clean_run_writes_the_reference_bins_and_manifest(cli, coco, tmp_path, h):
@@ -129,16 +129,6 @@ def test_existing_bins_made_differently_are_not_mixed_in(cli, coco, tmp_path, h)
     (foreign / "000000000001.bin").write_bytes(b"\0" * 1_080_000)
     result = cli(*h.preprocess_args(coco, foreign))
     assert result.exit_code == 1 and "no manifest.json describes" in result.output
-
-
-def test_a_second_concurrent_run_is_refused(cli, coco, tmp_path, h):
-    fcntl = pytest.importorskip("fcntl")
-    out = tmp_path / "out"
-    out.mkdir()
-    with open(out / LOCK_NAME, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        result = cli(*h.preprocess_args(coco, out))
-    assert result.exit_code == 1 and "another `ssdconvert preprocess` is writing to" in result.output
 
 
 def test_stray_bins_and_size_mismatches_are_warned_about(cli, coco, tmp_path, h):

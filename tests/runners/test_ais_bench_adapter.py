@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from ssdconvert.cli import cli
 from ssdconvert.infer import run_infer
-from ssdconvert.runners.ais_bench import (AisBenchError, AisBenchRunner, build_argv, explain_failure,
-                                          normalise_stats, parse_console, read_summary, run_ais_bench)
+from ssdconvert.backends.ascend.ais_bench import (AisBenchError, build_argv, explain_failure, normalise_stats,
+                                                 parse_console, read_summary, run_ais_bench)
+from ssdconvert.backends.ascend.runner import AisBenchRunner
 
 CONSOLE = """[INFO] try get model batchsize:1
 [INFO] -----------------Performance Summary------------------
@@ -85,25 +86,89 @@ def test_fake_tool_writes_the_layout_the_adapter_reads(tmp_path, tiny, fake_ais_
                                tiny.reference_outputs(x)[1], atol=1e-5)
 
 
-def test_om_through_infer_matches_the_in_process_runner_byte_for_byte(tmp_path, tiny, tiny_onnx, fake_ais_bench):
-    om = _om(tiny, tmp_path)
-    tiny.write_inputs(tmp_path / "ssd_bin", 7)
-    res = CliRunner().invoke(cli, ["infer", "--model", str(om), "--input", str(tmp_path / "ssd_bin"),
-                                   "--output", str(tmp_path / "om_result")])
+# natural sort (img2 < img10) and stems cut at the FIRST dot (img10.jpg.bin -> img10)
+TRICKY_NAMES = ["img10.jpg.bin", "img2.bin", "img1.x.bin", "000000000004.bin", "img3.bin", "a.b.c.bin", "img20.bin"]
+
+
+def test_om_through_infer_matches_the_in_process_runner_byte_for_byte(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    """The ascend backend runs a folder two ways: its own batch loop over InferSession (this Python
+    imports ais_bench), or the real `python3 -m ais_bench` (here the fake, which implements the
+    tool's batching, padding and naming on its own). Both must write the same files, byte for byte:
+    the same stems, nothing for padding slots, the same numbers."""
+    om = _om(tiny, tmp_path)  # batch 4: 7 files -> 2 runs, 1 padding slot
+    tiny.write_inputs(tmp_path / "in", 7, names=TRICKY_NAMES)
+    in_process = run_infer(om, tmp_path / "in", tmp_path / "runner", progress=False)
+    assert in_process.log_path is None and in_process.backend == "ascend" and in_process.padded == 1
+    monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
+    res = CliRunner().invoke(cli, ["infer", "--model", str(om), "--input", str(tmp_path / "in"),
+                                   "--output", str(tmp_path / "tool")])
     assert res.exit_code == 0, res.output
     assert "ais_bench log:" in res.output
-    run_infer(tiny_onnx, tmp_path / "ssd_bin", tmp_path / "ort_result", batchsize=4, progress=False)
-    om_files = sorted(p.name for p in (tmp_path / "om_result").iterdir())
-    assert om_files == sorted(p.name for p in (tmp_path / "ort_result").iterdir())
-    for name in om_files:
-        a = np.fromfile(tmp_path / "om_result" / name, np.float32)
-        b = np.fromfile(tmp_path / "ort_result" / name, np.float32)
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    om_summary = json.loads((tmp_path / "om_result_summary.json").read_text())
-    ort_summary = json.loads((tmp_path / "ort_result_summary.json").read_text())
-    assert list(om_summary)[:8] == list(ort_summary)[:8]
-    for summary in (om_summary, ort_summary):  # eval finds the manifest through --input
-        assert summary["args"][summary["args"].index("--input") + 1] == str((tmp_path / "ssd_bin").resolve())
+    expected = sorted(f"{name.split('.')[0]}_{i}.bin" for name in TRICKY_NAMES for i in (0, 1))
+    tool_files = sorted(p.name for p in (tmp_path / "tool").iterdir())
+    assert tool_files == expected
+    assert sorted(p.name for p in (tmp_path / "runner").iterdir()) == expected
+    for name in expected:
+        assert (tmp_path / "tool" / name).read_bytes() == (tmp_path / "runner" / name).read_bytes(), name
+    tool_summary = json.loads((tmp_path / "tool_summary.json").read_text())
+    runner_summary = json.loads((tmp_path / "runner_summary.json").read_text())
+    assert list(tool_summary)[:8] == list(runner_summary)[:8]
+    for summary in (tool_summary, runner_summary):  # eval finds the manifest through --input
+        assert summary["args"][summary["args"].index("--input") + 1] == str((tmp_path / "in").resolve())
+
+
+@pytest.mark.parametrize("layout, folders, split", [
+    ("new", ["device0_0", "device1_1", "device3_2"], [3, 2, 2]),  # floor(7/3) = 2 each, the first 7 % 3 one more
+    ("old", ["device0", "device1", "device3"], [3, 3, 1]),  # ceil(7/3) = 3 each, the last gets the rest
+])
+def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, fake_ais_bench, monkeypatch, layout,
+                                                               folders, split):
+    from postprocess.reader import OutputSpec, scan_results
+    from preprocess.manifest import read_manifest
+    from ssdconvert.evaluation import recorded_devices, runner_summary
+
+    monkeypatch.setenv("FAKE_AIS_BENCH_LAYOUT", layout)
+    om = _om(tiny, tmp_path, batch=2)
+    files = tiny.write_inputs(tmp_path / "in", 7)
+    result = run_infer(om, tmp_path / "in", tmp_path / "out" / "result", device="0,1,3", progress=False)
+    assert [f.name for f in result.device_folders] == folders
+    assert not list((tmp_path / "out").glob("result_summary.json"))  # one summary per device, inside result/
+    args = json.loads(result.summary_path.read_text())["args"]
+    assert args[args.index("--device") + 1] == "0,1,3"
+    head = 0
+    for folder, size in zip(folders, split):  # contiguous blocks of the natural-sorted inputs, in list order
+        written = sorted(p.name for p in (tmp_path / "out" / "result" / folder).iterdir())
+        assert written == sorted(f"{f.stem}_{i}.bin" for f in files[head:head + size] for i in (0, 1)), folder
+        head += size
+    assert result.files == 7 and result.throughput > 0
+
+    summary = runner_summary(tmp_path / "out" / "result")
+    assert summary.name == f"{folders[0]}_summary.json" and recorded_devices(summary) == ["0", "1", "3"]
+    images = read_manifest(tmp_path / "in").images
+    scanned = scan_results(tmp_path / "out" / "result", images, [OutputSpec("ploc", (4, 64)),
+                                                                  OutputSpec("plabel", (tiny.CLASSES, 64))],
+                           devices=recorded_devices(summary))
+    assert scanned.present == list(images) and [f.name for f in scanned.folders] == folders
+    x = np.fromfile(files[6], np.float32).reshape(3, 8, 8)
+    np.testing.assert_allclose(np.fromfile(scanned.path(files[6].stem, 1), np.float32).reshape(-1, 64),
+                               tiny.reference_outputs(x)[1], atol=1e-5)
+
+
+def test_several_npus_need_enough_inputs_and_a_device_that_works(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    from ssdconvert.layout import InferError
+
+    om = _om(tiny, tmp_path, batch=2)
+    tiny.write_inputs(tmp_path / "in", 2)
+    with pytest.raises(InferError, match=r"2 input file\(s\) cannot be split across 3 NPUs \(0,1,2\)"):
+        run_infer(om, tmp_path / "in", tmp_path / "r1", device="0,1,2", progress=False)
+    tiny.write_inputs(tmp_path / "four", 4)
+    monkeypatch.setenv("FAKE_AIS_BENCH_LAYOUT", "old")  # ceil(4/3) = 2 files each: the third NPU gets none
+    with pytest.raises(AisBenchError, match=r"exit code 1\): a device process failed") as info:
+        run_infer(om, tmp_path / "four", tmp_path / "r2", device="0,1,2", progress=False)
+    assert "Full log:" in str(info.value)
+    monkeypatch.setenv("FAKE_AIS_BENCH_FAIL", "device")
+    with pytest.raises(AisBenchError, match="cannot open the NPU device"):
+        run_infer(om, tmp_path / "in", tmp_path / "r3", device="0,1", progress=False)
 
 
 @pytest.mark.parametrize("mode, message", [
@@ -118,7 +183,7 @@ def test_fake_tool_failures_map_to_clear_messages(tmp_path, tiny, fake_ais_bench
     monkeypatch.setenv("FAKE_AIS_BENCH_FAIL", mode)
     with pytest.raises(AisBenchError, match=message) as info:
         run_ais_bench(om, input=tmp_path / "in", output=tmp_path / "out", output_dirname="r", batchsize=4)
-    assert "full log:" in str(info.value)
+    assert "Full log:" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_wrong_input_size_and_missing_tool(tmp_path, tiny, fake_ais_bench, monkeypatch):
@@ -150,21 +215,26 @@ def test_python_api_runner(tmp_path, tiny, fake_ais_bench):
     np.testing.assert_allclose(out["ploc"][2], tiny.reference_outputs(x[2])[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("api", [True, False], ids=["InferSession", "subprocess"])
 def test_gear_om_gets_dym_batch_from_its_build_record(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
-                                                      monkeypatch):
+                                                      monkeypatch, api):
     import os
 
-    from ssdconvert.compilers.atc import build_om
-    from ssdconvert.infer import InferError
+    from ssdconvert.backends.ascend.compile import build_om
+    from ssdconvert.errors import SsdConvertError
 
     launcher(tmp_path / "bin", "atc", "atc.py")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    if not api:
+        monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
     om = build_om(tiny_onnx, "Ascend310P3", dynamic_batches=[2, 4], output=tmp_path / "gears").primary
     tiny.write_inputs(tmp_path / "ssd_bin", 6)
     result = run_infer(om, tmp_path / "ssd_bin", tmp_path / "result", batchsize=4, progress=False)
-    args = json.loads(result.summary_path.read_text())["args"]
-    assert args[args.index("--dymBatch") + 1] == "4"
     assert any("batch gears [2, 4]" in w for w in result.warnings)
+    assert (result.batch, result.runs, result.padded) == (4, 2, 2)
     assert len(list((tmp_path / "result").glob("*_0.bin"))) == 6
-    with pytest.raises(InferError, match="batch gears 2,4"):
+    if not api:
+        args = json.loads(result.summary_path.read_text())["args"]
+        assert args[args.index("--dymBatch") + 1] == "4"
+    with pytest.raises(SsdConvertError, match="batch gears 2,4"):
         run_infer(om, tmp_path / "ssd_bin", tmp_path / "result3", batchsize=3, progress=False)

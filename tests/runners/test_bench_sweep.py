@@ -9,7 +9,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from ssdconvert.bench import THROUGHPUT_DEFINITION, run_bench
+from ssdconvert.bench import THROUGHPUT_DEFINITION, fmt_throughput, run_bench
 from ssdconvert.cli import cli
 
 
@@ -32,18 +32,58 @@ def _check_reports(report, sizes):
     return md, data, rows
 
 
+def markdown_rows(md: str, header: str) -> dict[int, list[str]]:
+    """batch size -> cells of the Markdown table whose header row starts with `header`."""
+    lines = md.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[int(cells[0])] = cells[1:]
+    return rows
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_tiny_sweep_writes_markdown_json_csv_png(tmp_path, tiny_onnx, backend):
-    report = run_bench(tiny_onnx, backend=backend, batch_sizes=[4, 1, 2], duration=0.05, output_dir=tmp_path,
-                       flops_per_image=1e6)
-    md, data, rows = _check_reports(report, [1, 2, 4])
+    """The four reports say the same thing batch size by batch size, and the figures are timings of
+    exactly the timed runs: warm-up left out, latency stats over `runs` calls, compute time within
+    the wall time, throughput = 1000 x batch / mean latency, the best batch size in bold."""
+    import matplotlib.image
+
+    report = run_bench(tiny_onnx, backend=backend, batch_sizes=[4, 1, 2], duration=0.05, warmup=3,
+                       output_dir=tmp_path, flops_per_image=1e6)
+    md, data, csv_rows = _check_reports(report, [1, 2, 4])
     assert not report.stopped_early
-    for row in data["rows"]:
-        assert row["status"] == "ok" and row["runs"] >= 1
-        assert row["throughput"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms"]["mean"])
-        assert set(row["latency_ms"]) == {"min", "max", "mean", "median", "percentile(99%)", "count"}
+    rows = {r["batch_size"]: r for r in data["rows"]}
+    for bs, row in rows.items():
+        lat = row["latency_ms"]
+        assert row["status"] == "ok" and lat["count"] == row["runs"] >= 1  # warm-up runs not counted
+        assert lat["min"] <= lat["median"] <= lat["max"] and lat["min"] <= lat["mean"] <= lat["max"]
+        assert row["seconds"] >= 0.05 and lat["mean"] * row["runs"] <= 1000 * row["seconds"]  # ms within s
+        assert row["throughput"] == pytest.approx(1000 * bs / lat["mean"])
+        assert row["wall_throughput"] == pytest.approx(bs * row["runs"] / row["seconds"])
+        assert row["throughput"] >= row["wall_throughput"]  # compute only <= the whole loop
         assert row["gflops_per_s"] == pytest.approx(row["throughput"] * 1e6 / 1e9)
-    assert "**" in md  # the best batch size is bold, as in the published table
+    best = max(rows, key=lambda bs: rows[bs]["throughput"])
+    seed_rows = markdown_rows(md, "| Batch size | ")
+    assert set(seed_rows) == {1, 2, 4}
+    for bs, (cell,) in seed_rows.items():
+        shown = fmt_throughput(rows[bs]["throughput"])
+        assert cell == (f"**{shown}**" if bs == best else shown), bs
+    details = markdown_rows(md, "| Batch size | Throughput (samples/s)")
+    for bs, cells in details.items():
+        lat = rows[bs]["latency_ms"]
+        assert cells[2:7] == [f"{lat[k]:.2f}" for k in ("mean", "median", "percentile(99%)", "min", "max")]
+        assert int(cells[7]) == rows[bs]["runs"]
+    for csv_row in csv_rows:
+        row = rows[int(csv_row["batch_size"])]
+        assert float(csv_row["throughput_samples_per_s"]) == pytest.approx(row["throughput"], rel=1e-12)
+        assert float(csv_row["latency_mean_ms"]) == pytest.approx(row["latency_ms"]["mean"], rel=1e-12)
+        assert int(csv_row["runs"]) == row["runs"] and csv_row["backend"] == backend
+    pixels = matplotlib.image.imread(report.outputs["png"])
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 400 and pixels.std() > 0.01  # a drawn plot, not blank
     assert report.outputs["md"].endswith(f"tiny_dyn_{backend}.md")
 
 
@@ -75,8 +115,8 @@ def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fa
                                                    launcher):
     _atc_on_path(tmp_path, monkeypatch, launcher)
     if not api:
-        monkeypatch.setattr("ssdconvert.runners.ais_bench.api_available", lambda: False)
-    report = run_bench(tiny_onnx, backend="ais_bench", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
+        monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
+    report = run_bench(tiny_onnx, backend="ascend", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
                        output_dir=tmp_path / "bench")
     assert not report.stopped_early, report.failure
     _check_reports(report, [1, 2])

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ssdconvert.cli import cli
 from ssdconvert.infer import InferError, _read_batch, list_inputs, output_stem, run_infer
-from ssdconvert.runners.ais_bench import parse_console
+from ssdconvert.backends.ascend.ais_bench import parse_console
 
 SUMMARY_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
                 "npu_compute_time_list", "pid"]
@@ -74,7 +74,7 @@ def test_static_model_batch_wins_and_five_files_pad_three_slots(tmp_path, tiny_o
 
 def test_natural_sort_and_first_dot_stems(tmp_path, tiny, tiny_onnx):
     tiny.write_inputs(tmp_path / "a", 3, manifest=False, names=["img10.bin", "img2.bin", "img1.bin"])
-    assert [p.name for p in list_inputs(tmp_path / "a")] == ["img1.bin", "img2.bin", "img10.bin"]
+    assert [p.name for p in list_inputs(tmp_path / "a").first] == ["img1.bin", "img2.bin", "img10.bin"]
     assert output_stem("000000397133.jpg.bin") == "000000397133"
     tiny.write_inputs(tmp_path / "b", 2, manifest=False, names=["img.001.bin", "img.002.bin"])
     with pytest.raises(InferError, match="img.001.bin and img.002.bin would both write img_0.bin"):
@@ -129,7 +129,8 @@ def test_cli_prints_ais_bench_summary_lines_the_adapter_can_parse(tmp_path, tiny
 
     bad = CliRunner().invoke(cli, ["infer", "--model", str(tiny_onnx), "--input", str(tmp_path / "ssd_bin"),
                                    "--output", str(tmp_path / "x"), "--backend", "ais_bench"])
-    assert bad.exit_code == 1 and "ais_bench runs .om models" in bad.output
+    assert bad.exit_code == 1 and "Ascend (ATC + ais_bench) runs .om" in bad.output and "not 'tiny_dyn.onnx'" in bad.output
+    assert bad.output.count("'ais_bench' is deprecated as a backend name; use 'ascend'") == 1
 
 
 def test_manifest_and_folder_disagreeing_is_reported(tmp_path, tiny, tiny_onnx):
@@ -149,3 +150,12 @@ def test_real_ssd_resnet34_outputs_have_the_reference_sizes(tmp_path, exported_o
     sizes = {p.name: p.stat().st_size for p in result.output_dir.iterdir()}
     assert sizes == {"000000037777_0.bin": 139712, "000000037777_1.bin": 2829168,
                      "000000397133_0.bin": 139712, "000000397133_1.bin": 2829168}
+
+
+def test_cpu_runners_refuse_a_device_list(tmp_path, tiny_onnx, tiny):
+    tiny.write_inputs(tmp_path / "in", 2)
+    res = CliRunner().invoke(cli, ["infer", "--model", str(tiny_onnx), "--input", str(tmp_path / "in"), "--output",
+                                   str(tmp_path / "o"), "--device", "0,1"])
+    assert res.exit_code == 1
+    assert "Error: ONNX Runtime runs one device per run: --device takes one value, not the list '0,1'" in res.output
+    assert not (tmp_path / "o").exists()

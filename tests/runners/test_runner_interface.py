@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ssdconvert.backends import RunnerError, RunOptions, for_model
 from ssdconvert.errors import SsdConvertError
-from ssdconvert.runners import RunnerError, backend_for, make_runner
 
 
-def test_auto_backend_follows_file_type():
-    assert backend_for("m.om") == "ais_bench"
-    assert backend_for("m.ONNX") == "onnxruntime"
-    assert backend_for("m.xml") == "openvino"
-    assert backend_for("m.onnx", "openvino") == "openvino"
-    with pytest.raises(SsdConvertError, match="cannot choose a backend"):
-        backend_for("m.mm")
-    with pytest.raises(SsdConvertError, match="unknown backend"):
-        backend_for("m.onnx", "tensorrt")
+def make_runner(model, backend="auto", batch=None):
+    return for_model(model, backend).make_runner(model, RunOptions(batch=batch))
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

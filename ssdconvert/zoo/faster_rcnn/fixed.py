@@ -22,7 +22,7 @@ Each data-dependent step of reference.py has a fixed-size stand-in:
   boxes, no coordinate-offset trick, so no precision is lost), candidates sorted per class first
   (stable) and fed rank scores, then the top K over (class, rank) of the kept ones.
 
-Where the result can differ from the reference (measured in tests/zoo_faster_rcnn):
+Where the result can differ from the reference (measured in tests/families/faster_rcnn):
 
 - the reference keeps every detection scoring >= the 100th best, so exact ties can leave more than
   100; this graph keeps exactly K, ties resolved by lower class, then lower proposal rank;

@@ -6,7 +6,7 @@ Checkpointer.save writes {'model': model.state_dict(), 'optimizer': ..., 'schedu
 DistributedDataParallel, so the model keys carry `module.`, which `utils/model_serialization.py`
 strip_prefix_if_present removes before suffix-matching the keys (align_and_update_state_dicts).
 
-Measured with torch 2.13 (tests/zoo_faster_rcnn/test_checkpoint.py): such a file loads with
+Measured with torch 2.13 (tests/families/faster_rcnn/test_checkpoint.py): such a file loads with
 `torch.load(weights_only=True)` as written by both the zip and the legacy (pre-1.6) serialiser,
 optimizer state (SGD momentum buffers, param_groups) and the WarmupMultiStepLR scheduler state
 (a milestones tuple, floats, ints, a str, lists; a Counter too) included, so no type needs to be

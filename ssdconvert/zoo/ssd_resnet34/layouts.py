@@ -8,7 +8,6 @@ torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (§5.4)
 from __future__ import annotations
 
 from postprocess.priors import PriorSpec
-from ssdconvert.errors import CheckpointError
 from ssdconvert.zoo.layouts import refuse_torchvision_backbone, rename_prefixes, torchvision_backbone_to_native
 
 NUM_DEFAULTS = PriorSpec().boxes_per_location  # (4, 6, 6, 6, 4, 4), without importing torch
@@ -54,10 +53,6 @@ def to_native_layout(state: dict) -> dict:
         k.startswith("model.layer1.") for k in state
     ):
         return _fuse_ref_heads(rename_prefixes(state, REF_BACKBONE_PREFIXES))
-    if any(k.startswith("feature_extractor.") for k in state):
-        raise CheckpointError(
-            "this looks like an SSD-ResNet50 checkpoint (feature_extractor.* keys); use --model ssd-resnet50"
-        )
     refuse_torchvision_backbone(state)
     return dict(state)
 

@@ -41,11 +41,6 @@ def _strip_amp_wrapper(state: dict) -> dict:
 def to_native_layout(state: dict) -> dict:
     """Map an NVIDIA SSD-ResNet50 state_dict (plain or `module.1.`-wrapped) onto the native keys."""
     state = _strip_amp_wrapper(state)
-    # checked first: SSD-ResNet34 checkpoints also have additional_blocks.* keys
-    if any(k.startswith(("mbox.", "model.0.", "model.layer1.")) for k in state):
-        raise CheckpointError(
-            "this looks like an SSD-ResNet34 checkpoint (mbox.* / model.* keys); use --model ssd-resnet34"
-        )
     refuse_torchvision_backbone(state)
     return state  # native, or unknown: strict loading then reports the differences, grouped
 

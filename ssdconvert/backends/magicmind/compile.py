@@ -1,0 +1,193 @@
+"""Cambricon MagicMind: ONNX -> offline MagicMind model for the MLU370 (mtp_372).
+
+Contract (device_toolchains.md §3.1): the model is serialised exactly to `--magicmind_model`
+(no extension added). No stdout protocol is documented for the build tool, so success is
+exit code 0 plus a fresh, non-empty model file; on failure the last error-looking line is shown.
+
+Every flag spelling lives in FLAGS below, so a wrong spelling is fixed in one place. They are the
+argparse flags of Cambricon/magicmind_cloud `buildin/python_common/build_param.py` (release v1.7),
+which each network's `gen_model.py` uses [verified in the sheet]. Whether the `mm_build` tool in
+the MagicMind release package takes the same spellings is [unverified] (§3.1): if it does not,
+correct FLAGS, or point --tool at the user's gen_model.py.
+
+Naming note: Cambricon's modelzoo "CNNL" infer mode is eager layer-by-layer PyTorch on the MLU
+(§3.3) and builds no offline model; `ssdconvert cnnl` is this offline MagicMind build.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ssdconvert.backends.compiling import CompileResult, CompilerError, check_artefacts, log_path_for, write_sidecar
+from ssdconvert.backends.onnxinfo import read_onnx
+from ssdconvert.fileio import sha256_of
+from ssdconvert.launcher import Progress, ToolSpec, raise_failure, resolve_command, run_tool
+
+
+@dataclass(frozen=True)
+class Flag:
+    spelling: str
+    style: str  # "value": --f v | "list": --f a b c | "bool": --f true|false
+    verified: str  # evidence level from the reference sheet
+
+
+# The ONE table of build-tool flags. [verified] = build_param.py v1.7; all are [unverified] for mm_build.
+FLAGS: dict[str, Flag] = {
+    "onnx": Flag("--onnx", "value", "verified (README says onnx_model; the code flag is --onnx)"),
+    "model": Flag("--magicmind_model", "value", "verified"),
+    "precision": Flag("--precision", "value", "verified"),
+    "input_dims": Flag("--input_dims", "list", "verified"),
+    "batch_size": Flag("--batch_size", "list", "verified"),
+    "dynamic_shape": Flag("--dynamic_shape", "bool", "verified"),
+    "dim_range_min": Flag("--dim_range_min", "list", "verified"),
+    "dim_range_max": Flag("--dim_range_max", "list", "verified"),
+    "mlu_arch": Flag("--mlu_arch", "value", "verified"),
+}
+
+PRECISIONS = ("force_float32", "force_float16", "qint16_mixed_float16", "qint8_mixed_float16",
+              "qint16_mixed_float32", "qint8_mixed_float32")
+MLU_ARCHS = ("mtp_220", "mtp_270", "mtp_290", "mtp_372", "tp_322", "mtp_592")
+
+TOOL = ToolSpec(
+    name="MagicMind build tool (mm_build)",
+    executables=("mm_build",),
+    env_homes=("NEUWARE_HOME",),
+    home_subdirs=("bin",),
+    install_hint=("It ships in the MagicMind release package (magicmind/python/samples/mm_build/); "
+                  "source the Neuware environment (NEUWARE_HOME, usually /usr/local/neuware), or pass "
+                  "--tool path/to/gen_model.py from Cambricon/magicmind_cloud."),
+)
+
+ERROR_LINE_RE = re.compile(r"(?i)(\berror\b|exception|traceback|\[MMERROR\]|failed)")
+
+
+def _flag(key: str, value) -> list[str]:
+    flag = FLAGS[key]
+    if flag.style == "list":
+        return [flag.spelling, *map(str, value)]
+    if flag.style == "bool":
+        return [flag.spelling, "true" if value else "false"]
+    return [flag.spelling, str(value)]
+
+
+def default_output(onnx: Path, precision: str, dynamic: bool, batch: int) -> Path:
+    """Repository convention: `<net>_model_<precision>_<dynamic_shape>[_<batch>]` (static shapes)."""
+    net = re.sub(r"_bs\d+$", "", onnx.stem)
+    name = f"{net}_model_{precision}_{'true' if dynamic else 'false'}"
+    if not dynamic:
+        name += f"_{batch}"
+    return onnx.parent / name
+
+
+def build_magicmind(
+    onnx: Path,
+    *,
+    precision: str = "force_float32",
+    batch: int | None = None,
+    dynamic: bool = False,
+    dim_range: tuple[Sequence[int], Sequence[int]] | None = None,
+    mlu_arch: str = "mtp_372",
+    output: Path | None = None,
+    tool: str | None = None,
+    extra: Sequence[str] = (),
+    timeout: float = 3600,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> CompileResult:
+    """Build a MagicMind model from `onnx`. Static shape by default (SSD supports only that, §3.1).
+
+    `dynamic=True` builds a shape-mutable model over `dim_range` = (min NCHW, max NCHW); the default
+    range is batch 1..`batch` (or 1..64) at the ONNX's C, H, W.
+    """
+    onnx = Path(onnx)
+    if precision not in PRECISIONS:
+        raise CompilerError(f"unknown --precision '{precision}'; MagicMind takes {', '.join(PRECISIONS)}")
+    if mlu_arch not in MLU_ARCHS:
+        raise CompilerError(f"unknown --mlu-arch '{mlu_arch}'; known: {', '.join(MLU_ARCHS)} (MLU370 = mtp_372)")
+    if precision.startswith("qint"):
+        raise CompilerError(f"--precision {precision} needs calibration data (--calibration_data_path etc.), "
+                            "which this adapter does not drive yet; use force_float32 or force_float16")
+    info = read_onnx(onnx)
+    inp = info.single_input()
+    tail = inp.fixed_tail()
+    onnx_batch = None if inp.batch_is_dynamic else inp.dims[0]
+    if batch is None:
+        batch = onnx_batch or 1
+    if batch < 1:
+        raise CompilerError(f"--bs must be >= 1, got {batch}")
+    if onnx_batch is not None and batch != onnx_batch:
+        raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}")
+
+    argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
+    argv_flags += _flag("input_dims", [batch, *tail]) + _flag("batch_size", [batch])
+    argv_flags += _flag("dynamic_shape", dynamic)
+    if dynamic:
+        if onnx_batch is not None:
+            raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; a dynamic MagicMind model needs a "
+                                "dynamic-batch export")
+        lo, hi = dim_range or ((1, *tail), (batch if batch > 1 else 64, *tail))
+        lo, hi = [int(v) for v in lo], [int(v) for v in hi]
+        if len(lo) != len(inp.dims) or len(hi) != len(inp.dims):
+            raise CompilerError(f"--dim-range needs {len(inp.dims)} values for min and max, got {lo} / {hi}")
+        if any(a > b for a, b in zip(lo, hi)) or lo[0] < 1:
+            raise CompilerError(f"--dim-range min {lo} must be >= 1 and <= max {hi} in every dim")
+        if list(lo[1:]) != list(tail) or list(hi[1:]) != list(tail):
+            raise CompilerError(f"--dim-range may vary only the batch; the ONNX fixes C,H,W = {tail}")
+        argv_flags += _flag("dim_range_min", lo) + _flag("dim_range_max", hi)
+    elif dim_range is not None:
+        raise CompilerError("--dim-range applies only with --dynamic")
+
+    stem = Path(output) if output is not None else default_output(onnx, precision, dynamic, batch)
+    if str(output or "").endswith("/"):
+        raise CompilerError(f"--output {output!r} must name the model file (MagicMind adds no extension)")
+    log_path = log_path_for(stem, "magicmind")
+    argv = resolve_command(TOOL, tool, dry_run=dry_run) + argv_flags + _flag("model", stem) + [str(e) for e in extra]
+    record = {
+        "tool": "magicmind",
+        "precision": precision,
+        "mlu_arch": mlu_arch,
+        "batch": batch,
+        "dynamic_shape": dynamic,
+        "dim_range": {"min": lo, "max": hi} if dynamic else None,
+        "input": {"name": inp.name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
+        "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
+        "flag_table": {k: f.spelling for k, f in FLAGS.items()},
+    }
+    if dry_run:
+        return CompileResult([stem], argv, 0.0, log_path, tool="magicmind", dry_run=True, info=record)
+
+    outcome = run_tool(argv, log_path=log_path, timeout=timeout, progress=progress)
+    if not outcome.ok_exit:
+        errors = [ln for ln in outcome.lines() if ERROR_LINE_RE.search(ln) and not ln.startswith("Traceback")]
+        raise_failure("MagicMind build", outcome, log_path, error_lines=errors[-1:], timeout=timeout,
+                      hint="If the tool rejected a flag, correct FLAGS in ssdconvert/backends/magicmind/compile.py "
+                           "(spellings unverified for mm_build) or use --tool gen_model.py.")
+    artefacts = check_artefacts("MagicMind build", [stem], outcome, log_path)
+    record.update({"artefact": str(stem), "command": argv, "log": str(log_path),
+                   "seconds": round(outcome.seconds, 2)})
+    record["source_onnx"]["sha256"] = sha256_of(onnx)
+    sidecar = write_sidecar(stem, record)
+    return CompileResult(artefacts, argv, outcome.seconds, log_path, tool="magicmind", sidecar=sidecar,
+                         info=record)
+
+
+# ------------------------------------------------------------------------------- for run and bench
+
+
+def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
+          tool: str | None = None) -> list[Path]:
+    """`ssdconvert run`'s compile step: one static model at `batch` in `out_dir` (force_float32 by default)."""
+    precision = precision or "force_float32"
+    return build_magicmind(onnx, precision=precision, batch=batch, tool=tool,
+                           output=out_dir / default_output(onnx, precision, False, batch).name).artefacts
+
+
+def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
+    """Bench: one static model per batch size (SSD supports only static shapes, §3.1)."""
+    ctx.say(f"batch {batch}: MagicMind build, static batch {batch} ...")
+    built = build_magicmind(onnx, batch=batch, output=ctx.workdir / default_output(onnx, "force_float32", False,
+                                                                                    batch).name, tool=ctx.tool)
+    return built.primary, {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}

@@ -1,0 +1,86 @@
+"""What the compilers need to know about an ONNX file: its real inputs, their dims, its opsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssdconvert.backends.compiling import CompilerError
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    name: str
+    dims: tuple[int | None, ...]  # None = symbolic / unknown (e.g. the dynamic batch axis)
+    dtype: str = "float32"  # numpy name of the ONNX element type
+
+    @property
+    def batch_is_dynamic(self) -> bool:
+        return bool(self.dims) and self.dims[0] is None
+
+    def fixed_tail(self) -> tuple[int, ...]:
+        """The non-batch dims; they must be fixed for every toolchain here."""
+        tail = self.dims[1:]
+        if any(d is None for d in tail):
+            shown = ",".join("?" if d is None else str(d) for d in self.dims)
+            raise CompilerError(
+                f"ONNX input '{self.name}' has shape [{shown}]: only the batch axis may be dynamic; "
+                "re-export with fixed height and width")
+        return tuple(int(d) for d in tail)
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    path: Path
+    inputs: tuple[OnnxInput, ...]
+    opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
+    output_dtypes: tuple[str, ...] = ()
+
+    @property
+    def output_dtype(self) -> str:
+        """The element type of the graph outputs (what ATC keeps without --output_type)."""
+        return "/".join(dict.fromkeys(self.output_dtypes)) or "float32"
+
+    @property
+    def opset(self) -> int | None:
+        return self.opsets.get("") or self.opsets.get("ai.onnx")
+
+    def single_input(self) -> OnnxInput:
+        if len(self.inputs) != 1:
+            names = ", ".join(i.name for i in self.inputs) or "none"
+            raise CompilerError(
+                f"{self.path} has {len(self.inputs)} graph inputs ({names}); the detectors here have "
+                "exactly one image input")
+        return self.inputs[0]
+
+
+def read_onnx(path: str | Path) -> OnnxInfo:
+    """Read graph inputs (initializers excluded) and opset imports; weights are not resolved."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise CompilerError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise CompilerError(f"cannot read {path} as ONNX: {exc}") from None
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = []
+    for value in model.graph.input:
+        if value.name in initializers:  # IR < 4 lists weights as inputs too
+            continue
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in value.type.tensor_type.shape.dim
+        )
+        inputs.append(OnnxInput(value.name, dims, _np_dtype(value.type.tensor_type.elem_type)))
+    opsets = {imp.domain: int(imp.version) for imp in model.opset_import}
+    outputs = tuple(_np_dtype(o.type.tensor_type.elem_type) for o in model.graph.output)
+    return OnnxInfo(path, tuple(inputs), opsets, outputs)
+
+
+def _np_dtype(elem_type: int) -> str:
+    import onnx
+
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "unknown"

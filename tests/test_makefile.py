@@ -1,0 +1,23 @@
+"""The Makefile's venv bootstrap: PyTorch's CPU wheel index is opt-in through TORCH_INDEX."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def install_line(*assignments: str) -> str:
+    """The pip line `make` would run to (re)build the venv, without running it."""
+    out = subprocess.run(["make", "-n", "-B", "-C", str(ROOT), ".venv/.installed-stamp", *assignments],
+                         capture_output=True, text=True, check=True).stdout
+    (line,) = [x for x in out.splitlines() if "pip install" in x and "-e " in x]
+    return line
+
+
+def test_torch_index_is_passed_to_pip_only_when_asked():
+    assert "--extra-index-url" not in install_line()
+    line = install_line(f"TORCH_INDEX={CPU_INDEX}")
+    assert f"--extra-index-url {CPU_INDEX}" in line and "-c constraints.txt" in line
