@@ -81,7 +81,7 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
                   markdown_table(["backend", "AP@[.5:.95]", "AP50", "Δ vs onnxruntime", "gate"],
                                  [(r["backend"], _fmt(r["AP"], ".4f") + (label if r["AP"] is not None else ""),
                                    _fmt(r["AP50"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
-                                   r["gate"] + (f": {r['reason']}" if "reason" in r else "")) for r in acc]), ""]
+                                   r["gate"]) for r in acc]), ""]
     failed = problems(report)
     if failed:
         lines += ["## Result: FAILED", "", *[f"- {p}" for p in failed], ""]

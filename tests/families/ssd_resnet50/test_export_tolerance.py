@@ -17,12 +17,6 @@ import torch
 from ssdconvert.checkpoints import WeightsSource, build_model
 from ssdconvert.errors import OutputMismatchError
 from ssdconvert.export import DEFAULT_ATOL, export_onnx, seeded_input, validate_model_outputs
-from ssdconvert.zoo import get_spec
-
-
-@pytest.fixture(scope="module")
-def r50_spec():
-    return get_spec("ssd-resnet50")
 
 
 @pytest.fixture(scope="module")
