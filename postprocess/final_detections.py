@@ -29,12 +29,16 @@ from postprocess.coco import ROW_FIELDS
 from postprocess.errors import PostprocessError
 from postprocess.images import ImageRef
 
-LEGACY_PIXEL = np.float32(1.0)  # w = x2 - x1 + 1
+LEGACY_PIXEL = 1.0  # w = x2 - x1 + 1
 
 
 @dataclass(frozen=True)
 class ResizedImage:
-    """An evaluated image: COCO id, original size, and the resized (unpadded) size the model saw."""
+    """An evaluated image: COCO id, original size, and the resized (unpadded) size the model saw.
+
+    Any record with these attributes works, e.g. preprocess.manifest.ImageRecord of a manifest
+    written for a resize-and-pad model.
+    """
 
     id: int
     width: int
@@ -51,11 +55,12 @@ def all_images(dataset: Mapping) -> list[ImageRef]:
 
 
 def coco_rows(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_detections: np.ndarray,
-              images: Sequence[ResizedImage], inv_map: np.ndarray) -> np.ndarray:
+              images: Sequence[ResizedImage], inv_map: np.ndarray, pixel_offset: float = LEGACY_PIXEL) -> np.ndarray:
     """(n, 7) rows [image_id, x, y, w, h, score, category_id] (ROW_FIELDS) from fixed-K outputs.
 
     boxes (N, K, 4) x1 y1 x2 y2 in the resized image; only the first num_detections[i] slots of
-    image i are used. Computed in float32 like the reference; returned as float64 (exact ids).
+    image i are used; w = x2 - x1 + pixel_offset. Computed in float32 like the reference; returned
+    as float64 (exact ids).
     """
     boxes = np.asarray(boxes, dtype=np.float32)
     counts = np.asarray(num_detections).astype(np.int64).reshape(-1)
@@ -72,7 +77,8 @@ def coco_rows(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_det
     rows = np.empty((len(image), len(ROW_FIELDS)), dtype=np.float64)
     rows[:, 0] = np.array([im.id for im in images], dtype=np.int64)[image] if len(images) else 0
     rows[:, 1], rows[:, 2] = x1, y1
-    rows[:, 3], rows[:, 4] = x2 - x1 + LEGACY_PIXEL, y2 - y1 + LEGACY_PIXEL
+    offset = np.float32(pixel_offset)
+    rows[:, 3], rows[:, 4] = x2 - x1 + offset, y2 - y1 + offset
     rows[:, 5] = np.asarray(scores, dtype=np.float32)[image, slot]
     rows[:, 6] = inv_map[np.asarray(labels).astype(np.int64)[image, slot]]
     return rows

@@ -66,3 +66,40 @@ def test_bad_counts_are_refused():
         coco_rows(*args, np.array([3]), images, np.arange(81))
     with pytest.raises(PostprocessError, match="1 images of outputs and 2 counts for 1"):
         coco_rows(*args, np.array([1, 1]), images, np.arange(81))
+
+
+def test_the_final_detections_head_decodes_a_batch_with_the_manifest_geometry():
+    """decoder_for(head) on the fixed-K outputs: the COCO rows of §3.8, with each image's resized size taken
+    from its manifest record (preprocess.manifest.ImageRecord, as a resize-and-pad preprocess writes it)."""
+    from postprocess.heads import MASKRCNN_BENCHMARK_RCNN, decoder_for
+    from preprocess.manifest import ImageRecord
+
+    rng = np.random.default_rng(1)
+    k = MASKRCNN_BENCHMARK_RCNN.detections
+    boxes = rng.uniform(0, 1000, (2, k, 4)).astype(np.float32)
+    scores = rng.uniform(0.05, 1, (2, k)).astype(np.float32)
+    labels = rng.integers(1, 81, (2, k))
+    counts = np.array([k, 3])
+    records = [ImageRecord(42, "a.jpg", "a", 640, 427, resized_width=1199, resized_height=800),
+               ImageRecord(7, "b.jpg", "b", 480, 640, resized_width=800, resized_height=1066)]
+    cats = [{"id": i} for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
+    decoder = decoder_for(MASKRCNN_BENCHMARK_RCNN)
+    arrays = [boxes, scores, labels, counts]
+    rows = decoder.rows(decoder.select(arrays), records, MASKRCNN_BENCHMARK_RCNN.category_ids(cats))
+    expected = literal_rows(boxes, scores, labels, counts,
+                            [ResizedImage(r.id, r.width, r.height, r.resized_width, r.resized_height) for r in records],
+                            [c["id"] for c in cats])
+    assert rows.shape == (k + 3, 7) and np.array_equal(rows, expected)
+    assert decoder.policy.name == "in-graph" and decoder.float32_rows is False  # a results json: double areas
+
+
+def test_records_without_a_resized_size_are_refused():
+    from postprocess.heads import MASKRCNN_BENCHMARK_RCNN, decoder_for
+    from preprocess.manifest import ImageRecord
+
+    decoder = decoder_for(MASKRCNN_BENCHMARK_RCNN)
+    old = [ImageRecord(1, "x.jpg", "x", 640, 480)]  # a version 2 manifest's record
+    arrays = [np.zeros((1, 100, 4), np.float32), np.zeros((1, 100), np.float32), np.zeros((1, 100), np.int64),
+              np.zeros(1, np.int64)]
+    with pytest.raises(PostprocessError, match=r"records of 1 image\(s\) \(first x\) have no resized size"):
+        decoder.rows(arrays, old, np.arange(81))
