@@ -66,8 +66,8 @@ def test_prepare_pads_bottom_right_and_records_the_geometry():
     resized = np.asarray(image.resize((1066, 800), Image.Resampling.BILINEAR))
     assert np.array_equal(padded.tensor[:, :800, :1066], bgr255_minus_mean(resized))
     assert not padded.tensor[:, 800:].any() and not padded.tensor[:, :, 1066:].any()
-    assert padded.record() == {"original_size": [640, 480], "resized_size": [1066, 800],
-                               "scale": [1066 / 640, 800 / 480], "padding": [544, 278], "canvas": [1344, 1344]}
+    assert padded.record() == {"resized_width": 1066, "resized_height": 800, "scale_x": 1066 / 640,
+                               "scale_y": 800 / 480, "pad_bottom": 544, "pad_right": 278}
 
 
 def test_exact_mode_pads_only_to_the_image_multiple_of_32():
