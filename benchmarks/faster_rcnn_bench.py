@@ -163,7 +163,7 @@ def host_stages(net, workdir: Path, canvas: tuple[int, int], repeat: int) -> dic
     export_s = time.perf_counter() - started
     dense = ort.InferenceSession(str(dense_rec.path), providers=["CPUExecutionProvider"])
     head = ort.InferenceSession(str(head_rec.path), providers=["CPUExecutionProvider"])
-    split = SplitDetector(net, canvas, lambda x: dense.run(list(DENSE_OUTPUTS), {"images": x}),
+    split = SplitDetector.of(net, canvas, lambda x: dense.run(list(DENSE_OUTPUTS), {"images": x}),
                           lambda x: head.run(None, {"roi_features": x}))
     images, _ = seeded_batch(canvas, 1)
     sizes = [canvas]

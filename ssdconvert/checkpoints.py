@@ -208,6 +208,7 @@ class WeightsSource:
     backbone: str | None = None
     backbone_sha256: str | None = None
     random_seed: int | None = None
+    demo: bool = False  # the family's demo_weights adjusted the random weights (ModelSpec.demo_weights)
 
     @property
     def is_random(self) -> bool:
@@ -215,7 +216,8 @@ class WeightsSource:
 
     def label(self) -> str:
         if self.is_random:
-            base = f"seeded random weights (seed {self.random_seed}); accuracy figures are meaningless"
+            calibrated = ", calibrated for varied detections" if self.demo else ""
+            base = f"seeded random weights (seed {self.random_seed}){calibrated}; accuracy figures are meaningless"
             return base if self.backbone is None else f"{base}; backbone from {self.backbone}"
         return f"checkpoint {self.checkpoint}"
 
@@ -253,7 +255,8 @@ def load_weights(
     strict: bool = True,
     seed: int = DEFAULT_SEED,
 ) -> WeightsSource:
-    """Fill `model` with weights: seeded random, then the backbone file, then the checkpoint."""
+    """Fill `model` with weights: seeded random, then the backbone file, then the checkpoint. Without a
+    checkpoint the family's demo_weights (if any) adjust the random weights so every stage has work."""
     source = WeightsSource()
     randomize(model, seed)
     if backbone is not None:
@@ -262,6 +265,9 @@ def load_weights(
         log.info("backbone: %d tensors from %s", count, backbone)
     if checkpoint is None:
         source.random_seed = seed
+        if spec.demo_weights is not None:
+            spec.demo_weights(model, seed)
+            source.demo = True
         log.warning("no checkpoint given: using %s", source.label())
         return source
     load_checkpoint(model, checkpoint, spec.to_native_layout, spec.name, trust=trust, strict=strict)

@@ -23,6 +23,14 @@ from typing import Literal
 NmsCompare = Literal[">", ">="]
 NMS_COMPARES: tuple[str, ...] = (">", ">=")
 
+# The architecture of R-101-FPN (maskrcnn-benchmark `modeling/backbone/resnet.py` StageSpec R-101-FPN,
+# `fpn.py`, `roi_box_feature_extractors.py`): ResNet stages as (bottleneck width, output channels,
+# blocks), the stem's channels, the FPN's and the box head MLP's width.
+STAGES = ((64, 256, 3), (128, 512, 4), (256, 1024, 23), (512, 2048, 3))
+STEM_CHANNELS = 64
+FPN_CHANNELS = 256
+MLP_HEAD_DIM = 1024
+
 
 @dataclass(frozen=True)
 class RcnnConfig:

@@ -113,7 +113,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: Sequence[s
 
 def export_detector(net: FasterRCNN, output: str | Path, *, canvas: tuple[int, int] = DEFAULT_CANVAS,
                     opset: int = DEFAULT_OPSET, detections: int = DETECTIONS, simplify_model: bool = True,
-                    validate_with: Sequence[ValidationBatch] = ()) -> ExportRecord:
+                    validate_with: Sequence[ValidationBatch] = (), score_atol: float | None = None) -> ExportRecord:
     """Export FixedSizeDetector(net) for `canvas`; validate on each batch before moving it into place."""
     _check_opset(opset)
     canvas = check_canvas(canvas)
@@ -125,8 +125,27 @@ def export_detector(net: FasterRCNN, output: str | Path, *, canvas: tuple[int, i
     with atomic_path(output) as tmp, torch.no_grad():
         simplifier, nodes = _export(detector, (images, im_info), tmp, INPUT_NAMES, OUTPUT_NAMES, opset,
                                     simplify_model)
-        reports = [validate_detector(tmp, net, batch, detections) for batch in validate_with]
+        declare_output_shapes(tmp, dict(zip(OUTPUT_NAMES, ((detections, 4), (detections,), (detections,), ()))))
+        reports = [validate_detector(tmp, net, batch, detections, score_atol) for batch in validate_with]
     return ExportRecord(output, opset, canvas, time.perf_counter() - started, nodes, simplifier, reports)
+
+
+def declare_output_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Write the fixed per-image output shapes into the graph's outputs where the exporter left them symbolic
+    (torch names a Where's output dims `Whereboxes_dim_1`): compilers and readers see the static K slots."""
+    import onnx
+
+    model = onnx.load(str(path))
+    changed = False
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, size in zip(list(dims)[1:], shapes[output.name]):
+            if not dim.HasField("dim_value") or dim.dim_value != size:
+                dim.Clear()
+                dim.dim_value = size
+                changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def export_split(net: FasterRCNN, dense_output: str | Path, head_output: str | Path, *,
@@ -175,7 +194,7 @@ def check_detections(expected: list[ImageDetections], actual: list[ImageDetectio
 
 
 def validate_detector(onnx_path: str | Path, net: FasterRCNN, batch: ValidationBatch,
-                      detections: int = DETECTIONS) -> MatchReport:
+                      detections: int = DETECTIONS, score_atol: float | None = None) -> MatchReport:
     """Run the exported detector in ONNX Runtime on `batch` and check it against reference.detect."""
     import onnxruntime as ort
 
@@ -183,4 +202,21 @@ def validate_detector(onnx_path: str | Path, net: FasterRCNN, batch: ValidationB
     outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAMES[0]: np.ascontiguousarray(batch.images, np.float32),
                                                INPUT_NAMES[1]: batch.im_info})
     return check_detections(reference_detections(net, batch), fixed_outputs_to_detections(*outputs),
-                            "ONNX Runtime", limit=detections)
+                            "ONNX Runtime", limit=detections, score_atol=score_atol or SCORE_ATOL)
+
+
+def validate_split(dense_path: str | Path, head_path: str | Path, net: FasterRCNN, canvas: tuple[int, int],
+                   batch: ValidationBatch, score_atol: float | None = None) -> MatchReport:
+    """Run the split variant (both models in ONNX Runtime, the host stage in torch) on `batch` and check its
+    detections against reference.detect; the host stage keeps the reference's ties past 100."""
+    import onnxruntime as ort
+
+    from ssdconvert.zoo.faster_rcnn.split import SplitDetector
+
+    dense, head = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (dense_path, head_path))
+    detector = SplitDetector.of(net, canvas, lambda x: dense.run(list(DENSE_OUTPUTS), {DENSE_INPUTS[0]: x}),
+                             lambda x: head.run(list(HEAD_OUTPUTS), {HEAD_INPUTS[0]: x}))
+    found = detector(np.ascontiguousarray(batch.images, np.float32), list(batch.image_sizes))
+    actual = [ImageDetections.of(d.boxes.numpy(), d.scores.numpy(), d.labels.numpy()) for d in found]
+    return check_detections(reference_detections(net, batch), actual, "split (ONNX Runtime + host stage)", limit=None,
+                            score_atol=score_atol or SCORE_ATOL)

@@ -30,12 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssdconvert.zoo.faster_rcnn.boxes import cell_anchors
-from ssdconvert.zoo.faster_rcnn.config import REFERENCE, RcnnConfig
-
-STAGES = ((64, 256, 3), (128, 512, 4), (256, 1024, 23), (512, 2048, 3))  # bottleneck, out, blocks
-STEM_CHANNELS = 64
-FPN_CHANNELS = 256
-MLP_HEAD_DIM = 1024
+from ssdconvert.zoo.faster_rcnn.config import FPN_CHANNELS, MLP_HEAD_DIM, REFERENCE, STAGES, STEM_CHANNELS, RcnnConfig
 
 
 class FrozenBatchNorm2d(nn.Module):

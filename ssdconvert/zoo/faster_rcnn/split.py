@@ -12,6 +12,10 @@ dense, static-shape work and the host runs the data-dependent steps in the refer
   select_proposals, pool and filter_detections on the runtime's outputs, so its detections are
   the reference's (NMS with the configured `>`/`>=`, ties past 100 kept) up to the runtime's
   floating-point differences in the two models.
+- `SplitStage`: the host stage as ssdconvert.backends.composite runs it from the variant's
+  descriptor (no weights needed: the cell anchors are generated from the configuration): model
+  inputs in, the fixed detector's four outputs out (K slots by descending score, ties to the lower
+  class, then the earlier detection, as fixed.py orders them).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
+from ssdconvert.zoo.faster_rcnn import boxes as B
+from ssdconvert.zoo.faster_rcnn.config import REFERENCE, RcnnConfig
+from ssdconvert.zoo.faster_rcnn.network import FasterRCNN, generated_cell_anchors
 from ssdconvert.zoo.faster_rcnn.reference import (Detections, ImageSize, filter_detections, flatten_level,
                                                   level_anchors, pool, select_proposals)
 
@@ -75,13 +81,18 @@ def level_shapes(canvas: tuple[int, int], strides: Sequence[int]) -> list[tuple[
 class SplitDetector:
     """Host stage of the split variant around two runtimes (callables taking one array)."""
 
-    def __init__(self, net: FasterRCNN, canvas: tuple[int, int], run_dense: Runner, run_head: Runner) -> None:
-        self.config = net.config
+    def __init__(self, config: RcnnConfig, cell_anchors: Sequence[torch.Tensor], canvas: tuple[int, int],
+                 run_dense: Runner, run_head: Runner) -> None:
+        self.config = config
         self.run_dense, self.run_head = run_dense, run_head
         shapes = level_shapes(canvas, self.config.anchor_strides)
-        cells = list(net.rpn.anchor_generator.cell_anchors.buffers())
-        self.anchors = level_anchors(cells, self.config.anchor_strides, shapes)
+        self.anchors = level_anchors(list(cell_anchors), self.config.anchor_strides, shapes)
         self.level_sizes = [len(a) for a in self.anchors]
+
+    @classmethod
+    def of(cls, net: FasterRCNN, canvas: tuple[int, int], run_dense: Runner, run_head: Runner) -> "SplitDetector":
+        """The host stage for `net`'s configuration and cell anchors."""
+        return cls(net.config, list(net.rpn.anchor_generator.cell_anchors.buffers()), canvas, run_dense, run_head)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray, image_sizes: Sequence[ImageSize]) -> list[Detections]:
@@ -109,3 +120,34 @@ class SplitDetector:
         """Host work after the head: drop the padding rows, then the reference's PostProcessor."""
         rows = torch.cat([torch.arange(len(p.boxes)) + i * ROIS_PER_IMAGE for i, p in enumerate(proposals)])
         return filter_detections(class_logits[rows], box_deltas[rows], proposals, image_sizes, self.config)
+
+
+def fixed_slots(detections: Sequence[Detections], k: int) -> list[np.ndarray]:
+    """Reference detections (any number per image) -> boxes (N, k, 4), scores (N, k), labels (N, k) int64,
+    num_detections (N,) int64: the best k by score, ties to the lower class, then the earlier detection."""
+    n = len(detections)
+    boxes, scores = np.zeros((n, k, 4), np.float32), np.zeros((n, k), np.float32)
+    labels, counts = np.zeros((n, k), np.int64), np.zeros(n, np.int64)
+    for i, d in enumerate(detections):
+        order = B.score_order(d.scores[None])[0][:k].numpy() if len(d) else np.zeros(0, np.int64)
+        m = len(order)
+        boxes[i, :m], scores[i, :m] = d.boxes.numpy()[order], d.scores.numpy()[order]
+        labels[i, :m], counts[i] = d.labels.numpy()[order], m
+    return [boxes, scores, labels, counts]
+
+
+class SplitStage:
+    """The split variant's host stage for ssdconvert.backends.composite: feeds + part runners -> outputs."""
+
+    def __init__(self, descriptor: dict) -> None:
+        stage = descriptor["stage"]
+        self.config = RcnnConfig(nms_compare=stage.get("nms_compare", REFERENCE.nms_compare))
+        self.canvas = tuple(stage["canvas"])
+        self.detections = int(stage["detections"])
+        self.cell_anchors = generated_cell_anchors(self.config)
+
+    def __call__(self, feeds: dict[str, np.ndarray], parts: dict[str, Runner]) -> list[np.ndarray]:
+        images, im_info = feeds["images"], feeds["im_info"]
+        sizes = [(int(h), int(w)) for h, w in np.asarray(im_info).reshape(-1, 2)]
+        detector = SplitDetector(self.config, self.cell_anchors, self.canvas, parts["dense"], parts["head"])
+        return fixed_slots(detector(images, sizes), self.detections)
