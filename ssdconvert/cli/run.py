@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import backend_names, batch_sizes, canonical_backend, model_option, weights_options
+from ssdconvert.cli.options import (backend_names, batch_sizes, canonical_backend, canvas_option, model_option,
+                                    weights_options)
 
 
 def _names(ctx, param, value: str | None) -> tuple[str, ...]:
@@ -62,8 +63,12 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
               help="A backend's compiler executable, e.g. magicmind=~/mm/gen_model.py (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
               help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
+@canvas_option
+@click.option("--variants", default=None, metavar="NAME,...",
+              help="Further export variants to compile and benchmark beside the main export [default: all the "
+                   "model has; faster-rcnn-r101-fpn: split]. An empty value benchmarks the main export only.")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, atc_tool, tools, workdir):
+        bench_duration, workers, atc_tool, tools, workdir, canvas, variants):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -75,6 +80,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     \b
     Examples:
       ssdconvert run --workdir build/demo
+      ssdconvert run --model faster-rcnn-r101-fpn --canvas 320x320 --images 4 --bs 1,2 \\
+          --backends onnxruntime,openvino --workdir build/frcnn_demo
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
     """
@@ -85,7 +92,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
                     backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,
-                    bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})})
+                    bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})},
+                    canvas=canvas, variants=None if variants is None else tuple(v for v in variants.split(",") if v))
     report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")

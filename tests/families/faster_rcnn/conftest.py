@@ -61,3 +61,18 @@ def run_onnx():
         return session.run(None, {INPUT_NAMES[0]: batch.images, INPUT_NAMES[1]: batch.im_info})
 
     return run
+
+
+@pytest.fixture(scope="session")
+def frcnn_split(tmp_path_factory, frcnn_model, frcnn_spec):
+    """The split variant for the small canvas: (dense ExportRecord, head ExportRecord, composite descriptor),
+    unsimplified (see frcnn_export)."""
+    from ssdconvert.zoo.faster_rcnn.export import export_split
+    from ssdconvert.zoo.faster_rcnn.exporter import write_composite
+
+    out = tmp_path_factory.mktemp("split")
+    dense, head = export_split(frcnn_model, out / "faster_rcnn_r101_fpn_dense.onnx",
+                               out / "faster_rcnn_r101_fpn_head.onnx", canvas=CANVAS, simplify_model=False)
+    descriptor = write_composite(out / "faster_rcnn_r101_fpn.composite.json", frcnn_spec, dense.path, head.path,
+                                 frcnn_model.config)
+    return dense, head, descriptor
