@@ -8,14 +8,15 @@ detections are sorted by score and slots past num_detections are zero.
 
 Each data-dependent step of reference.py has a fixed-size stand-in:
 
-- per level: top-k (k = min(1000, H*W*A), a static number for a fixed canvas) of sigmoid(objectness),
+- per level: top-k (k = min(1000, H*W*A), a static number for a fixed canvas) of the objectness logit
+  (the sigmoid's order, its saturated float32 ties broken by the logit, as reference.py ranks them),
   decode, clip to im_info, remove_small_boxes as a validity mask;
 - per-level NMS 0.7 as ONE NonMaxSuppression whose "classes" are the levels (scores (N, 5, T)
   with -1 outside each level's segment), boxes fed as (x1, y1, x2 + 1, y2 + 1) so the continuous
   IoU equals the legacy +1 IoU, and scores replaced by distinct rank scores (the order is already
   the top-k order) so that no runtime's tie-breaking can differ;
-- the top 1000 proposals per image over the kept boxes (suppressed ones score -1; if fewer than
-  1000 survive, the padding slots are marked invalid and can never become detections);
+- the top 1000 proposals per image by logit over the kept boxes (suppressed ones score -inf; if fewer
+  than 1000 survive, the padding slots are marked invalid and can never become detections);
 - LevelMapper per proposal and RoiAlign on each of P2..P5 for all proposals, selected by level
   (static shapes; 4x the RoIAlign work, well under 1% of the model's compute);
 - per-class NMS 0.5 with the classes folded into the NMS batch axis ((N*80, 1000, 4) class-specific
@@ -48,6 +49,7 @@ INPUT_NAMES = ("images", "im_info")
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 DETECTIONS = 100
 INVALID = -1.0  # score of a masked slot: below every probability
+MASKED_LOGIT = float("-inf")  # a masked proposal's ranking key: below every logit
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,26 +95,31 @@ class FixedSizeDetector(nn.Module):
         cfg = self.config
         cells = list(self.net.rpn.anchor_generator.cell_anchors.buffers())
         anchors = level_anchors(cells, cfg.anchor_strides, [tuple(f.shape[-2:]) for f in features])
-        level_boxes, level_probs, level_ranks = [], [], []
-        for lg, dl, anc in zip(logits, deltas, anchors):
-            objectness, regression = flatten_level(lg, dl)
+        flat = [flatten_level(lg, dl) for lg, dl in zip(logits, deltas)]
+        return self.level_proposals([o for o, _ in flat], [r for _, r in flat], anchors, height, width)
+
+    def level_proposals(self, objectness_levels, regression_levels, anchors, height, width):
+        """Per level objectness logits (N, n_l), deltas (N, n_l, 4), anchors (n_l, 4) -> proposals, validity."""
+        cfg = self.config
+        level_boxes, level_logits, level_ranks = [], [], []
+        for objectness, regression, anc in zip(objectness_levels, regression_levels, anchors):
             k = min(cfg.pre_nms_top_n, objectness.shape[1])
-            prob, idx = topk(objectness.sigmoid(), k)
+            logit, idx = topk(objectness, k)  # by logit: see reference.py on saturated sigmoid ties
             boxes = B.decode(gather_rows(regression, idx), anc[idx], cfg.rpn_box_weights, cfg.bbox_xform_clip)
             boxes = B.clip_to_image(boxes, height, width)
             ok = B.keeps_min_size(boxes, cfg.rpn_min_size)
-            rank = (k - torch.arange(k, dtype=prob.dtype)) / k  # distinct, descending: the top-k order
+            rank = (k - torch.arange(k, dtype=logit.dtype)) / k  # distinct, descending: the top-k order
             level_boxes.append(boxes)
-            level_probs.append(torch.where(ok, prob, torch.full_like(prob, INVALID)))
-            level_ranks.append(torch.where(ok, rank.expand_as(prob), torch.full_like(prob, INVALID)))
-        boxes, probs, ranks = torch.cat(level_boxes, 1), torch.cat(level_probs, 1), torch.cat(level_ranks, 1)
-        level_of = torch.cat([torch.full((p.shape[1],), i) for i, p in enumerate(level_probs)])
+            level_logits.append(torch.where(ok, logit, torch.full_like(logit, MASKED_LOGIT)))
+            level_ranks.append(torch.where(ok, rank.expand_as(logit), torch.full_like(logit, INVALID)))
+        boxes, logits, ranks = torch.cat(level_boxes, 1), torch.cat(level_logits, 1), torch.cat(level_ranks, 1)
+        level_of = torch.cat([torch.full((p.shape[1],), i) for i, p in enumerate(level_logits)])
         nms_scores = torch.stack([torch.where(level_of == i, ranks, torch.full_like(ranks, INVALID))
-                                  for i in range(len(level_probs))], 1)
+                                  for i in range(len(level_logits))], 1)
         keep = nms_keep_mask(plus_one(boxes), nms_scores, cfg.rpn_nms_thresh, cfg.post_nms_top_n).amax(1) > 0
-        objectness = torch.where(keep, probs, torch.full_like(probs, INVALID))
+        objectness = torch.where(keep, logits, torch.full_like(logits, MASKED_LOGIT))
         top, idx = topk(objectness, min(cfg.fpn_post_nms_top_n, objectness.shape[1]))
-        return gather_rows(boxes, idx), top >= 0
+        return gather_rows(boxes, idx), top > MASKED_LOGIT
 
     def pool(self, features, proposals: torch.Tensor) -> torch.Tensor:
         """(N*R, C, 7, 7): RoiAlign of every proposal on its LevelMapper level."""

@@ -17,6 +17,14 @@ Follows facebookresearch/maskrcnn-benchmark (HEAD 57eec25b) step by step:
 
 Detections are in the coordinates of the resized (unpadded) image; the COCO conversion lives in
 postprocess/final_detections.py. Ties in every sort go to the lower index (see boxes.py).
+
+Objectness order: the reference ranks proposals by sigmoid(logit) with torch.topk, whose order of
+equal values is unspecified. In float32 the sigmoid saturates near 1 (its spacing there is 6e-8), so
+confident anchors tie: on a 1344x1344 canvas 16 anchors of one level shared the 1000th value on a
+synthetic image, and which of them make the cut then depended on the last bit of each runtime's
+sigmoid. Here (and in fixed.py) proposals are ranked by the logit instead: the sigmoid is monotonic,
+so this is the reference's order with its ties broken by the logit, a property of the network's
+output rather than of a runtime's sort or sigmoid.
 """
 
 from __future__ import annotations
@@ -34,10 +42,11 @@ ImageSize = tuple[int, int]  # (height, width) of the resized image before paddi
 
 @dataclass
 class Proposals:
-    """RPN output of one image: boxes (n, 4) legacy xyxy and their objectness, descending."""
+    """RPN output of one image: boxes (n, 4) legacy xyxy, their objectness (sigmoid) and its logit, descending."""
 
     boxes: torch.Tensor
     objectness: torch.Tensor
+    logits: torch.Tensor | None = None  # the ranking key (see the module docstring)
 
 
 @dataclass
@@ -74,24 +83,26 @@ def select_proposals(objectness: Sequence[torch.Tensor], deltas: Sequence[torch.
     for obj, reg, anc in zip(objectness, deltas, anchors):
         prob = obj.sigmoid()
         k = min(config.pre_nms_top_n, prob.shape[1])
-        idx = B.score_order(prob)[:, :k]
+        idx = B.score_order(obj)[:, :k]  # by logit: sigmoid order, saturated ties broken by the logit
         top = torch.gather(prob, 1, idx)
+        top_logits = torch.gather(obj, 1, idx)
         decoded = B.decode(torch.gather(reg, 1, idx[..., None].expand(-1, -1, 4)), anc[idx],
                            config.rpn_box_weights, config.bbox_xform_clip)
         for i, (h, w) in enumerate(image_sizes):
             boxes = B.clip_to_image(decoded[i], torch.tensor(float(h)), torch.tensor(float(w)))
             keep = B.keeps_min_size(boxes, config.rpn_min_size)
-            boxes, scores = boxes[keep], top[i][keep]
-            keep = B.nms(boxes, scores, config.rpn_nms_thresh, config.nms_compare)[:config.post_nms_top_n]
-            per_image[i].append(Proposals(boxes[keep], scores[keep]))
+            boxes, scores, logits = boxes[keep], top[i][keep], top_logits[i][keep]
+            keep = B.nms(boxes, logits, config.rpn_nms_thresh, config.nms_compare)[:config.post_nms_top_n]
+            per_image[i].append(Proposals(boxes[keep], scores[keep], logits[keep]))
     result = []
     for levels in per_image:
         boxes = torch.cat([p.boxes for p in levels])
         scores = torch.cat([p.objectness for p in levels])
+        logits = torch.cat([p.logits for p in levels])
         if len(levels) > 1:
-            order = B.score_order(scores)[:config.fpn_post_nms_top_n]
-            boxes, scores = boxes[order], scores[order]
-        result.append(Proposals(boxes, scores))
+            order = B.score_order(logits)[:config.fpn_post_nms_top_n]
+            boxes, scores, logits = boxes[order], scores[order], logits[order]
+        result.append(Proposals(boxes, scores, logits))
     return result
 
 

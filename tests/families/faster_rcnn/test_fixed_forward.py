@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from ssdconvert.zoo.faster_rcnn.export import fixed_outputs_to_detections, reference_detections
@@ -15,6 +16,7 @@ from postprocess.detection_match import match_detections
 K = 2000  # more than any image has (948..1459): the reference keeps all, slots past each count stay empty
 
 
+@pytest.mark.heavy  # the eager NMS stand-ins take ~15 s; the exported graph is checked against the reference anyway
 def test_fixed_forward_equals_the_reference_bit_for_bit(frcnn_model, frcnn_batches):
     batch = frcnn_batches[3]
     config = dataclasses.replace(frcnn_model.config, detections_per_img=K)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -240,3 +241,44 @@ def test_ties_past_100_are_kept_by_the_reference_and_cut_at_k_by_the_fixed_graph
     # ties resolved by lower class, then lower proposal: the reference's first 100, in its order
     assert labels[0].tolist() == ref.labels[:100].tolist()
     assert torch.equal(boxes[0], ref.boxes[:100]) and torch.equal(scores[0], ref.scores[:100])
+
+
+def test_saturated_objectness_ties_are_ranked_by_the_logit_in_the_reference_and_the_graph(tmp_path):
+    """sigmoid(17), sigmoid(18), ... are all 1.0 in float32: ranked by probability, which of them make the
+    per-level top k would be up to each runtime's sort and sigmoid (a 1344x1344 canvas showed 16 such ties
+    at the 1000th place). Ranked by the logit, the k largest logits are chosen, in that order."""
+    import onnxruntime as ort
+
+    from ssdconvert.zoo.faster_rcnn import reference
+    from ssdconvert.zoo.faster_rcnn.fixed import FixedSizeDetector
+    from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
+
+    logits = torch.tensor([[17.0, 19.0, 17.25, 18.0, 20.0, 17.5, 9.0, 18.5]])
+    assert torch.unique(logits[:, :6].sigmoid()).tolist() == [1.0]  # six exact ties
+    anchors = torch.tensor([[10.0 * i, 0.0, 10.0 * i + 5, 5.0] for i in range(8)])  # disjoint: NMS keeps all
+    config = RcnnConfig(pre_nms_top_n=3, post_nms_top_n=3, fpn_post_nms_top_n=3)
+    (proposals,) = reference.select_proposals([logits], [torch.zeros(1, 8, 4)], [anchors], [(100, 100)], config)
+    literal = torch.argsort(logits[0], descending=True)[:3]  # 20.0, 19.0, 18.5: no equal logits
+    assert torch.equal(proposals.boxes, anchors[literal])
+
+    class LevelProposals(torch.nn.Module):  # the fixed graph's proposal stage on one level with these anchors
+        def __init__(self):
+            super().__init__()
+            self.detector = FixedSizeDetector(FasterRCNN(config))
+
+        def forward(self, objectness):
+            size = torch.full((objectness.shape[0], 1), 100.0)
+            return self.detector.level_proposals([objectness], [torch.zeros(objectness.shape[0], 8, 4)], [anchors],
+                                                 size, size)
+
+    module = LevelProposals().eval()
+    with torch.no_grad():
+        boxes, valid = module(logits)
+        assert valid.all() and torch.equal(boxes[0], anchors[literal])
+        path = tmp_path / "level.onnx"
+        with warnings.catch_warnings():  # the tracer's notes on the Functions' numeric forwards
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(module, (logits,), str(path), input_names=["objectness"],
+                              output_names=["boxes", "valid"], opset_version=16, dynamo=False)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"objectness": logits.numpy()})
+    assert got[1].all() and np.array_equal(got[0][0], anchors[literal].numpy())

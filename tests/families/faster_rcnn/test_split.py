@@ -30,6 +30,7 @@ def test_split_models_are_static_apart_from_the_batch(split_models):
                                                     "Constant", "Shape", "Gather", "Concat", "Unsqueeze"}
 
 
+@pytest.mark.heavy  # test_stages checks the split composite against the fixed graph by default
 def test_split_detections_match_the_reference(split_models, frcnn_model, frcnn_batches, frcnn_reference):
     import onnxruntime as ort
 
