@@ -24,6 +24,14 @@ FILE_NAME = "manifest.json"
 DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
 
 
+def tensor_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes of one per-image tensor file."""
+    n = DTYPE_SIZES[dtype]
+    for d in shape:
+        n *= d
+    return n
+
+
 @dataclass(frozen=True)
 class InputInfo:
     """What one .bin holds. `shape` is per image, in `layout` order (no batch axis)."""
@@ -44,10 +52,7 @@ class InputInfo:
 
     @property
     def nbytes(self) -> int:
-        n = DTYPE_SIZES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,7 @@ class SideInput:
 
     @property
     def nbytes(self) -> int:
-        n = DTYPE_SIZES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass(frozen=True)

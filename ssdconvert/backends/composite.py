@@ -18,7 +18,6 @@ parts and host stage.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -61,13 +60,10 @@ def is_composite(model: str | Path) -> bool:
 
 def read(path: str | Path) -> Composite:
     """Parse and check a descriptor (SsdConvertError naming what is wrong)."""
+    from ssdconvert.fileio import read_json
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise SsdConvertError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise SsdConvertError(f"{path} is not valid JSON: {exc}") from None
+    raw = read_json(path, "composite descriptor")
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or raw.get("version") != VERSION:
         raise SsdConvertError(f"{path} is not an {SCHEMA} version {VERSION} descriptor")
     try:
