@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssdconvert import __version__, backends
-from ssdconvert.backends.base import Backend, RunOptions
+from ssdconvert.backends.base import Backend, RunOptions, build_record
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
@@ -63,6 +63,7 @@ class BenchReport:
     stopped_early: bool = False
     failure: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def ok_rows(self) -> list[BenchRow]:
@@ -103,8 +104,11 @@ def machine_info() -> dict:
                 mem = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
+    from ssdconvert.cpu import cpu_features
+
+    features = cpu_features()
     versions = {}
-    for pkg in ("onnxruntime", "openvino", "numpy", "torch", "ais_bench", "aclruntime"):
+    for pkg in ("onnxruntime", "openvino", "nncf", "numpy", "torch", "ais_bench", "aclruntime"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -124,6 +128,8 @@ def machine_info() -> dict:
         "ssdconvert": __version__,
         "versions": versions,
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_flags": features.shown_flags(),
+        "cpu_features": features.describe(),
     }
 
 
@@ -135,12 +141,16 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
               duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: int | str = "0",
               output_dir: str | Path = "build/bench", name: str | None = None, flops_per_image: float | None = None,
               dym_batch: bool = False, min_runs: int = 1, plot: bool = True, tool: str | None = None,
+              precision: str | None = None, calib: str | Path | None = None,
               progress: Callable[[str], None] | None = None, feeds: FeedMaker | None = None) -> BenchReport:
     """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`.
 
     `tool`: the backend's compiler for per-batch builds from an .onnx (ATC, the MagicMind build
     tool; default: PATH, then the vendor environment). `soc`: the Ascend chip for those builds.
     `feeds`: realistic inputs (ModelSpec.feeds_for) instead of random ones.
+    `precision` (fp32 | fp16 | bf16 | int8; None: the backend's default): per-batch builds use it,
+    an .onnx is first built at it for the other backends (INT8 calibrated on `calib`, no gate:
+    `quantize` or `run` gate it), and OpenVINO computes at it.
     """
     model = Path(model)
     if not model.exists():
@@ -157,11 +167,21 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
     name = name or f"{model.stem}_{target.name}"
     say = progress or (lambda msg: log.info(msg))
     ctx = BenchContext(duration, warmup, output_dir / f"{name}_work", device=device, soc=soc, dym_batch=dym_batch,
-                       tool=tool, min_runs=min_runs, say=say, feeds=feeds)
+                       tool=tool, min_runs=min_runs, say=say, feeds=feeds, precision=precision,
+                       calib=Path(calib) if calib else None)
     target.check_bench(model, ctx)
+    if precision is not None and precision not in target.precisions:
+        raise BenchError(f"{target.label} does not measure {precision} here (it builds {', '.join(target.precisions)})"
+                         + (f"; {target.int8_note}" if precision == "int8" and target.int8_note else ""))
+    if (precision not in (None, "fp32") and not target.builds_per_batch and model.suffix.lower() == ".onnx"
+            and build_record(model).get("precision") != precision):  # not already that precision's model
+        say(f"building the {precision} model ...")
+        model = target.compile(model, ctx.workdir, batch=max(batch_sizes), precision=precision, tool=tool,
+                               calib=ctx.calib)[0]
 
     report = BenchReport(str(model.resolve()), target.name, target.name, batch_sizes, duration, warmup,
                          machine=machine_info(), flops_per_image=flops_per_image,
+                         precision=precision or target.default_precision,
                          started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
         if target.shared_runner:
@@ -206,7 +226,7 @@ def _explain(exc: BaseException, batch: int) -> str:
 
 def _sweep_shared_runner(report: BenchReport, target: Backend, model: Path, ctx: BenchContext) -> None:
     """A dynamic-batch ONNX on ONNX Runtime: one session serves every batch size."""
-    runner = target.make_runner(model, RunOptions(device=ctx.device))
+    runner = target.make_runner(model, RunOptions(device=ctx.device, precision=ctx.precision))
     try:
         runner.activate()
     except Exception as exc:
@@ -297,7 +317,7 @@ def detail_table(report: BenchReport) -> str:
 def markdown_report(report: BenchReport) -> str:
     m = report.machine
     lines = [
-        f"# Batch-size sweep: {Path(report.model).name} on {report.label}",
+        f"# Batch-size sweep: {Path(report.model).name} on {report.label}, {report.precision}",
         "",
         f"**Throughput definition:** {THROUGHPUT_DEFINITION}. Inputs are synthetic full batches (no padding).",
         "",
@@ -311,6 +331,7 @@ def markdown_report(report: BenchReport) -> str:
         "",
         f"{WALL_DEFINITION}.",
         "",
+        f"- CPU: {m.get('cpu_features')}",
         f"- Machine: {m.get('cpu_model')}, {m.get('usable_cores')} usable cores "
         f"({m.get('physical_cores')} physical), {m.get('memory_gib')} GiB, {m.get('os')}; "
         f"load average at start {', '.join(f'{x:.2f}' for x in m.get('load_average_at_start') or [])}, "
@@ -395,3 +416,25 @@ def write_reports(report: BenchReport, output_dir: Path, name: str, *, plot: boo
     if plot:
         plot_report(report, paths["png"])
     write_json(paths["json"], report.to_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Several precisions side by side
+
+
+def precision_table(reports: Sequence[BenchReport]) -> str:
+    """Batch size x (backend, precision): throughput in samples/s, with the speed-up over the first column."""
+    sizes = sorted({r.batch_size for rep in reports for r in rep.rows})
+    base = {r.batch_size: r.throughput for r in reports[0].ok_rows} if reports else {}
+    rows = []
+    for bs in sizes:
+        cells = []
+        for rep in reports:
+            row = next((r for r in rep.rows if r.batch_size == bs), None)
+            if row is None or row.status != "ok":
+                cells.append(row.status if row else "–")
+                continue
+            ratio = f" ({row.throughput / base[bs]:.2f}x)" if base.get(bs) and rep is not reports[0] else ""
+            cells.append(fmt_throughput(row.throughput) + ratio)
+        rows.append((bs, *cells))
+    return markdown_table(["Batch size", *(f"{rep.backend} {rep.precision}" for rep in reports)], rows)

@@ -53,6 +53,8 @@ class BenchContext:
     dym_batch: bool = False
     tool: str | None = None  # the backend's compiler executable for per-batch builds
     min_runs: int = 1
+    precision: str | None = None  # what per-batch builds use (the backend's precision name), None: its default
+    calib: Path | None = None  # preprocessed bins for builds that calibrate (MagicMind qint*)
     say: Callable[[str], None] = print
     feeds: "FeedMaker | None" = None  # realistic inputs where random ones would not be (timed_loop)
 

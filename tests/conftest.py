@@ -173,3 +173,19 @@ def fakes_importable():
 def with_fakes():
     """A context manager: the fake vendor packages importable in this process while it is open."""
     return fakes_importable
+
+
+@pytest.fixture(scope="session")
+def r34_bins(tmp_path_factory) -> Path:
+    """A few preprocessed synthetic images for ssd-resnet34: manifest.json + <stem>.bin (the annotated ones)."""
+    from preprocess.run import preprocess_dataset
+    from ssdconvert.synth import generate
+    from ssdconvert.zoo import get_spec
+
+    root = tmp_path_factory.mktemp("r34_bins")
+    ds = generate(root / "coco", images=10, seed=3)
+    spec = get_spec("ssd-resnet34")
+    out = root / "bins"
+    preprocess_dataset(ds.annotation_file, ds.image_dir, out, spec.transform, model=spec.name,
+                       input_name=spec.input.name, workers=1, progress=False)
+    return out

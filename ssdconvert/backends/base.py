@@ -43,6 +43,9 @@ import numpy as np
 from ssdconvert.errors import SsdConvertError
 
 
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the precision names every command takes
+
+
 class RunnerError(SsdConvertError):
     """A runtime cannot load or run the model."""
 
@@ -182,6 +185,8 @@ class RunOptions:
     batch: int | None = None  # fix a dynamic batch axis (OpenVINO reshape, Ascend gear, MagicMind shape)
     device: str = "0"  # one device: NPU/MLU id, or an OpenVINO device name
     dym_batch: bool = False  # Ascend: the .om has batch gears (atc --dynamic_batch_size)
+    precision: str | None = None  # fp32 | fp16 | bf16 | int8 where the runtime chooses it (OpenVINO's CPU
+    #                               inference precision); None: what the model's build record says, else fp32
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,9 @@ class Backend:
     device_help: str = ""  # what --device means for it
     builds_per_batch: bool = False  # bench builds one artefact per batch size from an .onnx
     shared_runner: bool = False  # bench: one runner serves every batch size
+    precisions: tuple[str, ...] = ("fp32",)  # what `run`/`bench --precision` can build and measure (PRECISIONS)
+    default_precision: str = "fp32"  # what it builds when no precision is asked for
+    int8_note: str = ""  # how INT8 is made for it when `quantize` does not do it here
 
     # -- the folder's modules ---------------------------------------------------------------
     def module(self, part: str) -> ModuleType | None:
@@ -274,11 +282,16 @@ class Backend:
         return hook(job) if hook and not composite.is_composite(job.model) else None
 
     def compile(self, onnx: Path, workdir: Path, *, batch: int, soc: str | None = None,
-                precision: str | None = None, tool: str | None = None) -> list[Path]:
-        """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler).
+                precision: str | None = None, tool: str | None = None, calib: Path | None = None) -> list[Path]:
+        """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler)
+        at `precision` (None: its default); `calib`, the preprocessed bins, for builds that calibrate.
         A composite gets each part built at its own batch and a descriptor of the built parts (listed first)."""
         from ssdconvert.backends import composite
 
+        if precision is not None and precision not in self.precisions:
+            raise SsdConvertError(f"{self.label} does not build {precision} here (it builds "
+                                  f"{', '.join(self.precisions)})" + (f"; {self.int8_note}" if precision == "int8"
+                                                                      and self.int8_note else ""))
         hook = self._hook("compile", "build")
         if hook is None:
             return [onnx]
@@ -287,12 +300,19 @@ class Backend:
             built: list[Path] = []
 
             def build_part(part: Path, part_batch: int) -> Path:
-                artefacts = hook(part, out, batch=part_batch, soc=soc, precision=precision, tool=tool)
+                artefacts = hook(part, out, batch=part_batch, soc=soc, precision=precision, tool=tool, calib=calib)
                 built.extend(artefacts)
                 return artefacts[0]
 
             return [composite.build_parts(composite.read(onnx), out, batch, build_part), *built]
-        return hook(onnx, out, batch=batch, soc=soc, precision=precision, tool=tool)
+        return hook(onnx, out, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
+
+    def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
+        """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""
+        hook = self._hook("quantize", "quantize")
+        if hook is None:
+            raise SsdConvertError(f"`ssdconvert quantize` does not make {self.label} INT8 models: {self.int8_note}")
+        return hook(source, samples, output, options, say)
 
     def check_bench(self, model: Path, ctx) -> None:
         """Before a sweep: refuse what the per-batch builds will not be able to do (e.g. no --soc)."""
@@ -334,7 +354,7 @@ class Backend:
     def time_with_runner(self, artefact: Path, batch: int, ctx):
         from ssdconvert.timing import BenchRow, timed_loop
 
-        options = RunOptions(batch=batch, device=ctx.device, dym_batch=ctx.dym_batch)
+        options = RunOptions(batch=batch, device=ctx.device, dym_batch=ctx.dym_batch, precision=ctx.precision)
         with self.make_runner(artefact, options) as runner:
             versions = runner.versions()
             if runner.static_batch not in (None, batch):
@@ -358,12 +378,17 @@ class Backend:
         return hook(tool) if hook else None
 
 
-def build_tool(model: str | Path) -> str | None:
-    """The `tool` recorded in `<model>.json` by `ssdconvert atc|cnnl|openvino` (None if there is none)."""
+def build_record(model: str | Path) -> dict:
+    """The build record `<model>.json` written by `ssdconvert atc|cnnl|openvino|quantize` ({} if there is none)."""
     import json
 
     try:
         record = json.loads(Path(f"{model}.json").read_text())
     except (OSError, ValueError):
-        return None
-    return record.get("tool") if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def build_tool(model: str | Path) -> str | None:
+    """The `tool` recorded in `<model>.json` (None if there is none)."""
+    return build_record(model).get("tool")

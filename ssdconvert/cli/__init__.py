@@ -11,7 +11,9 @@ import click
 from ssdconvert import __version__
 
 # One module per command group; each exposes COMMANDS, a list of click commands.
-COMMAND_MODULES = ("models", "synth", "export", "run", "preprocess", "infer", "bench", "compile", "doctor", "eval")
+COMMAND_MODULES = ("models", "synth", "export", "run", "preprocess", "infer", "bench", "compile", "quantize", "compare",
+                   "doctor",
+                   "eval")
 
 
 def user_errors() -> tuple[type[Exception], ...]:

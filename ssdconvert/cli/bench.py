@@ -44,6 +44,18 @@ def _flops(spec, model: Path) -> float | None:
     return spec.with_canvas((int(shape[1]), int(shape[2]))).flops_per_image if shape and None not in shape else None
 
 
+def precision_list(ctx, param, value: str | None) -> list[str] | None:
+    from ssdconvert.backends.base import PRECISIONS
+
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in PRECISIONS]
+    if bad or not items:
+        raise click.BadParameter(f"expected a comma-separated list of {', '.join(PRECISIONS)}, got {value!r}")
+    return list(dict.fromkeys(items))
+
+
 @click.command("bench")
 @click.option("--model", "-m", "model", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A dynamic-batch .onnx (ONNX Runtime/OpenVINO; for ascend and magicmind one static model "
@@ -65,7 +77,13 @@ def _flops(spec, model: Path) -> float | None:
 @click.option("--name", default=None, help="Report file name stem [default: <model stem>_<backend>].")
 @click.option("--zoo", "zoo_name", default=None,
               help="Zoo model the file is, for the GFLOP/s column [default: guessed from the file name].")
-def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_batch, output_dir, name, zoo_name):
+@click.option("--precision", "precisions", default=None, callback=precision_list, metavar="fp32,bf16,int8",
+              help="Precisions to sweep, side by side [default: the backend's own]. From an .onnx each is built "
+                   "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Preprocessed bins to calibrate int8 on.")
+def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_batch, output_dir, name, zoo_name,
+          precisions, calib):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
@@ -83,20 +101,30 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
       ssdconvert bench --model build/ssd_resnet34_bs1.onnx --backend openvino --bs 1,8,32
       ssdconvert bench --model ssd.onnx --backend ascend --soc Ascend310P3 --bs 1,4,8,16,32,64
       ssdconvert bench --model ssd_resnet50.onnx --backend magicmind --bs 1,8,32
+      ssdconvert bench --model ssd.onnx --backend openvino --precision fp32,bf16,int8 --calib ssd_bin --bs 1,8,32
     """
-    from ssdconvert.bench import THROUGHPUT_DEFINITION, run_bench, seed_table
+    from ssdconvert.bench import THROUGHPUT_DEFINITION, precision_table, run_bench, seed_table
+    from ssdconvert.cpu import cpu_features
 
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
-    result = run_bench(model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
-                       device=device, output_dir=output_dir, name=name, dym_batch=dym_batch, tool=tool,
-                       flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
-                       progress=lambda msg: click.echo(msg, err=True))
-    click.echo(seed_table(result))
+    click.echo(f"CPU: {cpu_features().describe()}", err=True)
+    results = []
+    for precision in precisions or [None]:
+        stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
+        results.append(run_bench(
+            model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
+            device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
+            dym_batch=dym_batch, tool=tool, precision=precision, calib=calib,
+            flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
+            progress=lambda msg: click.echo(msg, err=True)))
+    click.echo(precision_table(results) if precisions else seed_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
-    click.echo("wrote " + ", ".join(result.outputs.values()))
-    if result.stopped_early:
-        raise click.ClickException(f"sweep stopped early at {result.failure}; the reports hold the batch sizes "
+    for result in results:
+        click.echo("wrote " + ", ".join(result.outputs.values()))
+    stopped = [r for r in results if r.stopped_early]
+    if stopped:
+        raise click.ClickException(f"sweep stopped early at {stopped[0].failure}; the reports hold the batch sizes "
                                    "that ran")
 
 

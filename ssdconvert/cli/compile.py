@@ -202,30 +202,58 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
               help="IR path without .xml, or a directory/ [default: beside the ONNX, same name].")
 @click.option("--bs", type=click.IntRange(min=1), default=None, help="Fix the batch [default: keep it dynamic].")
 @click.option("--fp16", is_flag=True, help="Compress weights to FP16 (ovc's own default); FP32 otherwise.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True,
+              help="Inference precision recorded for the runner (CPU INFERENCE_PRECISION_HINT f32/f16/bf16; fp16 "
+                   "also compresses the weights); int8 quantizes with NNCF on --calib and runs the accuracy gate.")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --precision int8: the preprocessed bins folder to calibrate on (300 images, as `quantize`).")
 @tool_options(default_timeout=1800)
-def openvino(onnx_path, output, bs, fp16, tool, timeout, dry_run, quiet):
+def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_run, quiet):
     """Convert the ONNX to OpenVINO IR (.xml + .bin) with the `ovc` tool.
 
     FP32 weights unless --fp16 (ovc itself defaults to FP16). Writes <output>.xml, <output>.bin,
-    <output>.ovc.log and <output>.xml.json (the build record).
+    <output>.ovc.log and <output>.xml.json (the build record, with the inference precision the
+    runner then asks the CPU for: on a CPU with AVX512_BF16 OpenVINO would otherwise compute in
+    bf16 even for an FP32 IR; a CPU without native FP16 runs f16 as bf16, and says so).
+    --precision int8 is `ssdconvert quantize --backend openvino` (NNCF, accuracy gate).
 
     \b
     Examples:
       ssdconvert openvino --onnx build/ssd_resnet34_bs16.onnx --output build/ssd   # dynamic batch, FP32
-      ssdconvert openvino --bs 16 --fp16                     # last exported ONNX, static batch, FP16
+      ssdconvert openvino --bs 16 --fp16                     # last exported ONNX, static batch, FP16 weights
+      ssdconvert openvino --precision bf16 --output build/ssd_bf16
+      ssdconvert openvino --precision int8 --calib build/ssd_bin --output build/ssd_int8
     """
+    from ssdconvert.backends import composite
     from ssdconvert.backends.openvino.compile import convert_ir
+    from ssdconvert.errors import SsdConvertError
 
     onnx = pick_onnx(onnx_path)
+    if precision == "int8":
+        if calib is None:
+            raise click.UsageError("--precision int8 needs --calib (the preprocessed bins folder)")
+        if bs is not None or fp16 or dry_run:
+            raise click.UsageError("--precision int8 keeps the batch dynamic and the weights FP32; "
+                                   "--bs, --fp16 and --dry-run do not apply")
+        if composite.is_composite(onnx):
+            raise SsdConvertError("--precision int8 takes one ONNX model: the parts of a composite have no "
+                                  "preprocessed bins of their own to calibrate on")
+        from ssdconvert.cli.quantize import quantize
+
+        xml = str(Path(output).with_suffix(".xml")) if output else None
+        click.get_current_context().invoke(quantize, model=str(onnx), calib=calib, output=xml, backend="openvino")
+        return
+    if calib is not None:
+        raise SsdConvertError("--calib applies only to --precision int8")
 
     def build(model: Path, batch: int | None, out):
         return convert_ir(model, Path(out) if out and not out.endswith("/") else out, batch=batch, fp16=fp16,
-                          tool=tool, timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
+                          precision=precision, tool=tool, timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
 
     def describe(result) -> str:
         i = result.info
         batch = "dynamic batch" if i["dynamic_batch"] else f"batch {i['batch']}"
-        return f"{i['weights']} weights, {batch}, input " + ", ".join(
+        return f"{i['weights']} weights, {i['precision']} inference, {batch}, input " + ", ".join(
             f"{x['name']}[{','.join(map(str, x['shape']))}]" for x in i["inputs"])
 
     build_all(onnx, bs, output, f"ov_bs{bs}" if bs else "ov", build, describe, dry_run)
@@ -248,7 +276,12 @@ def _dim_range(text: str | None):
 @click.option("--output", "-o", default=None,
               help="Model file, written exactly there [default: <net>_model_<precision>_<dynamic>[_<bs>]].")
 @click.option("--precision", type=click.Choice(MM_PRECISIONS), default="force_float32", show_default=True,
-              help="MagicMind precision (qint* need calibration data, not driven yet).")
+              help="MagicMind precision; the qint* modes calibrate on --calib.")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With a qint* precision: the preprocessed bins folder; --calib-images of its samples are listed "
+                   "for the builder's --file_list (chosen as `quantize` chooses them).")
+@click.option("--calib-images", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Calibration samples for qint*.")
 @click.option("--bs", type=click.IntRange(min=1), default=None, help="Batch size [default: 1].")
 @click.option("--dynamic", is_flag=True, help="Shape-mutable model (SSD supports only static shapes).")
 @click.option("--dim-range", default=None, metavar="MIN:MAX",
@@ -257,7 +290,8 @@ def _dim_range(text: str | None):
               help="Target MLU architecture (MLU370 = mtp_372).")
 @click.option("--extra", multiple=True, metavar="'--flag value ...'", help="More build-tool flags, as is.")
 @tool_options(default_timeout=3600)
-def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, tool, timeout, dry_run, quiet):
+def cnnl(onnx_path, output, precision, calib, calib_images, bs, dynamic, dim_range, mlu_arch, extra, tool, timeout,
+         dry_run, quiet):
     """Build a Cambricon MLU offline model from the ONNX with the MagicMind build tool.
 
     Looks for `mm_build` on PATH and under $NEUWARE_HOME/bin; --tool may point at your own build
@@ -270,23 +304,30 @@ def cnnl(onnx_path, output, precision, bs, dynamic, dim_range, mlu_arch, extra, 
     Examples:
       ssdconvert cnnl --onnx build/ssd_resnet34_bs16.onnx --bs 16            # static, force_float32
       ssdconvert magicmind --bs 16 --precision force_float16 --tool ~/mm/gen_model.py
+      ssdconvert cnnl --bs 16 --precision qint8_mixed_float16 --calib build/ssd_bin
       ssdconvert cnnl --bs 16 --dry-run                                       # print the command only
     """
     from ssdconvert.backends import composite
     from ssdconvert.backends.magicmind.compile import build_magicmind
+    from ssdconvert.errors import SsdConvertError
 
     onnx = pick_onnx(onnx_path)
+    if calib is not None and composite.is_composite(onnx):
+        raise SsdConvertError("--calib takes one ONNX model: the parts of a composite have no preprocessed bins "
+                              "of their own to calibrate on")
 
     def build(model: Path, batch: int | None, out):
         return build_magicmind(model, precision=precision, batch=batch, dynamic=dynamic,
-                               dim_range=_dim_range(dim_range), mlu_arch=mlu_arch, output=Path(out) if out else None,
-                               tool=tool, extra=_split_extra(extra), timeout=timeout, dry_run=dry_run,
-                               progress=_progress(quiet))
+                               dim_range=_dim_range(dim_range), mlu_arch=mlu_arch,
+                               calib=Path(calib) if calib else None, calib_images=calib_images,
+                               output=Path(out) if out else None, tool=tool, extra=_split_extra(extra),
+                               timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
 
     def describe(result) -> str:
         i = result.info
         shape = "dynamic shape " + str(i["dim_range"]) if i["dynamic_shape"] else f"static batch {i['batch']}"
-        return f"{i['precision']}, {i['mlu_arch']}, {shape}"
+        calibrated = f", calibrated on {i['calibration']['images']} images" if i.get("calibration") else ""
+        return f"{i['precision']}{calibrated}, {i['mlu_arch']}, {shape}"
 
     build_all(onnx, bs or 1 if composite.is_composite(onnx) else bs, output, f"mm_bs{bs or 1}", build, describe,
               dry_run)

@@ -46,6 +46,8 @@ class RunConfig:
     backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
     canvas: tuple[int, int] | None = None  # input canvas of a model whose input size is a choice (ModelSpec.at_canvas)
     variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
+    precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
+    gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
 
     @property
     def infer_batch(self) -> int:
@@ -140,10 +142,22 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
         variants[variant] = (Path(done.outputs[0]), done.key)
 
     for target in targets:
-        _run_backend(cfg, spec, target, onnx, exp.key, pre, workdir, stage, report, say)
-        for variant, (model, key) in variants.items():
+        for precision in cfg.precisions or (target.default_precision,):
+            _run_backend(cfg, spec, target, precision, onnx, exp.key, pre, workdir, stage, report, say)
+        for variant, (model, key) in variants.items():  # at the backend's default precision
             _bench_variant(cfg, spec, target, variant, model, key, workdir, stage, report)
     return report
+
+
+def label(target: Backend, precision: str) -> str:
+    """A backend at its default precision keeps its name; another precision is `<name>@<precision>`."""
+    return target.name if precision == target.default_precision else f"{target.name}@{precision}"
+
+
+def split_label(text: str) -> tuple[str, str]:
+    """(backend, precision) of a label (the default precision when the label names none)."""
+    name, _, precision = text.partition("@")
+    return name, precision or backends.get(name).default_precision
 
 
 def _known(name: str) -> bool:
@@ -154,25 +168,40 @@ def _known(name: str) -> bool:
     return True
 
 
-def _run_backend(cfg, spec, target: Backend, onnx, export_key, pre, workdir, stage, report, say) -> None:
-    name = target.name
-    missing = target.missing(cfg.tools.get(name))
-    if missing:
-        note = f"{name} skipped: {missing}"
-        report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True))
+def _run_backend(cfg, spec, target: Backend, precision: str, onnx, export_key, pre, workdir, stage, report,
+                 say) -> None:
+    name = label(target, precision)
+    missing = target.missing(cfg.tools.get(target.name))
+    if missing or precision not in target.precisions:
+        why = missing or (f"{target.label} does not build {precision} here"
+                          + (f" ({target.int8_note})" if precision == "int8" and target.int8_note else ""))
+        note = f"{name} skipped: {why}"
+        report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True,
+                                         unsupported=not missing))
         say(f"[compile:{name}] {note}")
         return
     try:
-        comp = stage(f"compile:{name}", {"onnx": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
-                     lambda: _compile(target, onnx, workdir, cfg))
+        inputs = {"onnx": export_key, "batch": cfg.infer_batch, "soc": cfg.soc}
+        if precision != target.default_precision:
+            inputs.update(precision=precision, calib=pre.key)
+        comp = stage(f"compile:{name}", inputs,
+                     lambda: _compile(target, onnx, workdir, cfg, precision, Path(pre.outputs[0])))
         model = Path(comp.outputs[0])
         inf = stage(f"infer:{name}", {"model": comp.key, "inputs": pre.key, "batch": cfg.infer_batch},
-                    lambda: _infer(model, name, Path(pre.outputs[0]), workdir / "results" / name, cfg.infer_batch))
+                    lambda: _infer(model, target.name, Path(pre.outputs[0]), workdir / "results" / name,
+                                   cfg.infer_batch))
         stage(f"eval:{name}", {"results": inf.key, "model": spec.name},
               lambda: _eval(Path(inf.outputs[0]), spec.name, workdir / "eval" / name, report.random_weights))
+        reference = report.stage(f"infer:{backends.REFERENCE}")
+        if precision != "fp32" and reference is not None and not reference.skipped:
+            stage(f"gate:{name}", {"results": inf.key, "reference": reference.key, "thresholds": cfg.gate},
+                  lambda: _gate(Path(reference.outputs[0]), Path(inf.outputs[0]), Path(pre.outputs[0]), spec,
+                                cfg, report.random_weights, workdir / "gate" / f"{name}.json",
+                                (onnx, target, model, precision, workdir / "compare" / name)))
         bench_model = onnx if target.builds_per_batch else model  # one static model per batch size
         stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, name, cfg, spec, workdir / "bench"))
+              lambda: _bench(bench_model, name, cfg, spec, workdir / "bench", target.name, precision,
+                             Path(pre.outputs[0])))
     except SsdConvertError as exc:
         failed = next(s for s in ("compile", "infer", "eval", "bench") if report.stage(f"{s}:{name}") is None)
         report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
@@ -180,20 +209,22 @@ def _run_backend(cfg, spec, target: Backend, onnx, export_key, pre, workdir, sta
 
 
 def _bench_variant(cfg, spec, target: Backend, variant: str, model: Path, export_key, workdir, stage, report) -> None:
-    """A further export variant on one backend: compiled (where the backend compiles) and benchmarked."""
+    """A further export variant on one backend, at its default precision: compiled (where the backend
+    compiles) and benchmarked."""
     name = target.name
     if report.stage(f"compile:{name}") is None or report.stage(f"compile:{name}").skipped:
         return  # the backend cannot run here: already reported
-    label = f"{name}:{variant}"
+    tag = f"{name}:{variant}"
+    precision = target.default_precision
     try:
-        comp = stage(f"compile:{label}", {"model": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
-                     lambda: _compile(target, model, workdir / variant, cfg))
+        comp = stage(f"compile:{tag}", {"model": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
+                     lambda: _compile(target, model, workdir / variant, cfg, precision, None))
         bench_model = model if target.builds_per_batch else Path(comp.outputs[0])
-        stage(f"bench:{label}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, name, cfg, spec, workdir / "bench", label=f"{name}_{variant}"))
+        stage(f"bench:{tag}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
+              lambda: _bench(bench_model, f"{name}_{variant}", cfg, spec, workdir / "bench", name, precision, None))
     except SsdConvertError as exc:
-        failed = "compile" if report.stage(f"compile:{label}") is None else "bench"
-        report.stages.append(StageResult(f"{failed}:{label}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
+        failed = "compile" if report.stage(f"compile:{tag}") is None else "bench"
+        report.stages.append(StageResult(f"{failed}:{tag}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
 
 
 # -- stage bodies: each returns (one-line figure, report data, output paths) ----------------------
@@ -266,10 +297,54 @@ def _export(cfg: RunConfig, spec, workdir: Path, variant: str | None = None):
     return f"{r.figure()} (bs 1 and {cfg.infer_batch})", {**r.metrics(), "weights": weights.label()}, [r.onnx_path]
 
 
-def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig):
-    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, tool=cfg.tools.get(target.name))
+def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path | None):
+    default = precision == target.default_precision
+    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, tool=cfg.tools.get(target.name),
+                               precision=None if default else precision, calib=None if default else bins)
     what = "uses the ONNX directly" if artefacts == [onnx] else f"built {artefacts[0].name}"
-    return what, {"artefacts": [str(a) for a in artefacts]}, artefacts
+    return f"{what} ({precision})", {"artefacts": [str(a) for a in artefacts], "precision": precision}, artefacts
+
+
+def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, random_weights: bool, target: Path,
+          candidate: tuple):
+    """The accuracy gate of a lower-precision model: its outputs against ONNX Runtime FP32's, from the
+    result folders both wrote for the same inputs (agreement.measure_results). A model that fails it
+    is compared layer by layer (`ssdconvert compare`, 2 images) where its backend exposes layers."""
+    from preprocess.manifest import read_manifest
+    from ssdconvert.agreement import Thresholds, measure_results
+    from ssdconvert.fileio import write_json
+
+    manifest = read_manifest(bins)
+    annotation = Path(manifest.annotation_path)
+    report = measure_results(reference, results, manifest.images, spec, thresholds=Thresholds(**cfg.gate),
+                             weights="random" if random_weights else "trained",
+                             annotation=annotation if annotation.is_file() else None)
+    data = report.to_dict()
+    worst = report.worst
+    figure = (f"{'passed' if report.passed else 'FAILED'}: worst output {worst.line() if worst else '–'}; "
+              f"{report.detections.line() if report.detections else ''}")
+    if not report.passed:
+        data["compare"], found = _compare_failed(candidate, bins, spec, Thresholds(**cfg.gate))
+        figure += f"; {found}"
+    path = write_json(target, data)
+    return figure, data, [path]
+
+
+def _compare_failed(candidate: tuple, bins: Path, spec, thresholds) -> tuple[str | None, str]:
+    """(compare.json path or None, one line) for a model that failed the gate."""
+    from ssdconvert.compare import Side, compare_models, write_outputs
+
+    onnx, target, model, precision, out_dir = candidate
+    if target.module("layers") is None:
+        return None, (f"no layer-wise comparison for {target.label} here: dump its tensors on the device and run "
+                      "`ssdconvert compare` on the dump folder (README: compare)")
+    side = Side(f"{target.name}:{model}:{precision}", Path(model), target.name, precision)
+    try:
+        found = compare_models(str(onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)
+    except SsdConvertError as exc:
+        return None, f"layer-wise comparison failed: {exc}"
+    js, _ = write_outputs(found, out_dir)
+    return str(js), f"{found.verdict()} (layer report {js})"
 
 
 def _infer(model: Path, backend: str, inputs: Path, output: Path, batch: int):
@@ -292,12 +367,15 @@ def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
             {"stats": r.stats, "images": r.images}, [report_path])
 
 
-def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, label: str | None = None):
+def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: str, precision: str,
+           bins: Path | None):
     from ssdconvert.bench import run_bench
 
-    r = run_bench(model, backend=name, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration, soc=cfg.soc,
-                  output_dir=out, name=label or name, flops_per_image=spec.flops_per_image, tool=cfg.tools.get(name),
-                  feeds=spec.feeds_for)
+    default = precision == backends.get(backend).default_precision
+    r = run_bench(model, backend=backend, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration, soc=cfg.soc,
+                  output_dir=out, name=name.replace("@", "_"), flops_per_image=spec.flops_per_image,
+                  tool=cfg.tools.get(backend), precision=None if default else precision,
+                  calib=None if default else bins, feeds=spec.feeds_for)
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
     best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"

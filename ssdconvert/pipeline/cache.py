@@ -65,6 +65,7 @@ class StageResult:
     reused: bool = False
     skipped: bool = False  # did not run: its backend is unavailable, or it failed (see `failed`)
     failed: bool = False
+    unsupported: bool = False  # skipped because the backend does not build that precision (never a failure)
     inputs_key: str = ""
     outputs_key: str | None = None
 

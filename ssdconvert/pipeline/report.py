@@ -31,7 +31,7 @@ def accuracy_rows(report: PipelineReport) -> list[dict]:
             if stopped is not None and not stopped.name.startswith("bench:"):
                 rows.append({"backend": backend, "AP": None, "AP50": None, "delta_vs_onnxruntime": None,
                              "gate": "FAILED" if stopped.failed else "skipped",
-                             "reason": f"{stopped.name}: {stopped.figure}"})
+                             "reason": f"{stopped.name}: {stopped.figure}", "unsupported": stopped.unsupported})
             continue
         delta = None if reference is None else stats["AP"] - reference
         gate = "n/a" if delta is None else ("ok" if abs(delta) <= AP_GATE else "FLAGGED")
@@ -48,11 +48,48 @@ def problems(report: PipelineReport) -> list[str]:
         if row["gate"] == "FLAGGED":
             found.append(f"{row['backend']}: AP {row['AP']:.4f} differs from ONNX Runtime's by "
                          f"{row['delta_vs_onnxruntime']:+.4f} (gate {AP_GATE})")
-        elif row["gate"] == "FAILED" or (row["gate"] == "skipped" and report.required):
+        elif row["gate"] == "FAILED" or (row["gate"] == "skipped" and report.required and not row["unsupported"]):
             found.append(f"{row['backend']}: {row['reason']}")
+    for name, gate in gates(report).items():
+        if not gate["passed"]:
+            found.append(f"{name}: failed the accuracy gate against ONNX Runtime FP32: {'; '.join(gate['failures'])}"
+                         f" (figures: {gate['path']}" + (f"; layer report: {gate['compare']}" if gate.get("compare")
+                                                          else "") + ")")
     found += [f"{s.name.split(':', 1)[1]}: {s.name}: {s.figure}" for s in report.stages
               if s.name.startswith("bench:") and s.failed]
     return found
+
+
+def gates(report: PipelineReport) -> dict[str, dict]:
+    """Label -> the lower-precision gate's figures (agreement.AgreementReport.to_dict + path)."""
+    return {s.name.split(":", 1)[1]: {**s.data, "path": s.outputs[0] if s.outputs else ""}
+            for s in report.stages if s.name.startswith("gate:") and not s.skipped}
+
+
+def precision_rows(report: PipelineReport) -> list[dict]:
+    """Per label (backend x precision): best throughput, AP and its delta, and the gate's figures."""
+    from ssdconvert.pipeline import split_label
+
+    accuracy = {r["backend"]: r for r in accuracy_rows(report)}
+    tput = throughput_by_backend(report)
+    checked = gates(report)
+    rows = []
+    for name in dict.fromkeys([*accuracy, *tput]):
+        backend, precision = split_label(name)
+        gate = checked.get(name)
+        outputs = gate["outputs"] if gate else []
+        best = max(tput.get(name, {}).items(), key=lambda kv: kv[1], default=None)
+        rows.append({
+            "label": name, "backend": backend, "precision": precision,
+            "best_throughput": best[1] if best else None, "best_batch": best[0] if best else None,
+            "AP": accuracy.get(name, {}).get("AP"), "delta_vs_onnxruntime": accuracy.get(name, {}).get(
+                "delta_vs_onnxruntime"),
+            "min_cosine": min((o["cosine"] for o in outputs), default=None),
+            "min_snr_db": min((float(o["snr_db"]) for o in outputs), default=None),
+            "detection_ap": (gate.get("detections") or {}).get("ap") if gate else None,
+            "gate": ("ok" if gate["passed"] else "FAILED") if gate else ("reference" if name == REFERENCE else "–"),
+        })
+    return rows
 
 
 def throughput_by_backend(report: PipelineReport) -> dict[str, dict[int, float]]:
@@ -82,6 +119,21 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
                                  [(r["backend"], _fmt(r["AP"], ".4f") + (label if r["AP"] is not None else ""),
                                    _fmt(r["AP50"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
                                    r["gate"]) for r in acc]), ""]
+    table = precision_rows(report)
+    if any(r["precision"] != "fp32" and (r["best_throughput"] is not None or r["gate"] != "–") for r in table):
+        lines += ["## Precision", "", f"Lower-precision gate against ONNX Runtime FP32 on the same inputs: "
+                  f"{_thresholds(report).describe()}." + (" Seeded random weights: the gate figures describe "
+                                                            "numerical agreement only." if report.random_weights
+                                                            else ""), "",
+                  markdown_table(["backend", "precision", "best samples/s (batch)", "AP", "Δ AP", "min cosine",
+                                  "min SNR", "detection agreement AP", "gate"],
+                                 [(r["backend"], r["precision"],
+                                   f"{_fmt(r['best_throughput'], '.1f')} ({r['best_batch'] or '–'})",
+                                   _fmt(r["AP"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
+                                   _fmt(r["min_cosine"], ".5f"), _fmt(r["min_snr_db"], ".1f"),
+                                   _fmt(r["detection_ap"], ".4f"), r["gate"]) for r in table]), ""]
+        if plot_tradeoff(table, Path(report.config["workdir"]) / "precision.png", report.random_weights):
+            lines += ["![throughput against AP delta](precision.png)", ""]
     failed = problems(report)
     if failed:
         lines += ["## Result: FAILED", "", *[f"- {p}" for p in failed], ""]
@@ -96,6 +148,48 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(lines)
+
+
+def _thresholds(report: PipelineReport):
+    from ssdconvert.agreement import Thresholds
+
+    return Thresholds(**(report.config.get("gate") or {}))
+
+
+def plot_tradeoff(rows: list[dict], target: Path, random_weights: bool) -> Path | None:
+    """Best throughput against the AP delta vs ONNX Runtime FP32 (left) and against the gate's detection
+    agreement (right: what still tells models apart when seeded weights make every AP 0), one point per
+    backend x precision; a cross marks a failed gate."""
+    points = [r for r in rows if r["best_throughput"] is not None and r["delta_vs_onnxruntime"] is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key in zip(axes, ("delta_vs_onnxruntime", "detection_ap")):
+        for r in points:
+            x = 1.0 if key == "detection_ap" and r["gate"] == "reference" else r[key]
+            if x is None:
+                continue
+            ax.scatter(x, r["best_throughput"], marker="x" if r["gate"] == "FAILED" else "o")
+            ax.annotate(f"{r['backend']} {r['precision']}", (x, r["best_throughput"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[0].axvline(0, color="grey", lw=0.8)
+    axes[0].set_xlabel("Δ AP@[.5:.95] vs ONNX Runtime FP32" + ("\n(random weights: meaningless)" if random_weights
+                                                                else ""))
+    axes[1].set_xlabel("detection agreement AP with ONNX Runtime FP32\n(1 = the same detections)")
+    axes[0].set_ylabel("best samples/s (compute only)")
+    fig.suptitle("Throughput against accuracy (x: failed the gate)")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return target
 
 
 def plot_throughput(tput: dict[str, dict[int, float]], target: Path) -> Path | None:
@@ -136,6 +230,7 @@ def write_report(report: PipelineReport, workdir: Path) -> tuple[Path, Path, str
     data = {"schema": "ssdconvert.run", "version": 1, "config": report.config,
             "random_weights": report.random_weights, "ap_gate": AP_GATE,
             "stages": [asdict(s) for s in report.stages], "accuracy": accuracy_rows(report),
+            "precision": precision_rows(report), "gate_thresholds": asdict(_thresholds(report)),
             "problems": problems(report),
             "throughput_definition": THROUGHPUT_DEFINITION,
             "throughput": {k: {str(b): t for b, t in v.items()} for k, v in throughput_by_backend(report).items()},

@@ -27,7 +27,9 @@ def test_every_backend_is_one_folder_with_the_same_files():
         assert backend.package == f"ssdconvert.backends.{backend.name}"
         present = {p.name for p in folder.glob("*.py")}
         assert {"__init__.py", "runner.py", "doctor.py"} <= present, backend.name
-        assert ("compile.py" in present) == (backend.name != "onnxruntime"), backend.name
+        assert "compile.py" in present, backend.name  # onnxruntime's only makes its INT8 copy
+        assert ("quantize.py" in present) == (backend.name in ("onnxruntime", "openvino")), backend.name
+        assert backend.default_precision in backend.precisions, backend.name
 
 
 def test_old_names_resolve_to_ascend_with_one_note():

@@ -11,7 +11,11 @@ exception in the Python tool):
   * exactly one framework input, and it is `--onnx` (the fake builds nothing else);
   * `--input_dims` has the ONNX input's rank and its fixed C/H/W; its N equals `--batch_size`;
   * `--dynamic_shape true` needs both `--dim_range_min` and `--dim_range_max`, min <= max;
-  * `--means` and `--vars` come together; `qint*` precisions need calibration data.
+  * `--means` and `--vars` come together; `qint*` precisions need calibration data:
+    `--random_calib_range`, or `--calibration_data_path` with `--file_list` (build_param.py: the
+    path "MUST input with file_list" and the lists "MUST input with calibration_data_path"), one
+    list per model input; every listed file must exist under the path [the fake's reading of
+    "Directory for calibration data"; how a network's CalibData joins them is unverified].
 
 Output: the model is written exactly at `--magicmind_model` (default `./model`, no extension
 added). The sheet documents no stdout protocol for the build tool, so the two lines this fake
@@ -66,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
     builder.add_argument("--conv_scale_fold", choices=BOOL, default="false")
     calib = p.add_argument_group("calibration")
     calib.add_argument("--device_id", type=int, default=0)
-    calib.add_argument("--random_calib_range", type=float, nargs=2)
-    calib.add_argument("--file_list")
+    calib.add_argument("--random_calib_range", type=float, nargs="*")
+    calib.add_argument("--file_list", nargs="+")
     calib.add_argument("--calibration_data_path")
     calib.add_argument("--calibration", choices=BOOL, default="false")
     calib.add_argument("--rpc_server")
@@ -147,7 +151,22 @@ def main(argv: list[str]) -> int:
         return fail("--dynamic_shape false with a dynamic model input needs --input_dims")
     if (args.means is None) != (args.vars is None):
         return fail("--means and --vars must be given together")
-    if args.precision.startswith("qint") and not (args.calibration_data_path or args.random_calib_range):
+    if (args.calibration_data_path is None) != (args.file_list is None):
+        return fail("--calibration_data_path MUST input with --file_list (and the other way round)")
+    if args.file_list:
+        if len(args.file_list) != len(inputs):
+            return fail(f"--file_list gives {len(args.file_list)} list(s), the model has {len(inputs)} input(s)")
+        for listed in args.file_list:
+            if not os.path.isfile(listed):
+                return fail(f"file list {listed} does not exist")
+            with open(listed, encoding="utf-8") as f:
+                names = [line.strip() for line in f if line.strip()]
+            if not names:
+                return fail(f"file list {listed} is empty")
+            absent = [n for n in names if not os.path.isfile(os.path.join(args.calibration_data_path, n))]
+            if absent:
+                return fail(f"{absent[0]} (listed in {listed}) is not in {args.calibration_data_path}")
+    if args.precision.startswith("qint") and not (args.file_list or args.random_calib_range):
         return fail(f"--precision {args.precision} needs calibration data")
 
     if mode != "no-artefact":

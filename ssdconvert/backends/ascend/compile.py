@@ -500,13 +500,30 @@ def _extra_value(extra: Sequence[str], flag: str) -> str | None:
 # ------------------------------------------------------------------------------- for run and bench
 
 
+# The precision names of `run` and `bench --precision` -> --precision_mode (§1.2). fp16 passes no flag:
+# ATC's default is force_fp16, so the om is built exactly as the reference scripts build it. bf16 is the
+# BF16 mixed mode (there is no force_bf16). INT8 is AMCT's job (Backend.int8_note); a raw ATC mode passes through.
+MODES = {None: None, "fp16": None, "fp32": "force_fp32", "bf16": "allow_mix_precision_bf16"}
+
+
+def precision_mode(precision: str | None) -> str | None:
+    if precision in MODES:
+        return MODES[precision]
+    if precision in PRECISION_MODES:
+        return precision
+    raise CompilerError(f"ATC builds fp16 (its default force_fp16), fp32 or bf16, or an ATC --precision_mode "
+                        f"({', '.join(PRECISION_MODES)}); not {precision!r}")
+
+
 def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-          tool: str | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: one static .om at `batch` in `out_dir`."""
+          tool: str | None = None, calib: Path | None = None) -> list[Path]:
+    """`ssdconvert run`'s compile step: one static .om at `batch` in `out_dir` (`calib` is not used:
+    INT8 om files come from AMCT)."""
     if not soc:
         raise CompilerError("building an .om needs --soc (the chip, e.g. Ascend310P3; see `npu-smi info`)")
-    return build_om(onnx, soc, batch=batch, precision=precision, output=out_dir / f"{onnx.stem}_bs{batch}",
-                    tool=tool).artefacts
+    mode = precision_mode(precision)
+    name = f"{onnx.stem}_bs{batch}" + (f"_{precision}" if mode else "")
+    return build_om(onnx, soc, batch=batch, precision=mode, output=out_dir / name, tool=tool).artefacts
 
 
 def check_bench(onnx: Path, ctx) -> None:
@@ -519,5 +536,7 @@ def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
     """Bench: one static .om per batch size, like the published tables (recorded in the row)."""
     check_bench(onnx, ctx)
     ctx.say(f"batch {batch}: atc --soc_version={ctx.soc} ...")
-    built = build_om(onnx, ctx.soc, batch=batch, output=ctx.workdir / f"{onnx.stem}_bs{batch}.om", tool=ctx.tool)
+    mode = precision_mode(ctx.precision)
+    name = f"{onnx.stem}_bs{batch}" + (f"_{ctx.precision}" if mode else "")
+    built = build_om(onnx, ctx.soc, batch=batch, precision=mode, output=ctx.workdir / f"{name}.om", tool=ctx.tool)
     return built.primary, {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}

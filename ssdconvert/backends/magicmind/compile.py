@@ -45,6 +45,13 @@ FLAGS: dict[str, Flag] = {
     "dim_range_min": Flag("--dim_range_min", "list", "verified"),
     "dim_range_max": Flag("--dim_range_max", "list", "verified"),
     "mlu_arch": Flag("--mlu_arch", "value", "verified"),
+    # calibration for qint*: `--calibration true`, and `--calibration_data_path` "MUST input with file_list"
+    # (one list file per input) [verified: build_param.py help texts]. How a network's CalibData reads the
+    # listed files is up to its gen_model.py [unverified for SSD]: here they are raw float32 NCHW tensors.
+    "calibration": Flag("--calibration", "bool", "verified"),
+    "calibration_data_path": Flag("--calibration_data_path", "value", "verified"),
+    "file_list": Flag("--file_list", "list", "verified"),
+    "calibration_algo": Flag("--calibration_algo", "value", "verified"),
 }
 
 PRECISIONS = ("force_float32", "force_float16", "qint16_mixed_float16", "qint8_mixed_float16",
@@ -90,6 +97,8 @@ def build_magicmind(
     dynamic: bool = False,
     dim_range: tuple[Sequence[int], Sequence[int]] | None = None,
     mlu_arch: str = "mtp_372",
+    calib: Path | None = None,
+    calib_images: int = 300,
     output: Path | None = None,
     tool: str | None = None,
     extra: Sequence[str] = (),
@@ -100,16 +109,20 @@ def build_magicmind(
     """Build a MagicMind model from `onnx`. Static shape by default (SSD supports only that, §3.1).
 
     `dynamic=True` builds a shape-mutable model over `dim_range` = (min NCHW, max NCHW); the default
-    range is batch 1..`batch` (or 1..64) at the ONNX's C, H, W.
+    range is batch 1..`batch` (or 1..64) at the ONNX's C, H, W. A qint* precision calibrates on
+    `calib_images` samples of the bins folder `calib`, chosen as `quantize` chooses them, listed in
+    `<model>.calib_list.txt` beside the model.
     """
     onnx = Path(onnx)
     if precision not in PRECISIONS:
         raise CompilerError(f"unknown --precision '{precision}'; MagicMind takes {', '.join(PRECISIONS)}")
     if mlu_arch not in MLU_ARCHS:
         raise CompilerError(f"unknown --mlu-arch '{mlu_arch}'; known: {', '.join(MLU_ARCHS)} (MLU370 = mtp_372)")
-    if precision.startswith("qint"):
-        raise CompilerError(f"--precision {precision} needs calibration data (--calibration_data_path etc.), "
-                            "which this adapter does not drive yet; use force_float32 or force_float16")
+    if precision.startswith("qint") and calib is None:
+        raise CompilerError(f"--precision {precision} needs calibration data: pass --calib with the preprocessed "
+                            "bins folder")
+    if calib is not None and not precision.startswith("qint"):
+        raise CompilerError(f"--calib applies to the quantized precisions (qint*), not {precision}")
     info = read_onnx(onnx)
     inputs = info.batched_inputs()
     inp, tail = inputs[0], inputs[0].fixed_tail()
@@ -148,6 +161,12 @@ def build_magicmind(
     stem = Path(output) if output is not None else default_output(onnx, precision, dynamic, batch)
     if str(output or "").endswith("/"):
         raise CompilerError(f"--output {output!r} must name the model file (MagicMind adds no extension)")
+    calibration = None
+    if calib is not None:
+        calibration = calibration_list(Path(calib), calib_images, stem.with_name(f"{stem.name}.calib_list.txt"),
+                                       dry_run)
+        argv_flags += (_flag("calibration", True) + _flag("calibration_data_path", calibration["folder"])
+                       + _flag("file_list", [calibration["list"]]) + _flag("calibration_algo", "linear"))
     log_path = log_path_for(stem, "magicmind")
     argv = resolve_command(TOOL, tool, dry_run=dry_run) + argv_flags + _flag("model", stem) + [str(e) for e in extra]
     record = {
@@ -161,6 +180,7 @@ def build_magicmind(
         "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
+        "calibration": calibration,
     }
     if dry_run:
         return CompileResult([stem], argv, 0.0, log_path, tool="magicmind", dry_run=True, info=record)
@@ -180,20 +200,50 @@ def build_magicmind(
                          info=record)
 
 
+def calibration_list(calib: Path, count: int, list_path: Path, dry_run: bool) -> dict:
+    """Write the file list of the calibration samples (names relative to the bins folder, one per
+    line, the same deterministic choice as `quantize`); returns what the build record keeps."""
+    from ssdconvert.fileio import atomic_path
+    from ssdconvert.samples import open_samples
+
+    chosen = open_samples(calib).pick(count)
+    if len(chosen.folders) != 1:
+        raise CompilerError("MagicMind calibration here takes one bins folder (a single-input model)")
+    names = [files[0].name for files in chosen.files]
+    if not dry_run:
+        list_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(list_path) as tmp:
+            tmp.write_text("".join(f"{n}\n" for n in names))
+    return {"folder": str(chosen.folders[0].resolve()), "list": str(list_path), "images": len(names)}
+
+
 # ------------------------------------------------------------------------------- for run and bench
+
+# The precision names of `run` and `bench --precision` -> MagicMind --precision (a MagicMind name passes through).
+MODES = {None: "force_float32", "fp32": "force_float32", "fp16": "force_float16", "int8": "qint8_mixed_float16"}
+
+
+def precision_mode(precision: str | None) -> str:
+    if precision in MODES:
+        return MODES[precision]
+    if precision in PRECISIONS:
+        return precision
+    raise CompilerError(f"MagicMind builds fp32, fp16 or int8 ({', '.join(PRECISIONS)}), not {precision!r}")
 
 
 def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-          tool: str | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: one static model at `batch` in `out_dir` (force_float32 by default)."""
-    precision = precision or "force_float32"
-    return build_magicmind(onnx, precision=precision, batch=batch, tool=tool,
-                           output=out_dir / default_output(onnx, precision, False, batch).name).artefacts
+          tool: str | None = None, calib: Path | None = None) -> list[Path]:
+    """`ssdconvert run`'s compile step: one static model at `batch` in `out_dir` (force_float32 by default;
+    int8 = qint8_mixed_float16 calibrated on `calib`)."""
+    mode = precision_mode(precision)
+    return build_magicmind(onnx, precision=mode, batch=batch, tool=tool, calib=calib if mode.startswith("qint") else None,
+                           output=out_dir / default_output(onnx, mode, False, batch).name).artefacts
 
 
 def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
     """Bench: one static model per batch size (SSD supports only static shapes, §3.1)."""
-    ctx.say(f"batch {batch}: MagicMind build, static batch {batch} ...")
-    built = build_magicmind(onnx, batch=batch, output=ctx.workdir / default_output(onnx, "force_float32", False,
-                                                                                    batch).name, tool=ctx.tool)
+    mode = precision_mode(ctx.precision)
+    ctx.say(f"batch {batch}: MagicMind build ({mode}), static batch {batch} ...")
+    built = build_magicmind(onnx, batch=batch, precision=mode, calib=ctx.calib if mode.startswith("qint") else None,
+                            output=ctx.workdir / default_output(onnx, mode, False, batch).name, tool=ctx.tool)
     return built.primary, {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}

@@ -4,4 +4,5 @@ from ssdconvert.backends.base import Backend
 
 BACKEND = Backend("onnxruntime", "ONNX Runtime", __name__, suffixes=(".onnx",),
                   device_help="It runs on this machine's CPU.",
-                  shared_runner=True)  # a dynamic-batch session takes any batch as is
+                  shared_runner=True,  # a dynamic-batch session takes any batch as is
+                  precisions=("fp32", "int8"))  # int8: a QDQ model from quantize.py; no BF16/FP16 CPU kernels

@@ -54,6 +54,7 @@ def convert_ir(
     *,
     batch: int | None = None,
     fp16: bool = False,
+    precision: str = "fp32",
     tool: str | None = None,
     timeout: float = 1800,
     dry_run: bool = False,
@@ -61,8 +62,14 @@ def convert_ir(
 ) -> CompileResult:
     """Convert `onnx` to OpenVINO IR with ovc. Artefacts: [xml, bin].
 
-    `batch` fixes the batch axis; None keeps it dynamic (`?`). FP32 weights unless `fp16`.
+    `batch` fixes the batch axis; None keeps it dynamic (`?`). FP32 weights unless `fp16` (or
+    precision fp16). `precision` (fp32 | fp16 | bf16) is recorded as the inference precision the
+    runner asks the CPU plugin for (INFERENCE_PRECISION_HINT f32 | f16 | bf16).
     """
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise CompilerError(f"ovc builds fp32, fp16 or bf16 IR, not {precision!r} (int8: `ssdconvert quantize "
+                            "--backend openvino`, or `ssdconvert openvino --precision int8 --calib BINS`)")
+    fp16 = fp16 or precision == "fp16"
     onnx = Path(onnx)
     info = read_onnx(onnx)
     inputs = info.batched_inputs()
@@ -87,6 +94,7 @@ def convert_ir(
     record = {
         "tool": "ovc",
         "weights": "float16" if fp16 else "float32",
+        "precision": precision,
         "batch": batch if batch is not None else (None if inp.batch_is_dynamic else inp.dims[0]),
         "dynamic_batch": first == "?",
         "input": {"name": inp.name, "shape": [first, *inp.fixed_tail()], "dtype": "float32", "layout": "NCHW"},
@@ -125,12 +133,21 @@ def ovc_version(executable: Path, timeout: float = 30) -> str | None:
     return m.group(1) if m and not outcome.timed_out else None
 
 
-WEIGHTS = {None: False, "fp32": False, "fp16": True}  # `run`'s precision -> ovc --compress_to_fp16
-
-
 def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-            tool: str | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: a dynamic-batch IR in `out_dir` (FP32 weights unless precision fp16)."""
-    if precision not in WEIGHTS:
-        raise CompilerError(f"OpenVINO IR weights are fp32 or fp16, not {precision!r}")
-    return convert_ir(onnx, out_dir / onnx.stem, fp16=WEIGHTS[precision], tool=tool).artefacts
+          tool: str | None = None, calib: Path | None = None) -> list[Path]:
+    """`ssdconvert run`'s compile step: a dynamic-batch IR in `out_dir` for `precision` (default fp32);
+    int8 quantizes with NNCF on `calib` (see ssdconvert/quantize.py)."""
+    precision = precision or "fp32"
+    stem = out_dir / (onnx.stem if precision == "fp32" else f"{onnx.stem}_{precision}")
+    if precision == "int8":
+        return int8_ir(onnx, stem.with_suffix(".xml"), calib)
+    return convert_ir(onnx, stem, precision=precision, tool=tool).artefacts
+
+
+def int8_ir(onnx: Path, xml: Path, calib: Path | None) -> list[Path]:
+    """An NNCF INT8 IR (no gate here: the caller measures it)."""
+    from ssdconvert.quantize import quantize_model
+
+    if calib is None:
+        raise CompilerError("OpenVINO INT8 needs calibration data: the preprocessed bins folder (--calib)")
+    return quantize_model(onnx, calib, xml, backend="openvino", gate=False).artefacts

@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, build_record, first_line
 
 
 class OpenVinoRunner(Runner):
@@ -64,6 +64,15 @@ class OpenVinoRunner(Runner):
             raise RunnerError(f"OpenVINO cannot compile {self.model.name} for {self.device}: "
                               f"{first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
+        asked = self.config.get("INFERENCE_PRECISION_HINT")
+        try:
+            effective = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except Exception:  # devices without the property
+            effective = asked or "device default"
+        self.precision = effective.replace("<Type: '", "").replace("'>", "")
+        self.precision = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(self.precision, self.precision)
+        if asked and self.precision != asked:  # observed: f16 on a CPU without AVX512_FP16/AMX_FP16 runs bf16
+            self.notes.append(f"asked for {asked} inference, {self.device} runs {self.precision}")
         self.inputs = [_meta(p) for p in self.compiled.inputs]
         self.outputs = [_meta(p) for p in self.compiled.outputs]
 
@@ -98,10 +107,24 @@ def _meta(port) -> TensorMeta:
 
 
 
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # int8: what NNCF left in float runs f32
+
+
 def make_runner(model: Path, options: RunOptions) -> OpenVinoRunner:
-    """`batch` reshapes a dynamic batch axis; a numeric --device (the default 0) means the CPU."""
+    """`batch` reshapes a dynamic batch axis; a numeric --device (the default 0) means the CPU. The
+    inference precision is `options.precision`, else the one recorded at build time (`ssdconvert
+    openvino --precision`), else f32."""
     device = options.device if options.device and not options.device.isdigit() else "CPU"
-    return OpenVinoRunner(model, batch=options.batch, device=device)
+    precision = options.precision or recorded_precision(model) or "fp32"
+    if precision not in HINTS:
+        raise RunnerError(f"OpenVINO runs fp32, bf16, fp16 or int8 models, not {precision!r}")
+    return OpenVinoRunner(model, batch=options.batch, device=device, precision=HINTS[precision])
+
+
+def recorded_precision(model: Path) -> str | None:
+    """The precision in the build record `<model>.json` (written by `ssdconvert openvino` and `quantize`)."""
+    value = build_record(model).get("precision")
+    return value if value in HINTS else None
 
 
 def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:

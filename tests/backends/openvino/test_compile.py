@@ -139,6 +139,6 @@ def test_cli_openvino(tiny_onnx, tmp_path):
                                       "--bs", "2", "-q"])
     assert result.exit_code == 0, result.output
     assert f"wrote {tmp_path / 't.xml'}" in result.output
-    assert "float32 weights, batch 2, input image[2,3,300,300]" in result.output
+    assert "float32 weights, fp32 inference, batch 2, input image[2,3,300,300]" in result.output
     dry = CliRunner().invoke(cli, ["openvino", "--onnx", str(tiny_onnx), "--fp16", "--dry-run"])
     assert dry.exit_code == 0 and "--compress_to_fp16=True" in dry.stdout

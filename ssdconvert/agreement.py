@@ -1,0 +1,320 @@
+"""How far a candidate model's answers are from a reference's on the same inputs: the accuracy gate.
+
+Two kinds of figures, both computed batch by batch so memory stays bounded:
+
+- **Per output tensor** (`TensorFigures`): max abs diff; max rel diff (max abs diff over the
+  reference's largest magnitude, so near-zero reference values do not blow it up); SNR in dB,
+  10 log10(sum ref^2 / sum (cand - ref)^2) (20 dB = 10 % RMS error, 40 dB = 1 %); cosine
+  similarity of the flattened tensors.
+- **Detection agreement** (`DetectionAgreement`): both sides decoded with the model's own head
+  decoder (its reference NMS policy), the reference's detections become the ground truth and the
+  candidate's detections are scored against them with COCO AP@[.5:.95] (COCOeval, all areas,
+  100 detections per image and class). A candidate that reproduces the reference's detections
+  scores ~1.0; missing, moved or re-ranked boxes lower it.
+
+With seeded random weights the detections are near-degenerate (every score close to the NMS
+threshold, 200 boxes per image), so the detection figure is a strict test of numerical agreement
+and says nothing about accuracy on real objects; the report says so. With real weights and real
+annotations, `real_map` adds each side's COCO mAP against the annotations and the difference.
+
+Default thresholds, from measurement on the synthetic set (seeded weights, 22 images,
+ssd-resnet34; figures in README "Lower precision"): a faithful per-channel INT8 model scores
+cosine >= 0.998 and SNR >= 26 dB on both outputs and detection AP ~0.7; OpenVINO BF16 scores
+higher on all three; an INT8 model calibrated on all-zero inputs or with absurd exclusions falls
+below them. Every threshold is an option (`quantize --min-cosine/--min-snr/--min-det-ap`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+NUMERICAL_ONLY = ("weights are seeded random: these figures describe numerical agreement with the reference only, "
+                  "not accuracy on real objects")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A candidate passes when every output and the detections clear these."""
+
+    min_cosine: float = 0.99
+    min_snr_db: float = 15.0
+    min_detection_ap: float = 0.5
+
+    def describe(self) -> str:
+        return (f"cosine >= {self.min_cosine}, SNR >= {self.min_snr_db} dB per output; detection agreement "
+                f"AP >= {self.min_detection_ap}")
+
+
+@dataclass
+class TensorFigures:
+    name: str
+    elements: int
+    max_abs: float
+    max_rel: float
+    snr_db: float  # inf when identical
+    cosine: float
+
+    def problems(self, t: Thresholds) -> list[str]:
+        found = []
+        if not self.cosine >= t.min_cosine:
+            found.append(f"cosine {self.cosine:.4f} < {t.min_cosine}")
+        if not self.snr_db >= t.min_snr_db:
+            found.append(f"SNR {self.snr_db:.1f} dB < {t.min_snr_db} dB")
+        return found
+
+    def line(self) -> str:
+        return (f"{self.name}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, SNR {fmt_db(self.snr_db)}, "
+                f"cosine {self.cosine:.5f}")
+
+
+def fmt_db(value: float) -> str:
+    return "inf dB" if math.isinf(value) else f"{value:.1f} dB"
+
+
+class TensorStats:
+    """Streams (reference, candidate) pairs of one tensor into TensorFigures; float64 sums."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.elements = 0
+        self.max_abs = 0.0
+        self.ref_max = 0.0
+        self.ref_sq = self.cand_sq = self.diff_sq = self.dot = 0.0
+        self.nonfinite = 0
+
+    def update(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        if reference.shape != candidate.shape:
+            raise ValueError(f"{self.name}: reference shape {reference.shape} vs candidate {candidate.shape}")
+        ref = np.asarray(reference, dtype=np.float64).ravel()
+        cand = np.asarray(candidate, dtype=np.float64).ravel()
+        bad = ~(np.isfinite(ref) & np.isfinite(cand))
+        self.nonfinite += int(bad.sum())
+        diff = cand - ref
+        self.elements += ref.size
+        if ref.size:
+            self.max_abs = max(self.max_abs, float(np.nanmax(np.abs(diff))) if not bad.all() else math.inf)
+            self.ref_max = max(self.ref_max, float(np.nanmax(np.abs(ref))) if not bad.all() else 0.0)
+        self.ref_sq += float(ref @ ref)
+        self.cand_sq += float(cand @ cand)
+        self.diff_sq += float(diff @ diff)
+        self.dot += float(ref @ cand)
+
+    def figures(self) -> TensorFigures:
+        if self.nonfinite:
+            return TensorFigures(self.name, self.elements, math.inf, math.inf, -math.inf, -1.0)
+        snr = math.inf if self.diff_sq == 0 else (
+            10 * math.log10(self.ref_sq / self.diff_sq) if self.ref_sq > 0 else -math.inf)
+        norms = math.sqrt(self.ref_sq * self.cand_sq)
+        cosine = 1.0 if norms == 0 and self.diff_sq == 0 else (self.dot / norms if norms else 0.0)
+        rel = self.max_abs / self.ref_max if self.ref_max else (0.0 if self.max_abs == 0 else math.inf)
+        return TensorFigures(self.name, self.elements, self.max_abs, rel, snr, cosine)
+
+
+def tensor_figures(name: str, reference: np.ndarray, candidate: np.ndarray) -> TensorFigures:
+    stats = TensorStats(name)
+    stats.update(reference, candidate)
+    return stats.figures()
+
+
+@dataclass
+class DetectionAgreement:
+    ap: float | None  # COCO AP@[.5:.95] of the candidate's detections against the reference's
+    ap50: float | None
+    reference_detections: int
+    candidate_detections: int
+    images: int
+    note: str = ""
+
+    def line(self) -> str:
+        if self.ap is None:
+            return f"detection agreement: n/a ({self.note})"
+        return (f"detection agreement: AP {self.ap:.4f} (AP50 {self.ap50:.4f}) of {self.candidate_detections} "
+                f"candidate detections against the reference's {self.reference_detections} on {self.images} images")
+
+
+def detection_agreement(reference_rows: np.ndarray, candidate_rows: np.ndarray, images: Sequence,
+                        num_classes: int, background: int) -> DetectionAgreement:
+    """COCO AP of `candidate_rows` scored against `reference_rows` as ground truth (see module doc).
+    Rows are [image_id, x, y, w, h, score, label] with labels as category ids."""
+    from postprocess.evaluate import coco_stats, ground_truth_from_rows
+
+    counts = (len(reference_rows), len(candidate_rows), len(images))
+    if not len(reference_rows):
+        return DetectionAgreement(None, None, *counts, note="the reference detects nothing on these images, so "
+                                  "there is nothing to agree on; compare the tensor figures")
+    labels = [k for k in range(num_classes) if k != background]
+    gt = ground_truth_from_rows(reference_rows, images, labels)
+    stats = coco_stats(gt, candidate_rows, [im.id for im in images])
+    return DetectionAgreement(max(stats[0], 0.0), max(stats[1], 0.0), *counts)
+
+
+@dataclass
+class AgreementReport:
+    reference: str
+    candidate: str
+    images: int
+    outputs: list[TensorFigures]
+    detections: DetectionAgreement | None
+    thresholds: Thresholds
+    weights: str = "unknown"  # random | trained | unknown
+    real_map: dict | None = None  # {"reference": AP, "candidate": AP, "delta": AP} with real weights + annotations
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per figure below its threshold, worst output first."""
+        found = []
+        for fig in sorted(self.outputs, key=lambda f: (f.snr_db, f.cosine)):
+            problems = fig.problems(self.thresholds)
+            if problems:
+                found.append(f"{fig.name}: {', '.join(problems)}")
+        det = self.detections
+        if det is not None and det.ap is not None and not det.ap >= self.thresholds.min_detection_ap:
+            found.append(f"detection agreement AP {det.ap:.4f} < {self.thresholds.min_detection_ap}")
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def worst(self) -> TensorFigures | None:
+        return min(self.outputs, key=lambda f: (f.snr_db, f.cosine), default=None)
+
+    def verdict(self) -> str:
+        if self.passed:
+            return f"PASSED the accuracy gate ({self.thresholds.describe()})"
+        return f"FAILED the accuracy gate: {'; '.join(self.failures)}"
+
+    def lines(self) -> list[str]:
+        lines = [f"accuracy gate: {self.candidate} against {self.reference} on {self.images} images"]
+        lines += [f"  {fig.line()}" for fig in self.outputs]
+        if self.detections is not None:
+            lines.append(f"  {self.detections.line()}")
+        if self.real_map:
+            lines.append(f"  COCO mAP: reference {self.real_map['reference']:.4f}, candidate "
+                         f"{self.real_map['candidate']:.4f}, delta {self.real_map['delta']:+.4f}")
+        if self.weights == "random":
+            lines.append(f"  note: {NUMERICAL_ONLY}")
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(f"  {self.verdict()}")
+        return lines
+
+    def to_dict(self) -> dict:
+        def finite(v):
+            return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+        data = asdict(self)
+        data["outputs"] = [{k: finite(v) for k, v in asdict(f).items()} for f in self.outputs]
+        data.update({"passed": self.passed, "failures": self.failures,
+                     "meaning": NUMERICAL_ONLY if self.weights == "random" else "agreement with the reference"})
+        return data
+
+
+Progress = Callable[[int], None]
+
+
+class Accumulator:
+    """Batches of (reference outputs, candidate outputs) in -> AgreementReport out (see module doc)."""
+
+    def __init__(self, spec, thresholds: Thresholds, weights: str):
+        from postprocess.heads import decoder_for
+
+        self.spec, self.thresholds, self.weights = spec, thresholds, weights
+        self.decoder = decoder_for(spec.head)
+        self.inv_map = np.arange(spec.head.num_classes)
+        self.names = list(spec.output_names)
+        self.stats = {name: TensorStats(name) for name in self.names}
+        self.rows: dict[str, list[np.ndarray]] = {"reference": [], "candidate": []}
+        self.images: list = []
+
+    def add(self, records: Sequence, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> None:
+        """One batch: the records of its images and each side's outputs in `spec.output_names` order."""
+        for side, arrays in (("reference", reference), ("candidate", candidate)):
+            self.rows[side].append(self.decoder.rows(self.decoder.select(list(arrays)), records, self.inv_map))
+        for name, ref, cand in zip(self.names, reference, candidate):
+            self.stats[name].update(ref, np.asarray(cand).astype(ref.dtype, copy=False))
+        self.images += list(records)
+
+    def report(self, reference: str, candidate: str, annotation=None) -> AgreementReport:
+        ref_rows, cand_rows = (np.concatenate(self.rows[s]) if self.rows[s] else np.zeros((0, 7)) for s in self.rows)
+        head = self.spec.head
+        det = detection_agreement(ref_rows, cand_rows, self.images, head.num_classes, head.background_index)
+        report = AgreementReport(reference, candidate, len(self.images), [self.stats[n].figures() for n in self.names],
+                                 det, self.thresholds, weights=self.weights)
+        if annotation is not None and self.weights == "trained":
+            report.real_map = _real_map(annotation, self.spec, ref_rows, cand_rows, self.images)
+        return report
+
+
+def measure(reference, candidate, samples, spec, *, batch: int = 8, thresholds: Thresholds = Thresholds(),
+            weights: str = "unknown", annotation=None, progress: Progress | None = None) -> AgreementReport:
+    """Run runners `reference` and `candidate` (not yet active) on `samples` (samples.SampleSet) and
+    measure their agreement for the detector `spec` (zoo ModelSpec: output names and head).
+
+    `annotation`: a COCO json with the samples' real boxes; with `weights="trained"` both sides are
+    also scored against it (real mAP delta).
+    """
+    acc = Accumulator(spec, thresholds, weights)
+    with reference, candidate:
+        _check_outputs(reference, candidate, acc.names)
+        fixed = {r.static_batch for r in (reference, candidate)} - {None}
+        if len(fixed) > 1:
+            raise ValueError(f"the two models have different static batches {sorted(fixed)}")
+        step = fixed.pop() if fixed else batch
+        for records, feeds, real in samples.batches(reference.inputs, step):
+            sides = [runner.infer(feeds) for runner in (reference, candidate)]
+            acc.add(records, *([np.asarray(out[n])[:real] for n in acc.names] for out in sides))
+            if progress is not None:
+                progress(real)
+    return acc.report(str(reference.model), str(candidate.model), annotation)
+
+
+def measure_results(reference_dir, candidate_dir, images: Sequence, spec, *, thresholds: Thresholds = Thresholds(),
+                    weights: str = "unknown", annotation=None, batch: int = 16) -> AgreementReport:
+    """The same figures from two folders of results in the ais_bench layout (`infer` wrote them from the
+    same inputs), over the `images` (manifest records) both have."""
+    from postprocess.reader import OutputSpec, read_batches, scan_results
+
+    outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
+    ref_files = scan_results(reference_dir, images, outputs)
+    both = [im for im in ref_files.present if im.stem in {i.stem for i in scan_results(candidate_dir, images,
+                                                                                       outputs).present}]
+    acc = Accumulator(spec, thresholds, weights)
+    ref_files, cand_files = scan_results(reference_dir, both, outputs), scan_results(candidate_dir, both, outputs)
+    for (records, ref), (_, cand) in zip(read_batches(ref_files, batch), read_batches(cand_files, batch)):
+        acc.add(records, ref, cand)
+    return acc.report(str(reference_dir), str(candidate_dir), annotation)
+
+
+def _check_outputs(reference, candidate, names: Sequence[str]) -> None:
+    for runner in (reference, candidate):
+        have = [o.name for o in runner.outputs]
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise ValueError(f"{runner.model.name} has no output {', '.join(missing)} (it has {', '.join(have)})")
+
+
+def _real_map(annotation, spec, ref_rows: np.ndarray, cand_rows: np.ndarray, images) -> dict:
+    """COCO AP@[.5:.95] of both sides against the real annotations (labels mapped to category ids)."""
+    from postprocess.evaluate import coco_stats, load_ground_truth
+
+    gt = load_ground_truth(annotation)
+    inv_map = spec.head.category_ids(gt.dataset.get("categories", []))
+    ids = [im.id for im in images]
+    scores = {}
+    for side, rows in (("reference", ref_rows), ("candidate", cand_rows)):
+        mapped = rows.copy()
+        mapped[:, 6] = inv_map[rows[:, 6].astype(np.int64)]
+        scores[side] = coco_stats(gt, mapped, ids, float32_rows=decoder_float32(spec))[0]
+    return {**scores, "delta": scores["candidate"] - scores["reference"]}
+
+
+def decoder_float32(spec) -> bool:
+    from postprocess.heads import decoder_for
+
+    return decoder_for(spec.head).float32_rows
