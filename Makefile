@@ -25,10 +25,11 @@ ATCFLAGS        ?=
 EVALFLAGS       ?=
 BENCHFLAGS      ?=
 
-.PHONY: help venv test demo preprocess onnx om infer eval bench bench-overhead clean
+.PHONY: help venv test test-heavy demo preprocess onnx om infer eval bench bench-overhead clean
 
 help:
-	@echo "make test                      create .venv, install, run the test suite"
+	@echo "make test                      create .venv, install, run the test suite (without the heavy tests)"
+	@echo "make test-heavy                the heavy tests only (Faster R-CNN exports and end-to-end runs)"
 	@echo "make demo                      the whole pipeline on the embedded synthetic data (build/demo/report.md)"
 	@echo "make preprocess coco=DIR       COCO val2017 -> $(ssd_bin) (+ bbox-only json if missing)"
 	@echo "make onnx bs=16                export $(BUILD)/ssd_resnet34_bs16.onnx (dynamic batch, validated at bs)"
@@ -50,6 +51,9 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-heavy: $(STAMP)
+	$(BIN)/python -m pytest -q -m heavy
 
 demo: $(STAMP)
 	$(BIN)/ssdconvert run --workdir $(BUILD)/demo

@@ -1,7 +1,9 @@
 """Reader for the ais_bench output layout: `<stem>_<i>.bin` raw tensors, one file per output.
 
-For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The dtype (float32 or float16) of each
-output is detected from the file size. Files are read in bounded batches on a background thread,
+For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The dtype of each output is detected
+from the file size among the variants of its declared type (ON_DISK): a float32 output may be
+float16 on disk (an FP16 model), an int64 one int32 (a compiler that narrows 64-bit integers).
+Batches are handed on in the declared type. Files are read in bounded batches on a background thread,
 so memory does not grow with the number of images.
 
 A multi-device run (`ais_bench --device 0,1,...`) writes no result files at the top of the
@@ -28,7 +30,8 @@ import numpy as np
 from postprocess.errors import PostprocessError
 from postprocess.images import ImageLike
 
-DTYPES = {"float32": np.float32, "float16": np.float16}
+DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+ON_DISK = {"float32": ("float32", "float16"), "int64": ("int64", "int32")}  # declared type -> file variants
 _RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
 DEVICE_FOLDER = re.compile(r"^device(\d+)(?:_(\d+))?$")
 _SHOW = 5  # names listed in messages
@@ -39,10 +42,15 @@ READAHEAD = 4  # batches whose files the kernel is asked to start reading early
 class OutputSpec:
     name: str
     shape: tuple[int, ...]  # per image, no batch axis
+    dtype: str = "float32"  # as declared by the model: float32 | int64
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def on_disk(self) -> tuple[str, ...]:
+        return ON_DISK[self.dtype]
 
 
 @dataclass
@@ -119,7 +127,7 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
     sizes and dtypes.
 
     Raises PostprocessError for a missing directory, files of unknown stems or output indices,
-    a file in two device folders, sizes that fit neither float32 nor float16, mixed dtypes, or no
+    a file in two device folders, sizes that fit none of an output's on-disk types (ON_DISK), mixed dtypes, or no
     complete image at all. Images with some output file missing are listed in `missing`; the
     caller decides.
     """
@@ -166,7 +174,7 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
         found = [(stem, size) for (stem, i), size in sizes.items() if i == index]
         if not found:
             raise PostprocessError(f"no {out.name} files (<stem>_{index}.bin) in {directory}")
-        allowed = {out.size * np.dtype(t).itemsize: name for name, t in DTYPES.items()}
+        allowed = {out.size * np.dtype(DTYPES[name]).itemsize: name for name in out.on_disk}
         wrong = sorted(f"{s}_{index}.bin ({n} B)" for s, n in found if n not in allowed)
         if wrong:
             expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
@@ -178,8 +186,8 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
         if len(by_kind) > 1:
             parts = sorted(by_kind.items(), key=lambda kv: len(kv[1]))  # the odd ones out first
             described = "; ".join(f"{len(names)} {kind} ({_listing(names)})" for kind, names in parts)
-            raise PostprocessError(f"{out.name} files in {directory} mix float32 and float16 sizes: {described}; "
-                                   "they come from different runs")
+            raise PostprocessError(f"{out.name} files in {directory} mix {' and '.join(out.on_disk)} sizes: "
+                                   f"{described}; they come from different runs")
         dtypes.append(next(iter(by_kind)))
 
     files = ResultFiles(directory, outputs, tuple(dtypes), folders=tuple(folders or ()),
@@ -196,14 +204,15 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
 
 
 def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
-    """float32 (B, *shape) per output. Each file is checked (size, NaN/Inf) and converted right
-    after it is read, while it is still in cache."""
-    arrays = [np.empty((len(batch), *out.shape), dtype=np.float32) for out in files.outputs]
-    staging = [np.empty(out.shape, dtype=DTYPES[t]) if t != "float32" else None
+    """(B, *shape) per output in its declared type (float32, int64). Each file is checked (size,
+    NaN/Inf) and converted right after it is read, while it is still in cache."""
+    arrays = [np.empty((len(batch), *out.shape), dtype=DTYPES[out.dtype]) for out in files.outputs]
+    staging = [np.empty(out.shape, dtype=DTYPES[t]) if t != out.dtype else None
                for out, t in zip(files.outputs, files.dtypes)]
     for k, im in enumerate(batch):
         for index, out in enumerate(files.outputs):
-            target = staging[index] if staging[index] is not None else arrays[index][k]
+            # a slice, not arrays[index][k]: for a per-image scalar output that would be a copy, not a view
+            target = staging[index] if staging[index] is not None else arrays[index][k:k + 1]
             path = files.path(im.stem, index)
             try:
                 with open(path, "rb", buffering=0) as fh:
@@ -213,7 +222,7 @@ def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarr
                 raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
             if got != target.nbytes or extra:
                 raise PostprocessError(f"{path} changed size while reading (expected {target.nbytes} B)")
-            if not np.isfinite(target).all():
+            if target.dtype.kind == "f" and not np.isfinite(target).all():
                 raise PostprocessError(f"{path} ({out.name}) contains NaN or Inf values")
             if staging[index] is not None:
                 arrays[index][k] = target
@@ -243,7 +252,7 @@ def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> Any:
 
 def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
                  transform: Callable[[list[np.ndarray]], Any] | None = None) -> Iterator[tuple[list, Any]]:
-    """Yield (images, [float32 array (B, *shape) per output]) for files.present, in order.
+    """Yield (images, [array (B, *shape) per output, in its declared type]) for files.present, in order.
 
     At most `prefetch` further batches are read ahead on a background thread. NaN or Inf in any
     file raises PostprocessError naming it. With `transform`, the thread also applies it to each

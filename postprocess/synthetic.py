@@ -2,7 +2,8 @@
 
 `exact_outputs` (NVIDIA head: ploc, plabel) and `mmdet_exact_outputs` (mmdet SSD head: bbox_deltas,
 cls_logits) encode each box onto one anchor with a confident logit: decoding and NMS give the
-boxes back (the round-trip proof); `exact_outputs_for` picks the one of a head. `realistic_outputs` imitates a trained detector:
+boxes back (the round-trip proof); `final_exact_outputs` fills the fixed-K slots of a final-detections
+head; `exact_outputs_for` picks the one of a head. `realistic_outputs` imitates a trained detector:
 clusters of overlapping candidates around each object with noisy regressions, confusable classes
 and a low-scoring background tail, i.e. tens to hundreds of candidates per image.
 """
@@ -128,13 +129,42 @@ def mmdet_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray
     return np.ascontiguousarray(deltas.transpose(0, 2, 1)), np.ascontiguousarray(logits.transpose(0, 2, 1))
 
 
-def exact_outputs_for(head, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Round-trip outputs of any registered head; labels are foreground indices 0..79 (class order)."""
-    from postprocess.heads import MmdetSsdHead, NvidiaSsdHead
+def final_exact_outputs(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], head, images: Sequence
+                        ) -> tuple[np.ndarray, ...]:
+    """Per image: boxes (k, 4) normalised ltrb of the original image, labels (k,) foreground 0..C-2 ->
+    the fixed-K outputs (boxes, scores, labels, num_detections) of a final-detections head, boxes in
+    the resized image (`images` carry width/height and resized_width/resized_height) placed so that
+    the COCO rows give back the normalised boxes exactly (the +offset width is undone)."""
+    count, k_max = len(boxes), head.detections
+    out_boxes = np.zeros((count, k_max, 4), np.float32)
+    scores = np.zeros((count, k_max), np.float32)
+    out_labels = np.zeros((count, k_max), np.int64)
+    counts = np.zeros(count, np.int64)
+    for b, (bx, lb, im) in enumerate(zip(boxes, labels, images)):
+        bx = np.asarray(bx, np.float64).reshape(-1, 4)
+        rx, ry = im.width / im.resized_width, im.height / im.resized_height
+        l, t, r, btm = bx[:, 0] * im.width, bx[:, 1] * im.height, bx[:, 2] * im.width, bx[:, 3] * im.height
+        out_boxes[b, :len(bx)] = np.stack([l / rx, t / ry, (r - head.pixel_offset) / rx,
+                                           (btm - head.pixel_offset) / ry], axis=-1)
+        scores[b, :len(bx)] = 1.0
+        out_labels[b, :len(bx)] = np.asarray(lb) + 1
+        counts[b] = len(bx)
+    return out_boxes, scores, out_labels, counts
+
+
+def exact_outputs_for(head, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                      images: Sequence | None = None) -> tuple[np.ndarray, ...]:
+    """Round-trip outputs of any registered head; labels are foreground indices 0..79 (class order).
+    A final-detections head also needs the `images` (original and resized sizes)."""
+    from postprocess.heads import FinalDetectionsHead, MmdetSsdHead, NvidiaSsdHead
 
     if isinstance(head, NvidiaSsdHead):
         return exact_outputs(boxes, [np.asarray(lb) + 1 for lb in labels], head.priors, head.num_classes,
                              head.background_index)
     if isinstance(head, MmdetSsdHead):
         return mmdet_exact_outputs(boxes, labels, head)
+    if isinstance(head, FinalDetectionsHead):
+        if images is None:
+            raise ValueError("a final-detections head needs the images' original and resized sizes")
+        return final_exact_outputs(boxes, labels, head, images)
     raise TypeError(f"no synthetic outputs for {type(head).__name__}")

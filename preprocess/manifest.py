@@ -2,8 +2,11 @@
 
 Written beside the .bin files. Versioned; readers reject unknown schema versions.
 Version 2 adds the decoder (pil | cv2) and raw pixel order of the input, the decoded size of each
-image (heads that rescale by the decoded image need it) and the OpenCV version; version 1
-manifests are still read (PIL decoder, decoded size = json size).
+image (heads that rescale by the decoded image need it) and the OpenCV version. Version 3 adds
+what resize-and-pad models need: per image the resized size, the scale factors and the padding,
+and the side inputs written beside the images (e.g. `im_info/<stem>.bin`, a second model input).
+Versions 1 and 2 are still read (PIL decoder, decoded size = json size, no geometry, no side
+inputs).
 """
 
 from __future__ import annotations
@@ -15,10 +18,18 @@ from pathlib import Path
 from preprocess.errors import PreprocessError
 
 SCHEMA = "ssdconvert.manifest"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FILE_NAME = "manifest.json"
 DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
+
+
+def tensor_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes of one per-image tensor file."""
+    n = DTYPE_SIZES[dtype]
+    for d in shape:
+        n *= d
+    return n
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,24 @@ class InputInfo:
 
     @property
     def nbytes(self) -> int:
-        n = DTYPE_SIZES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return tensor_nbytes(self.dtype, self.shape)
+
+
+@dataclass(frozen=True)
+class SideInput:
+    """A second (third, ...) model input that preprocess writes per image beside the images:
+    `<folder>/<stem>.bin`, `folder` relative to the manifest's directory."""
+
+    name: str
+    folder: str
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str
+    meaning: str
+
+    @property
+    def nbytes(self) -> int:
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,13 @@ class ImageRecord:
     height: int
     decoded_width: int | None = None  # the decoded pixels, when they differ from the json (e.g. EXIF)
     decoded_height: int | None = None
+    # resize-and-pad models (version 3): the image as the model saw it, before padding
+    resized_width: int | None = None
+    resized_height: int | None = None
+    scale_x: float | None = None  # resized / decoded width
+    scale_y: float | None = None
+    pad_bottom: int | None = None  # rows of zeros below the image
+    pad_right: int | None = None  # columns of zeros right of it
 
 
 @dataclass
@@ -70,6 +102,7 @@ class Manifest:
     skipped_without_annotations: int = 0
     pillow_version: str = ""  # resize rounding depends on it (Pillow 13 differs from 9.3-12.x)
     opencv_version: str = ""  # for the cv2 decoder
+    side_inputs: list[SideInput] = field(default_factory=list)  # further model inputs, in input order
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,6 +152,7 @@ def read_manifest(path: str | Path) -> Manifest:
             skipped_without_annotations=int(data.get("skipped_without_annotations", 0)),
             pillow_version=str(data.get("pillow_version", "")),
             opencv_version=str(data.get("opencv_version", "")),
+            side_inputs=[SideInput(**{**side, "shape": tuple(side["shape"])}) for side in data.get("side_inputs", [])],
         )
     except (KeyError, TypeError) as exc:
         raise PreprocessError(f"manifest {path} is malformed: {exc}") from None

@@ -64,10 +64,14 @@ def _previous_settings(directory: Path) -> dict | None:
 
 
 def settings_of(manifest: Manifest) -> dict:
-    """What existing .bin files depend on: the tensor format and transform, and the image directory."""
+    """What existing .bin files depend on: the tensor format and transform, the side inputs written
+    beside them, and the image directory."""
     from dataclasses import asdict
 
-    return _plain({"input": asdict(manifest.input), "data_root": manifest.data_root})
+    settings = {"input": asdict(manifest.input), "data_root": manifest.data_root}
+    if manifest.side_inputs:  # absent for single-input models, so their earlier runs stay resumable
+        settings["side_inputs"] = [asdict(side) for side in manifest.side_inputs]
+    return _plain(settings)
 
 
 def check_resumable(directory: Path, settings: dict, overwrite: bool) -> None:

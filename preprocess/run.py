@@ -17,10 +17,11 @@ import PIL
 
 from preprocess import outdir
 from preprocess.annotations import Job, load_annotations, plan_jobs, select_images
+from preprocess.converter import Converter
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import ImageRecord, InputInfo, Manifest
+from preprocess.manifest import ImageRecord, Manifest, SideInput
 from preprocess.spec import ImageTransform
-from preprocess.transform import TensorFormat, Transformer, tensor_format
+from preprocess.transform import TensorFormat
 from preprocess.writer import is_complete, remove_temporaries, write_atomic
 
 MAX_BATCH = 32  # images per pool task
@@ -53,6 +54,7 @@ class Summary:
     failures: list[dict]  # {"id", "file_name", "reason"}, json order
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    side_inputs: tuple[SideInput, ...] = ()  # further model inputs written into subfolders of save_path
 
     @property
     def failed(self) -> int:
@@ -72,7 +74,7 @@ def default_workers() -> int:
 
 # -- per image (runs in the workers) ------------------------------------------------------------
 
-_WORKER: Transformer | None = None
+_WORKER: Converter | None = None
 
 
 def _init_worker(transform: ImageTransform, dtype: str, parent: int) -> None:
@@ -80,7 +82,7 @@ def _init_worker(transform: ImageTransform, dtype: str, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, in the parent
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool may terminate workers; the parent's handler is not theirs
     _die_with(parent)
-    _WORKER = Transformer(transform, dtype)
+    _WORKER = transform.converter(dtype)
 
 
 def _die_with(parent: int) -> None:
@@ -106,19 +108,21 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _convert(transformer: Transformer, index: int, source: str, target: str) -> Outcome:
-    """Decode, transform and write one image. Bad images fail softly; write errors propagate."""
+def _convert(converter: Converter, index: int, source: str, targets: tuple[str, ...]) -> Outcome:
+    """Decode, transform and write one image (its tensor and any side-input tensors). Bad images fail
+    softly; write errors propagate."""
     try:
-        array, size = transformer(source)
+        converted = converter.convert(source)
     except ImageFailure as exc:
         return Outcome(index, str(exc))
     except MemoryError:
         return Outcome(index, "out of memory while decoding")
-    write_atomic(Path(target), array)
-    return Outcome(index, size=size)
+    for target, tensor in zip(targets, converted.tensors):
+        write_atomic(Path(target), tensor)
+    return Outcome(index, size=converted.decoded_size)
 
 
-def _convert_batch(batch: list[tuple[int, str, str]]) -> list[Outcome]:
+def _convert_batch(batch: list[tuple[int, str, tuple[str, ...]]]) -> list[Outcome]:
     assert _WORKER is not None
     return [_convert(_WORKER, *item) for item in batch]
 
@@ -130,15 +134,15 @@ def _progress_bar(total: int, enabled: bool | None):
                 dynamic_ncols=True, leave=False)
 
 
-def _run_items(items: list[tuple[int, str, str]], transform: ImageTransform, dtype: str, workers: int,
+def _run_items(items: list[tuple[int, str, tuple[str, ...]]], transform: ImageTransform, dtype: str, workers: int,
                progress: bool | None) -> list[Outcome]:
     """Convert every item; in-process for one worker, else over a process pool."""
     if workers <= 1:
-        transformer = Transformer(transform, dtype)
+        converter = transform.converter(dtype)
         outcomes = []
         with _progress_bar(len(items), progress) as bar:
             for item in items:
-                outcomes.append(_convert(transformer, *item))
+                outcomes.append(_convert(converter, *item))
                 bar.update()
         return outcomes
     size = max(1, min(MAX_BATCH, len(items) // (workers * 8)))
@@ -168,13 +172,16 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
                        overwrite: bool = False, progress: bool | None = None) -> Summary:
     """Write <stem>.bin for every selected image and manifest.json (last) into `save_path`.
 
-    Images without annotations are skipped unless `all_images`. Complete .bin files of an earlier
+    `transform` is any transform with a `converter` (preprocess.converter): an ImageTransform, or a
+    ResizePadTransform, which also writes its side input `im_info/<stem>.bin` per image and records
+    each image's geometry. Images without annotations are skipped unless `all_images`. Complete .bin files of an earlier
     run with the same settings are kept unless `overwrite`. Bad images do not stop the run: they
     are listed in `Summary.failures` and in the manifest. Raises PreprocessError for problems the
     user must fix first (annotation file, directories, settings clash, interruption).
     """
     started = time.perf_counter()
-    fmt = tensor_format(transform, dtype)
+    converter = transform.converter(dtype)  # refuses a dtype or setting it cannot reproduce
+    fmt = converter.format
     root = Path(data_root)
     if not root.is_dir():
         raise PreprocessError(f"--data_root {root} is not a directory")
@@ -184,29 +191,30 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
     save = Path(save_path)
     outdir.prepare(save)
 
+    sides = tuple(converter.side_inputs)
     manifest = Manifest(
-        model=model,
-        input=InputInfo(name=input_name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout,
-                        channel_order=transform.channel_order, resize=transform.resize,
-                        keep_aspect=transform.keep_aspect, scale=transform.scale, mean=tuple(transform.mean),
-                        std=tuple(transform.std), normalized=fmt.normalized, decoder=transform.decoder,
-                        pixel_order=transform.pixel_order),
+        model=model, input=converter.input_info(input_name),
         annotation_path=str(annotations.path.resolve()), annotation_sha256=annotations.sha256,
         data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
-        opencv_version=_opencv_version() if transform.decoder == "cv2" else "",
+        opencv_version=_opencv_version() if transform.decoder == "cv2" else "", side_inputs=list(sides),
     )
     warnings = []
     with outdir.exclusive(save):
         settings = outdir.settings_of(manifest)
         outdir.check_resumable(save, settings, overwrite)
-        if removed := remove_temporaries(save):
+        for side in sides:
+            (save / side.folder).mkdir(exist_ok=True)
+        if removed := sum(remove_temporaries(folder) for folder in (save, *(save / s.folder for s in sides))):
             warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
         previous = outdir.previous_sizes(save)  # decoded sizes of reusable .bin files
         outdir.begin(save, settings)
 
-        targets = [save / f"{job.stem}.bin" for job in jobs]
-        reused = set() if overwrite else {k for k, t in enumerate(targets) if is_complete(t, fmt.nbytes)}
-        items = [(k, job.source, str(targets[k])) for k, job in enumerate(jobs) if k not in reused]
+        folders = (save, *(save / side.folder for side in sides))
+        sizes = (fmt.nbytes, *(side.nbytes for side in sides))
+        targets = [tuple(folder / f"{job.stem}.bin" for folder in folders) for job in jobs]
+        reused = set() if overwrite else {k for k, paths in enumerate(targets)
+                                          if all(is_complete(p, n) for p, n in zip(paths, sizes))}
+        items = [(k, job.source, tuple(map(str, targets[k]))) for k, job in enumerate(jobs) if k not in reused]
         workers = max(1, min(workers or default_workers(), len(items)))
         try:
             outcomes = {o.index: o for o in _run_items(items, transform, dtype, workers, progress)}
@@ -225,11 +233,13 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
             outcome = outcomes.get(k)
             if outcome is not None and not outcome.ok:
                 failures.append((job.image, outcome.reason))
-                targets[k].unlink(missing_ok=True)  # an older .bin of this image is not this run's output
+                for path in targets[k]:
+                    path.unlink(missing_ok=True)  # an older .bin of this image is not this run's output
             else:
-                size = outcome.size if outcome is not None else _decoded_size(targets[k], previous, job)
+                size = outcome.size if outcome is not None else _decoded_size(targets[k][0], previous, job)
                 manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
-                                                   job.image.width, job.image.height, *size))
+                                                   job.image.width, job.image.height, *size,
+                                                   **converter.geometry(size)))
         failures.sort(key=lambda f: f[0].index)
         manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
                              for image, reason in failures]
@@ -238,7 +248,7 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
 
     return Summary(save, manifest_path, fmt, workers, written=len(items) - sum(not o.ok for o in outcomes.values()),
                    reused=len(reused), skipped_without_annotations=skipped, failures=manifest.failures,
-                   warnings=warnings, seconds=time.perf_counter() - started)
+                   warnings=warnings, seconds=time.perf_counter() - started, side_inputs=sides)
 
 
 def _opencv_version() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 DECODED_ORDER = {"pil": "RGB", "cv2": "BGR"}  # channel order of each decoder's pixels
 
@@ -32,10 +33,24 @@ class ImageTransform:
     decoder: str = "pil"
     pixel_order: str = ""
 
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float16", "uint8")  # what preprocess can write for it
+
     @property
     def raw_order(self) -> str:
         """Channel order of the un-normalised pixels (uint8 bins, AIPP input)."""
         return self.pixel_order or self.channel_order
+
+    def converter(self, dtype: str = "float32"):
+        """The preprocess stage's converter (preprocess.converter) for this transform."""
+        from preprocess.transform import Transformer
+
+        return Transformer(self, dtype)
+
+    def describe(self) -> dict:
+        """The transform as plain data (ModelSpec.describe, `ssdconvert models`)."""
+        return {"channel_order": self.channel_order, "decoder": self.decoder,
+                "resize": f"{self.resize} {self.width}x{self.height}" + ("" if self.keep_aspect else ", aspect not kept"),
+                "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
 
 
 # mmdetection SSD300 test pipeline (configs/ssd/ssd300_coco.py; 3.x DetDataPreprocessor): cv2 BGR,

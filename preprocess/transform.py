@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from preprocess.converter import Converted
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import DTYPE_SIZES
+from preprocess.manifest import DTYPE_SIZES, InputInfo
 from preprocess.spec import DECODED_ORDER, ImageTransform
 
 DTYPES = tuple(DTYPE_SIZES)  # float32, float16, uint8
@@ -117,9 +118,16 @@ def load_rgb(path: str) -> Image.Image:
 
 
 class Transformer:
-    """Turns image files into tensors for one (transform, dtype); constants are precomputed."""
+    """Turns image files into tensors for one (transform, dtype); constants are precomputed.
+
+    Also the preprocess stage's converter (preprocess.converter) for an ImageTransform: one tensor
+    per image, no side inputs, no per-image geometry.
+    """
+
+    side_inputs = ()
 
     def __init__(self, transform: ImageTransform, dtype: str = "float32") -> None:
+        self.transform = transform
         self.format = tensor_format(transform, dtype)
         self.size = (transform.width, transform.height)  # PIL and cv2 order
         self.cv2 = transform.decoder == "cv2"
@@ -164,3 +172,16 @@ class Transformer:
             return self.normalise(self.resize(image)), (image.shape[1], image.shape[0])
         image = load_rgb(path)
         return self.normalise(self.resize(image)), image.size
+
+    def convert(self, path: str) -> Converted:
+        tensor, size = self(path)
+        return Converted((tensor,), size)
+
+    def geometry(self, decoded_size: tuple[int, int]) -> dict:
+        return {}
+
+    def input_info(self, name: str) -> InputInfo:
+        t, fmt = self.transform, self.format
+        return InputInfo(name=name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout, channel_order=t.channel_order,
+                         resize=t.resize, keep_aspect=t.keep_aspect, scale=t.scale, mean=tuple(t.mean),
+                         std=tuple(t.std), normalized=fmt.normalized, decoder=t.decoder, pixel_order=t.pixel_order)

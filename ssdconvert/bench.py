@@ -29,7 +29,7 @@ from ssdconvert.backends.base import Backend, RunOptions, build_record
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
-from ssdconvert.timing import BenchContext, BenchRow, timed_loop
+from ssdconvert.timing import BenchContext, BenchRow, FeedMaker, timed_loop
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +142,12 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
               output_dir: str | Path = "build/bench", name: str | None = None, flops_per_image: float | None = None,
               dym_batch: bool = False, min_runs: int = 1, plot: bool = True, tool: str | None = None,
               precision: str | None = None, calib: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> BenchReport:
+              progress: Callable[[str], None] | None = None, feeds: FeedMaker | None = None) -> BenchReport:
     """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`.
 
     `tool`: the backend's compiler for per-batch builds from an .onnx (ATC, the MagicMind build
     tool; default: PATH, then the vendor environment). `soc`: the Ascend chip for those builds.
+    `feeds`: realistic inputs (ModelSpec.feeds_for) instead of random ones.
     `precision` (fp32 | fp16 | bf16 | int8; None: the backend's default): per-batch builds use it,
     an .onnx is first built at it for the other backends (INT8 calibrated on `calib`, no gate:
     `quantize` or `run` gate it), and OpenVINO computes at it.
@@ -166,7 +167,7 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
     name = name or f"{model.stem}_{target.name}"
     say = progress or (lambda msg: log.info(msg))
     ctx = BenchContext(duration, warmup, output_dir / f"{name}_work", device=device, soc=soc, dym_batch=dym_batch,
-                       tool=tool, min_runs=min_runs, say=say, precision=precision,
+                       tool=tool, min_runs=min_runs, say=say, feeds=feeds, precision=precision,
                        calib=Path(calib) if calib else None)
     target.check_bench(model, ctx)
     if precision is not None and precision not in target.precisions:
@@ -240,7 +241,8 @@ def _sweep_shared_runner(report: BenchReport, target: Backend, model: Path, ctx:
                 continue
             ctx.say(f"batch {bs}: warm-up {ctx.warmup}, then {ctx.duration:g} s ...")
             try:
-                row = timed_loop(runner, bs, duration=ctx.duration, warmup=ctx.warmup, min_runs=ctx.min_runs)
+                row = timed_loop(runner, bs, duration=ctx.duration, warmup=ctx.warmup, min_runs=ctx.min_runs,
+                                 feeds=ctx.feeds)
             except Exception as exc:  # memory, runtime errors: stop and report
                 _fail(report, bs, exc)
                 return

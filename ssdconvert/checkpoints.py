@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ssdconvert.errors import CheckpointError
 from ssdconvert.fileio import sha256_of
@@ -165,7 +165,11 @@ def compare(model_state: dict, state: dict, *, optional_suffixes: tuple[str, ...
 
 
 def randomize(model: "torch.nn.Module", seed: int = DEFAULT_SEED) -> None:
-    """Seeded random weights, with non-trivial BatchNorm statistics so BN folding is exercised."""
+    """Seeded random weights, with non-trivial BatchNorm statistics so BN folding is exercised.
+
+    Convolutions and linear layers get He-scaled normal weights; BatchNorm2d and frozen batch norms
+    (statistics as buffers) get random affine parameters and statistics.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -176,12 +180,23 @@ def randomize(model: "torch.nn.Module", seed: int = DEFAULT_SEED) -> None:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
+            elif isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / module.in_features) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, torch.nn.BatchNorm2d) or _is_frozen_batch_norm(module):
+                c = module.weight.shape[0]
                 module.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=gen))
                 module.bias.copy_(0.1 * torch.randn(c, generator=gen))
                 module.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
                 module.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+
+
+def _is_frozen_batch_norm(module: "torch.nn.Module") -> bool:
+    """A FrozenBatchNorm2d (maskrcnn-benchmark style): affine and statistics all buffers, no parameters."""
+    buffers = dict(module.named_buffers(recurse=False))
+    return {"weight", "bias", "running_mean", "running_var"} <= set(buffers) \
+        and next(module.parameters(recurse=False), None) is None
 
 
 @dataclass
@@ -193,6 +208,7 @@ class WeightsSource:
     backbone: str | None = None
     backbone_sha256: str | None = None
     random_seed: int | None = None
+    demo: bool = False  # the family's demo_weights adjusted the random weights (ModelSpec.demo_weights)
 
     @property
     def is_random(self) -> bool:
@@ -200,7 +216,8 @@ class WeightsSource:
 
     def label(self) -> str:
         if self.is_random:
-            base = f"seeded random weights (seed {self.random_seed}); accuracy figures are meaningless"
+            calibrated = ", calibrated for varied detections" if self.demo else ""
+            base = f"seeded random weights (seed {self.random_seed}){calibrated}; accuracy figures are meaningless"
             return base if self.backbone is None else f"{base}; backbone from {self.backbone}"
         return f"checkpoint {self.checkpoint}"
 
@@ -238,7 +255,8 @@ def load_weights(
     strict: bool = True,
     seed: int = DEFAULT_SEED,
 ) -> WeightsSource:
-    """Fill `model` with weights: seeded random, then the backbone file, then the checkpoint."""
+    """Fill `model` with weights: seeded random, then the backbone file, then the checkpoint. Without a
+    checkpoint the family's demo_weights (if any) adjust the random weights so every stage has work."""
     source = WeightsSource()
     randomize(model, seed)
     if backbone is not None:
@@ -247,24 +265,38 @@ def load_weights(
         log.info("backbone: %d tensors from %s", count, backbone)
     if checkpoint is None:
         source.random_seed = seed
+        if spec.demo_weights is not None:
+            spec.demo_weights(model, seed)
+            source.demo = True
         log.warning("no checkpoint given: using %s", source.label())
         return source
+    load_checkpoint(model, checkpoint, spec.to_native_layout, spec.name, trust=trust, strict=strict)
+    source.checkpoint, source.checkpoint_sha256 = str(checkpoint), sha256_of(checkpoint)
+    return source
+
+
+def load_checkpoint(model: "torch.nn.Module", checkpoint: str | Path, to_native_layout: Callable[[dict], dict],
+                    name: str, *, trust: bool = False, strict: bool = True) -> int:
+    """Read `checkpoint` safely, map it with `to_native_layout` and load it into `model` (model `name`).
+
+    Returns the number of tensors loaded. A file that does not fit but fits another registered
+    model exactly is named as that model's checkpoint.
+    """
     raw = extract_state_dict(read_checkpoint(checkpoint, trust=trust), str(checkpoint))
     try:
-        state = spec.to_native_layout(raw)
+        state = to_native_layout(raw)
     except CheckpointError:
-        _refuse_other_family(raw, spec, checkpoint)
+        _refuse_other_family(raw, name, checkpoint)
         raise
     mismatch = compare(model.state_dict(), state)
     if mismatch and (strict or mismatch.shapes):
-        _refuse_other_family(raw, spec, checkpoint)
-        raise CheckpointError(f"{checkpoint} does not fit {spec.name}: {mismatch.describe()}")
+        _refuse_other_family(raw, name, checkpoint)
+        raise CheckpointError(f"{checkpoint} does not fit {name}: {mismatch.describe()}")
     if mismatch:
         log.warning("non-strict load of %s: %s", checkpoint, mismatch.describe())
     model.load_state_dict(state, strict=False)
-    source.checkpoint, source.checkpoint_sha256 = str(checkpoint), sha256_of(checkpoint)
     log.info("loaded %d tensors from %s", len(state), checkpoint)
-    return source
+    return len(state)
 
 
 def fitting_family(state: dict, exclude: str = "") -> str | None:
@@ -291,10 +323,10 @@ def fitting_family(state: dict, exclude: str = "") -> str | None:
     return None
 
 
-def _refuse_other_family(state: dict, spec: "ModelSpec", checkpoint) -> None:
-    other = fitting_family(state, exclude=spec.name)
+def _refuse_other_family(state: dict, name: str, checkpoint) -> None:
+    other = fitting_family(state, exclude=name)
     if other:
-        raise CheckpointError(f"{checkpoint} is a checkpoint of {other} (every tensor fits it), not of {spec.name}: "
+        raise CheckpointError(f"{checkpoint} is a checkpoint of {other} (every tensor fits it), not of {name}: "
                               f"pass --model {other}")
 
 

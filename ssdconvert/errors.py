@@ -24,3 +24,11 @@ class OutputMismatchError(ExportError):
         self.output, self.batch, self.max_abs, self.atol = output, batch, max_abs, atol
         detail = detail or f"max abs diff {max_abs:.3g} > tolerance {atol:.3g}"
         super().__init__(f"output '{output}' differs from PyTorch at batch {batch}: {detail}")
+
+
+class DetectionMismatchError(ExportError):
+    """An exported detector's detections differ from the PyTorch reference's (compared box by box)."""
+
+    def __init__(self, runtime: str, batch: int, what: str):
+        self.runtime, self.batch, self.what = runtime, batch, what
+        super().__init__(f"{runtime} detections differ from the PyTorch reference at batch {batch}: {what}")

@@ -170,10 +170,11 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
     return manifest_path, found_via, man, annotation
 
 
-def reference_images(annotation: Path, all_images: bool) -> list:
+def reference_images(annotation: Path, all_images: bool, geometry=None) -> list:
     """Without a manifest: the images of `annotation` the model's reference evaluates (all, or those
     with annotations), in json order, named by preprocess's stem rule (file name without
-    directories, cut at the first '.')."""
+    directories, cut at the first '.'). `geometry((width, height))` gives the per-image fields a
+    resize-and-pad model records (the transform's converter), computed from the json size."""
     from preprocess.annotations import load_annotations, select_images, stem_of
     from preprocess.errors import PreprocessError
     from preprocess.manifest import ImageRecord
@@ -183,7 +184,7 @@ def reference_images(annotation: Path, all_images: bool) -> list:
     except PreprocessError as exc:
         raise SsdConvertError(str(exc)) from None
     return [ImageRecord(id=im.id, file_name=im.file_name, stem=stem_of(im.file_name), width=im.width,
-                        height=im.height) for im in chosen]
+                        height=im.height, **(geometry((im.width, im.height)) if geometry else {})) for im in chosen]
 
 
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
@@ -191,12 +192,14 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                      nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
                      batch_size: int = 8, progress: Progress | None = None,
-                     workers: int | None = None) -> EvalReport:
+                     workers: int | None = None, canvas: tuple[int, int] | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
     the reference policy of the model's head. `workers` processes share the decoding and the COCO
-    evaluation (default: one per core); the result does not depend on their number.
+    evaluation (default: one per core); the result does not depend on their number. `canvas`:
+    without a manifest, the canvas a resize-and-pad model was preprocessed for (its resize rule
+    depends on it).
     """
     from postprocess.coco import results_json
     from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
@@ -217,7 +220,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
         model_name = recorded or DEFAULT_MODEL
     elif recorded and recorded != model_name:
         notes.append(f"the inputs were preprocessed for {recorded}, evaluating as {model_name}")
-    spec = get_spec(model_name)
+    spec = get_spec(model_name).with_canvas(canvas)
     try:
         decoder = decoder_for(spec.head, nms_variant)
     except ValueError:
@@ -228,8 +231,10 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
         notes.append(f"{spec.name} evaluates {which} of the annotation file")
 
     gt = load_ground_truth(annotation, evaluator)
-    images = list(man.images) if man is not None else reference_images(annotation,
-                                                                        spec.head.evaluated_images == "all")
+    if man is not None:
+        images = list(man.images)
+    else:
+        images = reference_images(annotation, spec.head.evaluated_images == "all", spec.transform.converter().geometry)
     unknown = [str(im.id) for im in images if im.id not in gt.imgs]
     if unknown:
         raise SsdConvertError(f"{len(unknown)} of the {len(images)} manifest images are not in {annotation} "
@@ -237,7 +242,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                               f"{ANNOTATION_FLAG}")
     inv_map = spec.head.category_ids(gt.dataset.get("categories", []))
 
-    outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
+    outputs = [OutputSpec(o.name, o.shape, o.dtype) for o in spec.outputs]
     files = scan_results(bin_path, images, outputs, devices=recorded_devices(runner_summary(bin_path)))
     if files.folders:
         notes.append(f"results of {len(files.folders)} devices: {', '.join(f.name for f in files.folders)}")

@@ -131,6 +131,46 @@ class ExportResult:
     nodes_after: int
     seconds: float
     precision: str = "fp32"
+    dynamic_batch: bool = True
+    traced_batch: int = 1
+    opset: int = DEFAULT_OPSET
+
+    def figure(self) -> str:
+        """One line for `ssdconvert run`."""
+        return f"{self.onnx_path.name}: max abs diff vs PyTorch {self.validation.max_abs:.2g}"
+
+    def metrics(self) -> dict:
+        return {"max_abs_diff": self.validation.max_abs}
+
+    def summary_lines(self) -> list[str]:
+        """What `ssdconvert export` prints (before the weights line)."""
+        from ssdconvert.formatting import format_table
+
+        report = self.validation
+        shape = "dynamic batch" if self.dynamic_batch else f"static batch {self.traced_batch}"
+        simplified = (f"{self.simplifier} {self.nodes_before} -> {self.nodes_after} nodes"
+                      if self.simplifier else "not simplified")
+        lines = [f"wrote {self.onnx_path} ({shape}, opset {self.opset}, {simplified}, {self.seconds:.1f} s)"]
+        if self.precision == "fp16":
+            lines.append("precision: fp16 (weights, input `image` and outputs are float16; feed float16 tensors)")
+        if report.rtol:
+            lines.append(f"validation against FP32 PyTorch (ONNX Runtime CPU, max abs <= {report.atol:g} + "
+                         f"{report.rtol:g} * max|torch|):")
+            rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{report.limit(d):.3g}") for d in report.diffs]
+            lines.append(format_table(["batch", "output", "max abs", "tolerance"], rows))
+        else:
+            lines.append(f"validation against PyTorch (ONNX Runtime CPU, atol {report.atol:g}):")
+            rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in report.diffs]
+            lines.append(format_table(["batch", "output", "max abs", "max rel"], rows))
+            for d in (d for d in report.diffs if d.float64):
+                f = d.float64
+                lines.append(f"  batch {d.batch} {d.output}: beyond atol, so judged against a float64 run: error "
+                             f"{f.onnx_error:.3g} <= {f.limit:.3g} (atol + {NOISE_FACTOR:g} x PyTorch float32's own "
+                             f"error {f.torch_error:.3g})")
+        return lines
+
+    def verdict(self) -> str:
+        return f"PASSED (max abs diff {self.validation.max_abs:.3g}); details in {self.sidecar_path}"
 
 
 def seeded_input(spec: "ModelSpec", batch: int, seed: int = VALIDATION_SEED) -> "np.ndarray":
@@ -346,9 +386,26 @@ def export_onnx(
         if failure:
             raise report.error(failure)
     result = ExportResult(output, Path(f"{output}.json"), report, simplifier, before, after,
-                          time.perf_counter() - started, precision)
+                          time.perf_counter() - started, precision, dynamic_batch, batch, opset)
     write_json(result.sidecar_path, _provenance(spec, result, weights, batch, opset, dynamic_batch))
     return result
+
+
+def export_model(model: "torch.nn.Module", spec: "ModelSpec", output: str | Path, *, weights: "WeightsSource",
+                 batch: int = 1, opset: int | None = None, variant: str | None = None, **options):
+    """Export `model` for `spec` through the family's exporter (ModelSpec.exporter), or export_onnx for a
+    family whose network forward is the graph (raw outputs, validated element by element).
+
+    Returns the exporter's result: `onnx_path` (what to compile or run), `sidecar_path`, `seconds`,
+    `figure()`, `summary_lines()` and `verdict()`.
+    """
+    if spec.exporter is not None:
+        return spec.exporter(model, spec, output, weights=weights, batch=batch, opset=opset, variant=variant,
+                             **options)
+    if variant not in (None, "raw"):
+        raise ExportError(f"{spec.name} has one export variant (raw outputs), not {variant!r}")
+    return export_onnx(model, spec, output, weights=weights, batch=batch,
+                       opset=DEFAULT_OPSET if opset is None else opset, **options)
 
 
 def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dynamic_batch: bool) -> dict:

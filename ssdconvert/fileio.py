@@ -1,4 +1,4 @@
-"""Crash-safe file writing: write to a temporary sibling, then rename into place."""
+"""Crash-safe file writing (a temporary sibling renamed into place), hashing and JSON reading."""
 
 from __future__ import annotations
 
@@ -66,3 +66,14 @@ def write_json(target: str | Path, data: object) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return Path(target)
+
+
+def read_json(path: str | Path, what: str, error: type[Exception] = SsdConvertError) -> object:
+    """The JSON document at `path`; `error` names `what` it is when it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise error(f"{what} {path} is not valid JSON: {exc}") from None

@@ -11,7 +11,8 @@ Every backend produces exactly what `python3 -m ais_bench --output P --output_di
 Batching follows ais_bench: natural-sorted input files, as many consecutive files per inference
 as fill the model input, the last batch padded with copies of its first file. A model with
 several inputs takes one folder per input (`--input dir_a,dir_b`); sample i is the i-th file of
-each folder (see ssdconvert/layout.py). Compute time is the runtime call only (no file I/O),
+each folder (see ssdconvert/layout.py). A preprocess folder whose manifest lists side inputs
+(Faster R-CNN's `im_info/`) may be given alone: its side-input folders are added in order. Compute time is the runtime call only (no file I/O),
 throughput = 1000 * batch / mean compute ms (padding counted, as ais_bench does). End-to-end
 time (reading, inference, writing) is reported apart.
 
@@ -64,27 +65,45 @@ def load_manifest_for(folder: Path):
     return read_manifest(folder)
 
 
-def check_manifests(inputs: InputSet) -> tuple[list, list[str]]:
-    """Each input folder's manifest.json (or None), with its files' sizes checked against it; warnings."""
+def with_side_inputs(inputs: InputSet) -> InputSet:
+    """One preprocess folder whose manifest lists side inputs -> that folder and its side-input folders."""
+    if len(inputs.folders) != 1:
+        return inputs
+    manifest = load_manifest_for(inputs.folders[0])
+    if manifest is None or not manifest.side_inputs:
+        return inputs
+    folders = [inputs.folders[0], *(inputs.folders[0] / side.folder for side in manifest.side_inputs)]
+    missing = [str(f) for f in folders[1:] if not f.is_dir()]
+    if missing:
+        raise InferError(f"manifest.json in {inputs.folders[0]} lists the side-input folder {missing[0]}, which does "
+                         "not exist: preprocess again")
+    return list_inputs(folders)
+
+
+def check_manifests(inputs: InputSet) -> tuple[list, list, list[str]]:
+    """(each input folder's manifest.json or None, what each folder's files hold (the manifest's
+    InputInfo, or a SideInput of the first folder's manifest, or None), warnings); every file's size
+    is checked against it."""
     homes = inputs.folders or (inputs.home,)
     manifests = [load_manifest_for(home) for home in homes]
-    for manifest, files in zip(manifests, inputs.groups):
-        if manifest is None:
-            continue
-        wrong = [f for f in files if file_nbytes(f) != manifest.input.nbytes]
+    sides = {(homes[0] / side.folder).resolve(): side for side in (manifests[0].side_inputs if manifests[0] else [])}
+    infos = [m.input if m is not None else sides.get(home.resolve()) for m, home in zip(manifests, homes)]
+    for info, manifest, files in zip(infos, manifests, inputs.groups):
+        wrong = [f for f in files if info is not None and file_nbytes(f) != info.nbytes]
         if wrong:
-            raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but manifest.json says "
-                             f"{manifest.input.nbytes:,} per image ({len(wrong)} file(s) differ)")
+            source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.name})"
+            raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but {source} says "
+                             f"{info.nbytes:,} per image ({len(wrong)} file(s) differ)")
     warnings = manifest_coverage(manifests[0], inputs.first) if manifests[0] is not None else []
-    return manifests, warnings
+    return manifests, infos, warnings
 
 
-def check_inputs(meta: TensorMeta, files: Sequence[Path], manifest) -> list[str]:
-    """Compare manifest / file sizes with the model input before running. Returns warnings."""
+def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
+    """Compare what the files hold (a manifest's InputInfo or SideInput, or None) and their sizes with the
+    model input before running. Returns warnings."""
     warnings: list[str] = []
     sample = meta.sample_nbytes()
-    if manifest is not None:
-        info = manifest.input
+    if info is not None:
         if info.dtype != meta.dtype:
             raise InferError(
                 f"the input files are {info.dtype} (manifest.json) but the model input '{meta.name}' expects "
@@ -164,13 +183,13 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     target = backends.for_model(model, backend)
     target.check_model(model)
     devices = target.devices(device)
-    inputs = list_inputs(input)
+    inputs = with_side_inputs(list_inputs(input))
     check_unique_stems(inputs.first)
     prepare_output(output)
-    manifests, warnings = check_manifests(inputs)
+    manifests, infos, warnings = check_manifests(inputs)
     job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
                    dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
-                   manifests=tuple(manifests))
+                   manifests=tuple(manifests), infos=tuple(infos))
     tool = target.folder_tool(job)
     return tool(job) if tool is not None else _infer_with_runner(target, job)
 
@@ -183,8 +202,8 @@ def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
         load_seconds = time.perf_counter() - load_started
         groups = job.inputs.for_model([m.name for m in runner.inputs], job.model.name)
         warnings = list(job.warnings) + runner.notes
-        for meta, files, manifest in zip(runner.inputs, groups, job.manifests or [None] * len(groups)):
-            warnings += check_inputs(meta, files, manifest)
+        for meta, files, info in zip(runner.inputs, groups, job.infos or [None] * len(groups)):
+            warnings += check_inputs(meta, files, info)
         batch = _choose_batch(runner, job.batchsize, warnings)
         argv = [job.prog, "infer", "--model", str(job.model.resolve()), "--input", job.inputs.argument(),
                 "--output", str(job.output.resolve()), "--backend", target.name, "--batchsize", str(batch),

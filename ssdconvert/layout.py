@@ -172,6 +172,7 @@ class InferJob:
     echo: Callable[[str], None] | None = None
     warnings: list[str] = field(default_factory=list)
     manifests: tuple = ()  # each input folder's manifest.json (None where there is none)
+    infos: tuple = ()  # what each folder's files hold: InputInfo / SideInput from a manifest, or None
 
 
 @dataclass

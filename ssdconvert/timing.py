@@ -56,6 +56,12 @@ class BenchContext:
     precision: str | None = None  # what per-batch builds use (the backend's precision name), None: its default
     calib: Path | None = None  # preprocessed bins for builds that calibrate (MagicMind qint*)
     say: Callable[[str], None] = print
+    feeds: "FeedMaker | None" = None  # realistic inputs where random ones would not be (timed_loop)
+
+
+# (model inputs, batch) -> {input name: array}, or None to fall back to random values. Data-dependent
+# graphs (NMS over proposals clipped to an image size input) need realistic values to be timed fairly.
+FeedMaker = Callable[[Sequence, int], "dict[str, np.ndarray] | None"]
 
 
 def synthetic_feeds(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -73,9 +79,11 @@ def synthetic_feeds(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def timed_loop(runner, batch: int, *, duration: float, warmup: int, min_runs: int = 1) -> BenchRow:
-    """Warm up, then run until `duration` seconds have passed (at least `min_runs` runs)."""
-    feeds = synthetic_feeds(runner.inputs, batch)
+def timed_loop(runner, batch: int, *, duration: float, warmup: int, min_runs: int = 1,
+               feeds: "FeedMaker | None" = None) -> BenchRow:
+    """Warm up, then run until `duration` seconds have passed (at least `min_runs` runs), on the inputs
+    `feeds(runner.inputs, batch)` gives, else random ones (synthetic_feeds)."""
+    feeds = (feeds(runner.inputs, batch) if feeds else None) or synthetic_feeds(runner.inputs, batch)
     for _ in range(max(warmup, 0)):
         runner.infer(feeds)
     runner.reset_timing()

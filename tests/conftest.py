@@ -67,7 +67,7 @@ def seeded_model():
 def onnx_export(request, tmp_path_factory, seeded_model):
     """onnx_export(name) -> a dynamic-batch FP32 export (seed 0, validated at bs 1 and 2), made once.
 
-    ssd-resnet34 reuses the CLI export of `exported_onnx`.
+    ssd-resnet34 reuses the CLI export of `exported_onnx`, faster-rcnn-r101-fpn is `frcnn_export`.
     """
     from ssdconvert.checkpoints import WeightsSource
     from ssdconvert.export import export_onnx
@@ -78,6 +78,8 @@ def onnx_export(request, tmp_path_factory, seeded_model):
     def get(name: str) -> Path:
         if name == "ssd-resnet34":
             return request.getfixturevalue("exported_onnx")
+        if name == "faster-rcnn-r101-fpn":
+            return request.getfixturevalue("frcnn_export").onnx_path
         if name not in cache:
             out = tmp_path_factory.mktemp("export") / f"{name.replace('-', '_')}.onnx"
             export_onnx(seeded_model(name), get_spec(name), out, weights=WeightsSource(random_seed=0), batch=EXPORT_BS)
@@ -85,6 +87,35 @@ def onnx_export(request, tmp_path_factory, seeded_model):
         return cache[name]
 
     return get
+
+
+FRCNN_CANVAS = (128, 160)  # ~20 GMAC per image (the box head's 1000 RoIs dominate) instead of ~480 at 1344x1344
+
+
+@pytest.fixture(scope="session")
+def frcnn_spec():
+    """faster-rcnn-r101-fpn for a 128x160 canvas."""
+    from ssdconvert.zoo import get_spec
+
+    return get_spec("faster-rcnn-r101-fpn").with_canvas(FRCNN_CANVAS)
+
+
+@pytest.fixture(scope="session")
+def frcnn_model(seeded_model):
+    """The zoo's demo model (seed 0: randomize + ssdconvert.zoo.faster_rcnn.demo's calibration), eval mode."""
+    return seeded_model("faster-rcnn-r101-fpn")
+
+
+@pytest.fixture(scope="session")
+def frcnn_export(tmp_path_factory, frcnn_model, frcnn_spec):
+    """The fixed-size detector for the small canvas through the family's exporter, validated on detections at
+    batch 1 and 3. Not simplified: onnxslim costs ~20 s on it (the heavy tests export simplified)."""
+    from ssdconvert.checkpoints import WeightsSource
+    from ssdconvert.export import export_model
+
+    out = tmp_path_factory.mktemp("frcnn") / "faster_rcnn.onnx"
+    return export_model(frcnn_model, frcnn_spec, out, weights=WeightsSource(random_seed=0, demo=True), batch=3,
+                        simplify_model=False)
 
 
 FAKES = Path(__file__).resolve().parent / "fakes"

@@ -15,11 +15,17 @@ from math import prod
 
 @dataclass(frozen=True)
 class OutputTensor:
-    """One exported output: name and per-image shape (no batch axis), float32 or float16 on disk."""
+    """One exported output: name, per-image shape (no batch axis) and the graph's element type.
+
+    On disk a float32 output may also arrive as float16 (an FP16 model), an int64 one as int32
+    (device compilers narrow 64-bit integers: MagicMind's type64to32_conversion, ATC's int32 NMS
+    indices); postprocess.reader tells them apart by file size.
+    """
 
     name: str
     shape: tuple[int, ...]
     meaning: str
+    dtype: str = "float32"  # float32 | int64
 
     @property
     def size(self) -> int:
@@ -89,8 +95,8 @@ class DetectionHead:
         raise KeyError(name)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "outputs": [{"name": o.name, "shape": ["N", *o.shape], "meaning": o.meaning}
-                                               for o in self.outputs],
+        return {"kind": self.kind, "outputs": [{"name": o.name, "shape": ["N", *o.shape], "dtype": o.dtype,
+                                                "meaning": o.meaning} for o in self.outputs],
                 "classes": {"count": self.num_classes, "background_index": self.background_index},
                 "nms": {"default": self.default_policy.name, "policies": {p.name: p.describe() for p in self.policies}},
                 "evaluated_images": self.evaluated_images}

@@ -63,6 +63,10 @@ def for_model(model: str | Path, name: str = "auto") -> Backend:
     """`name`, or with `auto` the backend whose model files `model` is (suffix, else build record)."""
     if name != "auto":
         return get(name)
+    from ssdconvert.backends import composite
+
+    if composite.is_composite(model):  # chosen by its parts
+        return for_model(composite.read(model).parts[0].path, name)
     for backend in all_backends():
         if Path(model).suffix.lower() in backend.suffixes:
             return backend

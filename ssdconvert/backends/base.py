@@ -13,6 +13,10 @@ folder, which all backends name alike:
 
 Nothing heavy is imported until a hook is called, so `ssdconvert --help` stays light.
 
+Every backend also runs composite models (backends/composite.py: a variant split into several
+device models plus a host stage, `<name>.composite.json`): its own runner runs each part, its own
+compiler builds each part.
+
 **Runner**: loads a model (`activate`), runs one batch at a time (`infer`) and releases it
 (`deactivate`). `infer` times only the runtime call: no file I/O, no Python-side batching.
 Subclasses implement `_activate`, `_infer`, `_deactivate` and fill `inputs` / `outputs`.
@@ -218,13 +222,25 @@ class Backend:
 
     # -- models and devices -----------------------------------------------------------------
     def runs(self, model: str | Path) -> bool:
-        """True if `model` is a file this backend's runner takes (by suffix or build record)."""
+        """True if `model` is a file this backend's runner takes (by suffix or build record); a composite
+        if it runs every part."""
+        from ssdconvert.backends import composite
+
+        if composite.is_composite(model):
+            return all(self.runs(part.path) for part in composite.read(model).parts)
         suffix = Path(model).suffix.lower()
         return suffix in self.suffixes or suffix in self.also_reads or build_tool(model) in self.built_by
 
     def check_model(self, model: str | Path, *, onnx_ok: bool = False) -> None:
         """Refuse a model file this backend cannot take (`onnx_ok`: bench builds from an .onnx). A
-        backend whose models have no extension (MagicMind) takes any file but an .onnx when chosen."""
+        backend whose models have no extension (MagicMind) takes any file but an .onnx when chosen.
+        A composite is checked part by part."""
+        from ssdconvert.backends import composite
+
+        if composite.is_composite(model):
+            for part in composite.read(model).parts:
+                self.check_model(part.path, onnx_ok=onnx_ok)
+            return
         is_onnx = Path(model).suffix.lower() == ".onnx"
         if self.runs(model) or (onnx_ok and is_onnx) or (not self.suffixes and not is_onnx):
             return
@@ -249,19 +265,29 @@ class Backend:
 
     # -- hooks --------------------------------------------------------------------------------
     def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
-        """A not-yet-activated runner for `model`."""
+        """A not-yet-activated runner for `model` (a composite: its parts on this backend + its host stage)."""
+        from ssdconvert.backends import composite
+
         self.check_model(model)
+        if composite.is_composite(model):
+            return composite.CompositeRunner(self, model, options)
         return self._hook("runner", "make_runner")(Path(model), options)
 
     def folder_tool(self, job) -> Any:
-        """A callable that runs a whole infer job through the vendor tool, or None (use the runner)."""
+        """A callable that runs a whole infer job through the vendor tool, or None (use the runner). A
+        composite always runs through the runner (the vendor tool knows one model)."""
+        from ssdconvert.backends import composite
+
         hook = self._hook("runner", "folder_tool")
-        return hook(job) if hook else None
+        return hook(job) if hook and not composite.is_composite(job.model) else None
 
     def compile(self, onnx: Path, workdir: Path, *, batch: int, soc: str | None = None,
                 precision: str | None = None, tool: str | None = None, calib: Path | None = None) -> list[Path]:
         """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler)
-        at `precision` (None: its default); `calib`, the preprocessed bins, for builds that calibrate."""
+        at `precision` (None: its default); `calib`, the preprocessed bins, for builds that calibrate.
+        A composite gets each part built at its own batch and a descriptor of the built parts (listed first)."""
+        from ssdconvert.backends import composite
+
         if precision is not None and precision not in self.precisions:
             raise SsdConvertError(f"{self.label} does not build {precision} here (it builds "
                                   f"{', '.join(self.precisions)})" + (f"; {self.int8_note}" if precision == "int8"
@@ -269,7 +295,17 @@ class Backend:
         hook = self._hook("compile", "build")
         if hook is None:
             return [onnx]
-        return hook(onnx, workdir / self.name, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
+        out = workdir / self.name
+        if composite.is_composite(onnx):
+            built: list[Path] = []
+
+            def build_part(part: Path, part_batch: int) -> Path:
+                artefacts = hook(part, out, batch=part_batch, soc=soc, precision=precision, tool=tool, calib=calib)
+                built.extend(artefacts)
+                return artefacts[0]
+
+            return [composite.build_parts(composite.read(onnx), out, batch, build_part), *built]
+        return hook(onnx, out, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
 
     def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
         """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""
@@ -285,15 +321,33 @@ class Backend:
             hook(model, ctx)
 
     def build_for_batch(self, model: Path, batch: int, ctx) -> tuple[Path, dict]:
-        """Bench: the artefact to time at `batch` (built from an .onnx where the backend does so)."""
+        """Bench: the artefact to time at `batch` (built from an .onnx where the backend does so; a composite
+        of .onnx parts gets each part built)."""
+        from ssdconvert.backends import composite
+
         hook = self._hook("compile", "build_for_batch") if self.builds_per_batch else None
+        if hook is not None and composite.is_composite(model):
+            parts = composite.read(model)
+            if all(p.path.suffix.lower() == ".onnx" for p in parts.parts):
+                records: dict = {"build_seconds": 0.0, "build_command": []}
+
+                def build_part(part: Path, part_batch: int) -> Path:
+                    artefact, record = hook(part, part_batch, ctx)
+                    records["build_seconds"] += record.get("build_seconds") or 0.0
+                    records["build_command"] += record.get("build_command") or []
+                    return artefact
+
+                return composite.build_parts(parts, ctx.workdir, batch, build_part), records
         if hook is None or model.suffix.lower() != ".onnx":
             return model, {}
         return hook(model, batch, ctx)
 
     def time_batch(self, artefact: Path, batch: int, ctx):
-        """Bench: (row, runtime versions) for one batch size; the vendor tool where the backend needs it."""
-        hook = self._hook("runner", "time_batch")
+        """Bench: (row, runtime versions) for one batch size; the vendor tool where the backend needs it
+        (never for a composite, whose host stage runs here)."""
+        from ssdconvert.backends import composite
+
+        hook = None if composite.is_composite(artefact) else self._hook("runner", "time_batch")
         timed = hook(artefact, batch, ctx) if hook else None
         return timed if timed is not None else self.time_with_runner(artefact, batch, ctx)
 
@@ -307,7 +361,7 @@ class Backend:
                 return BenchRow(batch, status="skipped",
                                 error=f"{artefact.name} has a static batch of {runner.static_batch}"), versions
             return timed_loop(runner, batch, duration=ctx.duration, warmup=ctx.warmup,
-                              min_runs=ctx.min_runs), versions
+                              min_runs=ctx.min_runs, feeds=ctx.feeds), versions
 
     def runtime_label(self, versions: Mapping[str, str], soc: str | None = None) -> str:
         hook = self._hook("runner", "runtime_label")

@@ -45,13 +45,25 @@ class OnnxInfo:
     def opset(self) -> int | None:
         return self.opsets.get("") or self.opsets.get("ai.onnx")
 
-    def single_input(self) -> OnnxInput:
-        if len(self.inputs) != 1:
-            names = ", ".join(i.name for i in self.inputs) or "none"
-            raise CompilerError(
-                f"{self.path} has {len(self.inputs)} graph inputs ({names}); the detectors here have "
-                "exactly one image input")
-        return self.inputs[0]
+    def batched_inputs(self) -> tuple[OnnxInput, ...]:
+        """Every graph input, checked to share the batch axis: all dynamic, or all fixed to the same batch
+        (an image input and its side inputs such as im_info). Non-batch dims must be fixed."""
+        if not self.inputs:
+            raise CompilerError(f"{self.path} has no graph inputs")
+        for inp in self.inputs:
+            inp.fixed_tail()
+        batches = {None if i.batch_is_dynamic else i.dims[0] for i in self.inputs}
+        if len(batches) > 1:
+            shown = ", ".join(f"{i.name} [{','.join('?' if d is None else str(d) for d in i.dims)}]"
+                              for i in self.inputs)
+            raise CompilerError(f"{self.path}: the graph inputs do not share one batch axis ({shown})")
+        return self.inputs
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch of the inputs, or None when it is dynamic."""
+        first = self.batched_inputs()[0]
+        return None if first.batch_is_dynamic else first.dims[0]
 
 
 def read_onnx(path: str | Path) -> OnnxInfo:

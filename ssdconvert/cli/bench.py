@@ -10,12 +10,38 @@ from ssdconvert.cli.options import backend_option, batch_sizes
 
 
 def _guess_zoo(model: Path, explicit: str | None):
+    from ssdconvert.backends import composite
     from ssdconvert.zoo import all_specs, get_spec
 
     if explicit:
         return get_spec(explicit)
+    if composite.is_composite(model):  # a composite names its zoo model
+        return get_spec(composite.read(model).model)
     stem = model.stem.lower().replace("_", "-")
     return next((s for s in all_specs() if s.name in stem), None)
+
+
+def _flops(spec, model: Path) -> float | None:
+    """FLOPs per image of the zoo model, at the file's canvas where the input size is a choice."""
+    if spec is None or not spec.flops_per_image:
+        return None
+    if spec.at_canvas is None:
+        return spec.flops_per_image
+    from ssdconvert.backends import composite
+    from ssdconvert.backends.onnxinfo import read_onnx
+    from ssdconvert.errors import SsdConvertError
+
+    try:
+        if composite.is_composite(model):
+            shapes = {i["name"]: i["shape"] for i in composite.read(model).raw["inputs"]}
+        elif model.suffix.lower() == ".onnx":
+            shapes = {i.name: i.dims[1:] for i in read_onnx(model).inputs}
+        else:
+            return None
+    except SsdConvertError:
+        return None
+    shape = shapes.get(spec.input.name)
+    return spec.with_canvas((int(shape[1]), int(shape[2]))).flops_per_image if shape and None not in shape else None
 
 
 def precision_list(ctx, param, value: str | None) -> list[str] | None:
@@ -90,7 +116,7 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
             model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
             device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
             dym_batch=dym_batch, tool=tool, precision=precision, calib=calib,
-            flops_per_image=spec.flops_per_image if spec and spec.flops_per_image else None,
+            flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
             progress=lambda msg: click.echo(msg, err=True)))
     click.echo(precision_table(results) if precisions else seed_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")

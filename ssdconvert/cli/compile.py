@@ -84,6 +84,33 @@ def report(result, summary: str) -> None:
         click.echo(f"  record:  {result.sidecar}")
 
 
+def build_all(onnx: Path, batch: int | None, output, tag: str, build, describe, dry_run: bool) -> None:
+    """Build `onnx` with `build(onnx, batch, output) -> CompileResult` and report it; a composite model
+    (<name>.composite.json: the split variant) gets every part built beside it at rows_per_image x the
+    batch, and a descriptor of the built parts, <name>_<tag>.composite.json, which infer and bench take."""
+    from ssdconvert.backends import composite
+    from ssdconvert.errors import SsdConvertError
+
+    if not composite.is_composite(onnx):
+        result = build(onnx, batch, output)
+        report(result, describe(result))
+        return
+    if output:
+        raise SsdConvertError("a composite model is built beside its parts: leave out --output")
+    parts = composite.read(onnx)
+    built = {}
+    for part in parts.parts:
+        click.echo(f"part {part.name} ({part.path.name}, {part.rows_per_image} row(s) per image):", err=True)
+        result = build(part.path, batch * part.rows_per_image if batch else None, None)
+        report(result, describe(result))
+        built[part.name] = result.primary
+    if dry_run:
+        return
+    stem = onnx.name[:-len(composite.SUFFIX)]
+    target = composite.write(onnx.with_name(f"{stem}_{tag}{composite.SUFFIX}"), parts, built)
+    click.echo(f"wrote {target} (run it with infer/bench like one model)")
+
+
 def _split_extra(extra: tuple[str, ...]) -> list[str]:
     items: list[str] = []
     for chunk in extra:
@@ -132,24 +159,38 @@ def atc(onnx_path, soc, bs, dynamic_bs, precision, aipp, output, log_level, extr
       ssdconvert atc --soc Ascend310P3 --bs 16 --aipp --extra '--op_select_implmode=high_precision'
       ssdconvert atc --soc Ascend310P3 --bs 16 --dry-run    # print the atc command only
     """
+    from ssdconvert.backends import composite
     from ssdconvert.backends.ascend.compile import build_om
+    from ssdconvert.errors import SsdConvertError
     from ssdconvert.zoo import get_spec
 
     onnx = pick_onnx(onnx_path)
     gears = list(dynamic_bs) if dynamic_bs else None
-    result = build_om(onnx, soc, batch=bs, dynamic_batches=gears, precision=precision,
-                      output=Path(output) if output else None, aipp=aipp, log_level=log_level,
-                      extra=_split_extra(extra), tool=tool, timeout=timeout, dry_run=dry_run,
-                      model_name=model_name, transform=get_spec(model_name).transform, progress=_progress(quiet))
-    i = result.info
-    batch = f"gears {i['dynamic_batches']}" if i["dynamic_batches"] else f"batch {i['batch']} ({i['batch_source']})"
-    inp = i["input"]
-    summary = (f"soc {i['soc']}, precision {i['precision']}"
-               f"{' (ATC default)' if i['precision_source'] == 'ATC default' else ''}, {batch}, input "
-               f"{inp['name']}:{','.join(map(str, inp['shape']))} {inp['dtype']} {inp['layout']}")
-    if i["aipp_config"]:
-        summary += f"; AIPP config {i['aipp_config']}"
-    report(result, summary)
+    if gears and composite.is_composite(onnx):
+        raise SsdConvertError("a composite model's parts run at different batches (the box head at 1000 x the "
+                              "images): build it with --bs, one static model set per batch")
+
+    def build(model: Path, batch: int | None, out):
+        return build_om(model, soc, batch=batch, dynamic_batches=gears, precision=precision,
+                        output=Path(out) if out else None, aipp=aipp, log_level=log_level, extra=_split_extra(extra),
+                        tool=tool, timeout=timeout, dry_run=dry_run, model_name=model_name,
+                        transform=get_spec(model_name).transform, progress=_progress(quiet))
+
+    def describe(result) -> str:
+        i = result.info
+        batch = f"gears {i['dynamic_batches']}" if i["dynamic_batches"] else f"batch {i['batch']} ({i['batch_source']})"
+        inp = i["input"]
+        summary = (f"soc {i['soc']}, precision {i['precision']}"
+                   f"{' (ATC default)' if i['precision_source'] == 'ATC default' else ''}, {batch}, input "
+                   f"{inp['name']}:{','.join(map(str, inp['shape']))} {inp['dtype']} {inp['layout']}")
+        if i["aipp_config"]:
+            summary += f"; AIPP config {i['aipp_config']}"
+        if len(i["inputs"]) > 1:
+            summary += "; inputs " + ", ".join(f"{x['name']}:{','.join(map(str, x['shape']))}" for x in i["inputs"])
+        return "\n".join([summary, *(f"  op note: {note}" for note in i["op_notes"])])
+
+    build_all(onnx, bs or 1 if composite.is_composite(onnx) else bs, output, f"atc_bs{bs or 1}", build, describe,
+              dry_run)
 
 
 # ----------------------------------------------------------------------------------- openvino
@@ -183,6 +224,7 @@ def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_r
       ssdconvert openvino --precision bf16 --output build/ssd_bf16
       ssdconvert openvino --precision int8 --calib build/ssd_bin --output build/ssd_int8
     """
+    from ssdconvert.backends import composite
     from ssdconvert.backends.openvino.compile import convert_ir
     from ssdconvert.errors import SsdConvertError
 
@@ -193,6 +235,9 @@ def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_r
         if bs is not None or fp16 or dry_run:
             raise click.UsageError("--precision int8 keeps the batch dynamic and the weights FP32; "
                                    "--bs, --fp16 and --dry-run do not apply")
+        if composite.is_composite(onnx):
+            raise SsdConvertError("--precision int8 takes one ONNX model: the parts of a composite have no "
+                                  "preprocessed bins of their own to calibrate on")
         from ssdconvert.cli.quantize import quantize
 
         xml = str(Path(output).with_suffix(".xml")) if output else None
@@ -200,13 +245,18 @@ def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_r
         return
     if calib is not None:
         raise SsdConvertError("--calib applies only to --precision int8")
-    result = convert_ir(onnx, Path(output) if output and not output.endswith("/") else output, batch=bs,
-                        fp16=fp16, precision=precision, tool=tool, timeout=timeout, dry_run=dry_run,
-                        progress=_progress(quiet))
-    i = result.info
-    batch = "dynamic batch" if i["dynamic_batch"] else f"batch {i['batch']}"
-    report(result, f"{i['weights']} weights, {i['precision']} inference, {batch}, input {i['input']['name']}"
-                   f"[{','.join(map(str, i['input']['shape']))}]")
+
+    def build(model: Path, batch: int | None, out):
+        return convert_ir(model, Path(out) if out and not out.endswith("/") else out, batch=batch, fp16=fp16,
+                          precision=precision, tool=tool, timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
+
+    def describe(result) -> str:
+        i = result.info
+        batch = "dynamic batch" if i["dynamic_batch"] else f"batch {i['batch']}"
+        return f"{i['weights']} weights, {i['precision']} inference, {batch}, input " + ", ".join(
+            f"{x['name']}[{','.join(map(str, x['shape']))}]" for x in i["inputs"])
+
+    build_all(onnx, bs, output, f"ov_bs{bs}" if bs else "ov", build, describe, dry_run)
 
 
 # --------------------------------------------------------------------------- cnnl / magicmind
@@ -257,17 +307,30 @@ def cnnl(onnx_path, output, precision, calib, calib_images, bs, dynamic, dim_ran
       ssdconvert cnnl --bs 16 --precision qint8_mixed_float16 --calib build/ssd_bin
       ssdconvert cnnl --bs 16 --dry-run                                       # print the command only
     """
+    from ssdconvert.backends import composite
     from ssdconvert.backends.magicmind.compile import build_magicmind
+    from ssdconvert.errors import SsdConvertError
 
     onnx = pick_onnx(onnx_path)
-    result = build_magicmind(onnx, precision=precision, batch=bs, dynamic=dynamic, dim_range=_dim_range(dim_range),
-                             mlu_arch=mlu_arch, calib=Path(calib) if calib else None, calib_images=calib_images,
-                             output=Path(output) if output else None, tool=tool,
-                             extra=_split_extra(extra), timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
-    i = result.info
-    shape = "dynamic shape " + str(i["dim_range"]) if i["dynamic_shape"] else f"static batch {i['batch']}"
-    calibrated = f", calibrated on {i['calibration']['images']} images" if i.get("calibration") else ""
-    report(result, f"{i['precision']}{calibrated}, {i['mlu_arch']}, {shape}")
+    if calib is not None and composite.is_composite(onnx):
+        raise SsdConvertError("--calib takes one ONNX model: the parts of a composite have no preprocessed bins "
+                              "of their own to calibrate on")
+
+    def build(model: Path, batch: int | None, out):
+        return build_magicmind(model, precision=precision, batch=batch, dynamic=dynamic,
+                               dim_range=_dim_range(dim_range), mlu_arch=mlu_arch,
+                               calib=Path(calib) if calib else None, calib_images=calib_images,
+                               output=Path(out) if out else None, tool=tool, extra=_split_extra(extra),
+                               timeout=timeout, dry_run=dry_run, progress=_progress(quiet))
+
+    def describe(result) -> str:
+        i = result.info
+        shape = "dynamic shape " + str(i["dim_range"]) if i["dynamic_shape"] else f"static batch {i['batch']}"
+        calibrated = f", calibrated on {i['calibration']['images']} images" if i.get("calibration") else ""
+        return f"{i['precision']}{calibrated}, {i['mlu_arch']}, {shape}"
+
+    build_all(onnx, bs or 1 if composite.is_composite(onnx) else bs, output, f"mm_bs{bs or 1}", build, describe,
+              dry_run)
 
 
 magicmind = copy.copy(cnnl)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import nms_policy_names
+from ssdconvert.cli.options import canvas_option, nms_policy_names
 from ssdconvert.formatting import format_table
 
 
@@ -40,8 +40,9 @@ from ssdconvert.formatting import format_table
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes for decoding and COCO evaluation [default: number of cores]; any N gives the same result.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@canvas_option
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,
-                 detections_path, allow_missing, batch_size, workers, progress):
+                 detections_path, allow_missing, batch_size, workers, progress, canvas):
     """Decode and NMS the raw detector outputs in BIN_PATH and compute COCO mAP.
 
     \b
@@ -62,7 +63,7 @@ def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, ev
         report = evaluate_results(bin_path, manifest=manifest, val_annotation=val_annotation, model_name=model_name,
                                   nms_variant=nms_variant, evaluator=evaluator, allow_missing=allow_missing,
                                   detections_path=detections_path, batch_size=batch_size, progress=bar,
-                                  workers=workers)
+                                  workers=workers, canvas=canvas)
     bin_path = Path(bin_path)
     output = Path(output) if output else bin_path.parent / f"{bin_path.resolve().name}_eval.json"
     write_json(output, report.to_dict())

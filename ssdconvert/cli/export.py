@@ -6,78 +6,75 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import model_option, weights_options
-from ssdconvert.formatting import format_table
+from ssdconvert.cli.options import canvas_option, model_option, weights_options
 
 
 @click.command("export")
 @model_option
 @weights_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="ONNX file to write [default: <model>_bs<bs>.onnx].")
+              help="ONNX file to write [default: <model>_bs<bs>.onnx]. The split variant writes <name>_dense.onnx, "
+                   "<name>_head.onnx and <name>.composite.json (what infer, bench and the compilers take).")
 @click.option("--bs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Batch size traced and validated (validation also runs at batch 1).")
-@click.option("--opset", default=11, show_default=True, type=click.IntRange(11, 17),
-              help="ONNX opset (11 is what older CANN ATC accepts).")
+@click.option("--opset", default=None, type=click.IntRange(11, 17),
+              help="ONNX opset [default: 11, what older CANN ATC accepts; faster-rcnn-r101-fpn 16, the first "
+                   "whose RoiAlign states its coordinate mode].")
+@canvas_option
+@click.option("--variant", default=None, metavar="NAME",
+              help="faster-rcnn-r101-fpn: fixed (default: one graph with NMS and RoiAlign on the device) or split "
+                   "(dense model + box-head model, proposal selection and RoIAlign on the host).")
 @click.option("--static-batch", is_flag=True, help="Fix the batch axis to --bs instead of making it dynamic.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim.")
 @click.option("--half", is_flag=True,
               help="Write an FP16 ONNX: the validated FP32 graph (BN folded) with weights, input and outputs "
                    "rounded to float16. Validated against FP32 PyTorch at the looser FP16 tolerance.")
 @click.option("--atol", type=float, default=None,
-              help="Absolute tolerance against PyTorch [default: 1e-4; with --half 1e-3].")
+              help="Absolute tolerance against PyTorch [default: 1e-4; with --half 1e-3]. For models validated on "
+                   "detections (faster-rcnn-r101-fpn) the score tolerance.")
 @click.option("--rtol", type=float, default=None,
               help="Tolerance relative to each output's max |value|: an output passes if max abs diff <= "
                    "atol + rtol * max|torch| [default: 0; with --half 5e-3].")
-def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, static_batch, simplify,
-           half, atol, rtol):
-    """Export a detector to ONNX (input `image`, outputs `ploc`, `plabel`) and validate it.
+def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, canvas, variant, static_batch,
+           simplify, half, atol, rtol):
+    """Export a detector to ONNX and validate it against PyTorch.
+
+    SSD families: input `image`, raw head outputs, compared element by element. faster-rcnn-r101-fpn:
+    inputs `images` and `im_info` (each image's unpadded height, width), outputs boxes, scores,
+    labels, num_detections (100 per image); validated on synthetic images by matching detections
+    with the PyTorch reference path.
 
     \b
     Examples:
       ssdconvert export --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --bs 16 --output build/ssd_resnet34_bs16.onnx
       ssdconvert export --model ssd-resnet50 --checkpoint last.pt --half --bs 32
+      ssdconvert export --model faster-rcnn-r101-fpn --checkpoint e2e_faster_rcnn_R_101_FPN_1x.pth \\
+          --canvas 1344x1344 --bs 2 --output build/frcnn.onnx
+      ssdconvert export --model faster-rcnn-r101-fpn --variant split --canvas 800x1344 --output build/frcnn
     """
     from ssdconvert.checkpoints import build_model
-    from ssdconvert.export import NOISE_FACTOR, export_onnx
+    from ssdconvert.export import export_model
     from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
 
-    spec = get_spec(model_name)
+    spec = get_spec(model_name).with_canvas(canvas)
     precision = "fp16" if half else "fp32"
     suffix = "_fp16" if half else ""
     output = Path(output or f"{spec.name.replace('-', '_')}_bs{bs}{suffix}.onnx")
     model, weights = build_model(spec, checkpoint, backbone=backbone, trust=trust_checkpoint, seed=seed)
-    what = f"fp16, opset {opset}" if half else f"opset {opset}"
-    click.echo(f"exporting {spec.name} to {output} ({what}, traced at batch {bs}) ...", err=True)
-    result = export_onnx(model, spec, output, weights=weights, batch=bs, opset=opset,
-                         dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
-                         precision=precision)
+    what = ", ".join(filter(None, [variant, "fp16" if half else "", f"opset {opset}" if opset else ""]))
+    click.echo(f"exporting {spec.name} to {output} ({what + ', ' if what else ''}traced at batch {bs}) ...", err=True)
+    result = export_model(model, spec, output, weights=weights, batch=bs, opset=opset, variant=variant,
+                          dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
+                          precision=precision)
     remember("onnx", result.onnx_path)
-    report = result.validation
-    shape = "static batch " + str(bs) if static_batch else "dynamic batch"
-    simplified = (f"{result.simplifier} {result.nodes_before} -> {result.nodes_after} nodes"
-                  if result.simplifier else "not simplified")
-    click.echo(f"wrote {result.onnx_path} ({shape}, opset {opset}, {simplified}, {result.seconds:.1f} s)")
-    if half:
-        click.echo("precision: fp16 (weights, input `image` and outputs are float16; feed float16 tensors)")
+    lines = result.summary_lines()
+    click.echo(lines[0])
     click.echo(f"weights: {weights.label()}")
-    if report.rtol:
-        click.echo(f"validation against FP32 PyTorch (ONNX Runtime CPU, max abs <= {report.atol:g} + "
-                   f"{report.rtol:g} * max|torch|):")
-        rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{report.limit(d):.3g}") for d in report.diffs]
-        click.echo(format_table(["batch", "output", "max abs", "tolerance"], rows))
-    else:
-        click.echo(f"validation against PyTorch (ONNX Runtime CPU, atol {report.atol:g}):")
-        rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in report.diffs]
-        click.echo(format_table(["batch", "output", "max abs", "max rel"], rows))
-        for d in (d for d in report.diffs if d.float64):
-            f = d.float64
-            click.echo(f"  batch {d.batch} {d.output}: beyond atol, so judged against a float64 run: error "
-                       f"{f.onnx_error:.3g} <= {f.limit:.3g} (atol + {NOISE_FACTOR:g} x PyTorch float32's own "
-                       f"error {f.torch_error:.3g})")
-    click.echo(f"PASSED (max abs diff {report.max_abs:.3g}); details in {result.sidecar_path}")
+    for line in lines[1:]:
+        click.echo(line)
+    click.echo(result.verdict())
 
 
 COMMANDS = [export]

@@ -23,6 +23,8 @@ def models(as_json: bool) -> None:
         click.echo(f"  input   {i['name']} {i['dtype']} {i['shape']} {i['layout']} {i['channel_order']}; "
                    f"decode {i['decoder']}, resize {i['resize']}")
         click.echo(f"          (x * {i['scale']:.6g} - mean) / std, mean={i['mean']} std={i['std']}")
+        for extra in d.get("extra_inputs", []):
+            click.echo(f"  input   {extra['name']} {extra['dtype']} {extra['shape']} (written per image by preprocess)")
         for o in d["outputs"]:
             click.echo(f"  output  {o['name']} {o['dtype']} {o['shape']}")
         for line in get_spec(d["name"]).head.summary():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ssdconvert.cli.options import model_option
+from ssdconvert.cli.options import canvas_option, model_option
 from ssdconvert.formatting import format_table
 from preprocess.manifest import DTYPE_SIZES
 
@@ -78,8 +78,9 @@ def prepare_json(input_file, output_file, keep_keys, pretty_print):
 @click.option("--overwrite", is_flag=True,
               help="Rewrite every .bin, even complete ones, and allow settings that differ from the existing files.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@canvas_option
 def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all_images, skip_bad, overwrite,
-               progress):
+               progress, canvas):
     """Turn COCO images into the model's input tensors: one raw <stem>.bin per image plus manifest.json.
 
     Reproduces the reference transform of the model exactly (ssd-resnet34: PIL RGB, bilinear resize
@@ -87,18 +88,26 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     file, the input of the Ascend scripts and ais_bench). Parallel, resumable (a re-run keeps
     complete files and redoes the rest) and crash-safe (temporary names, manifest written last).
     Bad images are reported and listed in the manifest; the exit code is 1 unless --skip-bad.
+    faster-rcnn-r101-fpn: keep-ratio resize (short side 800, long side <= 1333), BGR minus the
+    mean, zero padding to the canvas (--canvas, default 1344x1344); each image's unpadded size goes
+    to im_info/<stem>.bin (the second model input; `infer --input` finds it through the manifest)
+    and its resized size, scale and padding to the manifest.
 
     \b
-    Example:
+    Examples:
       ssdconvert preprocess --val_annotation coco/annotations/bbox_only_instances_val2017.json \\
           --data_root coco/val2017 --save_path ssd_bin
+      ssdconvert preprocess --model faster-rcnn-r101-fpn --canvas 1344x1344 \\
+          --val_annotation coco/annotations/instances_val2017.json --data_root coco/val2017 --save_path frcnn_bin
     """
     from preprocess.errors import PreprocessError
     from preprocess.run import preprocess_dataset
     from ssdconvert.zoo import get_spec
 
-    spec = get_spec(model_name)
+    spec = get_spec(model_name).with_canvas(canvas)
     t = spec.transform
+    if dtype not in t.dtypes:
+        raise PreprocessError(f"{spec.name} takes {' or '.join(t.dtypes)} input, not --dtype {dtype}")
     if tuple(spec.input.shape) != (3, t.height, t.width):
         raise PreprocessError(f"model {spec.name}: input shape {spec.input.shape} does not match its transform "
                               f"({t.height}x{t.width})")
@@ -124,6 +133,9 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
         click.echo(f"warning: {warning}", err=True)
     rate = f", {s.written / s.seconds:.0f} images/s" if s.written and s.seconds > 0 else ""
     click.echo(f"wrote {s.manifest_path} ({s.images} images) in {s.seconds:.1f} s{rate}")
+    for side in s.side_inputs:
+        click.echo(f"side input {side.name} ({side.dtype} {list(side.shape)}): {s.save_path / side.folder}/<stem>.bin; "
+                   f"ais_bench takes --input {s.save_path},{s.save_path / side.folder} (ssdconvert infer finds it)")
     if s.failed and not s.images and all(f["reason"] == "image file not found" for f in s.failures):
         raise PreprocessError(f"none of the {s.failed} images was found under --data_root {data_root}; "
                               "is it the directory that holds the images (e.g. coco/val2017)?")

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.bench import precision_list
-from ssdconvert.cli.options import backend_names, batch_sizes, canonical_backend, model_option, weights_options
+from ssdconvert.cli.options import (backend_names, batch_sizes, canonical_backend, canvas_option, model_option,
+                                    weights_options)
 from ssdconvert.cli.quantize import gate_options
 
 
@@ -64,13 +65,18 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
               help="A backend's compiler executable, e.g. magicmind=~/mm/gen_model.py (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
               help="Where every stage writes; a re-run reuses stages whose inputs did not change.")
+@canvas_option
+@click.option("--variants", default=None, metavar="NAME,...",
+              help="Further export variants to compile and benchmark beside the main export [default: all the "
+                   "model has; faster-rcnn-r101-fpn: split]. An empty value benchmarks the main export only.")
 @click.option("--precisions", default=None, callback=precision_list, metavar="fp32,bf16,int8",
               help="Build and measure each backend at these precisions, side by side [default: each backend's own: "
                    "fp16 for Ascend (ATC's force_fp16), fp32 elsewhere]. A precision a backend does not build is "
                    "skipped with the reason. Every non-FP32 model is held to the accuracy gate.")
 @gate_options
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, atc_tool, tools, workdir, precisions, min_cosine, min_snr, min_det_ap):
+        bench_duration, workers, atc_tool, tools, workdir, canvas, variants, precisions, min_cosine, min_snr,
+        min_det_ap):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -82,6 +88,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     \b
     Examples:
       ssdconvert run --workdir build/demo
+      ssdconvert run --model faster-rcnn-r101-fpn --canvas 320x320 --images 4 --bs 1,2 \\
+          --backends onnxruntime,openvino --workdir build/frcnn_demo
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
       ssdconvert run --backends onnxruntime,openvino --precisions fp32,bf16,int8 --workdir build/prec
@@ -94,6 +102,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
                     backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,
                     bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})},
+                    canvas=canvas, variants=None if variants is None else tuple(v for v in variants.split(",") if v),
                     precisions=tuple(precisions) if precisions else None,
                     gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap})
     report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))

@@ -1,7 +1,9 @@
 """The main job: every stage in order inside one work directory, then one report.
 
 data -> prepare-json -> preprocess -> export (+validation) -> per backend: compile -> infer ->
-eval -> bench. Each stage is keyed by a fingerprint of its inputs (StageCache), so a re-run
+eval -> bench. A family with further export variants (Faster R-CNN's split variant, a composite
+of two device models and a host stage) also gets each variant exported and, per backend,
+compiled and benchmarked beside the main one. Each stage is keyed by a fingerprint of its inputs (StageCache), so a re-run
 reuses what is finished and an interrupted run continues where it stopped. One run at a time per
 work directory (a lock that names the process holding it).
 """
@@ -42,6 +44,8 @@ class RunConfig:
     workers: int | None = None
     tools: dict[str, str] = field(default_factory=dict)  # backend -> its compiler executable (default: PATH, env)
     backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
+    canvas: tuple[int, int] | None = None  # input canvas of a model whose input size is a choice (ModelSpec.at_canvas)
+    variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
     precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
     gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
 
@@ -101,7 +105,11 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
         raise SsdConvertError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(backends.names())}")
     targets = list(dict.fromkeys(backends.get(b) for b in cfg.backends))
     cfg = replace(cfg, backends=tuple(t.name for t in targets))
-    spec = get_spec(cfg.model_name)
+    spec = get_spec(cfg.model_name).with_canvas(cfg.canvas)
+    unknown = sorted(set(cfg.variants or ()) - set(spec.composite))
+    if unknown:
+        raise SsdConvertError(f"{spec.name} has no variant {', '.join(unknown)} to bench beside its main export "
+                              f"(it has: {', '.join(spec.composite) or 'none'})")
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(workdir)
@@ -127,10 +135,17 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                                     rebuild=cache.recorded("preprocess")))
     exp = stage("export", _export_inputs(cfg), lambda: _export(cfg, spec, workdir))
     onnx = Path(exp.outputs[0])
+    variants = {}
+    for variant in (spec.composite if cfg.variants is None else cfg.variants):
+        done = stage(f"export-{variant}", {**_export_inputs(cfg), "variant": variant},
+                     lambda variant=variant: _export(cfg, spec, workdir, variant))
+        variants[variant] = (Path(done.outputs[0]), done.key)
 
     for target in targets:
         for precision in cfg.precisions or (target.default_precision,):
             _run_backend(cfg, spec, target, precision, onnx, exp.key, pre, workdir, stage, report, say)
+        for variant, (model, key) in variants.items():  # at the backend's default precision
+            _bench_variant(cfg, spec, target, variant, model, key, workdir, stage, report)
     return report
 
 
@@ -193,6 +208,25 @@ def _run_backend(cfg, spec, target: Backend, precision: str, onnx, export_key, p
         say(f"[{failed}:{name}] FAILED: {exc}")
 
 
+def _bench_variant(cfg, spec, target: Backend, variant: str, model: Path, export_key, workdir, stage, report) -> None:
+    """A further export variant on one backend, at its default precision: compiled (where the backend
+    compiles) and benchmarked."""
+    name = target.name
+    if report.stage(f"compile:{name}") is None or report.stage(f"compile:{name}").skipped:
+        return  # the backend cannot run here: already reported
+    tag = f"{name}:{variant}"
+    precision = target.default_precision
+    try:
+        comp = stage(f"compile:{tag}", {"model": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
+                     lambda: _compile(target, model, workdir / variant, cfg, precision, None))
+        bench_model = model if target.builds_per_batch else Path(comp.outputs[0])
+        stage(f"bench:{tag}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
+              lambda: _bench(bench_model, f"{name}_{variant}", cfg, spec, workdir / "bench", name, precision, None))
+    except SsdConvertError as exc:
+        failed = "compile" if report.stage(f"compile:{tag}") is None else "bench"
+        report.stages.append(StageResult(f"{failed}:{tag}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
+
+
 # -- stage bodies: each returns (one-line figure, report data, output paths) ----------------------
 
 def _data_inputs(cfg: RunConfig) -> dict:
@@ -250,21 +284,20 @@ def _export_inputs(cfg: RunConfig) -> dict:
 
     return {"model": cfg.model_name, "seed": cfg.seed, "bs": cfg.infer_batch, "ssdconvert": __version__,
             "checkpoint": sha256_of(cfg.checkpoint) if cfg.checkpoint else None,
-            "backbone": sha256_of(cfg.backbone) if cfg.backbone else None}
+            "backbone": sha256_of(cfg.backbone) if cfg.backbone else None, "canvas": cfg.canvas}
 
 
-def _export(cfg: RunConfig, spec, workdir: Path):
+def _export(cfg: RunConfig, spec, workdir: Path, variant: str | None = None):
     from ssdconvert.checkpoints import build_model
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import export_model
 
     model, weights = build_model(spec, cfg.checkpoint, backbone=cfg.backbone, trust=cfg.trust, seed=cfg.seed)
-    r = export_onnx(model, spec, workdir / f"{spec.name.replace('-', '_')}.onnx", weights=weights,
-                    batch=cfg.infer_batch)
-    figure = f"{r.onnx_path.name}: max abs diff vs PyTorch {r.validation.max_abs:.2g} (bs 1 and {cfg.infer_batch})"
-    return figure, {"max_abs_diff": r.validation.max_abs, "weights": weights.label()}, [r.onnx_path]
+    name = spec.name.replace("-", "_") + (f"_{variant}" if variant else "")
+    r = export_model(model, spec, workdir / f"{name}.onnx", weights=weights, batch=cfg.infer_batch, variant=variant)
+    return f"{r.figure()} (bs 1 and {cfg.infer_batch})", {**r.metrics(), "weights": weights.label()}, [r.onnx_path]
 
 
-def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path):
+def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path | None):
     default = precision == target.default_precision
     artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, tool=cfg.tools.get(target.name),
                                precision=None if default else precision, calib=None if default else bins)
@@ -334,14 +367,15 @@ def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
             {"stats": r.stats, "images": r.images}, [report_path])
 
 
-def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: str, precision: str, bins: Path):
+def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: str, precision: str,
+           bins: Path | None):
     from ssdconvert.bench import run_bench
 
     default = precision == backends.get(backend).default_precision
     r = run_bench(model, backend=backend, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration, soc=cfg.soc,
                   output_dir=out, name=name.replace("@", "_"), flops_per_image=spec.flops_per_image,
                   tool=cfg.tools.get(backend), precision=None if default else precision,
-                  calib=None if default else bins)
+                  calib=None if default else bins, feeds=spec.feeds_for)
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
     best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"

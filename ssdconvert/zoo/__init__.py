@@ -35,5 +35,6 @@ def all_specs() -> list[ModelSpec]:
 from ssdconvert.zoo import ssd_resnet34  # noqa: E402,F401
 from ssdconvert.zoo import ssd_resnet50  # noqa: E402,F401
 from ssdconvert.zoo import ssd_vgg16  # noqa: E402,F401
+from ssdconvert.zoo import faster_rcnn  # noqa: E402,F401
 
 __all__ = ["ModelSpec", "TensorSpec", "register", "get_spec", "model_names", "all_specs"]

@@ -1,15 +1,24 @@
-"""ModelSpec: everything a pipeline stage needs to know about one detector."""
+"""ModelSpec: everything a pipeline stage needs to know about one detector.
+
+Plain data plus a few optional family hooks, each None for a family that needs nothing special:
+`demo_weights` (what random weights need to exercise every stage), `graph` and `exporter` (a
+family whose exported graph is not the network's own forward, validated its own way),
+`at_canvas` (a model whose input size is a deployment choice), `example_inputs` (realistic inputs
+for timing and validation) and `composite` (the host stage of a variant split into several device
+models).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from postprocess.heads.spec import DetectionHead
 from postprocess.priors import PriorSpec
 from preprocess.spec import ImageTransform
 
 if TYPE_CHECKING:  # torch stays a lazy import
+    import numpy as np
     import torch
 
 StateDict = Mapping[str, "torch.Tensor"]
@@ -29,14 +38,18 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered detector: its network, input and transform (preprocess), head (postprocess) and
-    checkpoint layouts. The head declares the outputs and how they become detections."""
+    """A registered detector: its network, inputs and transform (preprocess), head (postprocess) and
+    checkpoint layouts. The head declares the outputs and how they become detections.
+
+    `input` is the image tensor; `extra_inputs` are per-image side inputs the transform writes
+    beside it (Faster R-CNN's im_info), fed to the model in this order after the image.
+    """
 
     name: str
     description: str
     build: Callable[[], "torch.nn.Module"]
     input: TensorSpec
-    transform: ImageTransform
+    transform: ImageTransform  # or any transform with the same protocol (preprocess.converter)
     head: DetectionHead
     # Map any supported checkpoint layout onto the native state_dict keys.
     to_native_layout: Callable[[dict], dict]
@@ -46,10 +59,62 @@ class ModelSpec:
     flops_per_image: float = 0.0  # 2 x multiply-accumulates, batch 1
     reference_map: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    extra_inputs: tuple[TensorSpec, ...] = ()
+    # After seeded random weights, when no checkpoint is given: (model, seed) -> None, in place.
+    demo_weights: Callable[["torch.nn.Module", int], None] | None = None
+    # The family's export (ssdconvert.export.export_model's seam); None: the network's forward, raw outputs.
+    exporter: Callable[..., Any] | None = None
+    # (spec, (height, width)) -> the spec for that input canvas; None: the input size is fixed.
+    at_canvas: Callable[["ModelSpec", tuple[int, int]], "ModelSpec"] | None = None
+    # (spec, batch) -> realistic feeds {input name: array} for timing; None: random values are as good.
+    example_inputs: Callable[["ModelSpec", int], dict[str, "np.ndarray"]] | None = None
+    # network -> the module whose forward is the exported (main) graph; None: the network itself.
+    graph: Callable[["torch.nn.Module"], "torch.nn.Module"] | None = None
+    # variant -> (composite descriptor -> its host stage), for variants split into several device models.
+    composite: Mapping[str, Callable[[dict], Any]] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return (self.input, *self.extra_inputs)
+
+    def with_canvas(self, canvas: tuple[int, int] | None) -> "ModelSpec":
+        """This spec for an input canvas (height, width); itself for None. A fixed-size model refuses."""
+        if canvas is None:
+            return self
+        if self.at_canvas is None:
+            from ssdconvert.errors import SsdConvertError
+
+            raise SsdConvertError(f"{self.name} has a fixed {self.input.shape[1]}x{self.input.shape[2]} input; "
+                                  "--canvas applies to models whose input size is a deployment choice")
+        return self.at_canvas(self, canvas)
+
+    def graph_module(self, model: "torch.nn.Module") -> "torch.nn.Module":
+        """The module whose forward the main export traces (inputs in `inputs` order, outputs `outputs`)."""
+        return self.graph(model) if self.graph is not None else model
+
+    def example_feeds(self, batch: int) -> dict[str, "np.ndarray"] | None:
+        """Realistic inputs for `batch` images at this spec's canvas, or None where random values serve."""
+        return self.example_inputs(self, batch) if self.example_inputs is not None else None
+
+    def feeds_for(self, inputs: Sequence[Any], batch: int) -> dict[str, "np.ndarray"] | None:
+        """Realistic inputs for timing `batch` images of a model file whose inputs are `inputs` (metas with
+        name and sample_shape; the canvas is read from the image input), or None where random values
+        serve as well (ssdconvert.timing.timed_loop)."""
+        if self.example_inputs is None:
+            return None
+        image = next((i for i in inputs if i.name == self.input.name), None)
+        if image is None or any(d is None for d in image.sample_shape):
+            return None
+        spec = self.with_canvas(tuple(image.sample_shape[1:])) if self.at_canvas else self
+        return spec.example_feeds(batch)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(o.name, o.shape) for o in self.head.outputs)
+        return tuple(TensorSpec(o.name, o.shape, o.dtype) for o in self.head.outputs)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -70,8 +135,7 @@ class ModelSpec:
 
     def describe(self) -> dict:
         """The I/O contract as plain data (for `ssdconvert models` and manifests)."""
-        t = self.transform
-        return {
+        described = {
             "name": self.name,
             "description": self.description,
             "input": {
@@ -79,13 +143,14 @@ class ModelSpec:
                 "shape": ["N", *self.input.shape],
                 "dtype": self.input.dtype,
                 "layout": "NCHW",
-                "channel_order": t.channel_order,
-                "decoder": t.decoder,
-                "resize": f"{t.resize} {t.width}x{t.height}" + ("" if t.keep_aspect else ", aspect not kept"),
-                "scale": t.scale,
-                "mean": list(t.mean),
-                "std": list(t.std),
+                **self.transform.describe(),
             },
+        }
+        if self.extra_inputs:
+            described["extra_inputs"] = [{"name": i.name, "shape": ["N", *i.shape], "dtype": i.dtype}
+                                         for i in self.extra_inputs]
+        return {
+            **described,
             "outputs": [{"name": o.name, "shape": ["N", *o.shape], "dtype": o.dtype} for o in self.outputs],
             "head": self.head.describe(),
             "gflops_per_image": round(self.flops_per_image / 1e9, 2),

@@ -15,7 +15,9 @@ What it checks (each failure prints the documented failure block and exits non-z
     `--precision_mode_v2`), `--log`, `--output_type`, `--op_select_implmode`, `--host_env_os/cpu`;
   * `--input_shape` names exist in the ONNX (else E10016), rank and fixed dims match (else
     E10001), a dynamic ONNX dim without `--input_shape` fails with E10001;
-  * `--dynamic_batch_size`: 2..100 positive gears, `-1` only as the first dim (else E10001);
+  * `--dynamic_batch_size`: 2..100 positive gears, `-1` only as the first dim (else E10001), and no
+    op with a data-dependent output shape in the graph (§1.3: "networks with data-dependent
+    intermediate shapes are not supported"; the E10001 wording is the fake's);
   * `--insert_op_conf`: an `aipp_op { ... }` file with known fields in range, input format NCHW;
   * the ONNX has one opset import (else E16005) at ai.onnx opset <= 18 (else the code-less
     `No parser is registered for Op [ai.onnx::<v>::<op>]` line).
@@ -28,7 +30,7 @@ or 1 (model errors). The E-line wording for cases the sheet does not quote is th
 
 Output: `<output>.om` for static and gear builds; `<output>_<host_env_os>_<host_env_cpu>.om` for
 dynamic-shape builds (a bare `-1` without gears, a `lo~hi` range, or a data-dependent op such as
-NonZero in the graph). The file holds `FAKE-OM` and a JSON record of the build.
+NonZero or NonMaxSuppression, whose output length depends on the data, in the graph). The file holds `FAKE-OM` and a JSON record of the build.
 
 Test-only knobs (environment):
   FAKE_ATC_MODE=crash        die by SIGSEGV before printing anything
@@ -84,7 +86,7 @@ FREE_FORM = {"model", "weight", "output", "soc_version", "input_shape", "dynamic
 KNOWN = set(VALUES) | FREE_FORM
 PARAM_ERROR_EXIT = 255  # GE status -1 as the shell sees it
 MODEL_ERROR_EXIT = 1
-DATA_DEPENDENT_OPS = {"NonZero", "Unique"}
+DATA_DEPENDENT_OPS = {"NonZero", "Unique", "NonMaxSuppression"}
 
 AIPP_INT = {"related_input_rank", "src_image_size_w", "src_image_size_h", "load_start_pos_w",
             "load_start_pos_h", "crop_size_w", "crop_size_h", "left_padding_size", "right_padding_size",
@@ -311,7 +313,11 @@ def build(argv):
         final[name] = given
     if gears is not None and not any(dims and dims[0] == -1 for dims in final.values()):
         raise e10001(args["dynamic_batch_size"], "--dynamic_batch_size", "no input has a -1 batch dim")
-    if any(node.op_type in DATA_DEPENDENT_OPS for node in model.graph.node):
+    data_dependent = sorted({node.op_type for node in model.graph.node if node.op_type in DATA_DEPENDENT_OPS})
+    if data_dependent and gears is not None:
+        raise e10001(args["dynamic_batch_size"], "--dynamic_batch_size",
+                     f"the network has data-dependent intermediate shapes ({', '.join(data_dependent)})")
+    if data_dependent:
         dynamic_shape = True  # unknown-shape partitions need host op libraries in the model
 
     aipp = None

@@ -52,8 +52,8 @@ def test_models_lists_the_contract():
     result = runner.invoke(cli, ["models"])
     assert result.exit_code == 0
     assert "ssd-resnet34" in result.output and "plabel float32 ['N', 81, 8732]" in result.output
-    described = json.loads(runner.invoke(cli, ["models", "--json"]).output)
-    assert described[0]["head"]["anchors"]["count"] == 8732
+    described = {d["name"]: d for d in json.loads(runner.invoke(cli, ["models", "--json"]).output)}
+    assert described["ssd-resnet34"]["head"]["anchors"]["count"] == 8732
 
 
 def test_cli_and_zoo_import_no_heavy_runtime():

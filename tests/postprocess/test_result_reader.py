@@ -204,3 +204,31 @@ def test_old_device_folders_must_match_the_recorded_device_list(tmp_path):
         scan_results(root, ims, OUTPUTS, devices=["0", "1"])  # left over from an earlier 3-NPU run
     with pytest.raises(PostprocessError, match=r"no folder device3 for a device of the run's --device list 0,1,2,3"):
         scan_results(root, ims, OUTPUTS, devices=["0", "1", "2", "3"])
+
+
+FINAL = (OutputSpec("boxes", (5, 4)), OutputSpec("labels", (5,), "int64"), OutputSpec("count", (), "int64"))
+
+
+@pytest.mark.parametrize("int_dtype", ["int64", "int32"])
+def test_integer_outputs_are_read_as_int64_whether_written_as_int64_or_int32(tmp_path, int_dtype):
+    """A device compiler may narrow int64 outputs to int32 (MagicMind type64to32_conversion): same values."""
+    ims = images(3)
+    for k, im in enumerate(ims):
+        np.full((5, 4), k + 0.5, np.float32).tofile(tmp_path / f"{im.stem}_0.bin")
+        (np.arange(5) * 10 + k).astype(int_dtype).tofile(tmp_path / f"{im.stem}_1.bin")
+        np.array(k + 2, dtype=int_dtype).tofile(tmp_path / f"{im.stem}_2.bin")
+    files = scan_results(tmp_path, ims, FINAL)
+    assert files.dtypes == ("float32", int_dtype, int_dtype)
+    ((batch, (boxes, labels, count)),) = list(read_batches(files, batch_size=3))
+    assert labels.dtype == count.dtype == np.int64 and boxes.dtype == np.float32
+    assert labels[:, 1].tolist() == [10, 11, 12] and count.tolist() == [2, 3, 4] and boxes[2, 0, 0] == 2.5
+
+
+def test_an_integer_output_of_a_float_size_is_refused_naming_the_integer_types(tmp_path):
+    ims = images(1)
+    np.zeros((5, 4), np.float32).tofile(tmp_path / f"{ims[0].stem}_0.bin")
+    np.zeros(5, np.int16).tofile(tmp_path / f"{ims[0].stem}_1.bin")  # 10 bytes: neither int64 nor int32
+    np.zeros((), np.int64).tofile(tmp_path / f"{ims[0].stem}_2.bin")
+    with pytest.raises(PostprocessError, match=r"labels file\(s\) .* wrong size .* expected 40 B \(int64\) or 20 B "
+                                                r"\(int32\) for shape \(5,\)"):
+        scan_results(tmp_path, ims, FINAL)

@@ -1,4 +1,4 @@
-"""manifest.json version 2 is written; version 1 files (before the decoder fields) are still read."""
+"""manifest.json version 3 is written; version 1 files (before the decoder fields) are still read."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def test_version_1_reads_with_pil_defaults(tmp_path):
     assert man.input.decoder == "pil" and man.input.pixel_order == "" and man.opencv_version == ""
     (image,) = man.images
     assert (image.width, image.height, image.decoded_width, image.decoded_height) == (640, 480, None, None)
+    assert image.resized_width is None and image.pad_bottom is None and man.side_inputs == []  # version 3 fields
 
 
 def test_unknown_versions_are_refused(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 3}))
-    with pytest.raises(PreprocessError, match="manifest version 3; this ssdconvert reads versions 1, 2"):
+    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 4}))
+    with pytest.raises(PreprocessError, match="manifest version 4; this ssdconvert reads versions 1, 2, 3"):
         read_manifest(tmp_path)

@@ -104,3 +104,73 @@ def test_bench_feeds_every_input(tmp_path):
     model, _ = make_two_input_onnx(tmp_path / "two.onnx")
     report = run_bench(model, batch_sizes=[1, 3], duration=0.02, output_dir=tmp_path, plot=False)
     assert [r.status for r in report.rows] == ["ok", "ok"]
+
+
+def write_preprocessed(root, names=NAMES, seed=0):
+    """A preprocess-style folder: image tensors with manifest.json listing im_info/ as a side input."""
+    from preprocess.manifest import ImageRecord, InputInfo, Manifest, SideInput, write_manifest
+
+    data = write_pairs(root, names, seed)
+    image_dir = root / "image"
+    info = InputInfo("image", (3, 8, 8), "float32", "CHW", "BGR", "pil_bilinear", True, 1.0, (0.0,) * 3, (1.0,) * 3,
+                     True)
+    side = SideInput("im_info", "../im_info", (2,), "float32", "ND", "unpadded (h, w)")
+    write_manifest(image_dir, Manifest("two-input", info, "a.json", "", "/data",
+                                       images=[ImageRecord(k, n, n.split(".")[0], 8, 8) for k, n in enumerate(names)],
+                                       side_inputs=[side]))
+    return data
+
+
+def test_one_preprocess_folder_brings_its_side_inputs_along(tmp_path):
+    model, w = make_two_input_onnx(tmp_path / "two.onnx")
+    data = write_preprocessed(tmp_path / "in")
+    result = run_infer(model, tmp_path / "in" / "image", tmp_path / "out", batchsize=2, progress=False)
+    assert result.files == 5
+    for stem, (_, info) in data.items():
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "out" / f"{stem}_1.bin", np.float32), 2 * info)
+    args = json.loads((tmp_path / "out_summary.json").read_text())["args"]
+    assert args[args.index("--input") + 1] == ",".join(str((tmp_path / "in" / d).resolve()) for d in ("image", "im_info"))
+
+
+def test_a_side_input_file_of_the_wrong_size_names_the_side_input(tmp_path):
+    model, _ = make_two_input_onnx(tmp_path / "two.onnx")
+    write_preprocessed(tmp_path / "in")
+    np.zeros(3, np.float32).tofile(tmp_path / "in" / "im_info" / "img2.bin")
+    with pytest.raises(InferError, match=r"img2.bin is 12 bytes but .*manifest.json \(im_info\) says 8 per image"):
+        run_infer(model, tmp_path / "in" / "image", tmp_path / "out", progress=False)
+
+
+def test_a_missing_side_input_folder_is_named(tmp_path):
+    import shutil
+
+    model, _ = make_two_input_onnx(tmp_path / "two.onnx")
+    write_preprocessed(tmp_path / "in")
+    shutil.rmtree(tmp_path / "in" / "im_info")
+    with pytest.raises(InferError, match=r"lists the side-input folder .*im_info, which does not exist"):
+        run_infer(model, tmp_path / "in" / "image", tmp_path / "out", progress=False)
+
+
+def test_bench_times_the_feeds_it_is_given(tmp_path):
+    """ModelSpec.feeds_for hands realistic inputs to every timed call (a random im_info would clip every
+    proposal away and time a degenerate NMS)."""
+    seen = []
+
+    def feeds(inputs, batch):
+        seen.append(([m.name for m in inputs], batch))
+        return {"image": np.ones((batch, 3, 8, 8), np.float32), "im_info": np.full((batch, 2), 7.0, np.float32)}
+
+    model, _ = make_two_input_onnx(tmp_path / "two.onnx")
+    report = run_bench(model, backend="onnxruntime", batch_sizes=[1, 2], duration=0.05, output_dir=tmp_path / "b",
+                       plot=False, feeds=feeds)
+    assert [r.status for r in report.rows] == ["ok", "ok"] and seen == [(["image", "im_info"], 1),
+                                                                       (["image", "im_info"], 2)]
+
+
+def test_bench_feeds_reach_the_runtime(tmp_path):
+    def wrong(inputs, batch):  # im_info of the wrong width: the runtime must see it and fail
+        return {"image": np.ones((batch, 3, 8, 8), np.float32), "im_info": np.ones((batch, 3), np.float32)}
+
+    model, _ = make_two_input_onnx(tmp_path / "two.onnx")
+    report = run_bench(model, backend="onnxruntime", batch_sizes=[1], duration=0.05, output_dir=tmp_path / "b",
+                       plot=False, feeds=wrong)
+    assert report.rows[0].status == "failed" and "im_info" in report.rows[0].error

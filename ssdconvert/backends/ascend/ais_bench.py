@@ -156,13 +156,9 @@ def om_gears(om: str | Path) -> list[int]:
 
 def read_summary(path: str | Path) -> dict:
     """Load an ais_bench `<dirname>_summary.json`, with the stat blocks normalised."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise AisBenchError(f"cannot read ais_bench summary {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise AisBenchError(f"ais_bench summary {path} is not valid JSON: {exc}") from None
+    from ssdconvert.fileio import read_json
+
+    data = read_json(path, "ais_bench summary", AisBenchError)
     for key in ("NPU_compute_time", "H2D_latency", "D2H_latency"):
         if isinstance(data.get(key), dict):
             data[key] = normalise_stats(data[key])

@@ -91,6 +91,47 @@ ENV_ERRORS = (
 )
 
 
+# How ATC's ONNX parser maps the ops of a detector graph with NMS in it, read in the CANN op plugins
+# (canndev ops/built-in/framework/onnx_plugin: non_max_suppression_plugin.cc, topk_plugin.cc,
+# scatter_nd_plugin.cc; the 2025 CANN RoiAlign plugin; the NonMaxSuppressionV6 op proto). Not run
+# on hardware: the build log's W11001 lines and ATC's errors have the last word.
+ATC_OP_NOTES = {
+    "NonMaxSuppression": (
+        "ATC parses it as NonMaxSuppressionV6 (int32 selected_indices; the op's documentation marks it experimental "
+        "and asks for float16 boxes and scores). Older CANN registers it for ONNX opsets 10-13 only: on `No parser "
+        "is registered for Op [ai.onnx::16::NonMaxSuppression]` export with --opset 11. Its output length depends "
+        "on the data, so ATC may build a dynamic-shape model (<name>_<os>_<arch>.om) and may refuse batch gears "
+        "(\"networks with data-dependent intermediate shapes are not supported\"): then build one static .om per "
+        "batch, or export --variant split, which has no NMS on the device."),
+    "RoiAlign": (
+        "ATC parses it as ROIAlign with roi_end_mode 0 (no half-pixel shift, maskrcnn-benchmark's aligned=False) at "
+        "opsets 11-15, and at opsets 16-18 only when coordinate_transformation_mode is output_half_pixel, as the "
+        "export writes it; an opset-16 RoiAlign without the attribute runs shifted (roi_end_mode 2). It casts the "
+        "int64 batch indices to float and concatenates them with the boxes."),
+    "TopK": "ATC parses TopK for opsets 10-13 in older CANN, 10-18 in newer (ONNX TopK: ties to the lower index).",
+    "ScatterND": "ATC parses ScatterND as TensorScatterUpdate (older CANN) or a ScatterNd subgraph (opsets 8-18).",
+}
+SPLIT_HINT = ("The graph runs NonMaxSuppression on the device: if ATC refuses it (or its data-dependent output with "
+              "--dynamic-bs), build a static --bs, export with --opset 11, or export --variant split (dense and "
+              "box-head models, no NMS on the device).")
+INT64_OUTPUT_NOTE = ("int64 outputs ({names}) are kept as int64 unless --output_type says otherwise; eval reads "
+                     "int64 or int32 results (do not pass a global --output_type=FP32: int32 and float32 files "
+                     "have the same size)")
+
+
+def op_notes(onnx: Path) -> list[str]:
+    """The ATC notes for the ops and output types of `onnx` that need them (ATC_OP_NOTES)."""
+    import onnx as onnx_lib
+
+    model = onnx_lib.load(str(onnx), load_external_data=False)
+    present = {node.op_type for node in model.graph.node}
+    notes = [f"{op}: {text}" for op, text in ATC_OP_NOTES.items() if op in present]
+    wide = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx_lib.TensorProto.INT64]
+    if wide:
+        notes.append(INT64_OUTPUT_NOTE.format(names=", ".join(wide)))
+    return notes
+
+
 def validate_soc(soc: str) -> str:
     soc = (soc or "").strip()
     if soc in KNOWN_SOCS or SOC_RE.match(soc):
@@ -316,16 +357,16 @@ def build_om(
         raise CompilerError("give either --bs (one static batch) or --dynamic-bs (gears), not both")
 
     info = read_onnx(onnx)
-    inp = info.single_input()
-    tail = inp.fixed_tail()
-    onnx_batch = None if inp.batch_is_dynamic else inp.dims[0]
+    inputs = info.batched_inputs()
+    inp = inputs[0]
+    onnx_batch = info.batch
     gears = normalise_gears(dynamic_batches) if dynamic_batches else None
     batch_source = "--bs"
     if gears:
         if onnx_batch is not None:
             raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; batch gears need a dynamic-batch "
                                 "export (ssdconvert export without --static-batch)")
-        dims = [-1, *tail]
+        first = -1
     else:
         if batch is None:
             batch, batch_source = _default_batch(onnx, onnx_batch)
@@ -334,7 +375,11 @@ def build_om(
         if onnx_batch is not None and batch != onnx_batch:
             raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}; re-export with "
                                 f"a dynamic batch or use --bs {onnx_batch}")
-        dims = [batch, *tail]
+        first = batch
+    shapes = {i.name: [first, *i.fixed_tail()] for i in inputs}
+    if aipp and len(inputs) > 1:
+        raise CompilerError(f"{onnx} has {len(inputs)} inputs ({', '.join(shapes)}); --aipp normalises one "
+                            "uint8 image input and this model takes float32 tensors only")
 
     out = strip_om(output) if output is not None else default_output(onnx, batch, gears, precision, aipp)
     log_path = log_path_for(out, "atc")
@@ -343,7 +388,7 @@ def build_om(
         f"--model={onnx}",
         f"--output={out}",
         "--input_format=NCHW",
-        f"--input_shape={inp.name}:{','.join(map(str, dims))}",
+        "--input_shape=" + ";".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items()),
         f"--soc_version={soc}",
         f"--log={log_level}",
     ]
@@ -371,8 +416,11 @@ def build_om(
         "batch": None if gears else batch,
         "batch_source": None if gears else batch_source,
         "dynamic_batches": gears,
-        "input": {"name": inp.name, "shape": dims,
+        "input": {"name": inp.name, "shape": shapes[inp.name],
                   "dtype": "uint8" if aipp else inp.dtype, "layout": "NHWC" if aipp else "NCHW"},
+        "inputs": [{"name": i.name, "shape": shapes[i.name], "dtype": "uint8" if aipp else i.dtype}
+                   for i in inputs],
+        "op_notes": op_notes(onnx),
         "aipp_config": str(aipp_path) if aipp_path else None,
         "output_type": _extra_value(extra, "--output_type") or f"{info.output_dtype} (ATC default: follows the ONNX)",
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
@@ -385,6 +433,8 @@ def build_om(
     success = bool(SUCCESS_RE.search(outcome.output.replace("\r", "\n")))
     if not (outcome.ok_exit and success):
         errors, codes, hint = parse_failure(outcome.output)
+        if any(note.startswith("NonMaxSuppression:") for note in record["op_notes"]):
+            hint = " ".join(filter(None, [hint, SPLIT_HINT]))
         if outcome.ok_exit and not success and not errors:
             raise ToolFailedError(
                 f"atc exited with code 0 but never printed 'ATC run success'; treating the build as failed. "

@@ -124,9 +124,9 @@ def build_magicmind(
     if calib is not None and not precision.startswith("qint"):
         raise CompilerError(f"--calib applies to the quantized precisions (qint*), not {precision}")
     info = read_onnx(onnx)
-    inp = info.single_input()
-    tail = inp.fixed_tail()
-    onnx_batch = None if inp.batch_is_dynamic else inp.dims[0]
+    inputs = info.batched_inputs()
+    inp, tail = inputs[0], inputs[0].fixed_tail()
+    onnx_batch = info.batch
     if batch is None:
         batch = onnx_batch or 1
     if batch < 1:
@@ -135,9 +135,14 @@ def build_magicmind(
         raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}")
 
     argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
-    argv_flags += _flag("input_dims", [batch, *tail]) + _flag("batch_size", [batch])
+    for each in inputs:  # build_param.py: --input_dims once per input, --batch_size one value per input
+        argv_flags += _flag("input_dims", [batch, *each.fixed_tail()])
+    argv_flags += _flag("batch_size", [batch] * len(inputs))
     argv_flags += _flag("dynamic_shape", dynamic)
     if dynamic:
+        if len(inputs) > 1:
+            raise CompilerError(f"{onnx} has {len(inputs)} inputs; the build tool's --dim_range_min/max set the range "
+                                "of input 0 only (build_param.py), so build one static model per batch size (--bs)")
         if onnx_batch is not None:
             raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; a dynamic MagicMind model needs a "
                                 "dynamic-batch export")
@@ -172,6 +177,7 @@ def build_magicmind(
         "dynamic_shape": dynamic,
         "dim_range": {"min": lo, "max": hi} if dynamic else None,
         "input": {"name": inp.name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
+        "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
         "calibration": calibration,

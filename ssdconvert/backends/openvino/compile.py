@@ -72,15 +72,15 @@ def convert_ir(
     fp16 = fp16 or precision == "fp16"
     onnx = Path(onnx)
     info = read_onnx(onnx)
-    inp = info.single_input()
-    tail = inp.fixed_tail()
+    inputs = info.batched_inputs()
+    inp = inputs[0]
     if batch is not None:
         if batch < 1:
             raise CompilerError(f"--bs must be >= 1, got {batch}")
-        if not inp.batch_is_dynamic and inp.dims[0] != batch:
-            raise CompilerError(f"{onnx} has a fixed batch of {inp.dims[0]}, not {batch}")
-    first = "?" if batch is None and inp.batch_is_dynamic else str(batch or inp.dims[0])
-    shape = ",".join([first, *map(str, tail)])
+        if info.batch is not None and info.batch != batch:
+            raise CompilerError(f"{onnx} has a fixed batch of {info.batch}, not {batch}")
+    first = "?" if batch is None and info.batch is None else str(batch or info.batch)
+    shapes = {i.name: [first, *map(str, i.fixed_tail())] for i in inputs}
 
     stem = _output_stem(onnx, output, batch, fp16)
     xml, bin_ = stem.with_name(stem.name + ".xml"), stem.with_name(stem.name + ".bin")
@@ -88,7 +88,7 @@ def convert_ir(
     argv = resolve_command(TOOL, tool, dry_run=dry_run) + [
         str(onnx),
         f"--output_model={xml}",
-        f"--input={inp.name}[{shape}]",
+        "--input=" + ",".join(f"{name}[{','.join(dims)}]" for name, dims in shapes.items()),
         f"--compress_to_fp16={'True' if fp16 else 'False'}",
     ]
     record = {
@@ -97,7 +97,9 @@ def convert_ir(
         "precision": precision,
         "batch": batch if batch is not None else (None if inp.batch_is_dynamic else inp.dims[0]),
         "dynamic_batch": first == "?",
-        "input": {"name": inp.name, "shape": [first, *tail], "dtype": "float32", "layout": "NCHW"},
+        "input": {"name": inp.name, "shape": [first, *inp.fixed_tail()], "dtype": "float32", "layout": "NCHW"},
+        "inputs": [{"name": name, "shape": [first, *map(int, dims[1:])], "dtype": i.dtype}
+                   for (name, dims), i in zip(shapes.items(), inputs)],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
     }
     if dry_run:

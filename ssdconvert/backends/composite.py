@@ -1,0 +1,160 @@
+"""Composite models: one detector variant split into several device models plus a host stage.
+
+A composite is described by `<name>.composite.json` (written by the family's exporter):
+
+    {"schema": "ssdconvert.composite", "version": 1, "model": <zoo name>, "variant": <name>,
+     "inputs": [{"name", "shape", "dtype"}], "outputs": [...],       # per sample, no batch axis
+     "parts": [{"name", "file", "rows_per_image"}, ...],             # files relative to the descriptor
+     "stage": {...}}                                                  # the family's host-stage settings
+
+Every backend runs one: its own runner runs each part (a part with rows_per_image r runs at r x the
+batch, e.g. a box head over 1000 RoIs per image), and the host stage named by the zoo model
+(ModelSpec.composite[variant]) turns the model inputs into the model outputs by calling them.
+So `infer`, `bench` and `run` treat it as one model with the same inputs and outputs as the
+single-graph variant, and `eval` cannot tell them apart. Compilers build each part at its own
+batch and write a descriptor naming the built files. Compute time is the whole call: device
+parts and host stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping
+
+import numpy as np
+
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta
+from ssdconvert.errors import SsdConvertError
+
+if TYPE_CHECKING:
+    from ssdconvert.backends.base import Backend
+
+SCHEMA = "ssdconvert.composite"
+VERSION = 1
+SUFFIX = ".composite.json"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    path: Path
+    rows_per_image: int
+
+
+@dataclass(frozen=True)
+class Composite:
+    path: Path
+    model: str
+    variant: str
+    parts: tuple[Part, ...]
+    raw: dict
+
+    def metas(self, key: str, batch: int | None) -> list[TensorMeta]:
+        return [TensorMeta(t["name"], (batch, *t["shape"]), t["dtype"]) for t in self.raw[key]]
+
+
+def is_composite(model: str | Path) -> bool:
+    return Path(model).name.endswith(SUFFIX)
+
+
+def read(path: str | Path) -> Composite:
+    """Parse and check a descriptor (SsdConvertError naming what is wrong)."""
+    from ssdconvert.fileio import read_json
+
+    path = Path(path)
+    raw = read_json(path, "composite descriptor")
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or raw.get("version") != VERSION:
+        raise SsdConvertError(f"{path} is not an {SCHEMA} version {VERSION} descriptor")
+    try:
+        parts = tuple(Part(p["name"], path.parent / p["file"], int(p["rows_per_image"])) for p in raw["parts"])
+        composite = Composite(path, raw["model"], raw["variant"], parts, raw)
+        composite.metas("inputs", None), composite.metas("outputs", None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SsdConvertError(f"composite descriptor {path} is malformed: {exc}") from None
+    missing = [str(p.path) for p in parts if not p.path.exists()]
+    if missing:
+        raise SsdConvertError(f"{path} names part file(s) that do not exist: {', '.join(missing)}")
+    return composite
+
+
+def write(path: Path, composite: Composite, files: Mapping[str, Path]) -> Path:
+    """A copy of `composite` whose parts are `files` (part name -> file beside `path`)."""
+    from ssdconvert.fileio import write_json
+
+    raw = dict(composite.raw)
+    raw["parts"] = [{"name": p.name, "file": str(Path(files[p.name]).resolve().relative_to(path.parent.resolve())),
+                     "rows_per_image": p.rows_per_image} for p in composite.parts]
+    return write_json(path, raw)
+
+
+def host_stage(composite: Composite):
+    from ssdconvert.zoo import get_spec
+
+    factories = get_spec(composite.model).composite
+    if composite.variant not in factories:
+        raise SsdConvertError(f"{composite.path}: {composite.model} has no composite variant {composite.variant!r} "
+                              f"(it has {', '.join(factories) or 'none'})")
+    return factories[composite.variant](composite.raw)
+
+
+def build_parts(composite: Composite, out_dir: Path, batch: int, build: Callable[[Path, int], Path]) -> Path:
+    """Build every part at rows_per_image x `batch` with `build(part file, batch) -> artefact`; write the
+    descriptor of the built parts into `out_dir` and return it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {p.name: build(p.path, p.rows_per_image * batch) for p in composite.parts}
+    stem = composite.path.name[:-len(SUFFIX)]
+    return write(out_dir / f"{stem}_bs{batch}{SUFFIX}", composite, files)
+
+
+class CompositeRunner(Runner):
+    """Runs a composite on one backend: one runner per part, the family's host stage between them."""
+
+    def __init__(self, backend: "Backend", model: str | Path, options: RunOptions = RunOptions()):
+        super().__init__(model)
+        self.backend, self.options = backend, options
+        self.name = backend.name
+        self.parts: dict[str, Runner] = {}
+        self.stage = None
+
+    def _activate(self) -> None:
+        composite = read(self.model)
+        self.stage = host_stage(composite)
+        batch = self.options.batch
+        try:
+            for part in composite.parts:
+                options = RunOptions(batch=batch * part.rows_per_image if batch else None,
+                                     device=self.options.device, dym_batch=self.options.dym_batch)
+                self.parts[part.name] = self.backend.make_runner(part.path, options).activate()
+        except BaseException:
+            self._deactivate()
+            raise
+        first = composite.parts[0]
+        static = self.parts[first.name].static_batch
+        for part in composite.parts[1:]:
+            other = self.parts[part.name].static_batch
+            if static is not None and other not in (None, static * part.rows_per_image):
+                raise RunnerError(f"{composite.path.name}: part {part.name} has a static batch of {other}, not "
+                                  f"{part.rows_per_image} x {static} (build it at {part.rows_per_image} x the batch)")
+        self.inputs, self.outputs = composite.metas("inputs", static), composite.metas("outputs", static)
+
+    def _call(self, part: Runner) -> Callable[..., list[np.ndarray]]:
+        names = [meta.name for meta in part.inputs]
+        return lambda *arrays: list(part.infer(dict(zip(names, arrays))).values())
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]):
+        calls = {name: self._call(part) for name, part in self.parts.items()}
+        start = self._clock()
+        outputs = self.stage(dict(feeds), calls)
+        return outputs, (self._clock() - start) * 1e3
+
+    def _deactivate(self) -> None:
+        for part in self.parts.values():
+            part.deactivate()
+        self.parts = {}
+
+    def versions(self) -> dict[str, str]:
+        first = next(iter(self.parts.values()), None)
+        versions = dict(first.versions()) if first is not None else {}
+        versions["composite"] = f"{len(self.parts)} parts + host stage ({self.model.name})"
+        return versions

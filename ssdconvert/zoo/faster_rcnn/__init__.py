@@ -1,0 +1,113 @@
+"""Faster R-CNN R-101-FPN 1x (maskrcnn-benchmark `e2e_faster_rcnn_R_101_FPN_1x.pth`, box AP 39.1).
+
+One module per job, torch imported only by the modules that need it:
+
+    config     the reference's test configuration (plain data)
+    network    the modules, key-compatible with maskrcnn-benchmark checkpoints
+    boxes      legacy +1/-1 geometry: anchors, coder, clip, IoU, NMS, LevelMapper, ROIAlign
+    reference  the reference test path, per image and data-dependent (the ground truth)
+    onnx_ops   NonMaxSuppression and RoiAlign as autograd Functions with ONNX symbolics
+    fixed      the exportable fixed-size detector (dynamic batch, K detections per image)
+    split      dense model + box-head model with proposal selection and RoIAlign on the host
+    layouts    checkpoint key layout and cell-anchor check
+    export     ONNX export and detection-level validation
+    exporter   ModelSpec.exporter: the fixed or split variant, validated, with its sidecar
+    demo       demo weights (calibrated random weights) and synthetic test images
+    flops      multiply-accumulates per canvas (plain Python)
+
+This module registers the ModelSpec; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from postprocess.heads import MASKRCNN_BENCHMARK_RCNN
+from preprocess.resize_pad import DEFAULT_CANVAS, IM_INFO, ResizePadTransform, for_canvas
+from ssdconvert.zoo import register
+from ssdconvert.zoo.faster_rcnn.flops import flops_per_image
+from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+
+NAME = "faster-rcnn-r101-fpn"
+
+
+def build():
+    from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
+
+    return FasterRCNN()
+
+
+def to_native_layout(state: dict) -> dict:
+    from ssdconvert.zoo.faster_rcnn.layouts import to_native_layout as native
+
+    return native(state)
+
+
+def demo_weights(model, seed: int) -> None:
+    from ssdconvert.zoo.faster_rcnn.demo import demo_weights as calibrate
+
+    calibrate(model, seed)
+
+
+def exporter(model, spec, output, **options):
+    from ssdconvert.zoo.faster_rcnn.exporter import export_faster_rcnn
+
+    return export_faster_rcnn(model, spec, output, **options)
+
+
+def example_inputs(spec, batch: int):
+    from ssdconvert.zoo.faster_rcnn.exporter import example_inputs as make
+
+    return make(spec, batch)
+
+
+def fixed_detector(net):
+    from ssdconvert.zoo.faster_rcnn.fixed import FixedSizeDetector
+
+    return FixedSizeDetector(net).eval()
+
+
+def split_stage(descriptor: dict):
+    from ssdconvert.zoo.faster_rcnn.split import SplitStage
+
+    return SplitStage(descriptor)
+
+
+def at_canvas(spec: ModelSpec, canvas: tuple[int, int]) -> ModelSpec:
+    """The spec for a (height, width) canvas: input shape, transform (preprocess.resize_pad.for_canvas) and
+    FLOPs follow it."""
+    transform = for_canvas(canvas)
+    return replace(spec, input=replace(spec.input, shape=(3, transform.height, transform.width)),
+                   transform=transform, flops_per_image=flops_per_image(transform.canvas))
+
+
+SPEC = register(
+    ModelSpec(
+        name=NAME,
+        description="Faster R-CNN R-101-FPN 1x, maskrcnn-benchmark (e2e_faster_rcnn_R_101_FPN_1x.pth); two inputs, "
+                    "100 final detections per image",
+        build=build,
+        input=TensorSpec("images", (3, *DEFAULT_CANVAS)),
+        extra_inputs=(TensorSpec(IM_INFO.name, IM_INFO.shape, IM_INFO.dtype),),
+        transform=ResizePadTransform(),
+        head=MASKRCNN_BENCHMARK_RCNN,
+        to_native_layout=to_native_layout,
+        flops_per_image=flops_per_image(DEFAULT_CANVAS),
+        reference_map="39.1 box AP (MODEL_ZOO.md, e2e_faster_rcnn_R_101_FPN_1x.pth); 0.387 AP / 0.603 AP50 "
+                      "(Cambricon MLU370-X4, bs 32, FP32)",
+        notes=(
+            "the canvas (default 1344x1344, --canvas HxW) is a deployment choice: images are resized like the "
+            "reference (short side 800, long side <= 1333) and zero-padded to it; a canvas below 1344 scales "
+            "that rule down so every image fits (not the reference)",
+            "variants: fixed (every stage in one graph, NonMaxSuppression and RoiAlign on the device) and split "
+            "(dense model + box-head model, proposal selection and RoIAlign on the host): export --variant",
+            "evaluates all 5000 val2017 images; NMS runs in the graph (IoU > 0.5, the CUDA kernel's test)",
+        ),
+        demo_weights=demo_weights,
+        exporter=exporter,
+        at_canvas=at_canvas,
+        example_inputs=example_inputs,
+        graph=fixed_detector,
+        composite={"split": split_stage},
+    )
+)

@@ -1,0 +1,115 @@
+"""A maskrcnn-benchmark training checkpoint loads without trusting it; anything else gets a clear error."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+import torch
+
+from ssdconvert.checkpoints import randomize
+from ssdconvert.errors import CheckpointError
+from ssdconvert.zoo.faster_rcnn.layouts import load_maskrcnn_benchmark
+from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
+
+
+class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
+    """A stand-in with the attributes of maskrcnn-benchmark's scheduler (solver/lr_scheduler.py)."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, warmup_factor=1.0 / 3, warmup_iters=500,
+                 warmup_method="linear"):
+        self.milestones, self.gamma = milestones, gamma
+        self.warmup_factor, self.warmup_iters, self.warmup_method = warmup_factor, warmup_iters, warmup_method
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        return list(self.base_lrs)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A seeded model and the training-time extras Checkpointer.save writes next to it."""
+    model = FasterRCNN()
+    randomize(model, 3)
+    head = model.rpn.head
+    optimizer = torch.optim.SGD([*head.parameters(), *model.roi_heads.box.predictor.parameters()], lr=0.02,
+                                momentum=0.9, weight_decay=1e-4)
+    scheduler = WarmupMultiStepLR(optimizer, (60000, 80000))
+    features = [torch.randn(1, 256, 4, 4)]
+    loss = sum(t.sum() for t in head(features)[0]) + model.roi_heads.box.predictor(torch.randn(2, 1024))[0].sum()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+def checkpoint_file(path, trained, *, legacy: bool = False, model_state=None, **extra) -> None:
+    """Checkpointer.save's layout: DDP `module.` keys, optimizer/scheduler state, the iteration."""
+    model, optimizer, scheduler = trained
+    state = model_state if model_state is not None else model.state_dict()
+    payload = {"model": collections.OrderedDict((f"module.{k}", v) for k, v in state.items()),
+               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "iteration": 90000, **extra}
+    assert payload["optimizer"]["state"]  # momentum buffers are present
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pre_1_6_format"])
+def test_training_checkpoint_loads_without_trust(tmp_path, trained, legacy):
+    path = tmp_path / "model_final.pth"
+    checkpoint_file(path, trained, legacy=legacy)
+    model = FasterRCNN()
+    assert load_maskrcnn_benchmark(model, path) == len(model.state_dict()) == 555
+    for key, value in trained[0].state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_a_scheduler_with_a_counter_also_loads(tmp_path, trained):
+    model, optimizer, scheduler = trained
+    state = scheduler.state_dict()
+    state["milestones"] = collections.Counter([60000, 80000])  # torch's own MultiStepLR keeps a Counter
+    path = tmp_path / "counter.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}, "scheduler": state}, path)
+    assert load_maskrcnn_benchmark(FasterRCNN(), path) == 555
+
+
+class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    checkpoint_file(path, trained, arguments=Exploit(marker))
+    with pytest.raises(CheckpointError, match=r"refused: loading it would call (posix|os|nt)\.system"):
+        load_maskrcnn_benchmark(FasterRCNN(), path)
+    assert not marker.exists()
+
+
+def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained):
+    state = trained[0].state_dict()
+    state["rpn.anchor_generator.cell_anchors.0"] = state["rpn.anchor_generator.cell_anchors.0"] * 2
+    checkpoint_file(tmp_path / "other.pth", trained, model_state=state)
+    with pytest.raises(CheckpointError, match=r"cell_anchors\.0 .*other anchor sizes"):
+        load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "other.pth")
+
+
+def test_missing_cell_anchors_are_generated_but_missing_weights_are_not(tmp_path, trained):
+    state = {k: v for k, v in trained[0].state_dict().items() if "cell_anchors" not in k}
+    checkpoint_file(tmp_path / "no_anchors.pth", trained, model_state=state)
+    assert load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "no_anchors.pth") == 555
+    del state["roi_heads.box.predictor.cls_score.bias"]
+    checkpoint_file(tmp_path / "partial.pth", trained, model_state=state)
+    with pytest.raises(CheckpointError, match=r"missing 1: roi_heads\.box\.\*"):
+        load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "partial.pth")
+
+
+def test_a_torchvision_faster_rcnn_gets_a_clear_message(tmp_path):
+    torch.save({"backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1),
+                "roi_heads.box_head.fc6.weight": torch.zeros(1)}, tmp_path / "tv.pth")
+    with pytest.raises(CheckpointError, match="torchvision Faster R-CNN"):
+        load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "tv.pth")
