@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import log
+from typing import Sequence
 
 import numpy as np
 
@@ -64,21 +65,22 @@ class Candidates:
     scores: np.ndarray
 
 
-def candidate_scores(plabel: np.ndarray, threshold: float, background: int = 0) -> Candidates:
+def candidate_scores(plabel: np.ndarray | Sequence[np.ndarray], threshold: float, background: int = 0) -> Candidates:
     """Softmax over classes for exactly the anchors whose best foreground probability can be > threshold.
 
-    `plabel` is (batch, num_classes, anchors) raw logits. The result equals computing
-    `softmax(plabel[b, :, a])` for every anchor and keeping those with any foreground score above
-    the threshold plus a few with a score just at or below it (callers apply the strict test). Only
-    one max-reduction touches the whole tensor.
+    `plabel` is (batch, num_classes, anchors) raw logits, or a sequence of one (num_classes,
+    anchors) array per image (e.g. views of mapped result files: nothing is copied whole). The
+    result equals computing `softmax(plabel[b, :, a])` for every anchor and keeping those with any
+    foreground score above the threshold plus a few with a score just at or below it (callers
+    apply the strict test). Only one max-reduction touches the whole tensor.
     """
-    plabel = np.asarray(plabel, dtype=np.float32)
-    batch, num_classes, _ = plabel.shape
+    batch = len(plabel)
+    num_classes = plabel[0].shape[0] if batch else plabel.shape[1]
     foreground = [s for s in (slice(0, background), slice(background + 1, num_classes)) if s.stop > s.start]
     bound = np.float32(log(threshold) - _BOUND_MARGIN) if threshold > 0 else np.float32(-np.inf)
     anchors, columns, tops = [], [], []
     for b in range(batch):  # image by image, so the gather finds the logits still in cache
-        z = plabel[b]
+        z = np.asarray(plabel[b], dtype=np.float32)
         best_fg = z[foreground[0]].max(axis=0)
         for part in foreground[1:]:
             np.maximum(best_fg, z[part].max(axis=0), out=best_fg)

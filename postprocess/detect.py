@@ -9,6 +9,7 @@ candidates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -26,12 +27,20 @@ class Selected:
     batch: int
 
 
-def select(ploc: np.ndarray, plabel: np.ndarray, params: NmsParams = NmsParams(), background: int = 0) -> Selected:
-    """ploc (B, 4, A), plabel (B, C, A) -> the anchors that can pass the score threshold."""
-    if ploc.ndim != 3 or plabel.ndim != 3 or ploc.shape[0] != plabel.shape[0] or ploc.shape[2] != plabel.shape[2]:
-        raise ValueError(f"expected ploc (B, 4, A) and plabel (B, C, A), got {ploc.shape} and {plabel.shape}")
+def select(ploc: np.ndarray | Sequence[np.ndarray], plabel: np.ndarray | Sequence[np.ndarray],
+           params: NmsParams = NmsParams(), background: int = 0) -> Selected:
+    """ploc (B, 4, A), plabel (B, C, A) -> the anchors that can pass the score threshold.
+
+    Either may be a sequence of per-image (4, A) / (C, A) arrays instead (the reader's mapped files).
+    """
+    shapes = [(len(x), *x[0].shape) if len(x) else (0,) for x in (ploc, plabel)]
+    if (len(shapes[0]) != 3 or len(shapes[1]) != 3 or shapes[0][0] != shapes[1][0]
+            or shapes[0][2] != shapes[1][2]) and shapes[0][0]:
+        raise ValueError(f"expected ploc (B, 4, A) and plabel (B, C, A), got {tuple(shapes[0])} and {tuple(shapes[1])}")
     cand = candidate_scores(plabel, params.score_threshold, background)
-    return Selected(cand, np.asarray(ploc[cand.image, :, cand.anchor], dtype=np.float32), len(ploc))
+    bounds = np.searchsorted(cand.image, np.arange(len(ploc) + 1))
+    loc = [np.take(ploc[b], cand.anchor[bounds[b]:bounds[b + 1]], axis=1).T for b in range(len(ploc))]
+    return Selected(cand, np.asarray(np.concatenate(loc) if loc else np.zeros((0, 4)), dtype=np.float32), len(ploc))
 
 
 def finish(selected: Selected, spec: PriorSpec = PriorSpec(), params: NmsParams = NmsParams(),

@@ -17,6 +17,7 @@ share the folder), and so is a device of the list without its folder.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections import deque
@@ -203,30 +204,41 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
     return files
 
 
-def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
-    """(B, *shape) per output in its declared type (float32, int64). Each file is checked (size,
-    NaN/Inf) and converted right after it is read, while it is still in cache."""
-    arrays = [np.empty((len(batch), *out.shape), dtype=DTYPES[out.dtype]) for out in files.outputs]
-    staging = [np.empty(out.shape, dtype=DTYPES[t]) if t != out.dtype else None
-               for out, t in zip(files.outputs, files.dtypes)]
-    for k, im in enumerate(batch):
-        for index, out in enumerate(files.outputs):
-            # a slice, not arrays[index][k]: for a per-image scalar output that would be a copy, not a view
-            target = staging[index] if staging[index] is not None else arrays[index][k:k + 1]
+def _map(path: Path, nbytes: int) -> memoryview:
+    """The file's `nbytes` bytes, mapped read-only (no copy: pages come straight from the page cache).
+
+    The size is checked on the open file first; our own writers replace files by renaming, so a
+    mapped file does not change under the reader."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size != nbytes:
+                raise PostprocessError(f"{path} changed size while reading (expected {nbytes} B, found {size} B)")
+            return memoryview(mmap.mmap(fh.fileno(), nbytes, access=mmap.ACCESS_READ))
+    except OSError as exc:
+        raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_images(files: ResultFiles, batch: Sequence[ImageLike]) -> list[list[np.ndarray]]:
+    """Per output, one read-only array per image (its per-image shape, its declared type): a view of
+    the mapped file when the file holds the declared type, else a converted copy (float16 ->
+    float32, int32 -> int64). Each file is checked (size, NaN/Inf) right after it is mapped."""
+    arrays: list[list[np.ndarray]] = [[] for _ in files.outputs]
+    for im in batch:
+        for index, (out, on_disk) in enumerate(zip(files.outputs, files.dtypes)):
             path = files.path(im.stem, index)
-            try:
-                with open(path, "rb", buffering=0) as fh:
-                    got = fh.readinto(memoryview(target).cast("B"))
-                    extra = fh.read(1)
-            except OSError as exc:
-                raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
-            if got != target.nbytes or extra:
-                raise PostprocessError(f"{path} changed size while reading (expected {target.nbytes} B)")
-            if target.dtype.kind == "f" and not np.isfinite(target).all():
+            data = np.frombuffer(_map(path, out.size * np.dtype(DTYPES[on_disk]).itemsize),
+                                 dtype=DTYPES[on_disk]).reshape(out.shape)
+            if data.dtype.kind == "f" and not np.isfinite(data).all():
                 raise PostprocessError(f"{path} ({out.name}) contains NaN or Inf values")
-            if staging[index] is not None:
-                arrays[index][k] = target
+            arrays[index].append(data if on_disk == out.dtype else data.astype(DTYPES[out.dtype]))
     return arrays
+
+
+def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
+    """(B, *shape) per output in its declared type (float32, int64), copied out of the files."""
+    return [np.stack(per_image) if per_image else np.empty((0, *out.shape), DTYPES[out.dtype])
+            for per_image, out in zip(_read_images(files, batch), files.outputs)]
 
 
 def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
@@ -246,8 +258,9 @@ def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
 
 
 def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> Any:
-    arrays = _read_batch(files, batch)
-    return transform(arrays) if transform else arrays
+    if transform is None:
+        return _read_batch(files, batch)
+    return transform(_read_images(files, batch))  # the transform copies what it keeps; the maps close after
 
 
 def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
@@ -256,7 +269,8 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
 
     At most `prefetch` further batches are read ahead on a background thread. NaN or Inf in any
     file raises PostprocessError naming it. With `transform`, the thread also applies it to each
-    batch (while the data is in cache) and yields its result instead of the arrays.
+    batch and yields its result instead of the arrays; the transform gets, per output, one
+    read-only array per image mapped straight from its file (no copy), and must copy what it keeps.
     """
     images = files.present
     chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]

@@ -29,7 +29,9 @@ class Decoder(Protocol):
     policy: NmsPolicy
     float32_rows: bool
 
-    def select(self, arrays: Sequence[Any]) -> Any: ...
+    def select(self, arrays: Sequence[Any]) -> Any:
+        """Per output, a (B, *shape) array or a sequence of B per-image arrays (possibly views of mapped
+        files: copy what is kept) -> what rows() needs, small enough to hand between threads."""
 
     def rows(self, selected: Any, images: Sequence[Any], inv_map: Any) -> Any: ...
 

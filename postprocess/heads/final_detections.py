@@ -78,8 +78,9 @@ class FinalDetectionsDecoder:
     def __init__(self, head: FinalDetectionsHead, policy: NmsPolicy):
         self.head, self.policy = head, policy
 
-    def select(self, arrays: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        return arrays
+    def select(self, arrays: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+        """Per output (B, *shape), copied: the inputs may be views of mapped files."""
+        return [np.stack(per_image) for per_image in arrays]
 
     def rows(self, selected: Sequence[np.ndarray], images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
         from postprocess.final_detections import coco_rows

@@ -53,3 +53,27 @@ def test_coco_stats_do_not_depend_on_workers_or_groups(noisy, coco):
     assert coco_stats(gt, rows, ids, max_rows=500, workers=2) == whole
     assert coco_stats(gt, rows, ids, workers=3) == whole
     assert whole[0] > 0.05  # the noisy detections overlap the objects: a real, non-zero AP
+
+
+def test_mapped_files_decode_as_the_arrays_in_memory(noisy, coco):
+    """The reader hands the decoder views of the mapped files; the rows equal those of decoding the
+    same outputs generated in memory, stacked (no file, no mapping)."""
+    ploc, plabel = realistic_outputs(coco.boxes, coco.labels, np.random.default_rng(11))
+    decoder = decoder_for(SSD300_NVIDIA)
+    inv_map = SSD300_NVIDIA.category_ids(coco.doc["categories"])
+    in_memory = decoder.rows(decoder.select([ploc, plabel]), coco.images, inv_map)
+    np.testing.assert_array_equal(decode_rows(noisy, decoder, inv_map, batch_size=3), in_memory)
+
+
+def test_the_transform_gets_read_only_views_of_the_files(noisy):
+    from postprocess.reader import read_batches
+
+    seen = []
+
+    def transform(arrays):
+        seen.extend(a for per_image in arrays for a in per_image)
+        return [np.stack(per_image) for per_image in arrays]
+
+    list(read_batches(noisy, batch_size=4, transform=transform))
+    assert len(seen) == 2 * len(noisy.present)
+    assert not any(a.flags.writeable or a.flags.owndata for a in seen)  # views, not copies
