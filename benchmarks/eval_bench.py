@@ -14,7 +14,7 @@ the 200 best, greedy NMS one box at a time (IoU < 0.5 survives), the 200 best ov
 from start to exit (imports included), alternately, best of --runs. Both APs are printed: they
 must agree (the same detections up to float32 summation order).
 
-`--cold` also times ssdconvert eval after evicting the result files from the page cache
+`--cold` also times each ssdconvert eval after evicting the result files from the page cache
 (posix_fadvise DONTNEED on every file: clean pages go; no root needed). Writes
 benchmarks/results/eval_bench.json.
 """
@@ -139,6 +139,9 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time ssdconvert eval with the files out of the page cache")
     ap.add_argument("--workers", default="", help="ssdconvert eval --workers values to time, comma-separated "
                                                   "(default: eval's own default)")
+    ap.add_argument("--baseline", default=None, metavar="PYTHON",
+                    help="the Python of another checkout (e.g. main's .venv/bin/python): its `ssdconvert eval` is "
+                         "timed in the same rounds, for a before/after")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where to write the result files (default: $TMPDIR)")
     args = ap.parse_args()
@@ -153,11 +156,15 @@ def main() -> None:
         ours = {w: [str(ROOT / ".venv" / "bin" / "ssdconvert"), "eval", "--bin_path", str(result), "--no-progress",
                     "--output", str(work / f"report_{w or 'default'}.json")] + (["--workers", w] if w else [])
                 for w in (args.workers.split(",") if args.workers else [""])}
+        if args.baseline:
+            ours["baseline"] = [args.baseline, "-m", "ssdconvert", "eval", "--bin_path", str(result), "--no-progress",
+                                "--output", str(work / "report_baseline.json")]
         reference = [python, str(Path(__file__).resolve()), "--reference-worker", str(result), str(annotation)]
         times: dict[str, list[float]] = {name: [] for name in ours}
         if not args.skip_reference:
             times["reference"] = []
         ap_of: dict[str, float] = {}
+        stages: dict[str, dict] = {}
         timed(next(iter(ours.values())))  # warm the page cache and the imports' files
         for _ in range(args.runs):
             if not args.skip_reference:
@@ -169,27 +176,27 @@ def main() -> None:
                 times[name].append(wall)
                 report = json.loads((work / f"report_{name or 'default'}.json").read_text())
                 ap_of[name] = report["stats"]["AP"]
-                stages = report["seconds"]
-        cold = None
-        if args.cold:
-            name, cmd = next(iter(ours.items()))
+                stages[name] = report["seconds"]
+        cold: dict[str, float] = {}
+        for name, cmd in ours.items() if args.cold else ():
             evict(result)
-            cold, _ = timed(cmd)
+            cold[name], _ = timed(cmd)
         best = {name: min(v) for name, v in times.items()}
         out = {"machine": {"cpu": cpu_features().describe(), "cores": len(os.sched_getaffinity(0)),
                            "load_avg": os.getloadavg()},
                "images": args.images, "bytes": size, "runs": args.runs, "seconds": times, "best": best,
-               "ap": ap_of, "ssdconvert_stage_seconds_last_run": stages, "cold_seconds": cold}
+               "ap": ap_of, "stage_seconds_last_run": stages, "cold_seconds": cold}
         print(f"{args.images} images ({size / 1e9:.2f} GB of float32 outputs); {out['machine']['cpu']}; "
               f"{out['machine']['cores']} cores; best of {args.runs}, whole processes")
         for name, value in best.items():
-            label = "reference (MLPerf decode + pycocotools)" if name == "reference" else \
-                f"ssdconvert eval{' --workers ' + name if name else ''}"
+            label = {"reference": "reference (MLPerf decode + pycocotools)",
+                     "baseline": f"baseline: {args.baseline} -m ssdconvert eval"}.get(
+                name, f"ssdconvert eval{' --workers ' + name if name else ''}")
             ratio = f"  {best['reference'] / value:5.1f}x the reference" if "reference" in best else ""
-            print(f"  {label:42s} {value:7.2f} s{ratio}  AP {ap_of[name]:.4f}")
-        print(f"  ssdconvert stages (last run): {stages}")
-        if cold is not None:
-            print(f"  ssdconvert eval, files evicted from the page cache: {cold:.2f} s")
+            cold_text = f"  cold {cold[name]:.2f} s" if name in cold else ""
+            print(f"  {label:42s} {value:7.2f} s{ratio}  AP {ap_of[name]:.4f}{cold_text}")
+            if name in stages:
+                print(f"    stages (last warm run): {stages[name]}")
         path = HERE / "results" / f"eval_bench_{args.images}.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"results: {path}")

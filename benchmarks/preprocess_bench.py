@@ -227,6 +227,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="N of the -wN row")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ssdconvert-preprocess-bench")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "preprocess")
+    parser.add_argument("--baseline", default=None, metavar="PYTHON",
+                        help="the Python of another checkout (e.g. main's .venv/bin/python): its `ssdconvert "
+                             "preprocess --workers N` is timed in the same rounds, for a before/after")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -241,6 +244,9 @@ def main() -> None:
                                                 args.workdir),
         f"ssdconvert --workers {args.workers}": lambda: timed(
             [*cli, str(fresh(args.workdir / "wn")), "--workers", str(args.workers)], args.workdir),
+        **({f"baseline --workers {args.workers}": lambda: timed(
+            [args.baseline, *cli[1:], str(fresh(args.workdir / "base")), "--workers", str(args.workers)],
+            args.workdir)} if args.baseline else {}),
         "floor: decode + resize": lambda: timed([py, "-c", DECODE_FLOOR, str(ann), str(images), str(args.workers)],
                                                 ROOT),
         "floor: write": lambda: timed([py, "-c", WRITE_FLOOR, str(ann), str(fresh(args.workdir / "floor"))], ROOT),
@@ -251,9 +257,10 @@ def main() -> None:
             r = run()
             if name not in best or r["wall"] < best[name]["wall"]:
                 best[name] = r
-    identical = all(same_files(args.workdir / "ref", args.workdir / d)[0] for d in ("w1", "wn"))
+    identical = all(same_files(args.workdir / "ref", args.workdir / d)[0]
+                    for d in ("w1", "wn", *(["base"] if args.baseline else [])))
     result = {
-        "images": args.images, "workers": args.workers, "repeat": args.repeat, "identical": identical,
+        "images": args.images, "workers": args.workers, "baseline": args.baseline, "repeat": args.repeat, "identical": identical,
         "runs": {k: {m: round(v, 3) for m, v in r.items()} for k, r in best.items()},
         "breakdown": {k: round(v, 4) for k, v in breakdown(ann, images, args.workdir).items()},
         "draft": draft_decoding_is_exact(images),
