@@ -199,6 +199,8 @@ class Backend:
     device_help: str = ""  # what --device means for it
     builds_per_batch: bool = False  # bench builds one artefact per batch size from an .onnx
     shared_runner: bool = False  # bench: one runner serves every batch size
+    # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
+    dynamic_image_size: bool = False
 
     # -- the folder's modules ---------------------------------------------------------------
     def module(self, part: str) -> ModuleType | None:
@@ -254,6 +256,14 @@ class Backend:
             raise SsdConvertError(f"{self.label} runs one device per run: --device takes one value, not the list "
                                   f"{text!r}. {self.device_help}".strip())
         return items
+
+    def check_image_size(self, dynamic: bool, what: str) -> None:
+        """Refuse `what` (a model or an input folder) in the exact mode where this backend needs a fixed canvas."""
+        if dynamic and not self.dynamic_image_size:
+            takes = " and ".join(b.label for b in _registered() if b.dynamic_image_size)
+            raise SsdConvertError(f"{self.label} needs the fixed canvas: {what} is in the exact mode (each image at "
+                                  f"its own size), which runs on {takes} only; preprocess and export with "
+                                  "--canvas HxW for the device")
 
     # -- hooks --------------------------------------------------------------------------------
     def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
@@ -356,6 +366,33 @@ class Backend:
         """Why this backend cannot run here, or None when it can."""
         hook = self._hook("doctor", "missing")
         return hook(tool) if hook else None
+
+
+def _registered() -> tuple["Backend", ...]:
+    from ssdconvert.backends import all_backends
+
+    return all_backends()
+
+
+def has_dynamic_image_size(model: str | Path) -> bool:
+    """True for a model in the exact mode: an .onnx (a composite's parts) or a built model whose record
+    (<model>.json) lists an input with a dynamic dimension past the batch axis."""
+    import json
+
+    from ssdconvert.backends import composite
+
+    if composite.is_composite(model):
+        return any(has_dynamic_image_size(part.path) for part in composite.read(model).parts)
+    if Path(model).suffix.lower() == ".onnx":
+        from ssdconvert.backends.onnxinfo import read_onnx
+
+        return any(None in i.dims[1:] for i in read_onnx(model).inputs)
+    try:
+        record = json.loads(Path(f"{model}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    inputs = record.get("inputs", []) if isinstance(record, dict) else []
+    return any(None in (i.get("shape") or [])[1:] for i in inputs if isinstance(i, dict))
 
 
 def build_tool(model: str | Path) -> str | None:

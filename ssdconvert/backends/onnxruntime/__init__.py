@@ -4,4 +4,5 @@ from ssdconvert.backends.base import Backend
 
 BACKEND = Backend("onnxruntime", "ONNX Runtime", __name__, suffixes=(".onnx",),
                   device_help="It runs on this machine's CPU.",
-                  shared_runner=True)  # a dynamic-batch session takes any batch as is
+                  shared_runner=True,  # a dynamic-batch session takes any batch as is
+                  dynamic_image_size=True)  # and any image size of an exact-mode model
