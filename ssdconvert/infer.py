@@ -15,9 +15,9 @@ each folder (see ssdconvert/layout.py). A preprocess folder whose manifest lists
 (Faster R-CNN's `im_info/`) may be given alone: its side-input folders are added in order. A model
 whose image height and width are dynamic (a resize-and-pad model's exact mode) runs at batch 1, each
 sample at its own shape, read from the manifest (resized size + padding) and checked against the
-file's size; backends that need a fixed canvas refuse such a model or folder. Compute time is the runtime call only (no file I/O),
-throughput = 1000 * batch / mean compute ms (padding counted, as ais_bench does). End-to-end
-time (reading, inference, writing) is reported apart.
+file's size; backends that need a fixed canvas refuse such a model or folder. Compute time is the
+runtime call only (no file I/O), throughput = 1000 * batch / mean compute ms (padding counted, as
+ais_bench does). End-to-end time (reading, inference, writing) is reported apart.
 
 The backend decides how the folder is run (backends/<name>/runner.py): in-process through its
 Runner, batch by batch, here; or, where the backend says so, by its vendor tool writing the
@@ -34,8 +34,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ssdconvert import backends
 from preprocess.manifest import tensor_nbytes
+from ssdconvert import backends
 from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta, has_dynamic_image_size
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import (
