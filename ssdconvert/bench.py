@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssdconvert import __version__, backends
-from ssdconvert.backends.base import Backend, RunOptions, build_record
+from ssdconvert.backends.base import Backend, RunOptions, build_record, has_dynamic_image_size
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
@@ -162,6 +162,11 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         raise BenchError("--duration must be > 0 seconds")
     target = backends.for_model(model, backend)
     target.check_model(model, onnx_ok=target.builds_per_batch)
+    if has_dynamic_image_size(model):  # the exact mode: batch 1 on a backend that takes any image size
+        target.check_image_size(True, f"the model {model.name}")
+        if batch_sizes != [1]:
+            raise BenchError(f"{model.name} is in the exact mode (each image at its own height and width): it runs "
+                             f"batch 1 only, not --bs {','.join(map(str, batch_sizes))}; a batch needs a fixed canvas")
     (device,) = _one_device(target, device)
     output_dir = ensure_writable_dir(output_dir)
     name = name or f"{model.stem}_{target.name}"
