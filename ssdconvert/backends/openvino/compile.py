@@ -1,6 +1,6 @@
 """OpenVINO `ovc`: ONNX -> IR (.xml + .bin), static or dynamic batch, FP32 or FP16 weights.
 
-Contract (device_toolchains.md §5.1, observed with openvino 2026.4.1): `--output_model x/name.xml`
+Contract (ovc's help text and runs, observed with openvino 2026.4.1): `--output_model x/name.xml`
 writes exactly x/name.xml and x/name.bin (without it ovc writes into the *current directory*);
 weights are compressed to FP16 unless `--compress_to_fp16=False`; success prints
 `[ SUCCESS ] XML file: ...` / `BIN file: ...`, errors go to stderr as `[ ERROR ] ...` with exit 1.
