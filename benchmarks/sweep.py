@@ -25,7 +25,8 @@ from ssdconvert.formatting import markdown_table  # noqa: E402
 from ssdconvert.zoo import get_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-# Seed README (reference sheet ssd_resnet34.md §17): ais_bench pure inference, samples/s.
+# Ascend ModelZoo-PyTorch SSD-Resnet34 README (`python3 -m ais_bench --model ssd_bsN.om --loop 100
+# --batchsize N`): ais_bench pure inference, samples/s, Ascend 310 and 310P.
 ASCEND = {1: (711.356, 960.2), 4: (825.516, 1435.2), 8: (849.156, 1550.3), 16: (862.468, 1503.1),
           32: (812.368, 1516.5), 64: (810.368, 961.1)}
 

@@ -21,7 +21,8 @@ from ssdconvert.bench import run_bench
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.infer import run_infer
 
-# the Performance Summary of the saved mm_run log the reference sheet quotes (§3.2)
+# the Performance Summary of the mm_run log saved in Cambricon/magicmind_cloud history (commit 3fac70f,
+# buildin/cv/classification/resnet50_onnx/data/output_ok/force_float16_true_4_log_perf)
 MM_RUN_LOG = """==================== Performance Summary
 Iterations: 1363
 Host Wall Time (s): 2.79882
