@@ -15,7 +15,7 @@ from ssdconvert.zoo.faster_rcnn.network import generated_cell_anchors
 
 # cell anchors (x1, y1, x2, y2) per stride, worked out from generate_anchors (+1 and rounding) in
 # maskrcnn-benchmark modeling/rpn/anchor_generator.py
-SHEET_CELL_ANCHORS = {
+CELL_ANCHORS = {
     4: [[-22, -10, 25, 13], [-14, -14, 17, 17], [-10, -22, 13, 25]],
     8: [[-40, -20, 47, 27], [-28, -28, 35, 35], [-20, -44, 27, 51]],
     16: [[-84, -40, 99, 55], [-56, -56, 71, 71], [-36, -80, 51, 95]],
@@ -24,17 +24,17 @@ SHEET_CELL_ANCHORS = {
 }
 
 
-def test_cell_anchors_are_the_sheets_table():
+def test_cell_anchors_are_the_worked_out_table():
     for stride, cell in zip(REFERENCE.anchor_strides, generated_cell_anchors()):
         assert cell.dtype == torch.float32
-        assert cell.tolist() == SHEET_CELL_ANCHORS[stride], stride
+        assert cell.tolist() == CELL_ANCHORS[stride], stride
 
 
 def test_grid_anchors_are_location_major_and_anchor_minor():
     cell = generated_cell_anchors()[1]  # stride 8
     anchors = B.grid_anchors(cell, 8, 3, 5)
     expected = [[x1 + 8 * j, y1 + 8 * i, x2 + 8 * j, y2 + 8 * i]
-                for i in range(3) for j in range(5) for x1, y1, x2, y2 in SHEET_CELL_ANCHORS[8]]
+                for i in range(3) for j in range(5) for x1, y1, x2, y2 in CELL_ANCHORS[8]]
     assert anchors.tolist() == expected
 
 

@@ -31,7 +31,7 @@ def net():
     return FasterRCNN().eval()
 
 
-def test_parameter_count_is_the_sheets(net):
+def test_parameter_count_is_the_analytic_one(net):
     assert analytic_parameter_count() == 60_643_940
     assert sum(p.numel() for p in net.parameters()) == 60_643_940
 

@@ -33,7 +33,7 @@ CATEGORIES = [{"id": i, "name": n, "supercategory": s} for i, n, s in COCO_CATEG
 INV_MAP = np.array([c[0] for c in COCO_CATEGORIES] + [0])
 
 
-def test_anchor_sizes_match_the_sheet_table():
+def test_anchor_sizes_match_the_size_table():
     anchors = ssd_anchors()
     assert anchors.shape == (8732, 4) and anchors.dtype == np.float32
     for level, sizes in SIZES.items():
@@ -116,7 +116,7 @@ def test_decode_and_nms_equal_the_plain_loop(policy, version, nms_pre, seed):
     assert (scores[:5776] > 0.02).sum() > 1000 and (np.abs(scores - 0.02) < 2e-3).sum() > 200
 
 
-def test_the_policies_differ_where_the_sheet_says():
+def test_the_nms_pre_policies_differ_as_mmdet_versions_do():
     """nms_pre on (anchor, class) pairs (3.x) keeps fewer boxes than on anchors (2.10); no nms_pre keeps more."""
     deltas, logits, images = crafted_outputs(0)
     counts = {}
