@@ -7,7 +7,7 @@ Runs `ssdconvert bench` (ssdconvert.bench.run_bench) once per runtime on one dyn
 (seeded random weights: speed does not depend on them) and writes, under benchmarks/results/:
   ssd_resnet34_onnxruntime.{md,json,csv,png}, ssd_resnet34_openvino.{md,json,csv,png}, and
   sweep_ssd_resnet34.md: one table shaped like the published Ascend one (batch size -> samples/s
-  per runtime), next to the seed's Ascend 310/310P numbers for scale.
+  per runtime), next to the Ascend 310/310P numbers of Ascend ModelZoo's SSD-ResNet34 README for scale.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         if report.stopped_early:
             print(f"  stopped early: {report.failure}", flush=True)
 
-    headers = ["Batch size", *[r.label for r in reports], "Ascend 310 (seed)", "Ascend 310P (seed)"]
+    headers = ["Batch size", *[r.label for r in reports], "Ascend 310 (ModelZoo README)", "Ascend 310P (ModelZoo README)"]
     rows = []
     for bs in sizes:
         cells = []
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         "",
         markdown_table(headers, rows),
         "",
-        f"Unit: samples/s. {THROUGHPUT_DEFINITION}. The Ascend columns are the seed README's ais_bench numbers "
+        f"Unit: samples/s. {THROUGHPUT_DEFINITION}. The Ascend columns are Ascend ModelZoo SSD-ResNet34 README's ais_bench numbers "
         "(same definition, fp16 device compute) for scale, not measured here.",
         "",
         f"- Machine: {m['cpu_model']}, {m['usable_cores']} cores, load average at start "

@@ -7,7 +7,7 @@ throughput and latency (in-process through its runner, or through its vendor ben
 where the runtime is not importable here: ais_bench, mm_run). The sweep stops at the first batch
 size that fails (e.g. out of memory) and reports what it has.
 
-Outputs in DIR: <name>.md (a table shaped like the seed README's: batch size -> throughput, plus
+Outputs in DIR: <name>.md (a table shaped like Ascend ModelZoo's SSD-ResNet34 README: batch size -> throughput, plus
 a detailed table), <name>.json (rows + machine + runtime versions), <name>.csv, <name>.png
 (throughput and latency against batch size). Each states the throughput definition.
 """
@@ -290,8 +290,8 @@ def fmt_throughput(value: float | None) -> str:
     return f"{value:.1f}" if value >= 100 else f"{value:.3f}"
 
 
-def seed_table(report: BenchReport) -> str:
-    """`| Batch size | <runtime> |` with throughput in samples/s; best value in bold, like the seed."""
+def throughput_table(report: BenchReport) -> str:
+    """`| Batch size | <runtime> |` with throughput in samples/s; best value in bold, like that README."""
     best = max((r.throughput for r in report.ok_rows), default=None)
     rows = []
     for r in report.rows:
@@ -326,7 +326,7 @@ def markdown_report(report: BenchReport) -> str:
         "",
         f"**Throughput definition:** {THROUGHPUT_DEFINITION}. Inputs are synthetic full batches (no padding).",
         "",
-        seed_table(report),
+        throughput_table(report),
         "",
         "Unit: samples/s.",
         "",

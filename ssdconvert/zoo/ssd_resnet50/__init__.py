@@ -38,7 +38,7 @@ SPEC = register(
         reference_map="~25.0% AP@[.5:.95] (NVIDIA hub checkpoint nvidia_ssdpyt_amp_200703.pt, 20.06 recipe); "
                       "~27% with the 22.10 recipe",
         notes=(
-            "no official checkpoint in the Cambricon seed: train one, then --checkpoint <last.pt>",
+            "no official checkpoint in Cambricon's modelzoo: train one, then --checkpoint <last.pt>",
             "do not use the torch.hub demo preprocessing (keep-aspect centre crop, (x*256-128)/128)",
         ),
     )
