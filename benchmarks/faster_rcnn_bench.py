@@ -18,7 +18,7 @@ scale damped x0.2 so activations stay finite (a deep random ResNet overflows oth
 inf/NaN or denormal values would distort timings). A trained model has more candidates in the
 final per-class NMS, which is a small part of the work; everything else is data-independent.
 MACs are counted from the model's shapes (meta tensors): conv and linear multiply-accumulates with
-1000 RoIs per image, the sheet's convention (other_models.md §3.11: ~290 G at 800x1344).
+1000 RoIs per image (~290 G at 800x1344).
 
 Writes benchmarks/results/faster_rcnn.{json,md}.
 """

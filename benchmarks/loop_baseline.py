@@ -2,11 +2,12 @@
 
 The baselines that postprocess/ is tested and benchmarked against, written the obvious way, one
 image and one class at a time, greedy NMS one box at a time:
-- NVIDIA head: reference §7/§8 and the Ascend variant §9.2. Same float32 formulas and the same
-  tie-breaks (score, then label, then anchor index), so the detections must be identical.
-- mmdet SSD300 head: other_models §2.3-§2.6 with mmcv's batched_nms (boxes shifted by
-  label * (max coordinate + 1), IoU on the shifted float32 boxes, suppress IoU > thr), mmdet 3.x
-  or 2.10 rules. Ties keep candidate order (a stable sort).
+- NVIDIA head: the MLPerf Encoder (scale_back_batch, decode_single) and the Ascend
+  ssd_postprocess.py variant. Same float32 formulas and the same tie-breaks (score, then label,
+  then anchor index), so the detections must be identical.
+- mmdet SSD300 head: SSDAnchorGenerator, DeltaXYWHBBoxCoder and the SSD300 test_cfg with mmcv's
+  batched_nms (boxes shifted by label * (max coordinate + 1), IoU on the shifted float32 boxes,
+  suppress IoU > thr), mmdet 3.x or 2.10 rules. Ties keep candidate order (a stable sort).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def reference_loop(ploc, plabel, dboxes, *, scale_xy=0.1, scale_wh=0.2, score_th
 
 def ascend_loop(ploc, plabel, dboxes, *, scale_xy=0.1, scale_wh=0.2, score_threshold=0.05,
                 iou_threshold=0.5, max_per_class=200, max_output=200, background=0) -> dict[str, np.ndarray]:
-    """One image, Ascend ssd_postprocess.py semantics (§9.2)."""
+    """One image, Ascend ModelZoo SSD-Resnet34 ssd_postprocess.py semantics."""
     boxes = _decode_all(ploc, dboxes, scale_xy, scale_wh)
     probs = _softmax_all(plabel)
     labels = [c for c in range(probs.shape[0]) if c != background]
@@ -99,8 +100,8 @@ MMDET_LEVEL_OFFSETS = (0, 5776, 7942, 8542, 8692, 8728, 8732)
 
 
 def _mmdet_decode(deltas: np.ndarray, anchors: np.ndarray, input_size: int) -> np.ndarray:
-    """DeltaXYWH (other_models §2.5), float32: d = delta * std; centre/size without +1; d_w, d_h
-    clamped to |log(16/1000)|; corners; clipped to the input."""
+    """DeltaXYWH (mmdet delta_xywh_bbox_coder.py), float32: d = delta * std; centre/size without +1;
+    d_w, d_h clamped to |log(16/1000)|; corners; clipped to the input."""
     f32 = np.float32
     d = deltas.astype(f32) * np.array([0.1, 0.1, 0.2, 0.2], f32) + np.zeros(4, f32)
     px, py = (anchors[:, 0] + anchors[:, 2]) * f32(0.5), (anchors[:, 1] + anchors[:, 3]) * f32(0.5)

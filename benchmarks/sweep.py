@@ -7,7 +7,7 @@ Runs `ssdconvert bench` (ssdconvert.bench.run_bench) once per runtime on one dyn
 (seeded random weights: speed does not depend on them) and writes, under benchmarks/results/:
   ssd_resnet34_onnxruntime.{md,json,csv,png}, ssd_resnet34_openvino.{md,json,csv,png}, and
   sweep_ssd_resnet34.md: one table shaped like the published Ascend one (batch size -> samples/s
-  per runtime), next to the seed's Ascend 310/310P numbers for scale.
+  per runtime), next to the Ascend 310/310P numbers of Ascend ModelZoo's SSD-ResNet34 README for scale.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ssdconvert.formatting import markdown_table  # noqa: E402
 from ssdconvert.zoo import get_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-# Seed README (reference sheet ssd_resnet34.md §17): ais_bench pure inference, samples/s.
+# Ascend ModelZoo-PyTorch SSD-Resnet34 README (`python3 -m ais_bench --model ssd_bsN.om --loop 100
+# --batchsize N`): ais_bench pure inference, samples/s, Ascend 310 and 310P.
 ASCEND = {1: (711.356, 960.2), 4: (825.516, 1435.2), 8: (849.156, 1550.3), 16: (862.468, 1503.1),
           32: (812.368, 1516.5), 64: (810.368, 961.1)}
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         if report.stopped_early:
             print(f"  stopped early: {report.failure}", flush=True)
 
-    headers = ["Batch size", *[r.label for r in reports], "Ascend 310 (seed)", "Ascend 310P (seed)"]
+    headers = ["Batch size", *[r.label for r in reports], "Ascend 310 (ModelZoo README)", "Ascend 310P (ModelZoo README)"]
     rows = []
     for bs in sizes:
         cells = []
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
         "",
         markdown_table(headers, rows),
         "",
-        f"Unit: samples/s. {THROUGHPUT_DEFINITION}. The Ascend columns are the seed README's ais_bench numbers "
+        f"Unit: samples/s. {THROUGHPUT_DEFINITION}. The Ascend columns are Ascend ModelZoo SSD-ResNet34 README's ais_bench numbers "
         "(same definition, fp16 device compute) for scale, not measured here.",
         "",
         f"- Machine: {m['cpu_model']}, {m['usable_cores']} cores, load average at start "

@@ -1,4 +1,4 @@
-"""COCO mapping (reference §10): labels -> category ids, boxes -> [x, y, w, h] result rows."""
+"""COCO mapping (MLPerf/NVIDIA SSD eval.py coco_eval): labels -> category ids, boxes -> [x, y, w, h]."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Box coder (decode and its inverse) and class scores (softmax), reference §7.
+"""Box coder (decode and its inverse) and class scores (softmax), as MLPerf SSD Encoder.scale_back_batch.
 
 All arrays are anchor-major: `loc` (…, 4) = (tx, ty, tw, th), `dboxes` (…, 4) = clamped
 (cx, cy, w, h), boxes out (…, 4) = (l, t, r, b) in normalised units, never clipped.

@@ -1,4 +1,4 @@
-"""Per-class NMS, vectorised over images and classes (reference §8, Ascend variant §9.2).
+"""Per-class NMS, vectorised over images and classes (MLPerf reference, Ascend ssd_postprocess.py variant).
 
 Greedy NMS is solved without a loop over boxes. With the candidates of one (image, class) group
 in processing order and an edge i -> j whenever i comes before j and would suppress it, greedy
@@ -23,7 +23,7 @@ _MAX_PAIRS = 1 << 22  # bound on pairwise IoU work held in memory at once
 
 @dataclass(frozen=True)
 class NmsParams:
-    """Reference values at the evaluation call site (reference §8)."""
+    """Reference values at the evaluation call site (MLPerf/NVIDIA SSD eval.py / train.py coco_eval)."""
 
     score_threshold: float = 0.05  # strict: score > threshold
     iou_threshold: float = 0.5  # reference suppresses IoU >= it; ascend suppresses IoU > it

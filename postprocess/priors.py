@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # numpy is imported where boxes are made: the zoo imports Pri
 
 @dataclass(frozen=True)
 class PriorSpec:
-    """Parameters of the SSD default-box generator and box coder (reference §6)."""
+    """Parameters of the SSD default-box generator and box coder (DefaultBoxes, dboxes300_coco)."""
 
     fig_size: int = 300
     feat_size: tuple[int, ...] = (38, 19, 10, 5, 3, 1)
@@ -45,7 +45,7 @@ def _default_boxes(spec: PriorSpec) -> np.ndarray:
         for alpha in spec.aspect_ratios[level]:
             w, h = sk * sqrt(alpha), sk / sqrt(alpha)
             sizes += [(w, h), (h, w)]
-        for w, h in sizes:  # size-major, then rows, then columns (reference §4/§6.2)
+        for w, h in sizes:  # size-major, then rows, then columns (as DefaultBoxes emits them)
             for i in range(fsize):
                 for j in range(fsize):
                     rows.append(((j + 0.5) / fk, (i + 0.5) / fk, w, h))

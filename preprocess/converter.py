@@ -5,7 +5,9 @@ converter for an output dtype. The converter decodes and transforms one image in
 every model input it feeds: the image tensor (`<stem>.bin`) and, for models with side inputs such
 as Faster R-CNN's im_info, one tensor per side input (`<folder>/<stem>.bin`). `geometry` gives the
 per-image fields the manifest records for evaluation (resized size, scale, padding); it depends on
-the decoded size only, so images whose files are reused from an earlier run get it too.
+the decoded size only, so images whose files are reused from an earlier run get it too, and so does
+`image_nbytes`, the size of the image tensor file (the same for every image unless the transform
+pads each image to its own size).
 """
 
 from __future__ import annotations
@@ -33,5 +35,7 @@ class Converter(Protocol):
     def convert(self, path: str) -> Converted: ...
 
     def geometry(self, decoded_size: tuple[int, int]) -> dict: ...
+
+    def image_nbytes(self, decoded_size: tuple[int, int]) -> int: ...
 
     def input_info(self, name: str) -> InputInfo: ...

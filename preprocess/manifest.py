@@ -5,8 +5,12 @@ Version 2 adds the decoder (pil | cv2) and raw pixel order of the input, the dec
 image (heads that rescale by the decoded image need it) and the OpenCV version. Version 3 adds
 what resize-and-pad models need: per image the resized size, the scale factors and the padding,
 and the side inputs written beside the images (e.g. `im_info/<stem>.bin`, a second model input).
-Versions 1 and 2 are still read (PIL decoder, decoded size = json size, no geometry, no side
-inputs).
+Version 4 is the exact mode of a resize-and-pad model (each image padded only to its own multiple
+of 32): the input shape has dynamic dimensions (null: (3, null, null)), and each image's tensor
+shape is its resized size plus its padding (`Manifest.image_shape`), fields version 3 already has.
+Only such manifests are written as version 4, so every other one stays readable by older
+ssdconvert; versions 1 and 2 are still read (PIL decoder, decoded size = json size, no geometry,
+no side inputs).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 from preprocess.errors import PreprocessError
 
 SCHEMA = "ssdconvert.manifest"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 3  # of a manifest with a fixed input shape
+DYNAMIC_VERSION = 4  # of one whose input shape differs per image (exact mode)
+READABLE_VERSIONS = (1, 2, 3, 4)
 FILE_NAME = "manifest.json"
 DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
 
@@ -34,10 +39,11 @@ def tensor_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
 
 @dataclass(frozen=True)
 class InputInfo:
-    """What one .bin holds. `shape` is per image, in `layout` order (no batch axis)."""
+    """What one .bin holds. `shape` is per image, in `layout` order (no batch axis); None where the
+    dimension differs per image (Manifest.image_shape gives each image's)."""
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
     dtype: str  # float32 | float16 | uint8
     layout: str  # CHW for float tensors; HWC for uint8 (device-side normalisation, e.g. AIPP)
     channel_order: str
@@ -51,8 +57,14 @@ class InputInfo:
     pixel_order: str = ""  # channel order of raw (uint8) pixels; "" = channel_order
 
     @property
-    def nbytes(self) -> int:
-        return tensor_nbytes(self.dtype, self.shape)
+    def dynamic(self) -> bool:
+        """True when the shape differs per image (the exact mode of a resize-and-pad model)."""
+        return None in self.shape
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes per image, or None when the shape differs per image."""
+        return None if self.dynamic else tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass(frozen=True)
@@ -104,9 +116,19 @@ class Manifest:
     opencv_version: str = ""  # for the cv2 decoder
     side_inputs: list[SideInput] = field(default_factory=list)  # further model inputs, in input order
 
+    def image_shape(self, record: ImageRecord) -> tuple[int, ...]:
+        """The tensor shape of one image's file: the input shape, or in the exact mode (C, resized height +
+        bottom padding, resized width + right padding)."""
+        if not self.input.dynamic:
+            return self.input.shape
+        if record.resized_height is None or record.pad_bottom is None:
+            raise PreprocessError(f"manifest image {record.stem} has no resized size and padding, which a dynamic "
+                                  "input shape needs")
+        return (self.input.shape[0], record.resized_height + record.pad_bottom, record.resized_width + record.pad_right)
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        return {"schema": SCHEMA, "version": VERSION, **d}
+        return {"schema": SCHEMA, "version": DYNAMIC_VERSION if self.input.dynamic else VERSION, **d}
 
 
 def write_manifest(directory: str | Path, manifest: Manifest) -> Path:

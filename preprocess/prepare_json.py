@@ -1,9 +1,10 @@
 """`prepare-json.py` of the MLPerf/NVIDIA SSD code: the bbox-only annotation file.
 
-Semantics (reference §12): images keep only id, file_name, height, width. With keep_keys every
-annotation keeps all its keys but `segmentation` becomes [] and `area` 1.0 ("lie about the
-area"); without it only image_id, bbox, category_id and id survive. The output holds only
-images, annotations and categories, compact unless pretty-printed. Key order is preserved.
+Semantics (mlcommons/training_results_v0.7 NVIDIA/benchmarks/ssd/implementations/pytorch/
+prepare-json.py): images keep only id, file_name, height, width. With keep_keys every annotation
+keeps all its keys but `segmentation` becomes [] and `area` 1.0 ("lie about the area"); without it
+only image_id, bbox, category_id and id survive. The output holds only images, annotations and
+categories, compact unless pretty-printed. Key order is preserved.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ A device model needs one static shape, so images are padded to a fixed canvas (d
 1344 x 1344: the largest resized side is 1333, rounded up to 32) instead of to the largest image
 of the batch. That is not neutral: border features see the padding through the deeper layers, so
 detections move slightly with the canvas (as they do in the reference with the batch's largest
-image). `canvas=None` is the exact mode: each image padded only to its own multiple of 32, the
-reference at TEST.IMS_PER_BATCH 1.
+image). `canvas=None` is the exact mode (`--canvas exact`): each image padded only to its own
+multiple of 32, the reference at TEST.IMS_PER_BATCH 1; the tensor files then differ in size, and
+the manifest gives each image's shape (resized size + padding) with a dynamic input shape
+(3, None, None). `exact_mode` makes its transform (the reference rule; a scaled rule for tests).
 
 `for_canvas` makes the transform of a canvas: the reference's 800/1333 when every image fits it
 (both sides at least 1333, i.e. 1344 and up), otherwise the rule scaled down so that every image
@@ -41,7 +43,7 @@ from PIL import Image
 
 from preprocess.converter import Converted
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import InputInfo, SideInput
+from preprocess.manifest import InputInfo, SideInput, tensor_nbytes
 from preprocess.transform import TensorFormat, load_rgb
 
 MIN_SIZE_TEST = 800
@@ -88,6 +90,15 @@ class ResizePadTransform:
         if self.canvas is None:
             raise PreprocessError("the exact mode (canvas None) pads each image to its own size: no fixed tensor shape")
         return self.canvas
+
+    @property
+    def input_shape(self) -> tuple[int, int | None, int | None]:
+        """The model's per-image input shape: (3, canvas), or (3, None, None) in the exact mode."""
+        return (3, None, None) if self.canvas is None else (3, *self.canvas)
+
+    def canvas_for(self, resized: tuple[int, int]) -> tuple[int, int]:
+        """The padded (height, width) of an image resized to `resized` (width, height)."""
+        return self.canvas or exact_canvas(resized[1], resized[0], self.size_divisibility)
 
     def converter(self, dtype: str = "float32") -> "ResizePadConverter":
         """The preprocess stage's converter (preprocess.converter): image tensor + im_info."""
@@ -182,7 +193,7 @@ def prepare(image: Image.Image, transform: ResizePadTransform = ResizePadTransfo
     width, height = image.size
     new_w, new_h = resized_size(width, height, transform.min_size, transform.max_size)
     resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    canvas = transform.canvas or exact_canvas(new_h, new_w, transform.size_divisibility)
+    canvas = transform.canvas_for((new_w, new_h))
     tensor = pad_bottom_right(bgr255_minus_mean(np.asarray(resized), transform.mean), canvas)
     return PaddedImage(tensor, (width, height), (new_w, new_h))
 
@@ -205,6 +216,12 @@ def for_canvas(canvas: tuple[int, int], min_size: int = MIN_SIZE_TEST, max_size:
                               canvas=(height, width))
 
 
+def exact_mode(min_size: int = MIN_SIZE_TEST, max_size: int = MAX_SIZE_TEST) -> ResizePadTransform:
+    """The exact mode's transform: each image padded to its own multiple of 32. The defaults are the reference;
+    a smaller rule keeps test images small (not the reference)."""
+    return ResizePadTransform(min_size, max_size, canvas=None)
+
+
 class ResizePadConverter:
     """preprocess.converter for a ResizePadTransform: the padded image tensor and im_info per image."""
 
@@ -215,15 +232,21 @@ class ResizePadConverter:
             raise PreprocessError(f"this model's transform writes {', '.join(transform.dtypes)} only, not {dtype} "
                                   "(the reference feeds the network float32 BGR values)")
         self.transform = transform
-        self.format = TensorFormat("float32", (3, transform.height, transform.width), "CHW", True)
+        self.format = TensorFormat("float32", transform.input_shape, "CHW", True)
 
     def convert(self, path: str) -> Converted:
         padded = prepare_file(path, self.transform)
         return Converted((padded.tensor, np.asarray(padded.im_info, dtype=np.float32)), padded.original_size)
 
     def geometry(self, decoded_size: tuple[int, int]) -> dict:
-        t = self.transform
-        return geometry_record(decoded_size, resized_size(*decoded_size, t.min_size, t.max_size), t.canvas)
+        resized = self._resized(decoded_size)
+        return geometry_record(decoded_size, resized, self.transform.canvas_for(resized))
+
+    def image_nbytes(self, decoded_size: tuple[int, int]) -> int:
+        return tensor_nbytes(self.format.dtype, (3, *self.transform.canvas_for(self._resized(decoded_size))))
+
+    def _resized(self, decoded_size: tuple[int, int]) -> tuple[int, int]:
+        return resized_size(*decoded_size, self.transform.min_size, self.transform.max_size)
 
     def input_info(self, name: str) -> InputInfo:
         t = self.transform

@@ -210,10 +210,14 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         outdir.begin(save, settings)
 
         folders = (save, *(save / side.folder for side in sides))
-        sizes = (fmt.nbytes, *(side.nbytes for side in sides))
         targets = [tuple(folder / f"{job.stem}.bin" for folder in folders) for job in jobs]
+
+        def sizes(k: int) -> tuple[int, ...]:  # an image's file size can depend on its decoded size (exact mode)
+            decoded = _decoded_size(targets[k][0], previous, jobs[k])
+            return converter.image_nbytes(decoded), *(side.nbytes for side in sides)
+
         reused = set() if overwrite else {k for k, paths in enumerate(targets)
-                                          if all(is_complete(p, n) for p, n in zip(paths, sizes))}
+                                          if all(is_complete(p, n) for p, n in zip(paths, sizes(k)))}
         items = [(k, job.source, tuple(map(str, targets[k]))) for k, job in enumerate(jobs) if k not in reused]
         workers = max(1, min(workers or default_workers(), len(items)))
         try:

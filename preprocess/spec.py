@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 DECODED_ORDER = {"pil": "RGB", "cv2": "BGR"}  # channel order of each decoder's pixels
+# `--canvas exact`: a resize-and-pad model's images each padded only to their own multiple of 32, so the
+# input height and width differ per image (preprocess.resize_pad; the reference at TEST.IMS_PER_BATCH 1)
+EXACT_CANVAS = "exact"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class ImageTransform:
     pixel_order: str = ""
 
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float16", "uint8")  # what preprocess can write for it
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The model's per-image input shape (CHW) for this transform."""
+        return 3, self.height, self.width
 
     @property
     def raw_order(self) -> str:

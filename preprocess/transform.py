@@ -40,12 +40,15 @@ class TensorFormat:
     """What one .bin holds: float tensors are CHW and normalised, uint8 is raw HWC pixels."""
 
     dtype: str
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]  # None: the dimension differs per image (resize-and-pad exact mode)
     layout: str
     normalized: bool
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> int | None:
+        """Bytes per image, or None when the shape differs per image."""
+        if None in self.shape:
+            return None
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
@@ -179,6 +182,9 @@ class Transformer:
 
     def geometry(self, decoded_size: tuple[int, int]) -> dict:
         return {}
+
+    def image_nbytes(self, decoded_size: tuple[int, int]) -> int:
+        return self.format.nbytes
 
     def input_info(self, name: str) -> InputInfo:
         t, fmt = self.transform, self.format

@@ -7,7 +7,7 @@ throughput and latency (in-process through its runner, or through its vendor ben
 where the runtime is not importable here: ais_bench, mm_run). The sweep stops at the first batch
 size that fails (e.g. out of memory) and reports what it has.
 
-Outputs in DIR: <name>.md (a table shaped like the seed README's: batch size -> throughput, plus
+Outputs in DIR: <name>.md (a table shaped like Ascend ModelZoo's SSD-ResNet34 README: batch size -> throughput, plus
 a detailed table), <name>.json (rows + machine + runtime versions), <name>.csv, <name>.png
 (throughput and latency against batch size). Each states the throughput definition.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssdconvert import __version__, backends
-from ssdconvert.backends.base import Backend, RunOptions, build_record
+from ssdconvert.backends.base import Backend, RunOptions, build_record, has_dynamic_image_size
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
@@ -162,6 +162,11 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         raise BenchError("--duration must be > 0 seconds")
     target = backends.for_model(model, backend)
     target.check_model(model, onnx_ok=target.builds_per_batch)
+    if has_dynamic_image_size(model):  # the exact mode: batch 1 on a backend that takes any image size
+        target.check_image_size(True, f"the model {model.name}")
+        if batch_sizes != [1]:
+            raise BenchError(f"{model.name} is in the exact mode (each image at its own height and width): it runs "
+                             f"batch 1 only, not --bs {','.join(map(str, batch_sizes))}; a batch needs a fixed canvas")
     (device,) = _one_device(target, device)
     output_dir = ensure_writable_dir(output_dir)
     name = name or f"{model.stem}_{target.name}"
@@ -285,8 +290,8 @@ def fmt_throughput(value: float | None) -> str:
     return f"{value:.1f}" if value >= 100 else f"{value:.3f}"
 
 
-def seed_table(report: BenchReport) -> str:
-    """`| Batch size | <runtime> |` with throughput in samples/s; best value in bold, like the seed."""
+def throughput_table(report: BenchReport) -> str:
+    """`| Batch size | <runtime> |` with throughput in samples/s; best value in bold, like that README."""
     best = max((r.throughput for r in report.ok_rows), default=None)
     rows = []
     for r in report.rows:
@@ -321,7 +326,7 @@ def markdown_report(report: BenchReport) -> str:
         "",
         f"**Throughput definition:** {THROUGHPUT_DEFINITION}. Inputs are synthetic full batches (no padding).",
         "",
-        seed_table(report),
+        throughput_table(report),
         "",
         "Unit: samples/s.",
         "",

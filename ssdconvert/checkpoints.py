@@ -1,4 +1,4 @@
-"""Safe checkpoint loading and key-layout mapping onto a zoo model (reference §14.3).
+"""Safe checkpoint loading and key-layout mapping onto a zoo model.
 
 Recipe: torch.load(weights_only=True) -> unwrap ['model'] -> strip 'module.' -> map the layout
 (ModelSpec.to_native_layout) -> cast floating tensors to float32 -> strict load with a grouped

@@ -57,7 +57,7 @@ FP16_SAFE_OPS = frozenset({
     "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze",
 })
 FP16_MAX = 65504.0
-BATCH_AXIS_NAME = "-1"  # the symbolic batch name the Ascend reference export uses (§15)
+BATCH_AXIS_NAME = "-1"  # symbolic batch name of Ascend ModelZoo SSD-Resnet34 ssd_pth2onnx.py
 VALIDATION_SEED = 1234
 
 

@@ -12,9 +12,12 @@ Batching follows ais_bench: natural-sorted input files, as many consecutive file
 as fill the model input, the last batch padded with copies of its first file. A model with
 several inputs takes one folder per input (`--input dir_a,dir_b`); sample i is the i-th file of
 each folder (see ssdconvert/layout.py). A preprocess folder whose manifest lists side inputs
-(Faster R-CNN's `im_info/`) may be given alone: its side-input folders are added in order. Compute time is the runtime call only (no file I/O),
-throughput = 1000 * batch / mean compute ms (padding counted, as ais_bench does). End-to-end
-time (reading, inference, writing) is reported apart.
+(Faster R-CNN's `im_info/`) may be given alone: its side-input folders are added in order. A model
+whose image height and width are dynamic (a resize-and-pad model's exact mode) runs at batch 1, each
+sample at its own shape, read from the manifest (resized size + padding) and checked against the
+file's size; backends that need a fixed canvas refuse such a model or folder. Compute time is the
+runtime call only (no file I/O), throughput = 1000 * batch / mean compute ms (padding counted, as
+ais_bench does). End-to-end time (reading, inference, writing) is reported apart.
 
 The backend decides how the folder is run (backends/<name>/runner.py): in-process through its
 Runner, batch by batch, here; or, where the backend says so, by its vendor tool writing the
@@ -31,8 +34,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from preprocess.manifest import tensor_nbytes
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta
+from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta, has_dynamic_image_size
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import (
     InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
@@ -83,19 +87,31 @@ def with_side_inputs(inputs: InputSet) -> InputSet:
 def check_manifests(inputs: InputSet) -> tuple[list, list, list[str]]:
     """(each input folder's manifest.json or None, what each folder's files hold (the manifest's
     InputInfo, or a SideInput of the first folder's manifest, or None), warnings); every file's size
-    is checked against it."""
+    is checked against it (in the exact mode against its own image's shape)."""
     homes = inputs.folders or (inputs.home,)
     manifests = [load_manifest_for(home) for home in homes]
     sides = {(homes[0] / side.folder).resolve(): side for side in (manifests[0].side_inputs if manifests[0] else [])}
     infos = [m.input if m is not None else sides.get(home.resolve()) for m, home in zip(manifests, homes)]
     for info, manifest, files in zip(infos, manifests, inputs.groups):
-        wrong = [f for f in files if info is not None and file_nbytes(f) != info.nbytes]
+        if info is None:
+            continue
+        shapes = sample_shapes(manifest) if manifest is not None else {}
+        expected = {f: tensor_nbytes(info.dtype, shapes[output_stem(f)]) if output_stem(f) in shapes else info.nbytes
+                    for f in files}
+        wrong = [f for f in files if expected[f] is not None and file_nbytes(f) != expected[f]]
         if wrong:
             source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.name})"
+            per = "for its image" if info.nbytes is None else "per image"
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but {source} says "
-                             f"{info.nbytes:,} per image ({len(wrong)} file(s) differ)")
+                             f"{expected[wrong[0]]:,} {per} ({len(wrong)} file(s) differ)")
     warnings = manifest_coverage(manifests[0], inputs.first) if manifests[0] is not None else []
     return manifests, infos, warnings
+
+
+def sample_shapes(manifest) -> dict[str, tuple[int, ...]]:
+    """stem -> the tensor shape of its image file (the same for every image unless the manifest is in the
+    exact mode)."""
+    return {record.stem: manifest.image_shape(record) for record in manifest.images}
 
 
 def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
@@ -104,6 +120,10 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
     warnings: list[str] = []
     sample = meta.sample_nbytes()
     if info is not None:
+        if getattr(info, "dynamic", False) and meta.sample_nbytes() is not None:
+            raise InferError(f"the input files are in the exact mode (each image padded to its own size; "
+                             f"manifest.json) but the model input {meta.describe()} has a fixed canvas: run a model "
+                             "exported with --canvas exact, or preprocess with the model's canvas (--canvas HxW)")
         if info.dtype != meta.dtype:
             raise InferError(
                 f"the input files are {info.dtype} (manifest.json) but the model input '{meta.name}' expects "
@@ -187,6 +207,9 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     check_unique_stems(inputs.first)
     prepare_output(output)
     manifests, infos, warnings = check_manifests(inputs)
+    if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
+        target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
+        target.check_image_size(has_dynamic_image_size(model), f"the model {model.name}")
     job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
                    dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
                    manifests=tuple(manifests), infos=tuple(infos))
@@ -204,15 +227,31 @@ def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
         warnings = list(job.warnings) + runner.notes
         for meta, files, info in zip(runner.inputs, groups, job.infos or [None] * len(groups)):
             warnings += check_inputs(meta, files, info)
-        batch = _choose_batch(runner, job.batchsize, warnings)
+        shapes = _exact_mode_shapes(runner, job)
+        batch = 1 if shapes is not None else _choose_batch(runner, job.batchsize, warnings)
         argv = [job.prog, "infer", "--model", str(job.model.resolve()), "--input", job.inputs.argument(),
                 "--output", str(job.output.resolve()), "--backend", target.name, "--batchsize", str(batch),
                 "--device", job.devices[0], "--warmup", str(job.warmup), "--loop", str(job.loop)]
         result = _run_batches(runner, groups, job.output, batch=batch, warmup=job.warmup, loop=job.loop,
-                              progress=job.progress, argv=argv)
+                              progress=job.progress, argv=argv, shapes=shapes)
     result.load_seconds = load_seconds
     result.warnings = warnings
     return result
+
+
+def _exact_mode_shapes(runner: Runner, job: InferJob) -> dict[str, tuple[int, ...]] | None:
+    """stem -> its image file's shape for a model whose image height and width are dynamic (the exact mode:
+    batch 1, each sample at its own shape); None for a model with fixed input shapes."""
+    if all(m.sample_nbytes() is not None for m in runner.inputs):
+        return None
+    if job.batchsize not in (None, 1):
+        raise InferError(f"{runner.model.name} is in the exact mode (each image at its own height and width): it runs "
+                         f"batch 1, not --batchsize {job.batchsize}; a batch needs a fixed canvas (--canvas HxW)")
+    manifest = job.manifests[0] if job.manifests else None
+    if manifest is None:
+        raise InferError(f"{runner.model.name} takes each image at its own height and width (exact mode), which "
+                         f"come from the preprocess manifest: {job.inputs.home} has no manifest.json")
+    return sample_shapes(manifest)
 
 
 def _choose_batch(runner: Runner, batchsize: int | None, warnings: list[str]) -> int:
@@ -240,12 +279,33 @@ class _BatchBuffer:
         return _read_batch(chunk, self.buffer, self.batch, self.sample_nbytes, self.dtype, self.shape)
 
 
+class _SampleReader:
+    """One model input with dynamic non-batch dims, batch 1: each file read at its own shape."""
+
+    def __init__(self, meta: TensorMeta, shapes: dict[str, tuple[int, ...]]):
+        self.meta, self.shapes, self.dtype = meta, shapes, np.dtype(meta.dtype)
+
+    def read(self, chunk: Sequence[Path]) -> np.ndarray:
+        (path,) = chunk
+        shape = self.shapes.get(output_stem(path))
+        if shape is None:
+            raise InferError(f"{path.name} is not in manifest.json, so its shape is unknown (exact mode)")
+        array = np.fromfile(path, dtype=self.dtype) if path.suffix.lower() != ".npy" else np.load(path).reshape(-1)
+        if array.size != int(np.prod(shape)):
+            raise InferError(f"{path.name} holds {array.size:,} values, not {'x'.join(map(str, shape))} "
+                             "(manifest.json)")
+        return array.reshape(1, *shape)
+
+
 def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path, *, batch: int, warmup: int,
-                 loop: int, progress: bool, argv: list[str]) -> InferResult:
-    """Run every batch into a resumable work folder (ssdconvert/partial.py), then publish it and the summary."""
+                 loop: int, progress: bool, argv: list[str], shapes: dict[str, tuple[int, ...]] | None = None,
+                 ) -> InferResult:
+    """Run every batch into a resumable work folder (ssdconvert/partial.py), then publish it and the summary.
+    `shapes`: each image file's shape, for inputs with dynamic non-batch dims (exact mode, batch 1)."""
     from tqdm import tqdm
 
-    buffers = [_BatchBuffer(meta, batch) for meta in runner.inputs]
+    buffers = [_SampleReader(meta, shapes) if shapes is not None and meta.sample_nbytes() is None
+               else _BatchBuffer(meta, batch) for meta in runner.inputs]
     files = groups[0]
     starts = range(0, len(files), batch)
     padded = len(starts) * batch - len(files)

@@ -1,13 +1,15 @@
 """The ais_bench file layout that every runner reads and writes, and the job `infer` hands a backend.
 
-Inputs (device_toolchains.md §2.3): `--input` is a folder, one folder per model input
-(`dir_a,dir_b`, in the model's input order), or comma-separated files (single-input models).
-Each folder's *.bin/*.npy files are natural-sorted (img2 < img10); the i-th file of every folder
-together make sample i. ais_bench pairs them by that position alone; here their stems (name cut
-at the first dot) must also agree, so a missing or extra file is an error, not a silent shift.
+Inputs (Ascend/tools ais-bench_workload/tool/ais_bench: `ais_bench/infer/io_oprations.py`,
+`utils.py`): `--input` is a folder, one folder per model input (`dir_a,dir_b`, in the model's input
+order), or comma-separated files (single-input models). Each folder's *.bin/*.npy files are
+natural-sorted (img2 < img10); the i-th file of every folder together make sample i. ais_bench pairs
+them by that position alone; here their stems (name cut at the first dot) must also agree, so a
+missing or extra file is an error, not a silent shift.
 
-Outputs (§2.4): `<output>/<stem>_<i>.bin`, raw output i of sample <stem> (the stem of its input-0
-file), nothing for padding slots, and `<output>_summary.json` beside the folder.
+Outputs (`ais_bench/infer/__main__.py`; `io_oprations.py` save_tensors_to_file):
+`<output>/<stem>_<i>.bin`, raw output i of sample <stem> (the stem of its input-0 file), nothing
+for padding slots, and `<output>_summary.json` beside the folder.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ resized image back to the original with the per-image resized size the manifest 
 (x1, y1, x2 - x1 + offset, y2 - y1 + offset), labels to category ids in file order. The NMS policy
 describes what the graph does; eval cannot change it.
 
-maskrcnn-benchmark (other_models.md §3.7-§3.8, verified in `roi_heads/box_head/inference.py`,
-`data/datasets/evaluation/coco/coco_eval.py`): per class score > 0.05, NMS 0.5 with +1 areas, 100
-per image; the results json is written from Python floats (`tolist()` of float32 boxes) and COCO
-loadRes computes the area in double; all 5000 val2017 images are evaluated.
+maskrcnn-benchmark (`maskrcnn_benchmark/modeling/roi_heads/box_head/inference.py` PostProcessor,
+`maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py` prepare_for_coco_detection): per
+class score > 0.05, NMS 0.5 with +1 areas, 100 per image; the results json is written from Python
+floats (`tolist()` of float32 boxes) and COCO loadRes computes the area in double; all 5000 val2017
+images are evaluated.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ MMDET3 = NmsPolicy(
     score_threshold=0.02, iou_threshold=0.45, suppress_at_equal=False, selection="per-level-pairs",
     pre_nms_top_k=1000, max_per_image=200, drop_empty_boxes=True)
 MMDET2 = NmsPolicy(
-    name="mmdet2", summary="mmdet 2.10 (the Ascend seed) without nms_pre: every (anchor, class) with score > "
+    name="mmdet2", summary="mmdet 2.10 (Ascend ModelZoo SSD port) without nms_pre: every (anchor, class) with score > "
                            "0.02, class-wise NMS suppressing IoU > 0.45, 200 per image",
     score_threshold=0.02, iou_threshold=0.45, suppress_at_equal=False, selection="per-level-anchors",
     pre_nms_top_k=None, max_per_image=200)

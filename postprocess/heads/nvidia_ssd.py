@@ -1,9 +1,15 @@
 """The NVIDIA/MLPerf SSD300 head (SSD-ResNet34, SSD-ResNet50) and its decoder.
 
+Sources: NV = mlcommons/training_results_v0.7 NVIDIA/benchmarks/ssd/implementations/pytorch/
+(ssd300.py, box_coder.py, eval.py); REF = mlcommons/training single_stage_detector/ssd/utils.py at
+b06269d9 (the v0.7-era SSD); Ascend/ModelZoo-PyTorch ACL_PyTorch/contrib/cv/detection/SSD-Resnet34/
+ssd_postprocess.py.
+
 Outputs ploc (4, 8732) and plabel (81, 8732), class-major channels, size-major anchors
-(reference §4); normalised clamped default boxes (§6); xywh coder 0.1/0.2, no clipping (§7);
-softmax over 81 with background 0. Two NMS policies: the MLPerf/NVIDIA reference (§8) and the
-Ascend ssd_postprocess.py variant (§9.2). Category ids in json order (§10); the reference
+(SSD300.bbox_view); normalised clamped default boxes (DefaultBoxes, dboxes300_coco); xywh coder
+0.1/0.2, no clipping (Encoder.scale_back_batch); softmax over 81 with background 0. Two NMS
+policies: the MLPerf/NVIDIA reference (REF decode_single, NV eval.py coco_eval) and the Ascend
+ssd_postprocess.py variant. Category ids in json order (NV eval.py coco_eval); the reference
 evaluates the images that have annotations (4952 of val2017). The work is done by
 postprocess.detect (select/finish) and postprocess.nms, unchanged.
 """

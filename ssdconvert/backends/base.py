@@ -207,6 +207,8 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)  # what `run`/`bench --precision` can build and measure (PRECISIONS)
     default_precision: str = "fp32"  # what it builds when no precision is asked for
     int8_note: str = ""  # how INT8 is made for it when `quantize` does not do it here
+    # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
+    dynamic_image_size: bool = False
 
     # -- the folder's modules ---------------------------------------------------------------
     def module(self, part: str) -> ModuleType | None:
@@ -262,6 +264,14 @@ class Backend:
             raise SsdConvertError(f"{self.label} runs one device per run: --device takes one value, not the list "
                                   f"{text!r}. {self.device_help}".strip())
         return items
+
+    def check_image_size(self, dynamic: bool, what: str) -> None:
+        """Refuse `what` (a model or an input folder) in the exact mode where this backend needs a fixed canvas."""
+        if dynamic and not self.dynamic_image_size:
+            takes = " and ".join(b.label for b in _registered() if b.dynamic_image_size)
+            raise SsdConvertError(f"{self.label} needs the fixed canvas: {what} is in the exact mode (each image at "
+                                  f"its own size), which runs on {takes} only; preprocess and export with "
+                                  "--canvas HxW for the device")
 
     # -- hooks --------------------------------------------------------------------------------
     def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
@@ -376,6 +386,27 @@ class Backend:
         """Why this backend cannot run here, or None when it can."""
         hook = self._hook("doctor", "missing")
         return hook(tool) if hook else None
+
+
+def _registered() -> tuple["Backend", ...]:
+    from ssdconvert.backends import all_backends
+
+    return all_backends()
+
+
+def has_dynamic_image_size(model: str | Path) -> bool:
+    """True for a model in the exact mode: an .onnx (a composite's parts) or a built model whose record
+    (<model>.json) lists an input with a dynamic dimension past the batch axis."""
+    from ssdconvert.backends import composite
+
+    if composite.is_composite(model):
+        return any(has_dynamic_image_size(part.path) for part in composite.read(model).parts)
+    if Path(model).suffix.lower() == ".onnx":
+        from ssdconvert.backends.onnxinfo import read_onnx
+
+        return any(None in i.dims[1:] for i in read_onnx(model).inputs)
+    inputs = build_record(model).get("inputs", [])
+    return any(None in (i.get("shape") or [])[1:] for i in inputs if isinstance(i, dict))
 
 
 def build_record(model: str | Path) -> dict:

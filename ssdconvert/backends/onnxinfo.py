@@ -19,13 +19,14 @@ class OnnxInput:
         return bool(self.dims) and self.dims[0] is None
 
     def fixed_tail(self) -> tuple[int, ...]:
-        """The non-batch dims; they must be fixed for every toolchain here."""
+        """The non-batch dims; they must be fixed for the device toolchains (ATC, MagicMind)."""
         tail = self.dims[1:]
         if any(d is None for d in tail):
             shown = ",".join("?" if d is None else str(d) for d in self.dims)
             raise CompilerError(
-                f"ONNX input '{self.name}' has shape [{shown}]: only the batch axis may be dynamic; "
-                "re-export with fixed height and width")
+                f"ONNX input '{self.name}' has shape [{shown}]: only the batch axis may be dynamic, the device needs "
+                "the fixed canvas; re-export with fixed height and width (--canvas HxW; an exact-mode model, "
+                "--canvas exact, runs on ONNX Runtime and OpenVINO only)")
         return tuple(int(d) for d in tail)
 
 
@@ -45,12 +46,13 @@ class OnnxInfo:
     def opset(self) -> int | None:
         return self.opsets.get("") or self.opsets.get("ai.onnx")
 
-    def batched_inputs(self) -> tuple[OnnxInput, ...]:
+    def batched_inputs(self, dynamic_tail: bool = False) -> tuple[OnnxInput, ...]:
         """Every graph input, checked to share the batch axis: all dynamic, or all fixed to the same batch
-        (an image input and its side inputs such as im_info). Non-batch dims must be fixed."""
+        (an image input and its side inputs such as im_info). Non-batch dims must be fixed unless
+        `dynamic_tail` (a runtime that takes any image size, such as OpenVINO)."""
         if not self.inputs:
             raise CompilerError(f"{self.path} has no graph inputs")
-        for inp in self.inputs:
+        for inp in self.inputs if not dynamic_tail else ():
             inp.fixed_tail()
         batches = {None if i.batch_is_dynamic else i.dims[0] for i in self.inputs}
         if len(batches) > 1:
@@ -62,7 +64,7 @@ class OnnxInfo:
     @property
     def batch(self) -> int | None:
         """The fixed batch of the inputs, or None when it is dynamic."""
-        first = self.batched_inputs()[0]
+        first = self.batched_inputs(dynamic_tail=True)[0]
         return None if first.batch_is_dynamic else first.dims[0]
 
 

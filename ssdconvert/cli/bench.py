@@ -103,7 +103,7 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
       ssdconvert bench --model ssd_resnet50.onnx --backend magicmind --bs 1,8,32
       ssdconvert bench --model ssd.onnx --backend openvino --precision fp32,bf16,int8 --calib ssd_bin --bs 1,8,32
     """
-    from ssdconvert.bench import THROUGHPUT_DEFINITION, precision_table, run_bench, seed_table
+    from ssdconvert.bench import THROUGHPUT_DEFINITION, precision_table, run_bench, throughput_table
     from ssdconvert.cpu import cpu_features
 
     model = Path(model)
@@ -118,7 +118,7 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
             dym_batch=dym_batch, tool=tool, precision=precision, calib=calib,
             flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
             progress=lambda msg: click.echo(msg, err=True)))
-    click.echo(precision_table(results) if precisions else seed_table(results[0]))
+    click.echo(precision_table(results) if precisions else throughput_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
     for result in results:
         click.echo("wrote " + ", ".join(result.outputs.values()))

@@ -42,7 +42,8 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
     SSD families: input `image`, raw head outputs, compared element by element. faster-rcnn-r101-fpn:
     inputs `images` and `im_info` (each image's unpadded height, width), outputs boxes, scores,
     labels, num_detections (100 per image); validated on synthetic images by matching detections
-    with the PyTorch reference path.
+    with the PyTorch reference path. --canvas exact: batch 1 with dynamic height and width (each image
+    padded to its own multiple of 32, the reference at batch 1), validated on two image sizes.
 
     \b
     Examples:
@@ -52,6 +53,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
       ssdconvert export --model faster-rcnn-r101-fpn --checkpoint e2e_faster_rcnn_R_101_FPN_1x.pth \\
           --canvas 1344x1344 --bs 2 --output build/frcnn.onnx
       ssdconvert export --model faster-rcnn-r101-fpn --variant split --canvas 800x1344 --output build/frcnn
+      ssdconvert export --model faster-rcnn-r101-fpn --canvas exact --output build/frcnn_exact.onnx
     """
     from ssdconvert.checkpoints import build_model
     from ssdconvert.export import export_model

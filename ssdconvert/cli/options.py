@@ -36,22 +36,27 @@ def nms_policy_names() -> list[str]:
     return list(dict.fromkeys(name for spec in all_specs() for name in spec.head.policy_names))
 
 
-def canvas_value(ctx, param, value: str | None) -> tuple[int, int] | None:
-    """'800x1344' -> (800, 1344) (height x width); '320' -> (320, 320)."""
+def canvas_value(ctx, param, value: str | None) -> tuple[int, int] | str | None:
+    """'800x1344' -> (800, 1344) (height x width); '320' -> (320, 320); 'exact' -> preprocess.spec.EXACT_CANVAS."""
+    from preprocess.spec import EXACT_CANVAS
+
     if value is None:
         return None
+    if value.strip().lower() == EXACT_CANVAS:
+        return EXACT_CANVAS
     parts = value.lower().split("x")
     if len(parts) not in (1, 2) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise click.BadParameter(f"expected HEIGHTxWIDTH in pixels (e.g. 800x1344) or one size, got {value!r}")
+        raise click.BadParameter(f"expected HEIGHTxWIDTH in pixels (e.g. 800x1344), one size, or 'exact', got {value!r}")
     height, width = (int(parts[0]), int(parts[-1]))
     return height, width
 
 
 canvas_option = click.option(
-    "--canvas", default=None, callback=canvas_value, metavar="HxW",
+    "--canvas", default=None, callback=canvas_value, metavar="HxW|exact",
     help="Input canvas (height x width, multiples of 32) of a model whose input size is a deployment choice "
-         "(faster-rcnn-r101-fpn: default 1344x1344; smaller canvases scale its resize rule down) [default: the "
-         "model's].")
+         "(faster-rcnn-r101-fpn: default 1344x1344; smaller canvases scale its resize rule down). 'exact': each "
+         "image padded only to its own multiple of 32 (the reference at batch 1; CPU backends, batch 1 only) "
+         "[default: the model's].")
 
 
 model_option = click.option(

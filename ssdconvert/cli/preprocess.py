@@ -91,7 +91,9 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     faster-rcnn-r101-fpn: keep-ratio resize (short side 800, long side <= 1333), BGR minus the
     mean, zero padding to the canvas (--canvas, default 1344x1344); each image's unpadded size goes
     to im_info/<stem>.bin (the second model input; `infer --input` finds it through the manifest)
-    and its resized size, scale and padding to the manifest.
+    and its resized size, scale and padding to the manifest. --canvas exact pads each image only to
+    its own multiple of 32 (the reference at batch 1): file sizes differ, and the manifest (version
+    4) records the input shape as 3 x ? x ?, each image's shape being its resized size + padding.
 
     \b
     Examples:
@@ -99,6 +101,8 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
           --data_root coco/val2017 --save_path ssd_bin
       ssdconvert preprocess --model faster-rcnn-r101-fpn --canvas 1344x1344 \\
           --val_annotation coco/annotations/instances_val2017.json --data_root coco/val2017 --save_path frcnn_bin
+      ssdconvert preprocess --model faster-rcnn-r101-fpn --canvas exact \\
+          --val_annotation coco/annotations/instances_val2017.json --data_root coco/val2017 --save_path frcnn_exact
     """
     from preprocess.errors import PreprocessError
     from preprocess.run import preprocess_dataset
@@ -108,17 +112,18 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     t = spec.transform
     if dtype not in t.dtypes:
         raise PreprocessError(f"{spec.name} takes {' or '.join(t.dtypes)} input, not --dtype {dtype}")
-    if tuple(spec.input.shape) != (3, t.height, t.width):
+    if tuple(spec.input.shape) != t.input_shape:
         raise PreprocessError(f"model {spec.name}: input shape {spec.input.shape} does not match its transform "
-                              f"({t.height}x{t.width})")
+                              f"({t.input_shape})")
     if all_images is None:
         all_images = spec.head.evaluated_images == "all"
     s = preprocess_dataset(annotation, data_root, save_path, t, model=spec.name, input_name=spec.input.name,
                            dtype=dtype, workers=workers, all_images=all_images, overwrite=overwrite,
                            progress=progress)
     fmt = s.format
-    click.echo(f"{spec.name}: {fmt.dtype} {fmt.layout} {fmt.shape}, {fmt.nbytes:,} bytes per image, "
-               f"{s.workers} worker(s)")
+    size = (f"{fmt.nbytes:,} bytes per image" if fmt.nbytes is not None else
+            "each image padded to its own multiple of 32 (file sizes differ; manifest.json gives each shape)")
+    click.echo(f"{spec.name}: {fmt.dtype} {fmt.layout} {fmt.shape}, {size}, {s.workers} worker(s)")
     rows = [("written", s.written, ""),
             ("already complete", s.reused, "kept from an earlier run" if s.reused else ""),
             ("failed", s.failed, "listed in the manifest" if s.failed else ""),

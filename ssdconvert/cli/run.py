@@ -55,7 +55,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "that cannot run is a failure.")
 @click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
-              help="Batch sizes for the sweep; the largest is also the inference batch.")
+              help="Batch sizes for the sweep; the largest is also the inference batch (--canvas exact: 1).")
 @click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
@@ -90,6 +90,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
       ssdconvert run --workdir build/demo
       ssdconvert run --model faster-rcnn-r101-fpn --canvas 320x320 --images 4 --bs 1,2 \\
           --backends onnxruntime,openvino --workdir build/frcnn_demo
+      ssdconvert run --model faster-rcnn-r101-fpn --canvas exact --images 3 \\
+          --backends onnxruntime,openvino --workdir build/frcnn_exact
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
       ssdconvert run --backends onnxruntime,openvino --precisions fp32,bf16,int8 --workdir build/prec
@@ -98,6 +100,10 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     from ssdconvert.pipeline import RunConfig, run_and_report
     from ssdconvert.pipeline.report import problems
 
+    from preprocess.spec import EXACT_CANVAS
+
+    if canvas == EXACT_CANVAS and not _given("batch_sizes"):
+        batch_sizes = (1,)  # the exact mode runs batch 1
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
                     backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,

@@ -44,7 +44,8 @@ class RunConfig:
     workers: int | None = None
     tools: dict[str, str] = field(default_factory=dict)  # backend -> its compiler executable (default: PATH, env)
     backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
-    canvas: tuple[int, int] | None = None  # input canvas of a model whose input size is a choice (ModelSpec.at_canvas)
+    # input canvas of a model whose input size is a choice (ModelSpec.at_canvas), or preprocess.spec.EXACT_CANVAS
+    canvas: tuple[int, int] | str | None = None
     variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
     precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
     gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
@@ -110,6 +111,8 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
     if unknown:
         raise SsdConvertError(f"{spec.name} has no variant {', '.join(unknown)} to bench beside its main export "
                               f"(it has: {', '.join(spec.composite) or 'none'})")
+    if spec.dynamic_canvas:
+        cfg = _exact_mode(cfg, targets)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(workdir)
@@ -142,6 +145,11 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
         variants[variant] = (Path(done.outputs[0]), done.key)
 
     for target in targets:
+        if not target.dynamic_image_size and spec.dynamic_canvas:
+            note = f"{target.name} skipped: it needs the fixed canvas (the exact mode runs on the CPU backends)"
+            report.stages.append(StageResult(f"compile:{target.name}", "", 0.0, note, skipped=True))
+            say(f"[compile:{target.name}] {note}")
+            continue
         for precision in cfg.precisions or (target.default_precision,):
             _run_backend(cfg, spec, target, precision, onnx, exp.key, pre, workdir, stage, report, say)
         for variant, (model, key) in variants.items():  # at the backend's default precision
@@ -158,6 +166,21 @@ def split_label(text: str) -> tuple[str, str]:
     """(backend, precision) of a label (the default precision when the label names none)."""
     name, _, precision = text.partition("@")
     return name, precision or backends.get(name).default_precision
+
+
+def _exact_mode(cfg: RunConfig, targets: list[Backend]) -> RunConfig:
+    """The exact mode (each image at its own size): batch 1, no variant (they need a fixed canvas), and the
+    backends that take any image size; one the user named that cannot is refused."""
+    if cfg.batch_sizes != (1,):
+        raise SsdConvertError(f"the exact mode (--canvas exact) runs batch 1 only, not --bs "
+                              f"{','.join(map(str, cfg.batch_sizes))}; a batch needs a fixed canvas (--canvas HxW)")
+    if cfg.variants:
+        raise SsdConvertError(f"the {', '.join(cfg.variants)} variant needs a fixed canvas; the exact mode exports "
+                              "the main graph only (--variants '')")
+    if cfg.backends_explicit:
+        for target in targets:
+            target.check_image_size(True, "--canvas exact")
+    return replace(cfg, variants=())
 
 
 def _known(name: str) -> bool:
@@ -294,7 +317,8 @@ def _export(cfg: RunConfig, spec, workdir: Path, variant: str | None = None):
     model, weights = build_model(spec, cfg.checkpoint, backbone=cfg.backbone, trust=cfg.trust, seed=cfg.seed)
     name = spec.name.replace("-", "_") + (f"_{variant}" if variant else "")
     r = export_model(model, spec, workdir / f"{name}.onnx", weights=weights, batch=cfg.infer_batch, variant=variant)
-    return f"{r.figure()} (bs 1 and {cfg.infer_batch})", {**r.metrics(), "weights": weights.label()}, [r.onnx_path]
+    validated = "batch 1, two image sizes" if spec.dynamic_canvas else f"bs 1 and {cfg.infer_batch}"
+    return f"{r.figure()} ({validated})", {**r.metrics(), "weights": weights.label()}, [r.onnx_path]
 
 
 def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path | None):

@@ -101,7 +101,8 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def markdown(report: PipelineReport, plot: Path | None) -> str:
+def markdown(report: PipelineReport, plot: Path | None, precision_plot: Path | None = None) -> str:
+    """The report as markdown; `plot` and `precision_plot` are the PNGs beside it, if drawn."""
     label = " (random weights: meaningless)" if report.random_weights else ""
     lines = ["# ssdconvert run report", "", f"Model: `{report.config['model_name']}`; work dir "
              f"`{report.config['workdir']}`.", ""]
@@ -120,7 +121,7 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
                                    _fmt(r["AP50"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
                                    r["gate"]) for r in acc]), ""]
     table = precision_rows(report)
-    if any(r["precision"] != "fp32" and (r["best_throughput"] is not None or r["gate"] != "–") for r in table):
+    if _shows_precisions(table):
         lines += ["## Precision", "", f"Lower-precision gate against ONNX Runtime FP32 on the same inputs: "
                   f"{_thresholds(report).describe()}." + (" Seeded random weights: the gate figures describe "
                                                             "numerical agreement only." if report.random_weights
@@ -132,8 +133,8 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
                                    _fmt(r["AP"], ".4f"), _fmt(r["delta_vs_onnxruntime"], "+.4f"),
                                    _fmt(r["min_cosine"], ".5f"), _fmt(r["min_snr_db"], ".1f"),
                                    _fmt(r["detection_ap"], ".4f"), r["gate"]) for r in table]), ""]
-        if plot_tradeoff(table, Path(report.config["workdir"]) / "precision.png", report.random_weights):
-            lines += ["![throughput against AP delta](precision.png)", ""]
+        if precision_plot:
+            lines += [f"![throughput against AP delta]({precision_plot.name})", ""]
     failed = problems(report)
     if failed:
         lines += ["## Result: FAILED", "", *[f"- {p}" for p in failed], ""]
@@ -148,6 +149,11 @@ def markdown(report: PipelineReport, plot: Path | None) -> str:
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(lines)
+
+
+def _shows_precisions(table: list[dict]) -> bool:
+    """Whether the run measured a lower precision (the report then has a precision section and plot)."""
+    return any(r["precision"] != "fp32" and (r["best_throughput"] is not None or r["gate"] != "–") for r in table)
 
 
 def _thresholds(report: PipelineReport):
@@ -221,9 +227,13 @@ def plot_throughput(tput: dict[str, dict[int, float]], target: Path) -> Path | N
 
 
 def write_report(report: PipelineReport, workdir: Path) -> tuple[Path, Path, str]:
-    """Write report.md, report.json and throughput.png into `workdir`; return paths and the markdown."""
+    """Write report.md, report.json, throughput.png and precision.png into `workdir`; return paths and the
+    markdown."""
     plot = plot_throughput(throughput_by_backend(report), workdir / "throughput.png")
-    text = markdown(report, plot)
+    table = precision_rows(report)
+    precision_plot = (plot_tradeoff(table, workdir / "precision.png", report.random_weights)
+                      if _shows_precisions(table) else None)
+    text = markdown(report, plot, precision_plot)
     md = workdir / "report.md"
     with atomic_path(md) as tmp:
         tmp.write_text(text)

@@ -29,7 +29,7 @@ class TensorSpec:
     """One graph input or output; `shape` excludes the batch axis."""
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]  # None: differs per sample (an exact-mode image's height and width)
     dtype: str = "float32"
 
     def with_batch(self, batch: int | str) -> tuple:
@@ -64,8 +64,9 @@ class ModelSpec:
     demo_weights: Callable[["torch.nn.Module", int], None] | None = None
     # The family's export (ssdconvert.export.export_model's seam); None: the network's forward, raw outputs.
     exporter: Callable[..., Any] | None = None
-    # (spec, (height, width)) -> the spec for that input canvas; None: the input size is fixed.
-    at_canvas: Callable[["ModelSpec", tuple[int, int]], "ModelSpec"] | None = None
+    # (spec, (height, width) or preprocess.spec.EXACT_CANVAS) -> the spec for that input canvas; None: the input
+    # size is fixed.
+    at_canvas: Callable[["ModelSpec", "tuple[int, int] | str"], "ModelSpec"] | None = None
     # (spec, batch) -> realistic feeds {input name: array} for timing; None: random values are as good.
     example_inputs: Callable[["ModelSpec", int], dict[str, "np.ndarray"]] | None = None
     # network -> the module whose forward is the exported (main) graph; None: the network itself.
@@ -77,8 +78,14 @@ class ModelSpec:
     def inputs(self) -> tuple[TensorSpec, ...]:
         return (self.input, *self.extra_inputs)
 
-    def with_canvas(self, canvas: tuple[int, int] | None) -> "ModelSpec":
-        """This spec for an input canvas (height, width); itself for None. A fixed-size model refuses."""
+    @property
+    def dynamic_canvas(self) -> bool:
+        """True for the exact mode: the image height and width differ per sample (batch 1, CPU backends)."""
+        return None in self.input.shape
+
+    def with_canvas(self, canvas: "tuple[int, int] | str | None") -> "ModelSpec":
+        """This spec for an input canvas (height, width) or preprocess.spec.EXACT_CANVAS; itself for None. A
+        fixed-size model refuses."""
         if canvas is None:
             return self
         if self.at_canvas is None:
@@ -102,10 +109,15 @@ class ModelSpec:
         serve as well (ssdconvert.timing.timed_loop)."""
         if self.example_inputs is None:
             return None
+        from preprocess.spec import EXACT_CANVAS
+
         image = next((i for i in inputs if i.name == self.input.name), None)
-        if image is None or any(d is None for d in image.sample_shape):
+        if image is None or not image.sample_shape:
             return None
-        spec = self.with_canvas(tuple(image.sample_shape[1:])) if self.at_canvas else self
+        canvas = tuple(image.sample_shape[1:])
+        if None in canvas:  # an exact-mode model: a typical image at its own size
+            return self.with_canvas(EXACT_CANVAS).example_feeds(batch) if self.at_canvas else None
+        spec = self.with_canvas(canvas) if self.at_canvas else self
         return spec.example_feeds(batch)
 
     @property

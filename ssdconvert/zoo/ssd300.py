@@ -1,7 +1,9 @@
 """The I/O contract shared by the MLPerf/NVIDIA SSD300 COCO detectors (ResNet-34 and ResNet-50).
 
-Same input and transform (R34 §11, other_models §1.4) and the same head: outputs, default boxes,
-decoder and NMS (R34 §4, §6-§10; other_models §1.2-§1.5), postprocess.heads.SSD300_NVIDIA.
+Same input and transform (SSDTransformer(val=True)) and the same head: outputs (SSD300.bbox_view),
+default boxes (dboxes300_coco), decoder and NMS (Encoder) and COCO mapping, in both
+mlcommons/training_results_v0.7 NVIDIA/benchmarks/ssd/implementations/pytorch
+and NVIDIA DeepLearningExamples PyTorch/Detection/SSD/ssd/; postprocess.heads.SSD300_NVIDIA.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def detector_onnx(tmp_path):
 def test_atc_gets_every_input_in_the_shape_and_the_op_notes(detector_onnx, fake_on_path, tmp_path):
     result = build_om(detector_onnx, SOC, batch=4, output=tmp_path / "om" / "frcnn_bs4")
     assert "--input_shape=images:4,3,64,64;im_info:4,2" in result.command
-    # NonMaxSuppression's output length depends on the data: ATC packs host op libraries (§1.4)
+    # NonMaxSuppression's output length depends on the data: ATC packs host op libraries (ATC docs: --output)
     assert result.primary.name == f"frcnn_bs4_linux_{platform.machine()}.om"
     record = json.loads(result.sidecar.read_text())
     assert record["inputs"] == [{"name": "images", "shape": [4, 3, 64, 64], "dtype": "float32"},

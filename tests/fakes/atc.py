@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fake Huawei `atc` (ONNX path, --mode=0) that honours the command-line contract strictly.
 
-Contract source: the device-toolchain reference §1 (ATC: argument spellings and value sets,
-`--input_shape` and gears, the `_<os>_<arch>` output rule, the stdout protocol, E-codes, exit codes,
-AIPP fields). It writes a small placeholder model instead of compiling anything.
+Contract source: the CANN ATC documentation (hicann/ge docs/zh/user_guides/atc_tools: argument
+spellings and value sets, `--input_shape` and gears, the `_<os>_<arch>` output rule, AIPP fields)
+and hicann/ge api/atc/main_impl.cc (the stdout protocol, E-codes, exit codes). It writes a small
+placeholder model instead of compiling anything.
 
 Run it with an interpreter that has `onnx` (the project venv). Tests create an `atc` launcher that
 execs this file, the way the real `atc` wrapper execs `atc.bin`.
@@ -16,8 +17,9 @@ What it checks (each failure prints the documented failure block and exits non-z
   * `--input_shape` names exist in the ONNX (else E10016), rank and fixed dims match (else
     E10001), a dynamic ONNX dim without `--input_shape` fails with E10001;
   * `--dynamic_batch_size`: 2..100 positive gears, `-1` only as the first dim (else E10001), and no
-    op with a data-dependent output shape in the graph (§1.3: "networks with data-dependent
-    intermediate shapes are not supported"; the E10001 wording is the fake's);
+    op with a data-dependent output shape in the graph (ATC docs, --dynamic_batch_size:
+    "networks with data-dependent intermediate shapes are not supported"; the E10001 wording is the
+    fake's);
   * `--insert_op_conf`: an `aipp_op { ... }` file with known fields in range, input format NCHW;
   * the ONNX has one opset import (else E16005) at ai.onnx opset <= 18 (else the code-less
     `No parser is registered for Op [ai.onnx::<v>::<op>]` line).
@@ -26,7 +28,7 @@ stdout protocol: first line `ATC start working now, please wait for a moment.`, 
 a lone `...`, then `ATC run success, welcome to the next use.` (+ a W11001 warning line, exit 0)
 or `ATC run failed, Please check the detail log, Try 'atc --help' for more information`, the
 E-code line(s), an indented TraceBack block, and exit 255 (flag/parameter errors: GE status -1)
-or 1 (model errors). The E-line wording for cases the sheet does not quote is the fake's own.
+or 1 (model errors). The E-line wording for cases no public log shows is the fake's own.
 
 Output: `<output>.om` for static and gear builds; `<output>_<host_env_os>_<host_env_cpu>.om` for
 dynamic-shape builds (a bare `-1` without gears, a `lo~hi` range, or a data-dependent op such as

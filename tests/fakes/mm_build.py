@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Fake Cambricon MagicMind build tool (the gen_model.py / mm_build command line) for tests.
 
-Contract source: the device-toolchain reference §3.1 (MagicMind), the argparse flags of
-Cambricon/magicmind_cloud `buildin/python_common/build_param.py` (release v1.7). Like that tool
-it is an argparse program: an unknown or malformed flag prints `usage: ...` and
-`error: ...` on stderr and exits 2. Run it with an interpreter that has `onnx` (the project venv).
+Contract source: the argparse flags of Cambricon/magicmind_cloud
+`buildin/python_common/build_param.py` (release v1.7). Like that tool it is an argparse program: an
+unknown or malformed flag prints `usage: ...` and `error: ...` on stderr and exits 2. Run it with an
+interpreter that has `onnx` (the project venv).
 
 What it checks beyond argparse (exit 1 with a `RuntimeError: ...` line, like an uncaught
 exception in the Python tool):
@@ -18,7 +18,7 @@ exception in the Python tool):
     "Directory for calibration data"; how a network's CalibData joins them is unverified].
 
 Output: the model is written exactly at `--magicmind_model` (default `./model`, no extension
-added). The sheet documents no stdout protocol for the build tool, so the two lines this fake
+added). No stdout protocol is documented for the build tool, so the two lines this fake
 prints (`[fake mm_build] ...`) are its own; the adapter must not depend on them.
 
 Test-only knobs (environment):

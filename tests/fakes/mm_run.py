@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fake Cambricon `mm_run` (the MagicMind benchmark binary) for tests.
 
-Contract source: the device-toolchain reference §3.2 (mm_run: the flags Cambricon's perf.sh
-scripts pass; the output sections of a saved mm_run log). Strict: an unknown or malformed flag
-prints usage and exits 2 (the fake's own choice; the real tool's reaction is undocumented).
+Contract source: the flags Cambricon/magicmind_cloud's buildin/**/benchmark/perf.sh scripts pass,
+and the output sections of an mm_run log saved in that repository's history (commit 3fac70f).
+Strict: an unknown or malformed flag prints usage and exits 2 (the fake's own choice; the real
+tool's reaction is undocumented).
 
 It runs the model for real through the fake MagicMind runtime beside it (tests/fakes/magicmind,
 which runs the recorded ONNX with ONNX Runtime), on random input data: warm-up, then at least

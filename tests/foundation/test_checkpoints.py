@@ -101,7 +101,7 @@ def torchvision_backbone(state):
 def test_backbone_file_initialises_exactly_the_backbone(tmp_path, spec, reference):
     state = reference[0]
     file_state = torchvision_backbone(state)
-    assert len(file_state) == 145 + 3  # §5.4: 145 tensors once layer4/fc are dropped, + 3 layer4/fc stand-ins
+    assert len(file_state) == 145 + 3  # 182 - 37 layer4/fc = 145 tensors, + 3 layer4/fc stand-ins
     torch.save(file_state, tmp_path / "resnet34.pth")
     random_only, _ = build_model(spec, seed=1)
     model, source = build_model(spec, backbone=tmp_path / "resnet34.pth", seed=1)

@@ -1,4 +1,4 @@
-"""The SSD-ResNet34 network matches the NVIDIA v0.7 layout in the reference sheet (§3-§5.1)."""
+"""The SSD-ResNet34 network matches the NVIDIA v0.7 layout (training_results_v0.7 NVIDIA SSD ssd300.py)."""
 
 from __future__ import annotations
 
@@ -66,10 +66,10 @@ def test_spec_describes_the_io_contract(spec):
     assert d["input"]["mean"] == [0.485, 0.456, 0.406]
 
 
-def test_flops_per_image_matches_the_sheets_conv_count(torch_model, spec):
+def test_flops_per_image_matches_the_analytic_conv_count(torch_model, spec):
     """MACs of every Conv2d at 300x300, batch 1, counted here with forward hooks (output elements x
-    input channels per group x kernel area), against the sheet's analytic breakdown (R34 §18:
-    backbone 12.907, additional blocks 0.704, heads 2.252, total 15.862 GMAC = 31.72 GFLOPs)."""
+    input channels per group x kernel area), against an analytic count from the layer list
+    (backbone 12.907, additional blocks 0.704, heads 2.252, total 15.862 GMAC = 31.72 GFLOPs)."""
     macs: dict[str, int] = {}
 
     def hook(name):

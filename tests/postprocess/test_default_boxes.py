@@ -1,4 +1,4 @@
-"""Default boxes: count, order, clamp and the spot values of reference §6.5."""
+"""Default boxes: count, order, clamp and spot values of dboxes300_coco (replicated in float32)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from postprocess.priors import PriorSpec, default_boxes, xywh_to_ltrb
 
-# index: (cx, cy, w, h) from the reference sheet §6.5 (float32 replication, 6 decimals)
+# index: (cx, cy, w, h), from a float32 replication of dboxes300_coco (6 decimals)
 SPOT_XYWH = {
     0: (0.013333, 0.013333, 0.07, 0.07),
     1: (0.04, 0.013333, 0.07, 0.07),
@@ -63,7 +63,7 @@ def test_spot_values_ltrb_from_clamped_xywh(boxes, index):
 
 
 def test_clamp_acts_on_xywh_only(boxes):
-    """§6.4: 122 entries change (60 cx + 60 cy on level 2, one w and one h on level 5), 116 boxes."""
+    """The clamp: 122 entries change (60 cx + 60 cy on level 2, one w and one h on level 5), 116 boxes."""
     spec = PriorSpec()
     raw = []
     for level, (f, step) in enumerate(zip(spec.feat_size, spec.steps)):

@@ -1,4 +1,4 @@
-"""Fixed-K outputs -> COCO rows with maskrcnn-benchmark's conventions (other_models.md §3.8)."""
+"""Fixed-K outputs -> COCO rows with maskrcnn-benchmark's conventions (prepare_for_coco_detection)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from postprocess.final_detections import ResizedImage, all_images, coco_rows
 
 
 def literal_rows(boxes, scores, labels, counts, images, cat_ids):
-    """§3.8 written out: per image, resize with separate x/y ratios original/resized, then
-    (x1, y1, x2 - x1 + 1, y2 - y1 + 1); category = the label-th category; float32 like torch."""
+    """prepare_for_coco_detection written out: per image, resize with separate x/y ratios
+    original/resized, then (x1, y1, x2 - x1 + 1, y2 - y1 + 1); category = the label-th category;
+    float32 like torch."""
     rows = []
     for i, im in enumerate(images):
         rx, ry = np.float32(im.width / im.resized_width), np.float32(im.height / im.resized_height)
@@ -69,8 +70,9 @@ def test_bad_counts_are_refused():
 
 
 def test_the_final_detections_head_decodes_a_batch_with_the_manifest_geometry():
-    """decoder_for(head) on the fixed-K outputs: the COCO rows of §3.8, with each image's resized size taken
-    from its manifest record (preprocess.manifest.ImageRecord, as a resize-and-pad preprocess writes it)."""
+    """decoder_for(head) on the fixed-K outputs: the COCO rows of prepare_for_coco_detection, with
+    each image's resized size taken from its manifest record (preprocess.manifest.ImageRecord, as a
+    resize-and-pad preprocess writes it)."""
     from postprocess.heads import MASKRCNN_BENCHMARK_RCNN, decoder_for
     from preprocess.manifest import ImageRecord
 

@@ -155,7 +155,7 @@ def test_reference_nms_function_matches_nms_dispatch():
     boxes = np.asarray([[0, 0, 3, 1], [1, 0, 4, 1], [10, 10, 11, 11]], F32)
     scores = scores_for(3, num_classes=3, c1=[0.9, 0.8, 0.01], c2=[0.02, 0.03, 0.7])
     args = (np.zeros(3), np.arange(3), boxes, scores)
-    expected = {  # (label, anchor) pairs, worked out by hand from the two rule sets (R34 §8, §9.2)
+    expected = {  # (label, anchor) pairs, worked out by hand from the two rule sets (MLPerf, Ascend)
         "reference": [(1, 0), (2, 2)],
         "ascend": [(1, 0), (1, 1), (2, 2), (2, 1), (2, 0), (1, 2)],
     }

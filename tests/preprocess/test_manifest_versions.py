@@ -1,4 +1,5 @@
-"""manifest.json version 3 is written; version 1 files (before the decoder fields) are still read."""
+"""manifest.json version 3 is written (4 for the exact mode, tests/families/faster_rcnn/test_exact.py); version 1
+files (before the decoder fields) are still read."""
 
 from __future__ import annotations
 
@@ -28,6 +29,6 @@ def test_version_1_reads_with_pil_defaults(tmp_path):
 
 
 def test_unknown_versions_are_refused(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 4}))
-    with pytest.raises(PreprocessError, match="manifest version 4; this ssdconvert reads versions 1, 2, 3"):
+    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 5}))
+    with pytest.raises(PreprocessError, match="manifest version 5; this ssdconvert reads versions 1, 2, 3, 4"):
         read_manifest(tmp_path)

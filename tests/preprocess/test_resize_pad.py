@@ -1,4 +1,4 @@
-"""maskrcnn-benchmark's test transform (other_models.md §3.2), against literal rules written here."""
+"""maskrcnn-benchmark's test transform (data/transforms/transforms.py), against literal rules written here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from preprocess.resize_pad import (PIXEL_MEAN_BGR, ResizePadTransform, bgr255_mi
 
 
 def literal_size(w, h, min_size=800, max_size=1333):
-    """§3.2 step 2, word for word: (new_w, new_h)."""
+    """Resize.get_size, word for word: (new_w, new_h)."""
     size = min_size
     if max(w, h) / min(w, h) * size > max_size:
         size = round(max_size * min(w, h) / max(w, h))  # Python round: half to even

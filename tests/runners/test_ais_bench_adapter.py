@@ -1,4 +1,4 @@
-"""The ais_bench adapter against the sheet's contract and the fake tool in tests/fakes/ais_bench."""
+"""The ais_bench adapter against the ais_bench contract and the fake tool in tests/fakes/ais_bench."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_argv_uses_the_standalone_spellings_and_explicit_batch_and_dirname():
                     "--device", "1", "--warmup_count", "2", "--loop", "3"]
 
 
-def test_console_summary_is_parsed_with_the_sheet_regexes():
+def test_console_summary_is_parsed_from_the_documented_lines():
     parsed = parse_console(CONSOLE + "[INFO] summary throughput:557.93\n")
     assert parsed.compute_ms["mean"] == pytest.approx(0.6610000133514404)
     assert parsed.compute_ms["percentile(99%)"] == pytest.approx(0.661)

@@ -21,7 +21,8 @@ from ssdconvert.bench import run_bench
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.infer import run_infer
 
-# the Performance Summary of the saved mm_run log the reference sheet quotes (§3.2)
+# the Performance Summary of the mm_run log saved in Cambricon/magicmind_cloud history (commit 3fac70f,
+# buildin/cv/classification/resnet50_onnx/data/output_ok/force_float16_true_4_log_perf)
 MM_RUN_LOG = """==================== Performance Summary
 Iterations: 1363
 Host Wall Time (s): 2.79882
@@ -131,7 +132,7 @@ def test_the_fake_runtime_refuses_what_the_real_one_would(tmp_path, tiny_onnx, f
     assert queue.sync().ok() and outputs[0].asnumpy().shape == (4, 4, 64)
 
 
-def test_mm_run_output_and_argv_follow_the_sheet(tmp_path):
+def test_mm_run_output_and_argv_follow_the_published_log(tmp_path):
     summary = parse_output(MM_RUN_LOG)
     assert (summary.throughput, summary.iterations, summary.wall_seconds) == (1947.97, 1363, 2.79882)
     assert summary.compute_ms == {"min": 1.957, "max": 2.226, "mean": 2.0198, "median": 2.007,

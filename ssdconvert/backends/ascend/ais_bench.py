@@ -1,10 +1,11 @@
 """ais_bench (Ascend .om inference): the subprocess adapter for `python3 -m ais_bench`.
 
-Contract (device_toolchains.md §2): standalone flag spellings; input files are concatenated up
-to the om batch and the last batch is padded; outputs `<stem>_<i>.bin` (stem cut at the first
-dot) in `<output>/<output_dirname>/`; `<output>/<output_dirname>_summary.json` beside it, whose
-NPU_compute_time percentile key may be mangled (match it by prefix); throughput = 1000 *
-batchsize / mean NPU compute ms; exit code 0 on success, 1 on any error.
+Contract (Ascend/tools ais-bench_workload/tool/ais_bench, `ais_bench/infer/`): standalone flag
+spellings; input files are concatenated up to the om batch and the last batch is padded; outputs
+`<stem>_<i>.bin` (stem cut at the first dot) in `<output>/<output_dirname>/`;
+`<output>/<output_dirname>_summary.json` beside it, whose NPU_compute_time percentile key may be
+mangled (match it by prefix); throughput = 1000 * batchsize / mean NPU compute ms; exit code 0 on
+success, 1 on any error.
 
 Several devices (`--device 0,1,...`), as read in Ascend/tools `ais_bench/infer/__main__.py`
 (multidevice_run, split_inputs_new) and mjlovesz/sync-ait `benchmark_process.py`: one process
@@ -84,7 +85,7 @@ def build_argv(model: str | Path, *, python: str | None = None, input: str | Pat
                batchsize: int | None = None, dym_batch: int | None = None, device: int | str = 0,
                warmup: int = 1, loop: int = 1, display_all_summary: bool = False) -> list[str]:
     """argv for the standalone tool. Always passes --batchsize and --output_dirname explicitly
-    (the sheet's checklist): the former fixes the throughput formula, the latter the folder."""
+    : the former fixes the throughput formula, the latter the folder."""
     argv = [ais_bench_python(python), "-m", "ais_bench", "--model", str(model)]
     if input is not None:
         items = [input] if isinstance(input, (str, Path)) else list(input)

@@ -1,6 +1,7 @@
 """Huawei Ascend ATC: ONNX -> offline model (.om).
 
-Contract (device_toolchains.md §1): argv list, `--framework=5`, `--input_shape` built from the ONNX
+Contract (CANN ATC documentation, hicann/ge docs/zh/user_guides/atc_tools/CLI_options/*.md and
+api/atc/main_impl.cc): argv list, `--framework=5`, `--input_shape` built from the ONNX
 graph input, `--soc_version` as `npu-smi info` names it; success needs exit code 0 *and* the line
 `ATC run success`; error lines are `E[0-9A-Z]{5}: ...` on stdout; the model is `<output>.om` or,
 for dynamic-shape graphs, `<output>_<os>_<arch>.om`.
@@ -32,7 +33,8 @@ TOOL = ToolSpec(
                   "`source /usr/local/Ascend/cann/set_env.sh` (CANN 8.5+)."),
 )
 
-# --precision_mode values (§1.2). None = do not pass the flag: ATC's default is force_fp16.
+# --precision_mode values (CANN ATC documentation: --precision_mode). None = do not pass the flag: ATC's
+# default is force_fp16.
 PRECISION_MODES = (
     "force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16", "must_keep_origin_dtype",
     "allow_mix_precision", "allow_mix_precision_fp16", "allow_mix_precision_bf16", "allow_fp32_to_bf16",
@@ -40,8 +42,9 @@ PRECISION_MODES = (
 ATC_DEFAULT_PRECISION = "force_fp16"
 LOG_LEVELS = ("debug", "info", "warning", "error", "null")
 
-# Chip families ATC knows (§1.1, §1.2). `Ascend` + the Name column of `npu-smi info`; A3/950 parts
-# are `<Chip Name>_<NPU Name>`. Strict on the family so typos fail here, not after a long build.
+# Chip families ATC knows (CANN ATC documentation: --soc_version). `Ascend` + the Name column of
+# `npu-smi info`; A3/950 parts are `<Chip Name>_<NPU Name>`. Strict on the family so typos fail
+# here, not after a long build.
 # The SoC names CANN knows (its platform tables and ops build lists): a name outside them is a typo
 # that ATC would only reject after loading its op libraries. A3 parts are <Chip Name>_<NPU Name>.
 KNOWN_SOCS = frozenset({
@@ -79,7 +82,8 @@ CODE_HINTS = {
     "E19999": "Internal ATC error; rerun with --log info and read the plog under ~/ascend/log/.",
     "EZ9999": "Internal ATC error; rerun with --log info and read the plog under ~/ascend/log/.",
 }
-# Known environment failures printed before ATC even starts (§1.8).
+# Known environment failures printed before ATC even starts (third-party FAQ, not checked against CANN
+# release notes: ascend-ai-coding/awesome-ascend-skills atc-model-converter/references/FAQ.md).
 ENV_ERRORS = (
     (re.compile(r"cannot pickle 'FrameLocalsProxy'"),
      "ATC's op compiler needs the CANN Python (3.7-3.10 for older CANN), not Python 3.11+."),
@@ -199,7 +203,7 @@ def strip_om(output: str | Path) -> Path:
 
 
 def resolve_om(out: Path, outcome=None) -> Path | None:
-    """§1.4: `<out>.om`, else the newest `<out>_<os>_<arch>.om` (dynamic-shape builds).
+    """`<out>.om`, else the newest `<out>_<os>_<arch>.om` (dynamic-shape builds; ATC docs: --output).
 
     With `outcome`, only files written by that run count (a stale model from an earlier build
     must not pass for a fresh one).
@@ -500,7 +504,7 @@ def _extra_value(extra: Sequence[str], flag: str) -> str | None:
 # ------------------------------------------------------------------------------- for run and bench
 
 
-# The precision names of `run` and `bench --precision` -> --precision_mode (§1.2). fp16 passes no flag:
+# The precision names of `run` and `bench --precision` -> --precision_mode. fp16 passes no flag:
 # ATC's default is force_fp16, so the om is built exactly as the reference scripts build it. bf16 is the
 # BF16 mixed mode (there is no force_bf16). INT8 is AMCT's job (Backend.int8_note); a raw ATC mode passes through.
 MODES = {None: None, "fp16": None, "fp32": "force_fp32", "bf16": "allow_mix_precision_bf16"}

@@ -1,17 +1,19 @@
 """Cambricon MagicMind: ONNX -> offline MagicMind model for the MLU370 (mtp_372).
 
-Contract (device_toolchains.md §3.1): the model is serialised exactly to `--magicmind_model`
+Contract (Cambricon/magicmind_cloud buildin/python_common: build_param.py, model_process.py): the
+model is serialised exactly to `--magicmind_model`
 (no extension added). No stdout protocol is documented for the build tool, so success is
 exit code 0 plus a fresh, non-empty model file; on failure the last error-looking line is shown.
 
 Every flag spelling lives in FLAGS below, so a wrong spelling is fixed in one place. They are the
 argparse flags of Cambricon/magicmind_cloud `buildin/python_common/build_param.py` (release v1.7),
-which each network's `gen_model.py` uses [verified in the sheet]. Whether the `mm_build` tool in
-the MagicMind release package takes the same spellings is [unverified] (§3.1): if it does not,
+which each network's `gen_model.py` uses. Whether the `mm_build` tool in the MagicMind release
+package takes the same spellings is [unverified]: if it does not,
 correct FLAGS, or point --tool at the user's gen_model.py.
 
 Naming note: Cambricon's modelzoo "CNNL" infer mode is eager layer-by-layer PyTorch on the MLU
-(§3.3) and builds no offline model; `ssdconvert cnnl` is this offline MagicMind build.
+(Cambricon/catch docs/user_guide/source/pytorch_9_inference/Pytorch_inference.rst) and builds no
+offline model; `ssdconvert cnnl` is this offline MagicMind build.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ssdconvert.launcher import Progress, ToolSpec, raise_failure, resolve_comma
 class Flag:
     spelling: str
     style: str  # "value": --f v | "list": --f a b c | "bool": --f true|false
-    verified: str  # evidence level from the reference sheet
+    verified: str  # evidence level: "verified" = read in build_param.py (release v1.7)
 
 
 # The ONE table of build-tool flags. [verified] = build_param.py v1.7; all are [unverified] for mm_build.
@@ -106,7 +108,8 @@ def build_magicmind(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> CompileResult:
-    """Build a MagicMind model from `onnx`. Static shape by default (SSD supports only that, §3.1).
+    """Build a MagicMind model from `onnx`. Static shape by default (SSD supports only that: magicmind_cloud
+    buildin/cv/detection/mmdetection).
 
     `dynamic=True` builds a shape-mutable model over `dim_range` = (min NCHW, max NCHW); the default
     range is batch 1..`batch` (or 1..64) at the ONNX's C, H, W. A qint* precision calibrates on
@@ -241,7 +244,7 @@ def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, prec
 
 
 def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
-    """Bench: one static model per batch size (SSD supports only static shapes, §3.1)."""
+    """Bench: one static model per batch size (SSD supports only static shapes in MagicMind)."""
     mode = precision_mode(ctx.precision)
     ctx.say(f"batch {batch}: MagicMind build ({mode}), static batch {batch} ...")
     built = build_magicmind(onnx, batch=batch, precision=mode, calib=ctx.calib if mode.startswith("qint") else None,

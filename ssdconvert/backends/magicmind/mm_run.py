@@ -1,7 +1,7 @@
 """Cambricon `mm_run` (the MagicMind benchmark binary): the adapter `bench` uses where the MagicMind
 Python runtime is not importable in this Python.
 
-Contract (device_toolchains.md §3.2) [verified: the flags Cambricon/magicmind_cloud's perf.sh
+Contract [verified: the flags Cambricon/magicmind_cloud's buildin/**/benchmark/perf.sh
 scripts pass; the output sections of a saved mm_run log, history commit 3fac70f]:
 
     mm_run --magicmind_model M --iterations N --batch_size B [B2 ...] --input_dims 4,3,224,224 [...]

@@ -1,6 +1,6 @@
 """OpenVINO `ovc`: ONNX -> IR (.xml + .bin), static or dynamic batch, FP32 or FP16 weights.
 
-Contract (device_toolchains.md §5.1, observed with openvino 2026.4.1): `--output_model x/name.xml`
+Contract (ovc's help text and runs, observed with openvino 2026.4.1): `--output_model x/name.xml`
 writes exactly x/name.xml and x/name.bin (without it ovc writes into the *current directory*);
 weights are compressed to FP16 unless `--compress_to_fp16=False`; success prints
 `[ SUCCESS ] XML file: ...` / `BIN file: ...`, errors go to stderr as `[ ERROR ] ...` with exit 1.
@@ -72,7 +72,7 @@ def convert_ir(
     fp16 = fp16 or precision == "fp16"
     onnx = Path(onnx)
     info = read_onnx(onnx)
-    inputs = info.batched_inputs()
+    inputs = info.batched_inputs(dynamic_tail=True)  # an exact-mode model keeps its dynamic height and width
     inp = inputs[0]
     if batch is not None:
         if batch < 1:
@@ -80,7 +80,7 @@ def convert_ir(
         if info.batch is not None and info.batch != batch:
             raise CompilerError(f"{onnx} has a fixed batch of {info.batch}, not {batch}")
     first = "?" if batch is None and info.batch is None else str(batch or info.batch)
-    shapes = {i.name: [first, *map(str, i.fixed_tail())] for i in inputs}
+    shapes = {i.name: [first, *("?" if d is None else str(d) for d in i.dims[1:])] for i in inputs}
 
     stem = _output_stem(onnx, output, batch, fp16)
     xml, bin_ = stem.with_name(stem.name + ".xml"), stem.with_name(stem.name + ".bin")
@@ -97,9 +97,8 @@ def convert_ir(
         "precision": precision,
         "batch": batch if batch is not None else (None if inp.batch_is_dynamic else inp.dims[0]),
         "dynamic_batch": first == "?",
-        "input": {"name": inp.name, "shape": [first, *inp.fixed_tail()], "dtype": "float32", "layout": "NCHW"},
-        "inputs": [{"name": name, "shape": [first, *map(int, dims[1:])], "dtype": i.dtype}
-                   for (name, dims), i in zip(shapes.items(), inputs)],
+        "input": {"name": inp.name, "shape": [first, *inp.dims[1:]], "dtype": "float32", "layout": "NCHW"},
+        "inputs": [{"name": i.name, "shape": [first, *i.dims[1:]], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
     }
     if dry_run:

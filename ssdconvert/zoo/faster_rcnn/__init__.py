@@ -23,12 +23,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from postprocess.heads import MASKRCNN_BENCHMARK_RCNN
-from preprocess.resize_pad import DEFAULT_CANVAS, IM_INFO, ResizePadTransform, for_canvas
+from preprocess.resize_pad import DEFAULT_CANVAS, IM_INFO, ResizePadTransform, exact_mode, for_canvas, resized_size
+from preprocess.spec import EXACT_CANVAS
 from ssdconvert.zoo import register
 from ssdconvert.zoo.faster_rcnn.flops import flops_per_image
 from ssdconvert.zoo.spec import ModelSpec, TensorSpec
 
 NAME = "faster-rcnn-r101-fpn"
+TYPICAL_IMAGE = (640, 480)  # (width, height): the most common val2017 size, for the exact mode's FLOPs
 
 
 def build():
@@ -73,11 +75,17 @@ def split_stage(descriptor: dict):
     return SplitStage(descriptor)
 
 
-def at_canvas(spec: ModelSpec, canvas: tuple[int, int]) -> ModelSpec:
+def at_canvas(spec: ModelSpec, canvas: tuple[int, int] | str) -> ModelSpec:
     """The spec for a (height, width) canvas: input shape, transform (preprocess.resize_pad.for_canvas) and
-    FLOPs follow it."""
+    FLOPs follow it. EXACT_CANVAS: the reference's rule with each image padded to its own multiple of 32
+    (input 3 x ? x ?; FLOPs of a 640x480 COCO image, 800x1088 padded)."""
+    if canvas == EXACT_CANVAS:
+        transform = exact_mode()
+        typical = transform.canvas_for(resized_size(*TYPICAL_IMAGE, transform.min_size, transform.max_size))
+        return replace(spec, input=replace(spec.input, shape=transform.input_shape), transform=transform,
+                       flops_per_image=flops_per_image(typical))
     transform = for_canvas(canvas)
-    return replace(spec, input=replace(spec.input, shape=(3, transform.height, transform.width)),
+    return replace(spec, input=replace(spec.input, shape=transform.input_shape),
                    transform=transform, flops_per_image=flops_per_image(transform.canvas))
 
 
@@ -99,6 +107,8 @@ SPEC = register(
             "the canvas (default 1344x1344, --canvas HxW) is a deployment choice: images are resized like the "
             "reference (short side 800, long side <= 1333) and zero-padded to it; a canvas below 1344 scales "
             "that rule down so every image fits (not the reference)",
+            "--canvas exact: each image padded only to its own multiple of 32, the reference at IMS_PER_BATCH 1 "
+            "(the accuracy baseline; ONNX Runtime and OpenVINO only, batch 1)",
             "variants: fixed (every stage in one graph, NonMaxSuppression and RoiAlign on the device) and split "
             "(dense model + box-head model, proposal selection and RoIAlign on the host): export --variant",
             "evaluates all 5000 val2017 images; NMS runs in the graph (IoU > 0.5, the CUDA kernel's test)",

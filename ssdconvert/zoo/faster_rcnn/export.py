@@ -2,7 +2,10 @@
 
 Export: TorchScript exporter (dynamo=False), a dynamic batch axis on every input and output, the
 canvas (H, W) fixed, opset 16 by default (11-17 accepted; see onnx_ops.py for what RoiAlign means
-below 16), optional onnxslim simplification, written atomically.
+below 16), optional onnxslim simplification, written atomically. The exact mode (canvas
+EXACT_CANVAS) is the other way round: batch 1, the images' H and W dynamic axes, every count that
+depends on them computed in the graph (fixed.py), traced at the first validation image's size and
+validated on images of different sizes, each at batch 1 on its own canvas.
 
 Validation: the exported model runs in ONNX Runtime on given images and im_info, the PyTorch
 reference path (reference.detect, per image and data-dependent) runs on the same padded batch,
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from postprocess.detection_match import ImageDetections, MatchReport, match_detections
+from preprocess.spec import EXACT_CANVAS
 from ssdconvert.errors import DetectionMismatchError, ExportError
 from ssdconvert.export import simplify
 from ssdconvert.fileio import atomic_path
@@ -42,6 +46,8 @@ SUPPORTED_OPSETS = range(11, 18)
 DEFAULT_CANVAS = (1344, 1344)
 SIZE_DIVISIBILITY = 32
 BATCH_AXIS = "N"
+CANVAS_AXES = {2: "H", 3: "W"}  # the exact mode's dynamic axes of `images`
+EXACT_TRACE_CANVAS = (800, 1088)  # where no validation image gives one: a 640x480 image at the reference resize
 SCORE_ATOL = 1e-4
 BOX_ATOL = 1e-2  # pixels of the resized image; float32 resolution at 1344 px is ~1e-4
 MATCH_IOU = 0.9
@@ -54,7 +60,7 @@ class ExportRecord:
 
     path: Path
     opset: int
-    canvas: tuple[int, int]
+    canvas: tuple[int, int] | str  # or EXACT_CANVAS
     seconds: float
     nodes: int
     simplifier: str | None
@@ -92,12 +98,14 @@ def _trace_input(canvas: tuple[int, int], batch: int = 1) -> torch.Tensor:
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: Sequence[str], outputs: Sequence[str],
-            opset: int, simplify_model: bool) -> tuple[str | None, int]:
-    axes = {name: {0: BATCH_AXIS} for name in (*inputs, *outputs)}
+            opset: int, simplify_model: bool, axes: dict | None = None) -> tuple[str | None, int]:
+    """`axes`: the dynamic axes [default: the batch axis of every input and output]."""
+    axes = axes if axes is not None else {name: {0: BATCH_AXIS} for name in (*inputs, *outputs)}
     try:
         with warnings.catch_warnings():
             # every size the tracer sees as a Python int (top-k sizes, feature shapes) comes from the fixed
-            # canvas, so recording it as a constant is intended; only the batch axis is dynamic
+            # canvas, so recording it as a constant is intended; only the batch axis is dynamic (the exact
+            # mode computes its canvas-dependent sizes in the graph: fixed.at_most)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs), output_names=list(outputs),
                               opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
@@ -111,20 +119,29 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: Sequence[s
     return None, len(onnx.load(str(path)).graph.node)
 
 
-def export_detector(net: FasterRCNN, output: str | Path, *, canvas: tuple[int, int] = DEFAULT_CANVAS,
+def export_detector(net: FasterRCNN, output: str | Path, *, canvas: tuple[int, int] | str = DEFAULT_CANVAS,
                     opset: int = DEFAULT_OPSET, detections: int = DETECTIONS, simplify_model: bool = True,
                     validate_with: Sequence[ValidationBatch] = (), score_atol: float | None = None) -> ExportRecord:
-    """Export FixedSizeDetector(net) for `canvas`; validate on each batch before moving it into place."""
+    """Export FixedSizeDetector(net) for `canvas` (or EXACT_CANVAS: batch 1, dynamic H and W); validate on each
+    batch before moving it into place."""
     _check_opset(opset)
-    canvas = check_canvas(canvas)
+    exact = canvas == EXACT_CANVAS
+    if exact:
+        wrong = [b.images.shape[0] for b in validate_with if b.images.shape[0] != 1]
+        if wrong:
+            raise ExportError(f"the exact mode runs batch 1 (each image at its own size), not {wrong[0]}")
+        trace_canvas = check_canvas(tuple(validate_with[0].images.shape[2:]) if validate_with else EXACT_TRACE_CANVAS)
+    else:
+        canvas = trace_canvas = check_canvas(canvas)
     output = Path(output)
     started = time.perf_counter()
-    detector = FixedSizeDetector(net, detections).eval()
-    images = _trace_input(canvas)
-    im_info = torch.tensor([canvas], dtype=torch.float32)
+    detector = FixedSizeDetector(net, detections, dynamic_canvas=exact).eval()
+    images = _trace_input(trace_canvas)
+    im_info = torch.tensor([trace_canvas], dtype=torch.float32)
+    axes = {INPUT_NAMES[0]: CANVAS_AXES} if exact else None
     with atomic_path(output) as tmp, torch.no_grad():
         simplifier, nodes = _export(detector, (images, im_info), tmp, INPUT_NAMES, OUTPUT_NAMES, opset,
-                                    simplify_model)
+                                    simplify_model, axes)
         declare_output_shapes(tmp, dict(zip(OUTPUT_NAMES, ((detections, 4), (detections,), (detections,), ()))))
         reports = [validate_detector(tmp, net, batch, detections, score_atol) for batch in validate_with]
     return ExportRecord(output, opset, canvas, time.perf_counter() - started, nodes, simplifier, reports)

@@ -12,6 +12,10 @@ the spec's transform resizes typical COCO shapes (landscape, portrait, 4:3, ...)
 of a batch is clipped to its own size, at batch 1 and at the traced batch; the detections are
 matched with the PyTorch reference's (export.check_detections). The sidecar `<file>.json` records
 the match reports, the weights, the canvas and the versions.
+
+The exact mode (a spec whose transform pads each image to its own multiple of 32, `--canvas
+exact`) exports the fixed variant at batch 1 with dynamic H and W, validated on two images of
+different sizes (a landscape and a portrait COCO shape), each at batch 1 on its own canvas.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocess.spec import EXACT_CANVAS
 from ssdconvert.errors import ExportError
 from ssdconvert.fileio import write_json
 from ssdconvert.formatting import format_table
@@ -31,6 +36,11 @@ VARIANTS = ("fixed", "split")
 COMPOSITE_SUFFIX = ".composite.json"
 SAMPLE_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375), (427, 640), (640, 360))  # (w, h), COCO-like
 VALIDATION_SEED = 1234
+EXACT_VALIDATION_IMAGES = 2  # SAMPLE_SIZES[0] and [1]: landscape and portrait, two different padded sizes
+
+
+def canvas_label(canvas: tuple[int, int] | str) -> str:
+    return canvas if isinstance(canvas, str) else f"{canvas[0]}x{canvas[1]}"
 
 
 @dataclass
@@ -40,7 +50,7 @@ class FamilyExportResult:
     onnx_path: Path  # what to compile or run: the ONNX (fixed) or the composite descriptor (split)
     sidecar_path: Path
     variant: str
-    canvas: tuple[int, int]
+    canvas: tuple[int, int] | str  # or EXACT_CANVAS
     opset: int
     seconds: float
     artefacts: list[Path] = field(default_factory=list)
@@ -51,7 +61,7 @@ class FamilyExportResult:
         matched = sum(r.matched for r in self.reports)
         expected = sum(r.expected for r in self.reports)
         worst = max((r.max_score_diff for r in self.reports), default=0.0)
-        return (f"{self.onnx_path.name} ({self.variant}, {self.canvas[0]}x{self.canvas[1]}): {matched}/{expected} "
+        return (f"{self.onnx_path.name} ({self.variant}, {canvas_label(self.canvas)}): {matched}/{expected} "
                 f"reference detections matched, max score diff {worst:.2g}")
 
     def metrics(self) -> dict:
@@ -64,8 +74,9 @@ class FamilyExportResult:
 
     def summary_lines(self) -> list[str]:
         parts = " + ".join(p.name for p in self.artefacts)
-        lines = [f"wrote {parts} ({self.variant} variant, canvas {self.canvas[0]}x{self.canvas[1]}, opset "
-                 f"{self.opset}, dynamic batch, {'/'.join(map(str, self.nodes))} nodes, {self.seconds:.1f} s)",
+        axes = "batch 1, dynamic height and width" if self.canvas == EXACT_CANVAS else "dynamic batch"
+        lines = [f"wrote {parts} ({self.variant} variant, canvas {canvas_label(self.canvas)}, opset "
+                 f"{self.opset}, {axes}, {'/'.join(map(str, self.nodes))} nodes, {self.seconds:.1f} s)",
                  "validation: detections against the PyTorch reference (ONNX Runtime CPU, matched by IoU per "
                  "image and class):"]
         rows = [(r.images, r.expected, r.matched, r.missing, r.extra, r.ties_past_limit, f"{r.max_score_diff:.3g}",
@@ -75,19 +86,31 @@ class FamilyExportResult:
         return lines
 
 
-def validation_batch(transform, count: int, seed: int = VALIDATION_SEED):
-    """`count` synthetic images on the transform's canvas, each as big as the transform makes a COCO-like shape."""
+def validation_batch(transform, count: int, seed: int = VALIDATION_SEED, first: int = 0):
+    """`count` synthetic images on the transform's canvas, each as big as the transform makes a COCO-like shape
+    (SAMPLE_SIZES from index `first` on). In the exact mode the canvas is the largest image's, rounded up to 32
+    (the reference's batch padding)."""
     from preprocess.resize_pad import resized_size
     from ssdconvert.zoo.faster_rcnn.demo import synthetic_images
     from ssdconvert.zoo.faster_rcnn.export import ValidationBatch
 
     sizes = []
-    for k in range(count):
+    for k in range(first, first + count):
         width, height = SAMPLE_SIZES[k % len(SAMPLE_SIZES)]
         new_w, new_h = resized_size(width, height, transform.min_size, transform.max_size)
         sizes.append((new_h, new_w))
-    images = synthetic_images(sizes, (transform.height, transform.width), seed).numpy()
+    canvases = [transform.canvas_for((w, h)) for h, w in sizes]
+    canvas = tuple(max(side) for side in zip(*canvases))
+    images = synthetic_images(sizes, canvas, seed + first).numpy()
     return ValidationBatch(images, sizes)
+
+
+def validation_batches(transform, batch: int) -> list:
+    """What an export is validated on: batch 1 and `batch` on a fixed canvas; in the exact mode
+    EXACT_VALIDATION_IMAGES images of different sizes, each alone at its own size."""
+    if transform.canvas is None:
+        return [validation_batch(transform, 1, first=k) for k in range(EXACT_VALIDATION_IMAGES)]
+    return [validation_batch(transform, n) for n in dict.fromkeys((1, batch))]
 
 
 def export_faster_rcnn(model, spec, output, *, weights, batch: int = 1, opset: int | None = None,
@@ -106,14 +129,21 @@ def export_faster_rcnn(model, spec, output, *, weights, batch: int = 1, opset: i
     if rtol:
         raise ExportError(f"{spec.name} is validated on detections: --atol is the score tolerance, --rtol does not "
                           "apply")
-    if not dynamic_batch:
+    exact = spec.transform.canvas is None
+    if exact and variant != "fixed":
+        raise ExportError(f"the {variant} variant needs a fixed canvas (its dense model has one static shape); "
+                          "the exact mode exports the fixed variant only")
+    if exact and batch != 1:
+        raise ExportError(f"the exact mode runs batch 1 (each image at its own size), not --bs {batch}; a batch "
+                          "needs a fixed canvas (--canvas HxW)")
+    if not dynamic_batch and not exact:
         raise ExportError(f"{spec.name} is always exported with a dynamic batch axis; compilers fix it (--bs)")
     if batch < 1:
         raise ExportError(f"batch size must be >= 1, got {batch}")
     opset = fx.DEFAULT_OPSET if opset is None else opset
-    canvas = (spec.transform.height, spec.transform.width)
+    canvas = EXACT_CANVAS if exact else (spec.transform.height, spec.transform.width)
     started = time.perf_counter()
-    batches = [validation_batch(spec.transform, n) for n in dict.fromkeys((1, batch))]
+    batches = validation_batches(spec.transform, batch)
     output = Path(output)
     if variant == "fixed":
         record = fx.export_detector(model, output, canvas=canvas, opset=opset, simplify_model=simplify_model,
@@ -175,8 +205,7 @@ def _provenance(spec, result: FamilyExportResult, weights, batch: int, atol: flo
         "precision": "fp32",
         "spec": spec.describe(),
         "onnx": {"path": str(result.onnx_path), "files": {p.name: sha256_of(p) for p in result.artefacts},
-                 "opset": result.opset, "canvas": list(result.canvas), "dynamic_batch": True, "traced_batch": batch,
-                 "batch_axis_name": fx.BATCH_AXIS},
+                 "opset": result.opset, **_axes(result.canvas), "traced_batch": batch},
         "nodes": result.nodes,
         "weights": weights.as_dict(),
         "validation": {"criterion": "detections matched per image and class by IoU >= "
@@ -190,6 +219,16 @@ def _provenance(spec, result: FamilyExportResult, weights, batch: int, atol: flo
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
         "seconds": round(result.seconds, 2),
     }
+
+
+def _axes(canvas: tuple[int, int] | str) -> dict:
+    """The sidecar's canvas and dynamic axes."""
+    from ssdconvert.zoo.faster_rcnn import export as fx
+
+    if canvas == EXACT_CANVAS:
+        return {"canvas": canvas, "dynamic_batch": False, "batch": 1,
+                "dynamic_axes": {fx.INPUT_NAMES[0]: list(fx.CANVAS_AXES.values())}}
+    return {"canvas": list(canvas), "dynamic_batch": True, "batch_axis_name": fx.BATCH_AXIS}
 
 
 def example_inputs(spec, batch: int) -> dict[str, np.ndarray]:

@@ -23,6 +23,14 @@ Each data-dependent step of reference.py has a fixed-size stand-in:
   boxes, no coordinate-offset trick, so no precision is lost), candidates sorted per class first
   (stable) and fed rank scores, then the top K over (class, rank) of the kept ones.
 
+With `dynamic_canvas` (the exact mode: batch 1, each image at its own padded size, H and W dynamic
+axes of the export) every count that depends on the canvas is computed in the graph from the traced
+shape instead of being fixed at the traced canvas: the per-level top-k size min(1000, H*W*A), and
+with it the rank scores and the level membership, the number of proposals and of final candidates.
+The tracer gives shapes as tensors, and Python's `min` of a tensor and an int would keep whichever
+won at the traced canvas; `at_most` keeps the comparison in the graph. Without it the fixed graph is
+traced exactly as before (its sizes are constants of its canvas).
+
 Where the result can differ from the reference (measured in tests/families/faster_rcnn):
 
 - the reference keeps every detection scoring >= the 100th best, so exact ties can leave more than
@@ -73,14 +81,25 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(values, 1, index[..., None].expand(-1, -1, values.shape[-1]))
 
 
+def at_most(limit: int, size, in_graph: bool):
+    """min(limit, size); with `in_graph` and a traced size (a tensor) the minimum is a graph operation."""
+    if in_graph and isinstance(size, torch.Tensor):
+        return torch.clamp(size, max=limit)
+    return min(limit, size)
+
+
 class FixedSizeDetector(nn.Module):
     """(images, im_info) -> (boxes, scores, labels, num_detections); see the module docstring."""
 
-    def __init__(self, net: FasterRCNN, detections: int = DETECTIONS) -> None:
+    def __init__(self, net: FasterRCNN, detections: int = DETECTIONS, dynamic_canvas: bool = False) -> None:
         super().__init__()
         self.net = net
         self.config: RcnnConfig = net.config
         self.detections = detections
+        self.dynamic_canvas = dynamic_canvas
+
+    def _at_most(self, limit: int, size):
+        return at_most(limit, size, self.dynamic_canvas)
 
     def forward(self, images: torch.Tensor, im_info: torch.Tensor):
         features, logits, deltas = self.net.dense(images)
@@ -103,7 +122,7 @@ class FixedSizeDetector(nn.Module):
         cfg = self.config
         level_boxes, level_logits, level_ranks = [], [], []
         for objectness, regression, anc in zip(objectness_levels, regression_levels, anchors):
-            k = min(cfg.pre_nms_top_n, objectness.shape[1])
+            k = self._at_most(cfg.pre_nms_top_n, objectness.shape[1])
             logit, idx = topk(objectness, k)  # by logit: see reference.py on saturated sigmoid ties
             boxes = B.decode(gather_rows(regression, idx), anc[idx], cfg.rpn_box_weights, cfg.bbox_xform_clip)
             boxes = B.clip_to_image(boxes, height, width)
@@ -118,7 +137,7 @@ class FixedSizeDetector(nn.Module):
                                   for i in range(len(level_logits))], 1)
         keep = nms_keep_mask(plus_one(boxes), nms_scores, cfg.rpn_nms_thresh, cfg.post_nms_top_n).amax(1) > 0
         objectness = torch.where(keep, logits, torch.full_like(logits, MASKED_LOGIT))
-        top, idx = topk(objectness, min(cfg.fpn_post_nms_top_n, objectness.shape[1]))
+        top, idx = topk(objectness, self._at_most(cfg.fpn_post_nms_top_n, objectness.shape[1]))
         return gather_rows(boxes, idx), top > MASKED_LOGIT
 
     def pool(self, features, proposals: torch.Tensor) -> torch.Tensor:
@@ -156,7 +175,7 @@ class FixedSizeDetector(nn.Module):
                                   torch.full_like(sorted_scores, INVALID))
         keep = nms_keep_mask(plus_one(sorted_boxes), rank_scores[:, None, :], cfg.nms_thresh, r)[:, 0] > 0
         final = torch.where(keep, sorted_scores, torch.full_like(sorted_scores, INVALID)).reshape(n, classes * r)
-        top, idx = topk(final, min(self.detections, classes * r))
+        top, idx = topk(final, self._at_most(self.detections, classes * r))
         found = top >= 0
         det_boxes = gather_rows(sorted_boxes.reshape(n, classes * r, 4), idx)
         zero = torch.zeros((), dtype=top.dtype)

@@ -1,7 +1,7 @@
 """Multiply-accumulates of Faster R-CNN R-101-FPN per image for a canvas, counted from the architecture.
 
-Plain Python (no torch), so the zoo can state the compute of any canvas. Conv and linear MACs only
-(the sheet's convention, other_models.md §3.11): output elements x input channels x kernel area;
+Plain Python (no torch), so the zoo can state the compute of any canvas. Conv and linear MACs only:
+output elements x input channels x kernel area;
 the box head with 1000 RoIs per image. For a canvas whose sides are multiples of 32 every feature
 map is canvas / stride, except P6 = ceil(P5 / 2). tests/families/faster_rcnn/test_flops.py checks
 the count against forward hooks on the real modules.

@@ -14,9 +14,9 @@ allowlisted; a pickled callable is refused. ssdconvert.checkpoints does the unwr
 (['model'], `module.`) and the strict, grouped comparison; this module maps and checks the keys.
 
 The checkpoint also stores the RPN cell anchors (`rpn.anchor_generator.cell_anchors.{0..4}`,
-buffers). They must equal the ones generated from the configuration (other_models.md §3.5
-table); a difference means the file was trained with other ANCHOR_SIZES / ASPECT_RATIOS /
-ANCHOR_STRIDE and is refused. A file without them gets the generated ones.
+buffers). They must equal the ones generated from the configuration (maskrcnn-benchmark
+modeling/rpn/anchor_generator.py); a difference means the file was trained with other ANCHOR_SIZES /
+ASPECT_RATIOS / ANCHOR_STRIDE and is refused. A file without them gets the generated ones.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The split variant: two static-shape device models with proposal selection and RoIAlign on the host.
 
-other_models.md §3.10 calls this the practical route for a device toolkit: the device runs only
-dense, static-shape work and the host runs the data-dependent steps in the reference's own terms.
+maskrcnn-benchmark has no ONNX export (its issue #116), so the device runs only dense, static-shape
+work and the host runs the data-dependent steps in the reference's own terms.
 
 - `DenseModel`: images (N, 3, H, W) -> P2, P3, P4, P5 (the pooling levels) and the RPN outputs of
   all five levels, flattened like the reference (location-major, anchor-minor) and concatenated:

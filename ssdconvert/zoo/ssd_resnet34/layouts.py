@@ -1,8 +1,11 @@
 """Checkpoint key layouts of SSD-ResNet34 and their mapping onto the NVIDIA v0.7 layout.
 
-NV  (native): model.{0,1,3,4,5}.*, fused mbox.i = [conf (nd*81) | loc (nd*4)]  (§5.1)
-REF (mlcommons): model.layer1.{0,1,4,5}.*, model.layer2.0.*, separate loc.i / conf.i  (§5.2, §5.3)
-torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (§5.4)
+NV  (native): model.{0,1,3,4,5}.*, fused mbox.i = [conf (nd*81) | loc (nd*4)]
+     (mlcommons/training_results_v0.7 NVIDIA/benchmarks/ssd/implementations/pytorch/
+     ssd300.py, resnet.py)
+REF (mlcommons): model.layer1.{0,1,4,5}.*, model.layer2.0.*, separate loc.i / conf.i
+     (mlcommons/training single_stage_detector/ssd/ssd300.py, base_model.py)
+torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (NV resnet.py drops layer4 and fc)
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def _fuse_ref_heads(state: dict) -> dict:
 
 
 def to_native_layout(state: dict) -> dict:
-    """Map an NV or REF SSD-ResNet34 state_dict onto NV keys (§14.3)."""
+    """Map an NV or REF SSD-ResNet34 state_dict onto NV keys (NV mbox.i = REF [conf.i | loc.i])."""
     if any(k.startswith("mbox.") for k in state):
         return dict(state)
     if any(k.startswith(("loc.", "conf.")) for k in state) or any(

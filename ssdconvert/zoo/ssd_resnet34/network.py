@@ -1,7 +1,9 @@
 """SSD300-ResNet34 (MLPerf Training v0.7), module layout identical to the NVIDIA v0.7 code.
 
 State-dict keys: `model.{0,1,3,4,5}.*` (backbone), `additional_blocks.{0..4}.{0,2}.*`,
-`mbox.{0..5}.*` (fused heads, class logits first). Reference sheet §3-§5.1.
+`mbox.{0..5}.*` (fused heads, class logits first), as built by
+mlcommons/training_results_v0.7 NVIDIA/benchmarks/ssd/implementations/pytorch/
+ssd300.py and resnet.py with use_nhwc=False, pad_input=False.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import nn
 NUM_DEFAULTS = (4, 6, 6, 6, 4, 4)
 NUM_LABELS = 81
 BACKBONE_CHANNELS = 256
-# (in, mid, out, stride, padding) of the five additional blocks; §3.2
+# (in, mid, out, stride, padding) of the five additional blocks (ssd300.py, _build_additional_features)
 ADDITIONAL_BLOCKS = (
     (256, 256, 512, 2, 1),
     (512, 256, 512, 2, 1),

@@ -1,8 +1,9 @@
 """SSD300 v1.1 ResNet-50, NVIDIA DeepLearningExamples (the Cambricon modelzoo SSD_ResNet50 model).
 
-Reference sheet: other_models.md §1. Everything a stage needs beyond the network is the same as
-SSD-ResNet34: default boxes (`dboxes300_coco`, §1.2), decoder and NMS (§1.3: criteria 0.5,
-max_output 200, score > 0.05) and the evaluation transform (§1.4: PIL bilinear 300x300 aspect
+Reference: NVIDIA/DeepLearningExamples PyTorch/Detection/SSD. Everything a stage needs beyond the
+network is the same as SSD-ResNet34: default boxes (`ssd/utils.py` dboxes300_coco), decoder and NMS
+(`ssd/utils.py` Encoder, called from `ssd/evaluate.py` with criteria 0.5, max_output 200; score > 0.05)
+and the evaluation transform (`ssd/utils.py` SSDTransformer(val=True): PIL bilinear 300x300 aspect
 not kept, /255, ImageNet mean/std, RGB). So the spec uses the default PriorSpec and ImageTransform.
 """
 
@@ -13,7 +14,7 @@ from ssdconvert.zoo.spec import ModelSpec
 from ssdconvert.zoo.ssd300 import SSD300_COCO_IO
 from ssdconvert.zoo.ssd_resnet50.layouts import backbone_to_native, to_native_layout
 
-# Conv multiply-accumulates at 300x300, batch 1 (BN, ReLU, add, max-pool ignored, as R34 §18):
+# Conv multiply-accumulates at 300x300, batch 1 (BN, ReLU, add, max-pool ignored), counted from the layers:
 # backbone 13,517,961,984 + additional blocks 987,660,288 + heads 5,645,283,840.
 MACS_PER_IMAGE = 20_150_906_112
 
@@ -37,7 +38,7 @@ SPEC = register(
         reference_map="~25.0% AP@[.5:.95] (NVIDIA hub checkpoint nvidia_ssdpyt_amp_200703.pt, 20.06 recipe); "
                       "~27% with the 22.10 recipe",
         notes=(
-            "no official checkpoint in the Cambricon seed: train one, then --checkpoint <last.pt>",
+            "no official checkpoint in Cambricon's modelzoo: train one, then --checkpoint <last.pt>",
             "do not use the torch.hub demo preprocessing (keep-aspect centre crop, (x*256-128)/128)",
         ),
     )

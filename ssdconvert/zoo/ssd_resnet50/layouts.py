@@ -1,12 +1,12 @@
 """Checkpoint key layouts of NVIDIA SSD300 v1.1 ResNet-50 and their mapping onto the native keys.
 
 Native (= NVIDIA `ssd/model.py`): feature_extractor.feature_extractor.{0,1,4,5,6}.*,
-additional_blocks.{i}.{0,1,3,4}.*, loc.i.*, conf.i.*  (other_models.md §1.1).
+additional_blocks.{i}.{0,1,3,4}.*, loc.i.*, conf.i.*  (module names of `ssd/model.py`).
 
 Accepted on top of what ssdconvert.checkpoints already unwraps (['model'], a leading `module.`):
 - `module.1.` keys (DDP around the old `nn.Sequential(tofp16(), model)` AMP wrapper). NVIDIA's hub
-  loader removes both `module.1.` and `module.` (§1.6); after the generic `module.` strip such
-  keys start with `1.`, which is removed here.
+  loader (`ssd/entrypoints.py`, nvidia_ssd) removes both `module.1.` and `module.`; after the
+  generic `module.` strip such keys start with `1.`, which is removed here.
 - torchvision resnet50 backbone files (`resnet50-19c8e357.pth`, IMAGENET1K_V2): conv1, bn1,
   layer1..4, fc; layer4 and fc are dropped; num_batches_tracked may be absent.
 """

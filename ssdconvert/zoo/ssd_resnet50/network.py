@@ -1,6 +1,6 @@
 """SSD300 v1.1 ResNet-50 (NVIDIA DeepLearningExamples `PyTorch/Detection/SSD`), same module layout.
 
-Reference sheet other_models.md §1.1. State-dict keys (342 tensors):
+Module names as in `ssd/model.py` (ResNet, SSD300). State-dict keys (342 tensors):
 
 - backbone: `feature_extractor.feature_extractor.{0,1,4,5,6}.*`: a torchvision resnet50 cut after
   layer3 (children conv1, bn1, relu, maxpool, layer1, layer2, layer3), layer3 block 0 at stride 1;
@@ -8,7 +8,7 @@ Reference sheet other_models.md §1.1. State-dict keys (342 tensors):
 - separate heads `loc.{0..5}.*` (nd*4 channels) and `conf.{0..5}.*` (nd*81 channels).
 
 Outputs ploc [N,4,8732] and plabel [N,81,8732] are each head output reshaped without a permute,
-so the anchor index within a level is d*H*W + y*W + x, exactly as SSD-ResNet34 (R34 §4).
+so the anchor index within a level is d*H*W + y*W + x, exactly as SSD-ResNet34 (SSD300.bbox_view).
 """
 
 from __future__ import annotations

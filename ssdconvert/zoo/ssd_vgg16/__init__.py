@@ -1,8 +1,9 @@
-"""SSD300-VGG16, mmdetection (configs/ssd/ssd300_coco.py; the Ascend NPU mmdet port of the seed).
+"""SSD300-VGG16, mmdetection (configs/ssd/ssd300_coco.py; the mmdet port of Ascend ModelZoo's SSD for PyTorch).
 
-Reference sheet other_models.md §2. The transform is mmcv's (cv2 decode to BGR, cv2 bilinear
-300x300, BGR->RGB, minus mean [123.675, 116.28, 103.53], std 1) and the head is mmdet's SSDHead with
-its anchors, DeltaXYWH coder and mmdet 3.x post-processing (postprocess.heads.SSD300_MMDET).
+The transform is mmcv's (cv2 decode to BGR, cv2 bilinear 300x300, BGR->RGB, minus mean
+[123.675, 116.28, 103.53], std 1; configs/ssd/ssd300_coco.py) and the head is mmdet's SSDHead
+(mmdet/models/dense_heads/ssd_head.py) with its anchors, DeltaXYWH coder and mmdet 3.x
+post-processing (postprocess.heads.SSD300_MMDET).
 """
 
 from __future__ import annotations

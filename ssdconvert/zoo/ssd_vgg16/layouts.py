@@ -4,7 +4,7 @@ Native = mmdet >= 2.14 (PR #5291, e.g. ssd300_coco_20210803_015428-d231a06e.pth)
 neck.extra_layers.{i}.{0,1}.conv.*, neck.l2_norm.weight, bbox_head.{cls,reg}_convs.{i}.0.*.
 Old = mmdet <= 2.13 (ssd300_coco_20200307-a92d2092.pth): backbone.extra.{0..7}.*, backbone.l2_norm.weight,
 bbox_head.{cls,reg}_convs.{i}.*. The mapping is the one of mmdet's
-tools/model_converters/upgrade_ssd_version.py (other_models §2.2): extra.K -> extra_layers.{K//2}.{K%2}.conv,
+tools/model_converters/upgrade_ssd_version.py: extra.K -> extra_layers.{K//2}.{K%2}.conv,
 any l2_norm -> neck.l2_norm.weight, head convs i -> i.0.
 
 The mmcv container {"meta": {...}, "state_dict": ...} is unwrapped by ssdconvert.checkpoints; its

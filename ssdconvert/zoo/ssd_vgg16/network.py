@@ -1,6 +1,7 @@
 """SSD300-VGG16 as mmdetection builds it (SSDVGG + SSDNeck + L2Norm + SSDHead), in plain torch.
 
-Module names follow mmdet >= 2.14 so the state_dict keys are the checkpoint's (other_models §2.2):
+Module names follow mmdet >= 2.14 so the state_dict keys are the checkpoint's (mmdet/models/
+backbones/ssd_vgg.py, necks/ssd_neck.py, dense_heads/ssd_head.py):
 
 - `backbone.features.{0..34}`: mmcv VGG16 (ceil-mode 2x2 max-pools, no last pool) + SSDVGG's
   max-pool 3/1/1 (30), conv 512->1024 3x3 pad 6 dilation 6 (31), conv 1024->1024 1x1 (33); the

@@ -324,7 +324,7 @@ def test_aipp_config_matches_the_formula_for_ssd_resnet34(spec):
         assert 0 <= mean_chn <= 255 and 0 <= min_chn < 1
         assert mean_chn + min_chn == pytest.approx(255 * mean, abs=1e-6)  # mean_chn + min_chn = 255 m
         assert var_reci == pytest.approx(1 / (255 * std), rel=1e-7)  # var_reci = 1 / (255 s)
-    # the table in device_toolchains.md §1.7
+    # the constants worked out from the AIPP normalisation formula (CANN AIPP docs, normalization_config.md)
     table = [(123, 0.675, 0.0171248), (116, 0.28, 0.0175070), (103, 0.53, 0.0174292)]
     for c, (m, n, v) in enumerate(table):
         assert int(fields[f"mean_chn_{c}"]) == m

@@ -1,8 +1,9 @@
 """Contract-faithful fake of the Ascend ais_bench .om inference tool, for tests only.
 
 Put tests/fakes on PYTHONPATH, then `python -m ais_bench --model x.om ...` behaves like the
-standalone tool described in the device-toolchain reference (§2, ais_bench), except that the ".om" is an
-ONNX file run with ONNX Runtime on the CPU (its "NPU compute time" is the session.run time).
+standalone tool (Ascend/tools ais-bench_workload/tool/ais_bench, `ais_bench/infer/`), except that
+the ".om" is an ONNX file run with ONNX Runtime on the CPU (its "NPU compute time" is the
+session.run time).
 
 Faithful: standalone flag spellings, natural-sorted inputs, files-per-inference from byte sizes
 (with the tool's mismatch messages), concatenation without dtype conversion, last batch padded

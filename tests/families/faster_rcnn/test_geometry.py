@@ -1,4 +1,4 @@
-"""Reference-exact pieces, each against a literal implementation written here from the sheet (§3.5-3.7)."""
+"""Reference-exact pieces, each against a literal implementation of maskrcnn-benchmark's rules."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from ssdconvert.zoo.faster_rcnn import boxes as B
 from ssdconvert.zoo.faster_rcnn.config import REFERENCE, RcnnConfig
 from ssdconvert.zoo.faster_rcnn.network import generated_cell_anchors
 
-# other_models.md §3.5, cell anchors (x1, y1, x2, y2) per stride
-SHEET_CELL_ANCHORS = {
+# cell anchors (x1, y1, x2, y2) per stride, worked out from generate_anchors (+1 and rounding) in
+# maskrcnn-benchmark modeling/rpn/anchor_generator.py
+CELL_ANCHORS = {
     4: [[-22, -10, 25, 13], [-14, -14, 17, 17], [-10, -22, 13, 25]],
     8: [[-40, -20, 47, 27], [-28, -28, 35, 35], [-20, -44, 27, 51]],
     16: [[-84, -40, 99, 55], [-56, -56, 71, 71], [-36, -80, 51, 95]],
@@ -23,22 +24,22 @@ SHEET_CELL_ANCHORS = {
 }
 
 
-def test_cell_anchors_are_the_sheets_table():
+def test_cell_anchors_are_the_worked_out_table():
     for stride, cell in zip(REFERENCE.anchor_strides, generated_cell_anchors()):
         assert cell.dtype == torch.float32
-        assert cell.tolist() == SHEET_CELL_ANCHORS[stride], stride
+        assert cell.tolist() == CELL_ANCHORS[stride], stride
 
 
 def test_grid_anchors_are_location_major_and_anchor_minor():
     cell = generated_cell_anchors()[1]  # stride 8
     anchors = B.grid_anchors(cell, 8, 3, 5)
     expected = [[x1 + 8 * j, y1 + 8 * i, x2 + 8 * j, y2 + 8 * i]
-                for i in range(3) for j in range(5) for x1, y1, x2, y2 in SHEET_CELL_ANCHORS[8]]
+                for i in range(3) for j in range(5) for x1, y1, x2, y2 in CELL_ANCHORS[8]]
     assert anchors.tolist() == expected
 
 
 def literal_decode(code, box, weights, clip=math.log(1000.0 / 16)):
-    """§3.5 step 2 for one box, in float32 arithmetic."""
+    """BoxCoder.decode (modeling/box_coder.py) for one box, in float32 arithmetic."""
     f = np.float32
     x1, y1, x2, y2 = map(f, box)
     w, h = x2 - x1 + f(1), y2 - y1 + f(1)
@@ -77,7 +78,7 @@ def test_clip_uses_the_unpadded_size_minus_one():
 
 
 def literal_level(x1, y1, x2, y2):
-    """§3.6: floor(4 + log2(sqrt(area) / 224 + 1e-6)) clamped to [2, 5], +1 area, minus 2."""
+    """LevelMapper (modeling/poolers.py): floor(4 + log2(sqrt(area) / 224 + 1e-6)) in [2, 5], +1 area, - 2."""
     s = math.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
     return min(max(math.floor(4 + math.log2(s / 224 + 1e-6)), 2), 5) - 2
 
@@ -102,7 +103,8 @@ def test_level_mapper_matches_the_literal_rule_on_random_boxes():
 
 
 def literal_nms(boxes, scores, thr, compare):
-    """The reference kernel as the sheet states it: +1 areas and intersections, greedy by score."""
+    """The reference kernels (csrc/cpu/nms_cpu.cpp, csrc/cuda/nms.cu): +1 areas and intersections,
+    greedy by score."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     removed = set()
     for a, i in enumerate(order):
@@ -156,8 +158,9 @@ def test_the_onnx_nms_on_plus_one_boxes_is_the_legacy_nms_with_strict_compare():
 
 
 def literal_roi_align(feature, roi, scale, out=7, ratio=2):
-    """§3.6 RoIAlign for one RoI, point by point: no -0.5 shift, width/height >= 1, 2x2 samples per
-    bin, a point outside [-1, size] adds 0, else clamp to >= 0 and use the last row/column at the edge."""
+    """RoIAlign with aligned=False for one RoI, point by point: no -0.5 shift, width/height >= 1,
+    2x2 samples per bin, a point outside [-1, size] adds 0, else clamp to >= 0 and use the last
+    row/column at the edge."""
     c, height, width = feature.shape
     x1, y1, x2, y2 = [v * scale for v in roi]
     rw, rh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
@@ -229,7 +232,8 @@ def test_ties_past_100_are_kept_by_the_reference_and_cut_at_k_by_the_fixed_graph
 
     logits, deltas, rois = _tied_head_outputs()
     ref = filter_detections(logits, deltas, [Proposals(rois, torch.ones(len(rois)))], [(800, 800)], REFERENCE)[0]
-    # literal §3.7 step 5: more than 100 -> keep score >= the (n - 100 + 1)-th smallest; all equal -> all kept
+    # literal PostProcessor.filter_results (roi_heads/box_head/inference.py): more than 100 -> keep
+    # score >= the (n - 100 + 1)-th smallest; all equal -> all kept
     survivors = len(ref)
     assert survivors > 100 and torch.unique(ref.scores).numel() == 1
     assert ref.labels.tolist() == sorted(ref.labels.tolist())  # concatenated class by class

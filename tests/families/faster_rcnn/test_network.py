@@ -1,4 +1,4 @@
-"""The network matches maskrcnn-benchmark's R-101-FPN as other_models.md §3.3-3.6 describes it."""
+"""The network matches maskrcnn-benchmark's R-101-FPN (modeling/backbone/, rpn/, roi_heads/box_head/)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ssdconvert.zoo.faster_rcnn.network import FasterRCNN, FrozenBatchNorm2d
 
 
 def analytic_parameter_count() -> int:
-    """Conv/linear weights and biases from the sheet's architecture alone (FrozenBN has no parameters)."""
+    """Conv/linear weights and biases from the architecture alone (FrozenBN has no parameters)."""
     conv = lambda cin, cout, k, bias=False: cin * cout * k * k + (cout if bias else 0)  # noqa: E731
     total = conv(3, 64, 7)  # stem
     cin = 64
@@ -31,7 +31,7 @@ def net():
     return FasterRCNN().eval()
 
 
-def test_parameter_count_is_the_sheets(net):
+def test_parameter_count_is_the_analytic_one(net):
     assert analytic_parameter_count() == 60_643_940
     assert sum(p.numel() for p in net.parameters()) == 60_643_940
 

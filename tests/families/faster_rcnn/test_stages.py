@@ -61,8 +61,9 @@ def test_infer_fed_both_inputs_and_wrote_the_four_outputs(stages):
 
 
 def test_eval_maps_every_image_back_with_the_reference_conventions(stages):
-    """The COCO rows written out from §3.8 by hand: boxes scaled by original / resized (x and y apart, in
-    float32), width x2 - x1 + 1, label k -> the k-th category of the file; every image evaluated."""
+    """The COCO rows written out by hand from prepare_for_coco_detection: boxes scaled by original /
+    resized (x and y apart, in float32), width x2 - x1 + 1, label k -> the k-th category of the
+    file; every image evaluated."""
     report = json.loads((stages.root / "eval.json").read_text())
     assert report["model"] == "faster-rcnn-r101-fpn" and report["nms"] == "in-graph" and report["images"] == IMAGES
     assert report["dtypes"] == {"boxes": "float32", "scores": "float32", "labels": "int64", "num_detections": "int64"}

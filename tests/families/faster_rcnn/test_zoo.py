@@ -40,8 +40,8 @@ def test_compute_counted_from_the_architecture_equals_the_modules(canvas):
     assert macs(canvas)["total"] == hooked_macs(canvas)
 
 
-def test_the_sheets_compute_figures():
-    """other_models.md §3.11: ~264 G at 800x1216, ~290 G at 800x1344 (1000 RoIs), box head 14.3 G."""
+def test_the_analytic_compute_figures():
+    """Analytic count: ~264 G at 800x1216, ~290 G at 800x1344 (1000 RoIs), box head 14.3 G."""
     assert round(macs((800, 1216))["total"] / 1e9) == 264
     assert round(macs((800, 1344))["total"] / 1e9, 1) == 290.5
     assert round(macs((800, 1344))["box_head"] / 1e9, 1) == 14.3

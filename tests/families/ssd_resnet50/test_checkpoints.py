@@ -14,7 +14,7 @@ from ssdconvert.checkpoints import build_model, read_checkpoint
 from ssdconvert.errors import CheckpointError
 
 BACKBONE = "feature_extractor.feature_extractor."
-# written independently of the loader, from other_models.md §1.1
+# written independently of the loader, from the module layout of NVIDIA DeepLearningExamples ssd/model.py
 NATIVE_TO_TORCHVISION = {BACKBONE + "0.": "conv1.", BACKBONE + "1.": "bn1.", BACKBONE + "4.": "layer1.",
                          BACKBONE + "5.": "layer2.", BACKBONE + "6.": "layer3."}
 COCO_LABELS = {0: "background", 1: "person", 2: "bicycle"}  # shortened label_map
@@ -102,7 +102,7 @@ def test_every_layout_loads_into_identical_weights_and_outputs(tmp_path, r50_spe
 
 def test_nvidia_training_dict_is_safe_to_read_without_trust(training_checkpoint):
     """torch's weights-only unpickler allows collections.Counter, so the full dict loads with
-    weights_only=True: no --trust-checkpoint is needed (other_models.md §1.6 only inferred it might be)."""
+    weights_only=True: no --trust-checkpoint is needed."""
     obj = read_checkpoint(training_checkpoint, trust=False)
     assert set(obj) == {"epoch", "iteration", "optimizer", "scheduler", "label_map", "model"}
     assert obj["scheduler"]["milestones"] == Counter({43: 1, 54: 1})

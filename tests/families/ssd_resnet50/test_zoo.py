@@ -1,4 +1,4 @@
-"""The SSD-ResNet50 network matches NVIDIA SSD300 v1.1 as described in other_models.md §1."""
+"""The SSD-ResNet50 network matches NVIDIA SSD300 v1.1 (DeepLearningExamples Detection/SSD/ssd/model.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from ssdconvert.zoo import get_spec, model_names
 
 NUM_DEFAULTS = (4, 6, 6, 6, 4, 4)
 FEAT = (38, 19, 10, 5, 3, 1)
-LEVEL_OFFSETS = (0, 5776, 7942, 8542, 8692, 8728)  # §1.2
+LEVEL_OFFSETS = (0, 5776, 7942, 8542, 8692, 8728)  # cumulative f * f * nd
 BACKBONE = "feature_extractor.feature_extractor"
 
 
 def analytic_parameter_count() -> dict[str, int]:
-    """Parameters counted from the sheet's architecture alone (conv weights, conv biases, BN gamma/beta)."""
+    """Parameters counted from the architecture alone (conv weights, conv biases, BN gamma/beta)."""
     conv = lambda cin, cout, k: cin * cout * k * k  # noqa: E731
     bn = lambda c: 2 * c  # noqa: E731
     backbone = conv(3, 64, 7) + bn(64)
@@ -44,8 +44,8 @@ def test_parameter_count_is_exact_and_matches_the_analytic_count(r50_model):
     counted = analytic_parameter_count()
     total = sum(p.numel() for p in r50_model.parameters())
     backbone = sum(p.numel() for k, p in r50_model.named_parameters() if k.startswith(BACKBONE))
-    assert total == counted["total"] == 22_894_902  # sheet: ~22.9 M
-    assert backbone == counted["backbone"] == 8_543_296  # sheet: ~8.5 M
+    assert total == counted["total"] == 22_894_902  # ~22.9 M
+    assert backbone == counted["backbone"] == 8_543_296  # ~8.5 M
     # torchvision resnet50 has 25,557,032 parameters; layer4 (14,964,736) and fc (2,049,000) are cut
     assert backbone == 25_557_032 - 14_964_736 - 2_049_000
 
@@ -127,7 +127,7 @@ def test_anchor_index_is_d_h_w_plus_y_w_plus_x(r50_model, level):
 
 
 def reference_default_boxes() -> np.ndarray:
-    """The 8732 default boxes written out from the sheet's rule (R34 §6.2, other_models §1.2), not
+    """The 8732 default boxes written out from the rule of dboxes300_coco (ssd/utils.py), not
     from the product's PriorSpec: sizes outer, rows, then columns; float64 -> float32 -> clamp."""
     from math import sqrt
 
@@ -146,28 +146,28 @@ def reference_default_boxes() -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["ssd-resnet50", "ssd-resnet34"])
 def test_same_priors_decoder_inputs_and_transform_as_ssd_resnet34(name):
-    """Both families against the sheet's literal values, not against each other: they share one
+    """Both families against literal reference values, not against each other: they share one
     constant, so comparing them would pass even if that constant drifted from the reference."""
     spec = get_spec(name)
     boxes = default_boxes(spec.priors)
     unclamped = reference_default_boxes()
     reference = np.clip(unclamped, 0, 1)
-    changed = np.argwhere(unclamped != reference)  # R34 §6.4: 122 entries of 116 boxes in 7951..8731
+    changed = np.argwhere(unclamped != reference)  # the clamp: 122 entries of 116 boxes in 7951..8731
     assert len(changed) == 122 and len(set(changed[:, 0])) == 116 and changed[:, 0].min() >= 7951
     assert boxes.shape == (8732, 4) and spec.priors.num_priors == 8732
     np.testing.assert_allclose(boxes, reference, rtol=0, atol=1e-7)
     counts = [f * f * nd for f, nd in zip(FEAT, NUM_DEFAULTS)]
     assert list(np.cumsum([0] + counts[:-1])) == list(LEVEL_OFFSETS)
     assert spec.priors.boxes_per_location == NUM_DEFAULTS
-    # spot checks of R34 §6.3-6.5: index 1, a level-1 aspect-2 box, the clamped level-5 w and h
+    # spot checks of dboxes300_coco: index 1, a level-1 aspect-2 box, the clamped level-5 w and h
     np.testing.assert_allclose(boxes[1], [0.04, 0.013333, 0.07, 0.07], atol=1e-6)
     w, h = boxes[5776 + 2 * 361 + 4 * 19 + 7, 2:]
     assert (w, h) == pytest.approx((0.212132, 0.106066), abs=1e-6)
     assert boxes[8728 + 2, 2] == 1.0 and boxes[8728 + 3, 3] == 1.0  # 0.87 * sqrt(2) = 1.2304 clamped
-    # decoder (R34 §7, other_models §1.3): xy variance 0.1, wh variance 0.2; 81 classes, background 0
+    # decoder (Encoder.scale_back_batch): xy variance 0.1, wh variance 0.2; 81 classes, background 0
     assert (spec.priors.scale_xy, spec.priors.scale_wh) == (0.1, 0.2)
     assert (spec.num_classes, spec.background_index) == (81, 0)
-    # evaluation transform (R34 §11, other_models §1.4): PIL bilinear 300x300, aspect not kept, /255, ImageNet mean/std
+    # SSDTransformer(val=True): PIL bilinear 300x300, aspect not kept, /255, ImageNet mean/std
     t = spec.transform
     assert (t.height, t.width, t.channel_order, t.resize, t.keep_aspect) == (300, 300, "RGB", "pil_bilinear", False)
     assert t.scale == pytest.approx(1 / 255)
@@ -190,6 +190,6 @@ def test_flops_per_image_counts_every_conv(r50_model, r50_spec):
     for h in hooks:
         h.remove()
     assert len(macs) == 43 + 10 + 12  # backbone convs (1 + 13 blocks x 3 + 3 downsample), additional-block convs, heads
-    assert sum(macs) == 20_150_906_112  # sheet: ~20.2 GMAC, ~13.5 G of it in the backbone
+    assert sum(macs) == 20_150_906_112  # ~20.2 GMAC, ~13.5 G of it in the backbone
     assert r50_spec.flops_per_image == 2 * sum(macs)
     assert r50_spec.describe()["gflops_per_image"] == 40.3

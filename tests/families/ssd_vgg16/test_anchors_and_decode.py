@@ -1,7 +1,7 @@
-"""mmdet SSD300 head: anchors against the sheet's size table, and decode + NMS against a plain
-per-image, per-class loop written from the sheet's rules (other_models §2.3-§2.6, mmcv batched_nms
-and nms_cpu; benchmarks/loop_baseline.py), on crafted outputs with ties, near-threshold scores and
-full levels."""
+"""mmdet SSD300 head: anchors against a size table, and decode + NMS against a plain per-image,
+per-class loop written from mmdet's rules (SSDAnchorGenerator, DeltaXYWHBBoxCoder, the SSD300
+test_cfg; mmcv batched_nms and nms_cpu; benchmarks/loop_baseline.py), on crafted outputs with ties,
+near-threshold scores and full levels."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ FEAT = (38, 19, 10, 5, 3, 1)
 STRIDES = (8, 16, 32, 64, 100, 300)
 PER_LOCATION = (4, 6, 6, 6, 4, 4)
 OFFSETS = (0, 5776, 7942, 8542, 8692, 8728)
-# the sheet's size table (w, h) in pixels, per location in emission order
+# (w, h) in pixels, per location in emission order, computed from SSDAnchorGenerator's rules
 SIZES = {
     0: [(21, 21), (30.74, 30.74), (29.70, 14.85), (14.85, 29.70)],
     1: [(45, 45), (66.75, 66.75), (63.64, 31.82), (31.82, 63.64), (77.94, 25.98), (25.98, 77.94)],
@@ -33,7 +33,7 @@ CATEGORIES = [{"id": i, "name": n, "supercategory": s} for i, n, s in COCO_CATEG
 INV_MAP = np.array([c[0] for c in COCO_CATEGORIES] + [0])
 
 
-def test_anchor_sizes_match_the_sheet_table():
+def test_anchor_sizes_match_the_size_table():
     anchors = ssd_anchors()
     assert anchors.shape == (8732, 4) and anchors.dtype == np.float32
     for level, sizes in SIZES.items():
@@ -66,7 +66,7 @@ def test_spot_values_beyond_the_input_are_kept():
 
 
 # ------------------------------------------------------------------------------ the plain loop
-# benchmarks/loop_baseline.mmdet_loop: the sheet's rules written as a per-image, per-class loop
+# benchmarks/loop_baseline.mmdet_loop: mmdet's rules written as a per-image, per-class loop
 
 
 class Image:
@@ -116,7 +116,7 @@ def test_decode_and_nms_equal_the_plain_loop(policy, version, nms_pre, seed):
     assert (scores[:5776] > 0.02).sum() > 1000 and (np.abs(scores - 0.02) < 2e-3).sum() > 200
 
 
-def test_the_policies_differ_where_the_sheet_says():
+def test_the_nms_pre_policies_differ_as_mmdet_versions_do():
     """nms_pre on (anchor, class) pairs (3.x) keeps fewer boxes than on anchors (2.10); no nms_pre keeps more."""
     deltas, logits, images = crafted_outputs(0)
     counts = {}

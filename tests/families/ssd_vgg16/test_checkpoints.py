@@ -19,7 +19,7 @@ SPEC = get_spec("ssd-vgg16")
 
 
 def to_old_layout(state: dict) -> dict:
-    """mmdet <= 2.13 keys, written from the sheet's table (other_models §2.2), independent of the loader."""
+    """mmdet <= 2.13 keys (mmdet 2.x SSDVGG owns extra and l2_norm), written independently of the loader."""
     out = {}
     for key, value in state.items():
         if m := re.match(r"neck\.extra_layers\.(\d)\.(\d)\.conv\.(weight|bias)$", key):

@@ -1,4 +1,4 @@
-"""SSD300-VGG16 is the network mmdet builds (other_models §2.2): parameters, keys, layout, L2Norm."""
+"""SSD300-VGG16 is the network mmdet builds (SSDVGG, SSDNeck, SSDHead): parameters, keys, layout, L2Norm."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SOURCES = (512, 1024, 512, 256, 256, 256)
 
 
 def analytic_parameter_count() -> dict[str, int]:
-    """From the sheet's architecture alone: conv weights + biases, L2Norm weights."""
+    """From the architecture alone: conv weights + biases, L2Norm weights."""
     conv = lambda cin, cout, k: cin * cout * k * k + cout  # noqa: E731
     vgg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512), (512, 512),
            (512, 512), (512, 512), (512, 512), (512, 512)]
@@ -32,10 +32,11 @@ def model(seeded_model):
 
 def test_parameter_count_is_exact(model):
     counted = analytic_parameter_count()
-    assert sum(p.numel() for p in model.parameters()) == counted["total"] == 34_305_206  # sheet: ~34.31 M
+    assert sum(p.numel() for p in model.parameters()) == counted["total"] == 34_305_206  # ~34.31 M
     assert sum(p.numel() for k, p in model.named_parameters() if k.startswith("backbone.")) == counted["backbone"]
     assert sum(p.numel() for k, p in model.named_parameters() if k.startswith("bbox_head.")) == counted["head"]
-    # the sheet: torchvision's 91-class SSD300-VGG16 has 35,641,826; the difference is the head's 10 extra classes
+    # torchvision's 91-class SSD300-VGG16 has 35,641,826 (SSD300_VGG16_Weights.COCO_V1 num_params); the
+    # difference is the head's 10 extra classes
     assert 35_641_826 - counted["total"] == sum(c * a * 10 * 9 + a * 10 for c, a in zip(SOURCES, ANCHORS))
 
 
@@ -102,5 +103,5 @@ def test_flops_per_image_counts_every_conv(model):
     for h in hooks:
         h.remove()
     assert len(macs) == 15 + 8 + 12
-    assert sum(macs) == 34_360_351_232  # sheet: ~34.4 GMAC at 300x300
+    assert sum(macs) == 34_360_351_232  # ~34.4 GMAC at 300x300
     assert get_spec("ssd-vgg16").flops_per_image == 2 * sum(macs)

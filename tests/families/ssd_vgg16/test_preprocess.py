@@ -124,7 +124,7 @@ def test_manifest_records_decoder_and_decoded_sizes(images, tmp_path):
     s = preprocess_dataset(ann, data, tmp_path / "bins", MMDET_SSD300, model="ssd-vgg16", all_images=True, workers=1,
                            progress=False)
     doc = json.loads(s.manifest_path.read_text())
-    assert doc["version"] == 2 and doc["input"]["decoder"] == "cv2" and doc["input"]["pixel_order"] == "BGR"
+    assert doc["version"] == 3 and doc["input"]["decoder"] == "cv2" and doc["input"]["pixel_order"] == "BGR"
     assert doc["opencv_version"] == cv2.__version__
     sizes = {r["file_name"]: (r["decoded_width"], r["decoded_height"]) for r in doc["images"]}
     assert sizes == {"rgb.jpg": (211, 157), "exif.jpg": (157, 211)}
