@@ -13,7 +13,8 @@ On the same generated COCO-like JPEGs (640x480-ish, quality 90, photo-like conte
   floor: write   only write the same bytes (one float32 tensor per image), one process
 
 ssdconvert is within reach of its limit when it is close to the larger floor. Every run reports
-user and system CPU seconds (the kernel's share is mostly writing). Then, in one process, a
+user and system CPU seconds (the kernel's share is mostly writing); dirty pages are flushed
+(os.sync) before every timed run, so no run pays for the previous one's write-back. Then, in one process, a
 per-stage breakdown (start-up, annotation loading, decode, resize, normalise, write) and whether
 JPEG draft decoding would change the output (it is used only if it does not). Outputs are
 checked byte for byte against the reference. Results: benchmarks/results/preprocess.json and .md.
@@ -112,7 +113,11 @@ def make_dataset(root: Path, count: int, seed: int = 0) -> Path:
 
 
 def timed(cmd: list[str], cwd: Path) -> dict:
-    """Run a whole process; wall seconds and its user/system CPU (children included)."""
+    """Run a whole process; wall seconds and its user/system CPU (children included).
+
+    The page cache's dirty data is flushed first (outside the timing): otherwise the gigabyte the
+    previous contender wrote is still being written back, and the kernel charges that to this one."""
+    os.sync()
     before = os.wait4 if hasattr(os, "wait4") else None
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
