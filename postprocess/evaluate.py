@@ -116,6 +116,9 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: Any) -> list[fl
             mean(False, area="medium"), mean(False, area="large")]
 
 
+GROUPS_PER_WORKER = 4  # 990k rows, 2 workers: 6.0-6.1 s against 7.2 s with at most 200k rows per group (5 groups)
+
+
 def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
                evaluator: Evaluator = "faster-coco-eval", max_rows: int = 200_000,
                float32_rows: bool = True, workers: int = 1) -> list[float]:
@@ -135,7 +138,8 @@ def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
                                f"(e.g. {min(unknown)}); wrong annotation file?")
     job = (gt, rows, image_ids, evaluator, float32_rows)
     parallel = workers > 1 and can_fork() and len(rows) > 0
-    group_rows = min(max_rows, -(-len(rows) // workers)) if parallel else max_rows
+    # several groups per worker: categories differ in cost, so fewer, larger groups leave a worker idle
+    group_rows = min(max_rows, -(-len(rows) // (GROUPS_PER_WORKER * workers))) if parallel else max_rows
     groups = _passes(rows, sorted(gt.getCatIds()), group_rows)
     if parallel and len(groups) > 1:
         results = run_forked(min(workers, len(groups)), "coco", job, _evaluate_forked, [(g,) for g in groups])
