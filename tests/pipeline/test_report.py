@@ -19,21 +19,21 @@ def report_with(aps: dict[str, float]) -> PipelineReport:
 
 def test_gate_flags_a_backend_beyond_the_tolerance():
     rows = {r["backend"]: r for r in accuracy_rows(report_with(
-        {"onnxruntime": 0.2300, "openvino": 0.2300 + AP_GATE / 2, "atc": 0.2300 - 0.003}))}
+        {"onnxruntime": 0.2300, "openvino": 0.2300 + AP_GATE / 2, "ascend": 0.2300 - 0.003}))}
     assert rows["onnxruntime"]["gate"] == "ok" and rows["openvino"]["gate"] == "ok"
-    assert rows["atc"]["gate"] == "FLAGGED"
-    assert rows["atc"]["delta_vs_onnxruntime"] == pytest.approx(-0.003)
+    assert rows["ascend"]["gate"] == "FLAGGED"
+    assert rows["ascend"]["delta_vs_onnxruntime"] == pytest.approx(-0.003)
 
 
 def test_gate_needs_the_onnxruntime_reference():
-    (row,) = accuracy_rows(report_with({"atc": 0.23}))
+    (row,) = accuracy_rows(report_with({"ascend": 0.23}))
     assert row["gate"] == "n/a" and row["delta_vs_onnxruntime"] is None
 
 
 def test_markdown_shows_the_gate_and_the_throughput_table():
-    report = report_with({"onnxruntime": 0.23, "atc": 0.226})
-    assert throughput_by_backend(report) == {"onnxruntime": {1: 10.0, 8: 20.0}, "atc": {1: 10.0, 8: 20.0}}
+    report = report_with({"onnxruntime": 0.23, "ascend": 0.226})
+    assert throughput_by_backend(report) == {"onnxruntime": {1: 10.0, 8: 20.0}, "ascend": {1: 10.0, 8: 20.0}}
     text = markdown(report, plot=None)
-    assert "| atc | 0.2260 | 0.4260 | -0.0040 | FLAGGED |" in text
+    assert "| ascend | 0.2260 | 0.4260 | -0.0040 | FLAGGED |" in text
     assert "| 8 | 20.0 | 20.0 |" in text
     assert "meaningless" not in text  # real weights: no random-weights label
