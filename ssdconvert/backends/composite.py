@@ -18,6 +18,7 @@ parts and host stage.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -79,11 +80,12 @@ def read(path: str | Path) -> Composite:
 
 
 def write(path: Path, composite: Composite, files: Mapping[str, Path]) -> Path:
-    """A copy of `composite` whose parts are `files` (part name -> file beside `path`)."""
+    """A copy of `composite` whose parts are `files` (part name -> file, anywhere on the same filesystem tree)."""
     from ssdconvert.fileio import write_json
 
     raw = dict(composite.raw)
-    raw["parts"] = [{"name": p.name, "file": str(Path(files[p.name]).resolve().relative_to(path.parent.resolve())),
+    # relative to the descriptor, "../" included: a backend that compiles nothing (ONNX Runtime) keeps the parts where they are
+    raw["parts"] = [{"name": p.name, "file": os.path.relpath(Path(files[p.name]).resolve(), path.parent.resolve()),
                      "rows_per_image": p.rows_per_image} for p in composite.parts]
     return write_json(path, raw)
 

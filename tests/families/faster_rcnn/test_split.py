@@ -52,3 +52,16 @@ def test_split_detections_match_the_reference(split_models, frcnn_model, frcnn_b
     # fewer than 1000 proposals survive on this small canvas: the padding rows of the head input are zero
     rows = heads_fed[0].reshape(3, ROIS_PER_IMAGE, -1)
     assert not np.abs(rows).sum(-1).all(axis=1).any()
+
+
+def test_a_backend_that_compiles_nothing_builds_a_composite_whose_parts_stay_where_they_are(frcnn_split, tmp_path):
+    """ONNX Runtime "builds" each part as the part itself, outside the backend's build folder: the
+    descriptor it writes there must still reach them (a path relative to it, with ../)."""
+    from ssdconvert.backends import composite, get
+
+    descriptor = frcnn_split[2]
+    built = get("onnxruntime").compile(descriptor, tmp_path / "work", batch=2)
+    parts = composite.read(built[0]).parts
+    assert built[0].parent == tmp_path / "work" / "onnxruntime"
+    assert [p.path.resolve() for p in parts] == [p.path.resolve() for p in composite.read(descriptor).parts]
+    assert [p.rows_per_image for p in parts] == [1, ROIS_PER_IMAGE]
