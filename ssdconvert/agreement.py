@@ -280,7 +280,7 @@ def measure_results(reference_dir, candidate_dir, images: Sequence, spec, *, thr
     same inputs), over the `images` (manifest records) both have."""
     from postprocess.reader import OutputSpec, read_batches, scan_results
 
-    outputs = [OutputSpec(o.name, o.shape) for o in spec.outputs]
+    outputs = [OutputSpec(o.name, o.shape, o.dtype) for o in spec.outputs]
     ref_files = scan_results(reference_dir, images, outputs)
     both = [im for im in ref_files.present if im.stem in {i.stem for i in scan_results(candidate_dir, images,
                                                                                        outputs).present}]

@@ -109,3 +109,24 @@ def test_bench_times_both_variants(stages, frcnn_export, frcnn_split, tmp_path):
         report = json.loads((tmp_path / f"{model.name.split('.')[0]}.json").read_text())
         assert [r["status"] for r in report["rows"]] == ["ok"] and report["rows"][0]["throughput"] > 0
         assert report["flops_per_image"] == 2 * macs((128, 160))["total"]  # the file's canvas, not the default
+
+
+def test_the_accuracy_gate_reads_the_int64_outputs(stages, tmp_path):
+    """The lower-precision gate compares two result folders output by output: labels and counts are int64
+    on disk (800 B and 8 B per image), and a change in one image's scores shows in `scores` alone."""
+    import shutil
+
+    from ssdconvert.agreement import measure_results
+    from ssdconvert.zoo import get_spec
+
+    candidate = tmp_path / "candidate"
+    shutil.copytree(stages.root / "result", candidate)
+    stem = stages.manifest.images[0].stem
+    scores = np.fromfile(candidate / f"{stem}_1.bin", np.float32)
+    (scores * np.float32(0.99)).tofile(candidate / f"{stem}_1.bin")
+    spec = get_spec("faster-rcnn-r101-fpn").with_canvas((128, 160))
+    report = measure_results(stages.root / "result", candidate, stages.manifest.images, spec)
+    diffs = {f.name: f.max_abs for f in report.outputs}
+    assert set(diffs) == {"boxes", "scores", "labels", "num_detections"}
+    assert diffs["scores"] == pytest.approx(float(scores.max()) * 0.01, rel=1e-3)
+    assert diffs["boxes"] == diffs["labels"] == diffs["num_detections"] == 0
