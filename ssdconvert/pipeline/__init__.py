@@ -163,9 +163,10 @@ def label(target: Backend, precision: str) -> str:
 
 
 def split_label(text: str) -> tuple[str, str]:
-    """(backend, precision) of a label (the default precision when the label names none)."""
+    """(backend, precision) of a label (the default precision when the label names none); a variant's
+    label (`onnxruntime:split`) keeps its variant in the backend part."""
     name, _, precision = text.partition("@")
-    return name, precision or backends.get(name).default_precision
+    return name, precision or backends.get(name.partition(":")[0]).default_precision
 
 
 def _exact_mode(cfg: RunConfig, targets: list[Backend]) -> RunConfig:

@@ -37,3 +37,16 @@ def test_markdown_shows_the_gate_and_the_throughput_table():
     assert "| ascend | 0.2260 | 0.4260 | -0.0040 | FLAGGED |" in text
     assert "| 8 | 20.0 | 20.0 |" in text
     assert "meaningless" not in text  # real weights: no random-weights label
+
+
+def test_a_variants_bench_has_its_own_precision_row():
+    """run benchmarks a family's further variants as `bench:<backend>:<variant>`; the precision table keeps
+    them apart from the backend's main model (and does not take the variant for a backend name)."""
+    from ssdconvert.pipeline.report import precision_rows
+
+    report = report_with({"onnxruntime": 0.23})
+    report.stages.append(StageResult("bench:onnxruntime:split", "k", 1.0, "", {"throughput": {"1": 7.0}}))
+    report.stages.append(StageResult("bench:openvino@bf16", "k", 1.0, "", {"throughput": {"1": 30.0}}))
+    rows = {r["label"]: (r["backend"], r["precision"], r["best_throughput"]) for r in precision_rows(report)}
+    assert rows == {"onnxruntime": ("onnxruntime", "fp32", 20.0), "onnxruntime:split": ("onnxruntime:split", "fp32", 7.0),
+                    "openvino@bf16": ("openvino", "bf16", 30.0)}
