@@ -41,7 +41,7 @@ _JOB: dict[str, Any] = {}
 
 
 def _decode_slice(start: int, stop: int) -> tuple[int, np.ndarray]:
-    files, decoder, inv_map, batch_size = _JOB["decode"]
+    files, decoder, inv_map, batch_size = shared_data("decode")
     return stop - start, _rows(replace(files, present=files.present[start:stop]), decoder, inv_map, batch_size)
 
 

@@ -175,9 +175,9 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
                        tool=tool, min_runs=min_runs, say=say, feeds=feeds, precision=precision,
                        calib=Path(calib) if calib else None)
     target.check_bench(model, ctx)
-    if precision is not None and precision not in target.precisions:
-        raise BenchError(f"{target.label} does not measure {precision} here (it builds {', '.join(target.precisions)})"
-                         + (f"; {target.int8_note}" if precision == "int8" and target.int8_note else ""))
+    refusal = target.precision_refusal(precision)
+    if refusal:
+        raise BenchError(refusal)
     if (precision not in (None, "fp32") and not target.builds_per_batch and model.suffix.lower() == ".onnx"
             and build_record(model).get("precision") != precision):  # not already that precision's model
         say(f"building the {precision} model ...")

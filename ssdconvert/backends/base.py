@@ -298,10 +298,9 @@ class Backend:
         A composite gets each part built at its own batch and a descriptor of the built parts (listed first)."""
         from ssdconvert.backends import composite
 
-        if precision is not None and precision not in self.precisions:
-            raise SsdConvertError(f"{self.label} does not build {precision} here (it builds "
-                                  f"{', '.join(self.precisions)})" + (f"; {self.int8_note}" if precision == "int8"
-                                                                      and self.int8_note else ""))
+        refusal = self.precision_refusal(precision)
+        if refusal:
+            raise SsdConvertError(refusal)
         hook = self._hook("compile", "build")
         if hook is None:
             return [onnx]
@@ -316,6 +315,13 @@ class Backend:
 
             return [composite.build_parts(composite.read(onnx), out, batch, build_part), *built]
         return hook(onnx, out, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
+
+    def precision_refusal(self, precision: str | None) -> str | None:
+        """Why this backend cannot build and measure `precision` here, or None if it can (None: its default)."""
+        if precision is None or precision in self.precisions:
+            return None
+        note = f"; {self.int8_note}" if precision == "int8" and self.int8_note else ""
+        return f"{self.label} does not build {precision} here (it builds {', '.join(self.precisions)}){note}"
 
     def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
         """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""

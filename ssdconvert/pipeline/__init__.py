@@ -196,9 +196,9 @@ def _run_backend(cfg, spec, target: Backend, precision: str, onnx, export_key, p
                  say) -> None:
     name = label(target, precision)
     missing = target.missing(cfg.tools.get(target.name))
-    if missing or precision not in target.precisions:
-        why = missing or (f"{target.label} does not build {precision} here"
-                          + (f" ({target.int8_note})" if precision == "int8" and target.int8_note else ""))
+    refusal = target.precision_refusal(precision)
+    if missing or refusal:
+        why = missing or refusal
         note = f"{name} skipped: {why}"
         report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True,
                                          unsupported=not missing))
