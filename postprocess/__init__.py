@@ -6,8 +6,9 @@ optionally the decoded size); never imports ssdconvert. One job per module:
     heads      head declarations + decoder_for       priors     NVIDIA default boxes (dboxes300_coco)
     decode     box coder, candidate softmax          nms        vectorised greedy NMS (MLPerf, Ascend, mmcv)
     detect     NVIDIA outputs of a batch -> dets     coco       label map, result rows, results json
-    evaluate   faster-coco-eval / pycocotools stats  reader     ais_bench result layout, streaming
-    synthetic  outputs from known boxes (tests, benchmarks)
+    evaluate   COCO stats (the arrays, faster-coco-eval, pycocotools)
+    cocoeval_numpy  pycocotools' COCOeval on arrays      reader     ais_bench result layout, streaming
+    parallel   decode + matching over forked workers     synthetic  outputs from known boxes (tests, benchmarks)
 """
 
 from postprocess.errors import PostprocessError

@@ -1,9 +1,9 @@
-"""The eval stage on every core: decode + NMS over slices of the images, COCO evaluation over groups
-of categories, each in forked worker processes.
+"""The eval stage on every core: decode + NMS (and the array COCOeval's per-image matching) over
+slices of the images, the COCOeval libraries over groups of categories, each in forked workers.
 
-Both splits are exact. Images are decoded independently and their rows are joined in image order;
-COCOeval scores categories independently and their precision/recall arrays are joined in category
-order (postprocess.evaluate). So any worker count gives the result of one process, bit for bit.
+Every split is exact. Images are decoded and matched independently and their rows and matches are
+joined in image order; COCOeval scores categories independently and their precision/recall arrays
+are joined in category order (postprocess.evaluate). So any worker count gives the result of one process, bit for bit.
 Workers are forked (they inherit the result index, the decoder and the ground truth instead of
 receiving them pickled); where fork is unavailable, or with one worker, everything runs here.
 """
@@ -40,9 +40,10 @@ def can_fork() -> bool:
 _JOB: dict[str, Any] = {}
 
 
-def _decode_slice(start: int, stop: int) -> tuple[int, np.ndarray]:
-    files, decoder, inv_map, batch_size = shared_data("decode")
-    return stop - start, _rows(replace(files, present=files.present[start:stop]), decoder, inv_map, batch_size)
+def _decode_slice(start: int, stop: int) -> tuple[int, np.ndarray, Any]:
+    files, decoder, inv_map, batch_size, then = shared_data("decode")
+    rows = _rows(replace(files, present=files.present[start:stop]), decoder, inv_map, batch_size)
+    return stop - start, rows, then(rows) if then is not None else None
 
 
 def _rows(files, decoder, inv_map, batch_size: int, progress: Progress | None = None) -> np.ndarray:
@@ -61,14 +62,31 @@ def _rows(files, decoder, inv_map, batch_size: int, progress: Progress | None = 
 def decode_rows(files, decoder, inv_map: np.ndarray, *, batch_size: int = 8, workers: int = 1,
                 progress: Progress | None = None, images_per_task: int = IMAGES_PER_TASK) -> np.ndarray:
     """COCO rows (see postprocess.coco) of every image in `files.present`, in image order."""
+    parts = decode_slices(files, decoder, inv_map, batch_size=batch_size, workers=workers, progress=progress,
+                          images_per_task=images_per_task)
+    return joined_rows(parts)
+
+
+def decode_slices(files, decoder, inv_map: np.ndarray, *, batch_size: int = 8, workers: int = 1,
+                  progress: Progress | None = None, images_per_task: int = IMAGES_PER_TASK,
+                  then: Callable[[np.ndarray], Any] | None = None) -> list[tuple[np.ndarray, Any]]:
+    """(rows, then(rows)) for consecutive slices of `files.present`, in image order: with several
+    workers, slices of `images_per_task` images, each decoded and passed to `then` in a worker (so
+    e.g. COCO matching runs beside decoding); with one, a single slice of every image."""
     count = len(files.present)
     workers = min(workers, -(-count // images_per_task))
     if workers <= 1 or not can_fork():
-        return _rows(files, decoder, inv_map, batch_size, progress)
+        rows = _rows(files, decoder, inv_map, batch_size, progress)
+        return [(rows, then(rows) if then is not None else None)]
     bounds = [(s, min(s + images_per_task, count)) for s in range(0, count, images_per_task)]
-    parts = _forked(workers, "decode", (files, decoder, inv_map, batch_size), _decode_slice, bounds,
+    parts = _forked(workers, "decode", (files, decoder, inv_map, batch_size, then), _decode_slice, bounds,
                     lambda done: progress.update(done[0]) if progress is not None else None)
-    return np.concatenate([rows for _, rows in parts])
+    return [(rows, result) for _, rows, result in parts]
+
+
+def joined_rows(parts: Sequence[tuple[np.ndarray, Any]]) -> np.ndarray:
+    """The rows of decode_slices' parts as one array."""
+    return np.concatenate([rows for rows, _ in parts]) if parts else np.zeros((0, 7))
 
 
 def run_forked(workers: int, key: str, shared: Any, task: Callable, args: Sequence[tuple]) -> list:

@@ -189,7 +189,7 @@ def reference_images(annotation: Path, all_images: bool, geometry=None) -> list:
 
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
-                     nms_variant: str | None = None, evaluator: str = "faster-coco-eval",
+                     nms_variant: str | None = None, evaluator: str = "numpy",
                      allow_missing: bool = False, detections_path: str | Path | None = None,
                      batch_size: int = 8, progress: Progress | None = None,
                      workers: int | None = None, canvas: tuple[int, int] | None = None) -> EvalReport:
@@ -202,9 +202,9 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     depends on it).
     """
     from postprocess.coco import results_json
-    from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
+    from postprocess.evaluate import STAT_NAMES, ArrayEvaluation, coco_stats, load_ground_truth
     from postprocess.heads import decoder_for
-    from postprocess.parallel import decode_rows, default_workers
+    from postprocess.parallel import decode_slices, default_workers, joined_rows
     from postprocess.reader import OutputSpec, scan_results
     from ssdconvert.fileio import atomic_path
     from ssdconvert.zoo import get_spec, model_names
@@ -252,14 +252,18 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                               f"({_first(missing)}); pass --allow-missing to evaluate the other {len(files.present)}")
     if missing:
         notes.append(f"results missing for {len(missing)} images ({_first(missing)}): left out of the evaluation")
+    ids = [im.id for im in files.present]
+    arrays = ArrayEvaluation(gt, ids, decoder.float32_rows) if evaluator == "numpy" else None
     setup = time.perf_counter() - started
 
-    # Read, decode, NMS -> rows, over `workers` processes
+    # Read, decode, NMS -> rows (and, for the arrays, COCO matching per image) over `workers` processes
     started = time.perf_counter()
     workers = workers or default_workers()
     if progress is not None:
         progress.reset(total=len(files.present))
-    rows = decode_rows(files, decoder, inv_map, batch_size=batch_size, workers=workers, progress=progress)
+    parts = decode_slices(files, decoder, inv_map, batch_size=batch_size, workers=workers, progress=progress,
+                          then=arrays.match if arrays is not None else None)
+    rows = joined_rows(parts)
     postprocess_s = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -270,8 +274,10 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     write_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    stats = coco_stats(gt, rows, [im.id for im in files.present], evaluator, float32_rows=decoder.float32_rows,
-                       workers=workers)
+    if arrays is not None:
+        stats = arrays.stats([matches for _, matches in parts], workers=workers)
+    else:
+        stats = coco_stats(gt, rows, ids, evaluator, float32_rows=decoder.float32_rows, workers=workers)
     evaluate_s = time.perf_counter() - started
 
     return EvalReport(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from postprocess.evaluate import DEFAULT_EVALUATOR, EVALUATORS
 from ssdconvert.cli.options import canvas_option, nms_policy_names
 from ssdconvert.formatting import format_table
 
@@ -27,8 +28,9 @@ from ssdconvert.formatting import format_table
                    "(MLPerf/NVIDIA per-class NMS) or ascend (the Ascend ssd_postprocess.py variant: best-class "
                    "prefilter, top 200 boxes, IoU > 0.5 suppressed). ssd-vgg16: mmdet3 (mmdet 3.x), mmdet2 "
                    "(mmdet 2.10 without nms_pre) or mmdet2-nms-pre. `ssdconvert models` lists them.")
-@click.option("--evaluator", type=click.Choice(["faster-coco-eval", "pycocotools"]), default="faster-coco-eval",
-              show_default=True, help="COCOeval implementation (same 12 stats).")
+@click.option("--evaluator", type=click.Choice(list(EVALUATORS)), default=DEFAULT_EVALUATOR, show_default=True,
+              help="COCOeval implementation, all with pycocotools' 12 stats: numpy (pycocotools' matching and "
+                   "accumulation on arrays, run beside decoding), faster-coco-eval, or pycocotools itself.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="JSON report. Default: <bin_path>_eval.json beside the result folder.")
 @click.option("--detections", "detections_path", type=click.Path(dir_okay=False), default=None,

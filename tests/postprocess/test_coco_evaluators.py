@@ -1,4 +1,5 @@
-"""faster-coco-eval (default) and pycocotools give the same 12 stats; imgIds are the evaluated images."""
+"""The arrays (default), faster-coco-eval and pycocotools give the same 12 stats; imgIds are the
+evaluated images."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from postprocess.coco import category_ids, result_rows
 from postprocess.detect import detect
 from postprocess.errors import PostprocessError
-from postprocess.evaluate import STAT_NAMES, coco_stats, load_ground_truth
+from postprocess.evaluate import EVALUATORS, STAT_NAMES, coco_stats, load_ground_truth
 from postprocess.synthetic import realistic_outputs
 
 
@@ -23,30 +24,31 @@ def noisy_rows(coco):
 
 @pytest.fixture(scope="module")
 def gts(coco):
-    return {ev: load_ground_truth(coco.annotation, ev) for ev in ("faster-coco-eval", "pycocotools")}
+    return {ev: load_ground_truth(coco.annotation, ev) for ev in EVALUATORS}
 
 
-def test_both_evaluators_give_the_same_stats(coco, gts, noisy_rows):
+def test_every_evaluator_gives_the_same_stats(coco, gts, noisy_rows):
     ids = [im.id for im in coco.images]
-    fast = coco_stats(gts["faster-coco-eval"], noisy_rows, ids, "faster-coco-eval")
     slow = coco_stats(gts["pycocotools"], noisy_rows, ids, "pycocotools")
-    assert len(fast) == len(STAT_NAMES) == 12
-    assert 0.05 < fast[0] < 0.95  # non-trivial
-    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert len(slow) == len(STAT_NAMES) == 12
+    assert 0.05 < slow[0] < 0.95  # non-trivial
+    for evaluator in ("numpy", "faster-coco-eval"):
+        np.testing.assert_allclose(coco_stats(gts[evaluator], noisy_rows, ids, evaluator), slow, rtol=0, atol=1e-12)
 
 
-def test_only_the_evaluated_images_count(coco, gts, noisy_rows):
+@pytest.mark.parametrize("evaluator", ["numpy", "faster-coco-eval"])
+def test_only_the_evaluated_images_count(coco, gts, noisy_rows, evaluator):
     """Detections on an image outside imgIds (e.g. one without GT) are not false positives."""
-    gt = gts["faster-coco-eval"]
+    gt = gts[evaluator]
     ids = [im.id for im in coco.images]
-    base = coco_stats(gt, noisy_rows, ids)
+    base = coco_stats(gt, noisy_rows, ids, evaluator)
     unannotated = next(im["id"] for im in coco.doc["images"] if im["id"] not in set(ids))
     gt_cats = {a["category_id"] for a in coco.doc["annotations"]}
     extra = noisy_rows[np.isin(noisy_rows[:, 6], list(gt_cats))][:50].copy()
     extra[:, 0], extra[:, 5] = unannotated, 1.0  # confident false positives
     with_extra = np.concatenate([noisy_rows, extra])
-    assert coco_stats(gt, with_extra, ids) == base
-    assert coco_stats(gt, with_extra, ids + [unannotated])[0] < base[0]
+    assert coco_stats(gt, with_extra, ids, evaluator) == base
+    assert coco_stats(gt, with_extra, ids + [unannotated], evaluator)[0] < base[0]
 
 
 def test_no_detections(coco, gts):
@@ -56,8 +58,9 @@ def test_no_detections(coco, gts):
 
 
 def test_unknown_image_ids_and_bad_files(coco, gts, tmp_path):
-    with pytest.raises(PostprocessError, match="not in the annotation file"):
-        coco_stats(gts["faster-coco-eval"], np.zeros((0, 7)), [123456789])
+    for evaluator in EVALUATORS:
+        with pytest.raises(PostprocessError, match="not in the annotation file"):
+            coco_stats(gts[evaluator], np.zeros((0, 7)), [123456789], evaluator)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PostprocessError, match="not a COCO instances json"):
         load_ground_truth(tmp_path / "bad.json")
