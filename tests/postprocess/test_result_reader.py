@@ -232,3 +232,23 @@ def test_an_integer_output_of_a_float_size_is_refused_naming_the_integer_types(t
     with pytest.raises(PostprocessError, match=r"labels file\(s\) .* wrong size .* expected 40 B \(int64\) or 20 B "
                                                 r"\(int32\) for shape \(5,\)"):
         scan_results(tmp_path, ims, FINAL)
+
+
+@pytest.mark.parametrize("cached_speed,advised", [(0.0, 5), (float("inf"), 9)])
+def test_readahead_is_asked_only_while_reads_are_slow(tmp_path, monkeypatch, cached_speed, advised):
+    """Files read at page-cache speed need no readahead (asking costs the kernel a walk over every
+    page): after the first READAHEAD batches, a batch is advised only if the last one read slowly."""
+    import postprocess.reader as reader
+
+    ims = images(20)
+    write(tmp_path, ims)
+    files = scan_results(tmp_path, ims, OUTPUTS)
+    asked = []
+    monkeypatch.setattr(reader, "_advise", lambda f, batch: asked.append([im.stem for im in batch]))
+    monkeypatch.setattr(reader, "CACHED_BYTES_PER_S", cached_speed)
+    got = [im.stem for batch, _ in read_batches(files, batch_size=2) for im in batch]
+    assert got == [im.stem for im in ims]
+    # 10 batches: READAHEAD (4) ahead of batch 0 and one more while batch 0 is read; then one per
+    # batch only while reading is slow
+    assert len(asked) == advised
+    assert asked[:4] == [[ims[2 * k].stem, ims[2 * k + 1].stem] for k in range(1, 5)]
