@@ -14,9 +14,15 @@ the 200 best, greedy NMS one box at a time (IoU < 0.5 survives), the 200 best ov
 from start to exit (imports included), alternately, best of --runs. Both APs are printed: they
 must agree (the same detections up to float32 summation order).
 
-`--cold` also times each ssdconvert eval after evicting the result files from the page cache
-(posix_fadvise DONTNEED on every file: clean pages go; no root needed). Writes
-benchmarks/results/eval_bench.json.
+Beside them, the floor of the reading: every result file mapped and checked for NaN/Inf (what
+eval's reader does before any decoding) by as many processes as eval has workers. The eval
+report's stages give the split: setup (manifest, annotations, scan), decode+NMS+COCO matching
+(the workers, reading included) and accumulate (the per-category ranking after the last image).
+
+`--cold` also times each ssdconvert eval, and the read floor, after evicting the result files from
+the page cache (posix_fadvise DONTNEED on every file: clean pages go; no root needed): then the
+disk bounds it. `--set DIR` keeps the generated result set in DIR and reuses it when it is there
+(14.7 GB at 4952 images: writing it takes minutes). Writes benchmarks/results/eval_bench_<N>.json.
 """
 
 from __future__ import annotations
@@ -126,6 +132,31 @@ def evict(folder: Path) -> None:
             os.close(fd)
 
 
+def read_files(result: Path, start: int, stop: int) -> None:
+    """Map and check the result files [start, stop) of `result` (sorted names), as eval's reader."""
+    import numpy as np
+
+    from postprocess.reader import _map
+
+    for name in sorted(os.listdir(result))[start:stop]:
+        path = result / name
+        data = np.frombuffer(_map(path, path.stat().st_size), dtype=np.float32)
+        if not np.isfinite(data).all():
+            raise SystemExit(f"{path} holds NaN or Inf")
+
+
+def read_floor(result: Path, workers: int) -> float:
+    """Wall time for `workers` processes to read every result file (contiguous shares, as eval)."""
+    count = len(os.listdir(result))
+    bounds = [(k * count // workers, (k + 1) * count // workers) for k in range(workers)]
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--read-worker", str(result),
+                               str(a), str(b)]) for a, b in bounds]
+    if any(p.wait() for p in procs):
+        raise SystemExit("a read-floor worker failed")
+    return time.perf_counter() - started
+
+
 def main() -> None:
     from postprocess_bench import write_eval_set
 
@@ -144,13 +175,20 @@ def main() -> None:
                          "timed in the same rounds, for a before/after")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where to write the result files (default: $TMPDIR)")
+    ap.add_argument("--set", default=None, metavar="DIR",
+                    help="keep the generated result set in DIR, and reuse it when DIR already holds it")
     args = ap.parse_args()
 
     python = sys.executable
-    work = Path(tempfile.mkdtemp(prefix="ssdconvert-evalbench-", dir=args.workdir))
+    total = args.images + args.without_annotations
+    work = Path(args.set) / f"evalset_{total}_{args.without_annotations}_seed{args.seed}" if args.set else \
+        Path(tempfile.mkdtemp(prefix="ssdconvert-evalbench-", dir=args.workdir))
     try:
-        total = args.images + args.without_annotations
-        result = write_eval_set(work, total, args.without_annotations, "float32", args.seed)
+        result = work / "out" / "result"
+        if not (work / "complete").is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            write_eval_set(work, total, args.without_annotations, "float32", args.seed)
+            (work / "complete").touch()
         annotation = work / "annotations" / "instances_val2017.json"
         size = sum(f.stat().st_size for f in result.iterdir())
         ours = {w: [str(ROOT / ".venv" / "bin" / "ssdconvert"), "eval", "--bin_path", str(result), "--no-progress",
@@ -166,6 +204,8 @@ def main() -> None:
         ap_of: dict[str, float] = {}
         stages: dict[str, dict] = {}
         timed(next(iter(ours.values())))  # warm the page cache and the imports' files
+        workers = int(args.workers.split(",")[0]) if args.workers else len(os.sched_getaffinity(0))
+        floor = [read_floor(result, workers) for _ in range(args.runs)]
         for _ in range(args.runs):
             if not args.skip_reference:
                 wall, out = timed(reference)
@@ -181,11 +221,15 @@ def main() -> None:
         for name, cmd in ours.items() if args.cold else ():
             evict(result)
             cold[name], _ = timed(cmd)
+        if args.cold:
+            evict(result)
+            cold["read floor"] = read_floor(result, workers)
         best = {name: min(v) for name, v in times.items()}
         out = {"machine": {"cpu": cpu_features().describe(), "cores": len(os.sched_getaffinity(0)),
                            "load_avg": os.getloadavg()},
                "images": args.images, "bytes": size, "runs": args.runs, "seconds": times, "best": best,
-               "ap": ap_of, "stage_seconds_last_run": stages, "cold_seconds": cold}
+               "ap": ap_of, "stage_seconds_last_run": stages, "cold_seconds": cold,
+               "read_floor_seconds": {"workers": workers, "runs": floor, "best": min(floor)}}
         print(f"{args.images} images ({size / 1e9:.2f} GB of float32 outputs); {out['machine']['cpu']}; "
               f"{out['machine']['cores']} cores; best of {args.runs}, whole processes")
         for name, value in best.items():
@@ -196,16 +240,25 @@ def main() -> None:
             cold_text = f"  cold {cold[name]:.2f} s" if name in cold else ""
             print(f"  {label:42s} {value:7.2f} s{ratio}  AP {ap_of[name]:.4f}{cold_text}")
             if name in stages:
-                print(f"    stages (last warm run): {stages[name]}")
+                split = stages[name]
+                print(f"    last warm run: setup {split['setup']:.2f} s, decode+NMS+matching {split['postprocess']:.2f} s"
+                      f" (reading included), accumulate {split['evaluate']:.2f} s")
+        print(f"  read floor: {workers} processes map and check every file   {min(floor):7.2f} s "
+              f"({size / 1e9 / min(floor):.1f} GB/s)" + (f"  cold {cold['read floor']:.2f} s "
+                                                          f"({size / 1e9 / cold['read floor']:.2f} GB/s from disk)"
+                                                          if "read floor" in cold else ""))
         path = HERE / "results" / f"eval_bench_{args.images}.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"results: {path}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.set:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--reference-worker":
         print(reference_eval(Path(sys.argv[2]), Path(sys.argv[3])))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--read-worker":
+        read_files(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()
