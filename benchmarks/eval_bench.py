@@ -114,8 +114,10 @@ def box_iou(a, b):
 
 
 def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall time and stdout of `cmd`, run outside the checkout: `python -m ssdconvert` started in
+    it would import this checkout's package, not the one installed beside that python."""
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -38,10 +38,11 @@ _RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
 DEVICE_FOLDER = re.compile(r"^device(\d+)(?:_(\d+))?$")
 _SHOW = 5  # names listed in messages
 READAHEAD = 4  # batches whose files the kernel is asked to start reading early
-# Mapping and checking files from the page cache runs at 5-8 GB/s here, from disk below 1 GB/s.
-# Asking for readahead costs ~0.1 ms per cached 3 MB file (the kernel walks its pages): 1.2 s of
-# CPU over COCO's 9904 files, for nothing when they are cached; so it is asked only while the
-# last batch read slower than this.
+# Mapping and checking files from the page cache runs at 5-10 GB/s here, from disk below 1 GB/s.
+# Asking for readahead costs ~0.1 ms per cached 3 MB file (the kernel walks its pages), ~0.4 s
+# of CPU over COCO's 9904 files, for nothing when they are cached. So once the batches read
+# faster than this, it is no longer asked, unless a batch reads slower: then it is asked to the end
+# (a batch that readahead brought in reads fast too, so fast batches after a slow one prove nothing).
 CACHED_BYTES_PER_S = 1.5e9
 
 
@@ -86,8 +87,10 @@ def device_folders(directory: str | Path, devices: Sequence[str] | None = None) 
     `directory` holds one device's results. `devices` (the run's --device list, when known)
     must each have their folder, and no other device folder may be there."""
     directory = Path(directory)
-    found = [(entry, DEVICE_FOLDER.match(entry.name)) for entry in sorted(directory.iterdir()) if entry.is_dir()]
-    found = [(entry, m.group(1), m.group(2)) for entry, m in found if m]
+    with os.scandir(directory) as entries:  # names first: a result folder holds ~10k files
+        named = sorted((entry.name, match) for entry in entries
+                       if (match := DEVICE_FOLDER.match(entry.name)) and entry.is_dir())
+    found = [(directory / name, m.group(1), m.group(2)) for name, m in named]
     if not found:
         return None
     loose = sorted(p.name for p in directory.iterdir() if p.is_file() and _RESULT_NAME.match(p.name))
@@ -286,12 +289,13 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
     images = files.present
     chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
     image_bytes = sum(out.size * np.dtype(DTYPES[d]).itemsize for out, d in zip(files.outputs, files.dtypes))
-    cached = False  # until a batch reads at page-cache speed
+    seen_fast = from_disk = False
 
     def collect(chunk, future):
-        nonlocal cached
+        nonlocal seen_fast, from_disk
         value, read_s = future.result()
-        cached = len(chunk) * image_bytes > CACHED_BYTES_PER_S * read_s
+        fast = len(chunk) * image_bytes > CACHED_BYTES_PER_S * read_s
+        seen_fast, from_disk = seen_fast or fast, from_disk or not fast
         return chunk, value
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-reader") as pool:
@@ -301,7 +305,7 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
                 pending.append((chunk, pool.submit(_load, files, chunk, transform)))
                 # keep the kernel reading the next READAHEAD batches while this one is processed
                 for ahead in chunks[k + 1:k + 1 + READAHEAD] if k == 0 else chunks[k + READAHEAD:k + READAHEAD + 1]:
-                    if not cached:
+                    if from_disk or not seen_fast:
                         _advise(files, ahead)
                 if len(pending) > prefetch:
                     yield collect(*pending.popleft())

@@ -234,21 +234,31 @@ def test_an_integer_output_of_a_float_size_is_refused_naming_the_integer_types(t
         scan_results(tmp_path, ims, FINAL)
 
 
-@pytest.mark.parametrize("cached_speed,advised", [(0.0, 5), (float("inf"), 9)])
-def test_readahead_is_asked_only_while_reads_are_slow(tmp_path, monkeypatch, cached_speed, advised):
+@pytest.mark.parametrize("speeds,advised", [("fast", 5), ("slow", 9), ("slow then fast", 9), ("fast then slow", 7)])
+def test_readahead_is_asked_only_while_reads_are_slow(tmp_path, monkeypatch, speeds, advised):
     """Files read at page-cache speed need no readahead (asking costs the kernel a walk over every
-    page): after the first READAHEAD batches, a batch is advised only if the last one read slowly."""
+    page): it is asked for the first READAHEAD batches, and then only after a batch read slowly,
+    from then on (batches that readahead brought in read fast as well)."""
     import postprocess.reader as reader
 
     ims = images(20)
     write(tmp_path, ims)
     files = scan_results(tmp_path, ims, OUTPUTS)
-    asked = []
+    asked, loads = [], []
+    slow = {"fast": lambda k: False, "slow": lambda k: True, "slow then fast": lambda k: k == 0,
+            "fast then slow": lambda k: k >= 2}[speeds]
+    real_load = reader._load
+
+    def load(files, batch, transform):  # reported read time: 1000 s (slow) or 1 ns (fast)
+        loads.append(batch)
+        value, _ = real_load(files, batch, transform)
+        return value, 1000.0 if slow(len(loads) - 1) else 1e-9
+
     monkeypatch.setattr(reader, "_advise", lambda f, batch: asked.append([im.stem for im in batch]))
-    monkeypatch.setattr(reader, "CACHED_BYTES_PER_S", cached_speed)
+    monkeypatch.setattr(reader, "_load", load)
     got = [im.stem for batch, _ in read_batches(files, batch_size=2) for im in batch]
     assert got == [im.stem for im in ims]
-    # 10 batches: READAHEAD (4) ahead of batch 0 and one more while batch 0 is read; then one per
-    # batch only while reading is slow
+    # 10 batches: READAHEAD (4) ahead of batch 0 and one more while batch 0 is read; then one
+    # per batch (the 4th ahead) once a batch has read slowly
     assert len(asked) == advised
     assert asked[:4] == [[ims[2 * k].stem, ims[2 * k + 1].stem] for k in range(1, 5)]
