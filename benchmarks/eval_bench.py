@@ -175,6 +175,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, metavar="PYTHON",
                     help="the Python of another checkout (e.g. main's .venv/bin/python): its `ssdconvert eval` is "
                          "timed in the same rounds, for a before/after")
+    ap.add_argument("--model", choices=["ssd-resnet34", "ssd-vgg16"], default="ssd-resnet34",
+                    help="whose head's outputs to generate (the MLPerf reference applies to ssd-resnet34 only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where to write the result files (default: $TMPDIR)")
     ap.add_argument("--set", default=None, metavar="DIR",
@@ -183,13 +185,16 @@ def main() -> None:
 
     python = sys.executable
     total = args.images + args.without_annotations
-    work = Path(args.set) / f"evalset_{total}_{args.without_annotations}_seed{args.seed}" if args.set else \
+    if args.model != "ssd-resnet34" and not args.skip_reference:
+        ap.error("the MLPerf reference decodes ssd-resnet34's outputs only: pass --skip-reference")
+    suffix = "" if args.model == "ssd-resnet34" else f"_{args.model}"
+    work = Path(args.set) / f"evalset_{total}_{args.without_annotations}_seed{args.seed}{suffix}" if args.set else \
         Path(tempfile.mkdtemp(prefix="ssdconvert-evalbench-", dir=args.workdir))
     try:
         result = work / "out" / "result"
         if not (work / "complete").is_file():
             shutil.rmtree(work, ignore_errors=True)
-            write_eval_set(work, total, args.without_annotations, "float32", args.seed)
+            write_eval_set(work, total, args.without_annotations, "float32", args.seed, args.model)
             (work / "complete").touch()
         annotation = work / "annotations" / "instances_val2017.json"
         size = sum(f.stat().st_size for f in result.iterdir())
@@ -229,10 +234,11 @@ def main() -> None:
         best = {name: min(v) for name, v in times.items()}
         out = {"machine": {"cpu": cpu_features().describe(), "cores": len(os.sched_getaffinity(0)),
                            "load_avg": os.getloadavg()},
-               "images": args.images, "bytes": size, "runs": args.runs, "seconds": times, "best": best,
+               "model": args.model, "images": args.images, "bytes": size, "runs": args.runs, "seconds": times,
+               "best": best,
                "ap": ap_of, "stage_seconds_last_run": stages, "cold_seconds": cold,
                "read_floor_seconds": {"workers": workers, "runs": floor, "best": min(floor)}}
-        print(f"{args.images} images ({size / 1e9:.2f} GB of float32 outputs); {out['machine']['cpu']}; "
+        print(f"{args.model}: {args.images} images ({size / 1e9:.2f} GB of float32 outputs); {out['machine']['cpu']}; "
               f"{out['machine']['cores']} cores; best of {args.runs}, whole processes")
         for name, value in best.items():
             label = {"reference": "reference (MLPerf decode + pycocotools)",
@@ -249,7 +255,7 @@ def main() -> None:
               f"({size / 1e9 / min(floor):.1f} GB/s)" + (f"  cold {cold['read floor']:.2f} s "
                                                           f"({size / 1e9 / cold['read floor']:.2f} GB/s from disk)"
                                                           if "read floor" in cold else ""))
-        path = HERE / "results" / f"eval_bench_{args.images}.json"
+        path = HERE / "results" / f"eval_bench_{args.images}{suffix}.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"results: {path}")
     finally:

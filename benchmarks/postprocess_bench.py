@@ -145,8 +145,15 @@ def coco_dataset(rng: np.random.Generator, images: int, without: int) -> tuple[d
     return doc, objects
 
 
-def write_eval_set(work: Path, images: int, without: int, dtype: str, seed: int) -> Path:
+def write_eval_set(work: Path, images: int, without: int, dtype: str, seed: int, model: str = "ssd-resnet34") -> Path:
+    """Annotations, a manifest and realistic outputs of `model`'s head (ssd-resnet34: NVIDIA ploc/plabel;
+    ssd-vgg16: mmdet bbox_deltas/cls_logits) in the ais_bench layout; returns the result folder."""
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
+    from postprocess.synthetic import mmdet_realistic_outputs
+
+    generate = {"ssd-resnet34": realistic_outputs,  # labels 1..80 (background 0)
+                "ssd-vgg16": lambda b, lb, rng, dtype: mmdet_realistic_outputs(  # 0..79 (background last)
+                    b, [x - 1 for x in lb], rng, dtype=dtype)}[model]
 
     rng = np.random.default_rng(seed)
     doc, objects = coco_dataset(rng, images, without)
@@ -159,14 +166,14 @@ def write_eval_set(work: Path, images: int, without: int, dtype: str, seed: int)
                      resize="pil_bilinear", keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406),
                      std=(0.229, 0.224, 0.225), normalized=True)
     (work / "ssd_bin").mkdir()
-    write_manifest(work / "ssd_bin", Manifest(model="ssd-resnet34", input=info, annotation_path=str(annotation),
+    write_manifest(work / "ssd_bin", Manifest(model=model, input=info, annotation_path=str(annotation),
                                               annotation_sha256="", data_root=str(work / "val2017"),
                                               images=records, skipped_without_annotations=without))
     result = work / "out" / "result"
     result.mkdir(parents=True)
     for s in range(0, len(objects), 32):
         chunk = objects[s:s + 32]
-        ploc, plabel = realistic_outputs([o[1] for o in chunk], [o[2] for o in chunk], rng, dtype=dtype)
+        ploc, plabel = generate([o[1] for o in chunk], [o[2] for o in chunk], rng, dtype=dtype)
         for k, (im, _, _) in enumerate(chunk):
             stem = im["file_name"].split(".")[0]
             ploc[k].tofile(result / f"{stem}_0.bin")

@@ -55,9 +55,9 @@ def crafted(seed: int, images: int = 24, float32_rows: bool = True):
 
 def corner_cases(doc: dict, image: int) -> list[list[float]]:
     """Two boxes a detection overlaps exactly equally (pycocotools gives it the later one, so the
-    next detection can take the other), a box with annotation id 0, and unmatched detections whose
-    area is 32**2 in float32 but just above it in double (small in one convention, medium in the
-    other)."""
+    next detection can take the other), a box with annotation id 0, degenerate detections, one of an
+    unknown category, and unmatched detections whose area is 32**2 in float32 but just above it in
+    double (small in one convention, medium in the other)."""
     boxes = [[100.0, 100.0, 10.0, 10.0], [102.0, 100.0, 10.0, 10.0], [300.0, 300.0, 20.0, 20.0]]
     for box in boxes:
         doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": image, "category_id": 90,
@@ -69,7 +69,10 @@ def corner_cases(doc: dict, image: int) -> list[list[float]]:
     doc["annotations"].append({"id": 0, "image_id": image, "category_id": 1, "bbox": [50.0, 300.0, 60.0, 40.0],
                                "area": 2400.0, "iscrowd": 0})
     zero = [[image, 51.0, 301.0, 60.0, 40.0, 0.96, 1], [image, 49.0, 299.0, 60.0, 40.0, 0.95, 1]]
-    return tie + zero + [[image, 400.0 + 40 * k, 10.0, w, h, 0.97, 90] for k in range(5)]
+    # degenerate boxes (no width, negative height) and a category the annotations do not have
+    odd = [[image, 100.0, 100.0, 0.0, 10.0, 0.94, 90], [image, 300.0, 320.0, 20.0, -20.0, 0.93, 90],
+           [image, 300.0, 300.0, 20.0, 20.0, 0.92, 999]]
+    return tie + zero + odd + [[image, 400.0 + 40 * k, 10.0, w, h, 0.97, 90] for k in range(5)]
 
 
 def pycocotools_eval(doc: dict, rows: np.ndarray, float32_rows: bool):
