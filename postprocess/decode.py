@@ -75,7 +75,12 @@ def candidate_scores(plabel: np.ndarray | Sequence[np.ndarray], threshold: float
     apply the strict test). Only one max-reduction touches the whole tensor.
     """
     batch = len(plabel)
-    num_classes = plabel[0].shape[0] if batch else plabel.shape[1]
+    if batch == 0:
+        if not isinstance(plabel, np.ndarray):
+            raise ValueError("an empty batch must be a (0, num_classes, anchors) array: a list has no class count")
+        none = np.zeros(0, dtype=np.int64)
+        return Candidates(image=none, anchor=none, scores=np.zeros((0, plabel.shape[1]), np.float32))
+    num_classes = plabel[0].shape[0]
     foreground = [s for s in (slice(0, background), slice(background + 1, num_classes)) if s.stop > s.start]
     bound = np.float32(log(threshold) - _BOUND_MARGIN) if threshold > 0 else np.float32(-np.inf)
     anchors, columns, tops = [], [], []
@@ -93,7 +98,7 @@ def candidate_scores(plabel: np.ndarray | Sequence[np.ndarray], threshold: float
     image = np.repeat(np.arange(batch), [len(a) for a in anchors])
     # Softmax in (classes, n) layout: the class sum is a sequential sum per anchor, so each
     # anchor's scores are bit-identical to softmax(plabel[b], axis=0)[:, a].
-    logits = np.concatenate(columns, axis=1) if batch else np.zeros((num_classes, 0), np.float32)
-    top = np.concatenate(tops) if batch else np.zeros(0, np.float32)
+    logits = np.concatenate(columns, axis=1)
+    top = np.concatenate(tops)
     scores = softmax(logits, axis=0, maxima=top, overwrite=True)
     return Candidates(image=image, anchor=anchor, scores=scores.T)

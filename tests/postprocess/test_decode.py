@@ -66,3 +66,12 @@ def test_candidates_of_an_all_background_batch_are_empty():
     plabel[:, 0] = 20.0
     cand = candidate_scores(plabel, 0.05)
     assert cand.image.size == 0 and cand.scores.shape == (0, 81)
+
+
+def test_an_empty_batch_gives_no_detections():
+    from postprocess.detect import detect
+
+    dets = detect(np.zeros((0, 4, 8732), np.float32), np.zeros((0, 81, 8732), np.float32))
+    assert len(dets) == 0
+    with pytest.raises(ValueError, match="empty batch must be a"):
+        candidate_scores([], 0.05)
