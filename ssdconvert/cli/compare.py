@@ -12,7 +12,7 @@ from ssdconvert.cli.quantize import gate_options, thresholds
 @click.command("compare")
 @click.argument("reference")
 @click.argument("candidate")
-@click.option("--input", "inputs", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--input", "inputs", required=True, metavar="DIR[,DIR...]",
               help="Preprocessed bins folder (manifest.json + <stem>.bin); comma-separated for several inputs.")
 @click.option("--images", default=2, show_default=True, type=click.IntRange(min=1),
               help="Samples to run, evenly spread over the folder (deterministic).")

@@ -31,7 +31,7 @@ def thresholds(min_cosine: float, min_snr: float, min_det_ap: float):
 
 @click.command("quantize")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--calib", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--calib", required=True, metavar="DIR[,DIR...]",
               help="Preprocessed bins folder (manifest.json + <stem>.bin); comma-separated folders for a model "
                    "with several inputs, in input order.")
 @click.option("--output", "-o", default=None,

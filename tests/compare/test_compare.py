@@ -124,3 +124,11 @@ def test_a_dump_with_a_missing_or_misshaped_tensor_is_named(exported_onnx, golde
     name = relu.stem.replace("%2F", "/")
     assert f"Error: dump {relu.name}: tensor {name} has shape" in wrong.output
     assert dump_file_stem(name) == relu.stem
+
+
+def test_comma_separated_input_folders_reach_the_sample_reader(exported_onnx, r34_bins, tmp_path):
+    """--input takes one folder per model input, comma-separated: each is checked by the sample
+    reader (which names the one that is missing), not refused whole as one path by the option."""
+    result = invoke(exported_onnx, exported_onnx, "--input", f"{r34_bins},{tmp_path / 'im_info'}", "-o", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'im_info'} is not a folder" in result.output

@@ -119,3 +119,13 @@ def test_an_absurd_exclusion_is_refused_and_strict_thresholds_fail_with_exit_1(e
         last.startswith(f"Error: {tmp_path / 'y.onnx'} failed the accuracy gate: plabel: SNR")
     assert (tmp_path / "y.onnx").is_file()  # kept, with its record saying it failed
     assert json.loads((tmp_path / "y.onnx.json").read_text())["gate"]["passed"] is False
+
+
+def test_comma_separated_calibration_folders_reach_the_sample_reader(exported_onnx, r34_bins, tmp_path):
+    """--calib takes one folder per model input, comma-separated (the option once refused the whole
+    string as one missing directory); the sample reader names the folder that is missing."""
+    result = CliRunner().invoke(cli, ["quantize", str(exported_onnx), "--calib", f"{r34_bins},{tmp_path / 'im_info'}",
+                                      "--output", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'im_info'} is not a folder" in result.output
+    assert not (tmp_path / "q.onnx").exists()
