@@ -76,7 +76,10 @@ def fmt_db(value: float) -> str:
 
 
 class TensorStats:
-    """Streams (reference, candidate) pairs of one tensor into TensorFigures; float64 sums."""
+    """Streams (reference, candidate) pairs of one tensor into TensorFigures; float64 sums.
+
+    Non-finite values the two sides share (the same infinity, or NaN on both: e.g. a mask filled
+    with -inf) agree and stay out of the sums; any other non-finite value fails the tensor."""
 
     def __init__(self, name: str):
         self.name = name
@@ -91,13 +94,16 @@ class TensorStats:
             raise ValueError(f"{self.name}: reference shape {reference.shape} vs candidate {candidate.shape}")
         ref = np.asarray(reference, dtype=np.float64).ravel()
         cand = np.asarray(candidate, dtype=np.float64).ravel()
-        bad = ~(np.isfinite(ref) & np.isfinite(cand))
-        self.nonfinite += int(bad.sum())
-        diff = cand - ref
         self.elements += ref.size
+        finite = np.isfinite(ref) & np.isfinite(cand)
+        if not finite.all():
+            shared = (ref == cand) | (np.isnan(ref) & np.isnan(cand))
+            self.nonfinite += int((~finite & ~shared).sum())
+            ref, cand = ref[finite], cand[finite]
+        diff = cand - ref
         if ref.size:
-            self.max_abs = max(self.max_abs, float(np.nanmax(np.abs(diff))) if not bad.all() else math.inf)
-            self.ref_max = max(self.ref_max, float(np.nanmax(np.abs(ref))) if not bad.all() else 0.0)
+            self.max_abs = max(self.max_abs, float(np.abs(diff).max()))
+            self.ref_max = max(self.ref_max, float(np.abs(ref).max()))
         self.ref_sq += float(ref @ ref)
         self.cand_sq += float(cand @ cand)
         self.diff_sq += float(diff @ diff)

@@ -265,16 +265,18 @@ def _chunks(names: Sequence[str], sizes: Mapping[str, int], budget: int) -> list
     return [c for c in chunks if c]
 
 
-def _sizes(model, batch: int) -> dict[str, int]:
-    """Bytes of each tensor at `batch` from ONNX shape inference (unknown sizes: the mean of the known)."""
+def _sizes(model, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Bytes of each tensor for inputs of these `shapes` (batch included) from ONNX shape inference
+    (unknown sizes: the mean of the known)."""
     from onnx import shape_inference
 
     copy = type(model)()
     copy.CopyFrom(model)
     for inp in copy.graph.input:
         dims = inp.type.tensor_type.shape.dim
-        if dims and not dims[0].dim_value:
-            dims[0].dim_value = batch
+        if inp.name in shapes and len(dims) == len(shapes[inp.name]):
+            for dim, size in zip(dims, shapes[inp.name]):
+                dim.dim_value = int(size)
     try:
         inferred = shape_inference.infer_shapes(copy)
     except Exception:  # shape inference is best effort: chunk by count then
@@ -301,6 +303,9 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
     if ref.is_dump:
         raise SsdConvertError("the reference must be a model (a dump folder can only be the candidate)")
     samples = open_samples(inputs).pick(images)
+    if samples.manifest.input.dynamic and len(samples) > 1:
+        raise SsdConvertError(f"{samples.folders[0]} is in the exact mode (each image has its own shape) and compare runs "
+                              f"its samples as one batch: pass --images 1 (or compare a fixed-canvas export)")
     dump = _taps(cand) if cand.is_dump else None
     if dump is not None and dump.stems() is not None and dump.stems() != samples.stems:
         raise SsdConvertError(f"the dump {cand.path} holds samples {', '.join(dump.stems())} (samples.txt), but "
@@ -340,7 +345,7 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
             raise SsdConvertError(f"the dump {cand.path} has no {dump_file_stem(missing_outputs[0])}.npy or .bin "
                                   f"(final output {missing_outputs[0]}); the layout is <tensor name>.npy|.bin")
     unmatched = {side: [n for n in names if n not in have] for side, have in available.items()}
-    sizes = _sizes(graph, len(samples)) if graph is not None else {}
+    sizes = _sizes(graph, {name: array.shape for name, array in feeds.items()}) if graph is not None else {}
     finals: dict[str, dict[str, np.ndarray]] = {"reference": {}, "candidate": {}}
     by_name = {la.name: la for la in layers}
     wanted = [n for n in names if n in available["reference"] and n in available["candidate"]]
@@ -374,6 +379,10 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
         if la.figures is None and not la.missing:
             la.missing = "; ".join(f"not in {side}" for side in ("reference", "candidate")
                                    if la.name in unmatched[side]) or "not compared"
+    for key, side in [("reference", ref)] + ([("candidate", cand)] if dump is None else []):
+        absent = [n for n in outputs if n not in finals[key]]
+        if absent:  # final outputs the taps do not name: from a plain run, as the side's runner gives them
+            finals[key].update(_fetch(None, side, absent, feeds, outputs))
     lost = [n for n in outputs if n not in finals["candidate"] or n not in finals["reference"]]
     if lost:
         raise SsdConvertError(f"final output(s) {', '.join(lost)} could not be compared (not produced by "
@@ -389,7 +398,7 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
 def _fetch(taps, side: Side, names, feeds, outputs) -> dict[str, np.ndarray]:
     """A chunk of tensors of one side; the final outputs through its runner where it has no taps."""
     if taps is not None:
-        return taps.fetch(names, feeds)
+        return taps.fetch(names, feeds, outputs)
     wanted = [n for n in names if n in outputs]
     if not wanted:
         return {}

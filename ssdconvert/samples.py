@@ -57,7 +57,7 @@ class SampleSet:
 
     def arrays(self, index: int, inputs: Sequence) -> dict[str, np.ndarray]:
         """Sample `index` as {input name: array of the input's per-sample shape}."""
-        return {meta.name: read_tensor(path, meta, self.manifest if k == 0 else None)
+        return {meta.name: read_tensor(path, meta, self.manifest if k == 0 else None, self.records[index])
                 for k, (meta, path) in enumerate(zip(inputs, self.files[index]))}
 
     def batches(self, inputs: Sequence, batch: int) -> Iterator[tuple[list, dict[str, np.ndarray], int]]:
@@ -69,15 +69,21 @@ class SampleSet:
         for start in range(0, len(self), batch):
             idx = list(range(start, min(start + batch, len(self))))
             samples = [self.arrays(i, inputs) for i in idx]
+            shapes = {tuple(s[m.name].shape for m in inputs) for s in samples}
+            if len(shapes) > 1:
+                raise SsdConvertError(f"samples {', '.join(self.records[i].stem for i in idx)} have different shapes "
+                                      "(the exact mode sizes each image on its own): they cannot share a batch; "
+                                      "use one sample at a time")
             real = len(idx)
             samples += [samples[0]] * (batch - real)
             feeds = {m.name: np.stack([s[m.name] for s in samples]) for m in inputs}
             yield [self.records[i] for i in idx], feeds, real
 
 
-def read_tensor(path: Path, meta, manifest=None) -> np.ndarray:
+def read_tensor(path: Path, meta, manifest=None, record=None) -> np.ndarray:
     """One sample's tensor: .npy as saved, .bin as raw data of the input's dtype and per-sample shape
-    (the manifest's shape where the model leaves a dimension dynamic)."""
+    (where the model leaves a dimension dynamic, the manifest's shape: in the exact mode, that of
+    the image `record`)."""
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False)
     shape = tuple(meta.sample_shape)
@@ -85,7 +91,12 @@ def read_tensor(path: Path, meta, manifest=None) -> np.ndarray:
         if manifest is None:
             raise SsdConvertError(f"{meta.describe()} has dynamic dimensions and {path.parent} has no manifest.json "
                                   "giving the per-sample shape")
-        shape = tuple(manifest.input.shape)
+        from preprocess.errors import PreprocessError
+
+        try:
+            shape = tuple(manifest.image_shape(record)) if record is not None else tuple(manifest.input.shape)
+        except PreprocessError as exc:
+            raise SsdConvertError(str(exc)) from None
     dtype = np.dtype(manifest.input.dtype if manifest is not None else meta.dtype)
     data = np.fromfile(path, dtype=dtype)
     if data.size != int(np.prod(shape)):

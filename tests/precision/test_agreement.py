@@ -46,6 +46,22 @@ def test_identical_and_non_finite():
     assert fig.snr_db == -math.inf and fig.problems(Thresholds())  # NaN never passes
 
 
+def test_non_finite_values_both_sides_share_agree():
+    """A mask filled with -inf (Faster R-CNN's top-k padding) agrees with itself; a different
+    infinity, or a NaN on one side only, fails."""
+    ref = np.array([[1.0, -np.inf, 2.0], [np.nan, 3.0, np.inf]], np.float32)
+    same = tensor_figures("mask", ref, ref.copy())
+    assert same.snr_db == math.inf and same.cosine == 1.0 and same.max_abs == 0 and not same.problems(Thresholds())
+    assert same.elements == 6
+    for k, value in ((1, np.inf), (0, 5.0), (2, np.nan)):
+        other = ref.copy()
+        other.flat[[1, 3, 5][k]] = value  # -inf -> +inf, NaN -> 5, +inf -> NaN
+        assert tensor_figures("mask", ref, other).problems(Thresholds()), value
+    close = ref.copy()
+    close[0, 0] = 1.001
+    assert 0 < tensor_figures("mask", ref, close).max_abs < 0.0011
+
+
 IMAGES = [SimpleNamespace(id=i, width=300, height=300) for i in (1, 2)]
 
 

@@ -37,8 +37,10 @@ class OrtTaps:
     def names(self) -> list[str]:
         return [out for node in self.model.graph.node for out in node.output if out]
 
-    def fetch(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The tensors `names` for one batch of `feeds` (those the model does not produce are left out)."""
+    def fetch(self, names: Sequence[str], feeds: Mapping[str, np.ndarray],
+              outputs: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """The float tensors `names` for one batch of `feeds`, and those of `outputs` of any type (e.g.
+        int64 labels); the tensors the model does not produce are left out."""
         import onnx
         import onnxruntime as ort
 
@@ -47,22 +49,22 @@ class OrtTaps:
         if not asked:
             return {}
         wanted = list(dict.fromkeys(self.effective.get(n, n) for n in asked))
-        outputs = list(self.model.graph.output)  # swapped for the chunk and put back: no copy of the weights
+        graph_outputs = list(self.model.graph.output)  # swapped for the chunk and put back: no copy of the weights
         del self.model.graph.output[:]
         self.model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in wanted)
         try:
             serialized = self.model.SerializeToString()
         finally:
             del self.model.graph.output[:]
-            self.model.graph.output.extend(outputs)
+            self.model.graph.output.extend(graph_outputs)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
         del serialized
         given = {i.name for i in session.get_inputs()}
         arrays = dict(zip(wanted, session.run(wanted, {k: v for k, v in feeds.items() if k in given})))
-        return {n: arrays[self.effective.get(n, n)] for n in asked
-                if isinstance(arrays[self.effective.get(n, n)], np.ndarray) and arrays[self.effective.get(n, n)].dtype.kind == "f"}
+        found = {n: arrays[self.effective.get(n, n)] for n in asked}
+        return {n: a for n, a in found.items() if isinstance(a, np.ndarray) and (a.dtype.kind == "f" or n in outputs)}
 
 
 def _dequantized(model) -> dict[str, str]:

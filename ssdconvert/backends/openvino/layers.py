@@ -46,7 +46,10 @@ class OvTaps:
     def names(self) -> list[str]:
         return list(self.ports)
 
-    def fetch(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def fetch(self, names: Sequence[str], feeds: Mapping[str, np.ndarray],
+              outputs: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """The float tensors `names` for one batch of `feeds`, and those of `outputs` of any type (e.g.
+        int64 labels); the tensors without a port are left out."""
         wanted = [n for n in names if n in self.ports]
         if not wanted:
             return {}
@@ -67,7 +70,7 @@ class OvTaps:
         arrays = {}
         for name in wanted:
             value = np.asarray(result[name])  # an output port answers to every tensor name it carries
-            if value.dtype.kind == "f":
+            if value.dtype.kind == "f" or name in outputs:
                 arrays[name] = value
         return arrays
 

@@ -234,6 +234,34 @@ def test_bench_times_the_exact_model_at_batch_1(exact_export, tmp_path):
     assert [r["status"] for r in report["rows"]] == ["ok"] and report["rows"][0]["throughput"] > 0
 
 
+def test_compare_runs_one_exact_image_at_its_own_shape(exact_export, exact_folder, tmp_path):
+    """compare reads an exact-mode image at its manifest shape (it once read the model's (3, H, W) with
+    H and W unknown and failed with a TypeError) and compares every layer; several images, each of
+    its own shape, cannot share its one batch and are refused with the way out."""
+    inputs = f"{exact_folder},{exact_folder / 'im_info'}"
+    invoke("compare", exact_export.onnx_path, exact_export.onnx_path, "--input", inputs, "--images", "1",
+           "-o", tmp_path)
+    report = json.loads((tmp_path / "compare.json").read_text())
+    compared = [la for la in report["layers"] if la["figures"] is not None]
+    assert len(compared) > 100 and all(la["figures"]["max_abs"] == 0 for la in compared)  # the model vs itself
+    (line,) = error_lines(invoke("compare", exact_export.onnx_path, exact_export.onnx_path, "--input", inputs,
+                                 "--images", "2", "-o", tmp_path / "two", code=1))
+    assert "exact mode" in line and "--images 1" in line
+
+
+@pytest.mark.heavy  # ~40 s: OpenVINO compiles the dynamic graph once per chunk of tensors
+def test_compare_reaches_the_int64_outputs_of_openvino(exact_export, exact_folder, tmp_path):
+    """OpenVINO's IR does not name labels and num_detections on a port the taps can mark; compare takes
+    them from a plain run, so the final outputs are compared (once: "final output(s) labels, num_detections could
+    not be compared")."""
+    inputs = f"{exact_folder},{exact_folder / 'im_info'}"
+    result = CliRunner().invoke(cli, ["compare", str(exact_export.onnx_path), f"openvino:{exact_export.onnx_path}",
+                                      "--input", inputs, "--images", "1", "-o", str(tmp_path)])
+    assert "final output(s)" not in result.output, result.output
+    final = json.loads((tmp_path / "compare.json").read_text())["final"]
+    assert {o["name"] for o in final["outputs"]} == {"boxes", "scores", "labels", "num_detections"}
+
+
 # -- refusals ----------------------------------------------------------------------------------------------------
 
 
