@@ -148,7 +148,7 @@ class ArrayEvaluation:
         groups = _groups(per_cat.tolist(), -(-len(joined.pair) // workers)) if workers > 1 and can_fork() else []
         ranges = [(g[0], g[-1] + 1) for g in groups if g]
         if len(ranges) > 1:
-            results = run_forked(len(ranges), "accumulate", job, _accumulate_forked, ranges)
+            results = run_forked(min(workers, len(ranges)), "accumulate", job, _accumulate_forked, ranges)
         else:
             results = [_accumulate(job, 0, len(counted))]
         precision, recall = zip(*results)
