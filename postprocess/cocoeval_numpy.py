@@ -169,17 +169,17 @@ def _greedy(truth: GroundTruth, boxes: np.ndarray, pair: np.ndarray) -> tuple[np
     none) and whether that box is ignored."""
     areas, thresholds = len(AREA_RANGES), len(IOU_THRESHOLDS)
     gt_pairs, gt_start, _ = _runs(truth.pair)
-    slot = np.minimum(np.searchsorted(gt_pairs, pair), max(len(gt_pairs) - 1, 0))
-    dets = np.flatnonzero(gt_pairs[slot] == pair) if len(gt_pairs) else np.zeros(0, dtype=np.int64)
-    count = np.diff(np.r_[gt_start, len(truth.pair)])[slot[dets]]
+    dets = np.flatnonzero(_member(pair, gt_pairs))
+    slot = _position(pair[dets], gt_pairs)  # each detection's run of boxes
+    count = np.diff(np.r_[gt_start, len(truth.pair)])[slot]
     # every (detection, box of its pair), flat
     first = np.cumsum(count) - count
     det_of = np.repeat(np.arange(len(dets)), count)
-    gt_of = np.repeat(gt_start[slot[dets]] - first, count) + np.arange(len(det_of))
+    gt_of = np.repeat(gt_start[slot] - first, count) + np.arange(len(det_of))
     iou = _box_iou(boxes[dets[det_of]], truth.box[gt_of], truth.crowd[gt_of])
     live = np.maximum.reduceat(iou, first) >= min(IOU_THRESHOLDS[0], 1 - 1e-10) if len(dets) else \
         np.zeros(0, dtype=bool)
-    dets, count, first, gt_first = dets[live], count[live], first[live], gt_start[slot[dets[live]]]
+    dets, count, first, gt_first = dets[live], count[live], first[live], gt_start[slot[live]]
     matched_id = np.zeros((len(dets), areas, thresholds), dtype=np.int64)
     match_ignored = np.zeros((len(dets), areas, thresholds), dtype=bool)
     if len(dets) == 0:
@@ -276,7 +276,8 @@ def accumulate(matches: Matches, counted: np.ndarray, first: int = 0,
             continue
         before = counting[bounds[k] - 1][areas] if bounds[k] > 0 else 0
         recall[:, k, areas, :], precision[:, :, k, areas, :] = _category_curve(
-            matches, live[at], within[at], base[at][:, areas], counting[at][:, areas] - before, areas, npig, needed)
+            matches, live[at], within[at], base[at][:, areas], counting[at][:, areas] - before, areas, npig,
+            needed)
     return precision, recall
 
 

@@ -140,33 +140,24 @@ class ArrayEvaluation:
         """The 12 stats of the matches of every evaluated image (in slices, any order), categories
         accumulated in `workers` forked processes."""
         from postprocess.cocoeval_numpy import AREA_LABELS, IOU_THRESHOLDS, MAX_DETS, Matches
-        from postprocess.parallel import can_fork, run_forked
+        from postprocess.parallel import run_tasks
 
         joined, counted = Matches.join(list(matches)), self.truth.counted()
-        job = (joined, counted)
         per_cat = np.bincount(joined.pair % max(len(counted), 1), minlength=len(counted))
-        groups = _groups(per_cat.tolist(), -(-len(joined.pair) // workers)) if workers > 1 and can_fork() else []
-        ranges = [(g[0], g[-1] + 1) for g in groups if g]
-        if len(ranges) > 1:
-            results = run_forked(min(workers, len(ranges)), "accumulate", job, _accumulate_forked, ranges)
-        else:
-            results = [_accumulate(job, 0, len(counted))]
+        ranges = [(g[0], g[-1] + 1) for g in _groups(per_cat.tolist(), -(-len(joined.pair) // workers)) if g]
+        results = run_tasks(workers, "accumulate", (joined, counted), _accumulate_task, ranges or [(0, 0)])
         precision, recall = zip(*results)
         return summarize(np.concatenate(precision, axis=2), np.concatenate(recall, axis=1),
                          SimpleNamespace(iouThrs=list(IOU_THRESHOLDS), areaRngLbl=list(AREA_LABELS),
                                          maxDets=list(MAX_DETS)))
 
 
-def _accumulate_forked(first: int, stop: int):
+def _accumulate_task(first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The precision/recall arrays of the categories at positions [first, stop) (a run_tasks task)."""
+    from postprocess.cocoeval_numpy import accumulate
     from postprocess.parallel import shared_data
 
-    return _accumulate(shared_data("accumulate"), first, stop)
-
-
-def _accumulate(job: tuple, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    from postprocess.cocoeval_numpy import accumulate
-
-    matches, counted = job
+    matches, counted = shared_data("accumulate")
     return accumulate(matches, counted, first, stop)
 
 
@@ -190,7 +181,7 @@ def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
     processes (postprocess.parallel), and the accumulated precision/recall arrays are joined in
     category order before the usual summary: the same stats as one run.
     """
-    from postprocess.parallel import can_fork, run_forked
+    from postprocess.parallel import can_fork, run_tasks
 
     if evaluator == "numpy":
         arrays = ArrayEvaluation(gt, image_ids, float32_rows)
@@ -204,24 +195,17 @@ def coco_stats(gt: Any, rows: np.ndarray, image_ids: Iterable[int],
     cat_ids = sorted(gt.getCatIds())
     per_cat = dict(zip(*np.unique(rows[:, 6].astype(np.int64), return_counts=True)))
     groups = [[cat_ids[k] for k in g] for g in _groups([int(per_cat.get(c, 0)) for c in cat_ids], group_rows)]
-    if parallel and len(groups) > 1:
-        results = run_forked(min(workers, len(groups)), "coco", job, _evaluate_forked, [(g,) for g in groups])
-    else:
-        results = [_evaluate(job, cats) for cats in groups]
+    results = run_tasks(workers if parallel else 1, "coco", job, _evaluate_task, [(g,) for g in groups])
     precision, recall, params = zip(*results)
     return summarize(np.concatenate(precision, axis=2), np.concatenate(recall, axis=1), params[0])
 
 
-def _evaluate_forked(cats: list[int]):
+def _evaluate_task(cats: list[int]) -> tuple[np.ndarray, np.ndarray, SimpleNamespace]:
+    """COCOeval over the categories `cats` (a run_tasks task): accumulated precision [T,R,K,A,M],
+    recall [T,K,A,M] and the parameters summarize() reads."""
     from postprocess.parallel import shared_data
 
-    return _evaluate(shared_data("coco"), cats)
-
-
-def _evaluate(job: tuple, cats: list[int]) -> tuple[np.ndarray, np.ndarray, SimpleNamespace]:
-    """COCOeval over the categories `cats`: accumulated precision [T,R,K,A,M], recall [T,K,A,M] and
-    the parameters summarize() reads."""
-    gt, rows, image_ids, evaluator, float32_rows = job
+    gt, rows, image_ids, evaluator, float32_rows = shared_data("coco")
     _, eval_cls = _api(evaluator)
     kwargs = {"print_function": lambda *a, **k: None} if evaluator == "faster-coco-eval" else {}
     part = rows[np.isin(rows[:, 6], cats)]

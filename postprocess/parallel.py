@@ -3,9 +3,10 @@ slices of the images, the COCOeval libraries over groups of categories, each in 
 
 Every split is exact. Images are decoded and matched independently and their rows and matches are
 joined in image order; COCOeval scores categories independently and their precision/recall arrays
-are joined in category order (postprocess.evaluate). So any worker count gives the result of one process, bit for bit.
-Workers are forked (they inherit the result index, the decoder and the ground truth instead of
-receiving them pickled); where fork is unavailable, or with one worker, everything runs here.
+are joined in category order (postprocess.evaluate). So any worker count gives the result of one
+process, bit for bit. Workers are forked (they inherit the result index, the decoder and the ground
+truth instead of receiving them pickled); where fork is unavailable, or with one worker, everything
+runs here.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def _rows(files, decoder, inv_map, batch_size: int, progress: Progress | None = 
         parts.append(decoder.rows(selected, batch, inv_map))
         if progress is not None:
             progress.update(len(batch))
-    return np.concatenate(parts) if parts else np.zeros((0, 7))
+    return _concatenated(parts)
+
+
+def _concatenated(rows: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(rows) if rows else np.zeros((0, 7))
 
 
 def decode_rows(files, decoder, inv_map: np.ndarray, *, batch_size: int = 8, workers: int = 1,
@@ -86,17 +91,25 @@ def decode_slices(files, decoder, inv_map: np.ndarray, *, batch_size: int = 8, w
 
 def joined_rows(parts: Sequence[tuple[np.ndarray, Any]]) -> np.ndarray:
     """The rows of decode_slices' parts as one array."""
-    return np.concatenate([rows for rows, _ in parts]) if parts else np.zeros((0, 7))
+    return _concatenated([rows for rows, _ in parts])
 
 
-def run_forked(workers: int, key: str, shared: Any, task: Callable, args: Sequence[tuple]) -> list:
-    """task(*a) for each a in `args` in `workers` forked processes, in which `shared_data(key)` returns
-    `shared` (inherited, not pickled); results in the order of `args`. `task` must be module-level."""
-    return _forked(workers, key, shared, task, args, None)
+def run_tasks(workers: int, key: str, shared: Any, task: Callable, args: Sequence[tuple]) -> list:
+    """task(*a) for each a in `args`, in up to `workers` forked processes (here with one worker, one
+    task, or no fork); in either, `shared_data(key)` returns `shared` (inherited, not pickled).
+    Results in the order of `args`. `task` must be module-level."""
+    workers = min(workers, len(args))
+    if workers > 1 and can_fork():
+        return _forked(workers, key, shared, task, args, None)
+    _JOB[key] = shared
+    try:
+        return [task(*a) for a in args]
+    finally:
+        _JOB.pop(key, None)
 
 
 def shared_data(key: str) -> Any:
-    """In a forked worker: what the parent passed to run_forked as `shared`."""
+    """In a task of run_tasks (or of the decode workers): what the caller passed as `shared`."""
     return _JOB[key]
 
 

@@ -269,12 +269,10 @@ def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
 def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> tuple[Any, float]:
     """The batch (stacked, or the transform's result) and the seconds its files took to read."""
     started = time.perf_counter()
-    if transform is None:
-        stacked = _read_batch(files, batch)
-        return stacked, time.perf_counter() - started
-    arrays = _read_images(files, batch)
+    read = _read_batch(files, batch) if transform is None else _read_images(files, batch)
     read_s = time.perf_counter() - started
-    return transform(arrays), read_s  # the transform copies what it keeps; the maps close after
+    # the transform copies what it keeps; the maps close after
+    return (read if transform is None else transform(read)), read_s
 
 
 def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,

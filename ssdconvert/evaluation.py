@@ -189,20 +189,20 @@ def reference_images(annotation: Path, all_images: bool, geometry=None) -> list:
 
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
-                     nms_variant: str | None = None, evaluator: str = "numpy",
+                     nms_variant: str | None = None, evaluator: str | None = None,
                      allow_missing: bool = False, detections_path: str | Path | None = None,
                      batch_size: int = 8, progress: Progress | None = None,
                      workers: int | None = None, canvas: tuple[int, int] | None = None) -> EvalReport:
     """Decode, NMS and COCO-evaluate every result of `bin_path` (see the module docstring).
 
     `model_name` defaults to the model recorded in the manifest, else ssd-resnet34; `nms_variant` to
-    the reference policy of the model's head. `workers` processes share the decoding and the COCO
-    evaluation (default: one per core); the result does not depend on their number. `canvas`:
-    without a manifest, the canvas a resize-and-pad model was preprocessed for (its resize rule
-    depends on it).
+    the reference policy of the model's head; `evaluator` to postprocess.evaluate's default.
+    `workers` processes share the decoding and the COCO evaluation (default: one per core); the
+    result does not depend on their number. `canvas`: without a manifest, the canvas a
+    resize-and-pad model was preprocessed for (its resize rule depends on it).
     """
     from postprocess.coco import results_json
-    from postprocess.evaluate import STAT_NAMES, ArrayEvaluation, coco_stats, load_ground_truth
+    from postprocess.evaluate import DEFAULT_EVALUATOR, STAT_NAMES, ArrayEvaluation, coco_stats, load_ground_truth
     from postprocess.heads import decoder_for
     from postprocess.parallel import decode_slices, default_workers, joined_rows
     from postprocess.reader import OutputSpec, scan_results
@@ -210,6 +210,7 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     from ssdconvert.zoo import get_spec, model_names
 
     started = time.perf_counter()
+    evaluator = evaluator or DEFAULT_EVALUATOR
     bin_path = Path(bin_path)
     if not bin_path.is_dir():
         raise SsdConvertError(f"--bin_path {bin_path} is not a directory")
