@@ -304,8 +304,9 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
         raise SsdConvertError("the reference must be a model (a dump folder can only be the candidate)")
     samples = open_samples(inputs).pick(images)
     if samples.manifest.input.dynamic and len(samples) > 1:
-        raise SsdConvertError(f"{samples.folders[0]} is in the exact mode (each image has its own shape) and compare runs "
-                              f"its samples as one batch: pass --images 1 (or compare a fixed-canvas export)")
+        raise SsdConvertError(f"{samples.folders[0]} is in the exact mode (each image has its own shape) and "
+                              "compare runs its samples as one batch: pass --images 1 (or compare a fixed-canvas "
+                              "export)")
     dump = _taps(cand) if cand.is_dump else None
     if dump is not None and dump.stems() is not None and dump.stems() != samples.stems:
         raise SsdConvertError(f"the dump {cand.path} holds samples {', '.join(dump.stems())} (samples.txt), but "

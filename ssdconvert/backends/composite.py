@@ -84,7 +84,8 @@ def write(path: Path, composite: Composite, files: Mapping[str, Path]) -> Path:
     from ssdconvert.fileio import write_json
 
     raw = dict(composite.raw)
-    # relative to the descriptor, "../" included: a backend that compiles nothing (ONNX Runtime) keeps the parts where they are
+    # relative to the descriptor, "../" included: a backend that compiles nothing (ONNX Runtime)
+    # keeps the parts where they are
     raw["parts"] = [{"name": p.name, "file": os.path.relpath(Path(files[p.name]).resolve(), path.parent.resolve()),
                      "rows_per_image": p.rows_per_image} for p in composite.parts]
     return write_json(path, raw)

@@ -40,7 +40,8 @@ from ssdconvert.formatting import format_table
 @click.option("--batch-size", "batch_size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images read and decoded per step (memory about 2 x batch x 3 MB).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Processes for decoding and COCO evaluation [default: number of cores]; any N gives the same result.")
+              help="Processes for decoding and COCO evaluation [default: number of cores]; any N gives the "
+                   "same result.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @canvas_option
 def eval_command(bin_path, val_annotation, manifest, model_name, nms_variant, evaluator, output,

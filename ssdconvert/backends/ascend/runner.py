@@ -202,8 +202,9 @@ def _device_folders(output: Path, devices) -> list[Path]:
 
 
 def time_batch(om: Path, batch: int, ctx):
-    """Bench through `python3 -m ais_bench --loop L --batchsize N` (how Ascend ModelZoo's SSD-ResNet34 README table was measured)
-    when the Python API is not importable here; None lets the in-process runner time it."""
+    """Bench through `python3 -m ais_bench --loop L --batchsize N` (how Ascend ModelZoo's SSD-ResNet34
+    README table was measured) when the Python API is not importable here; None lets the in-process
+    runner time it."""
     if api_available():
         return None
     from ssdconvert.timing import BenchRow, stats_ms
