@@ -18,6 +18,7 @@ COMMAND_MODULES = {
     "preprocess": "preprocess", "infer": "infer", "bench": "bench", "atc": "compile", "cnnl": "compile",
     "magicmind": "compile", "openvino": "compile", "quantize": "quantize", "compare": "compare",
     "doctor": "doctor", "eval": "eval",
+    "dequantize": "dequantize",
 }
 
 
