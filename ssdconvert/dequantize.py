@@ -105,7 +105,9 @@ def dequantize_model(model: str | Path, output: str | Path | None = None, *, inp
     try:
         proto = onnx.load(str(source))
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise SsdConvertError(f"cannot read {source} as ONNX: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        from ssdconvert.backends.base import first_line
+
+        raise SsdConvertError(f"cannot read {source} as ONNX: {first_line(exc)}") from None
     before = Counter(n.op_type for n in proto.graph.node)
     proto, stats = dequantize_graph(proto, str(source))
     onnx.checker.check_model(proto)

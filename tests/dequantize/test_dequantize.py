@@ -215,6 +215,10 @@ def test_cli_writes_the_float_model_and_refuses_a_second_pass(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
     same = CliRunner().invoke(cli, ["dequantize", str(source), "--output", str(source)])
     assert same.exit_code == 1 and "--output must differ" in same.output
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
+    junk = CliRunner().invoke(cli, ["dequantize", str(tmp_path / "junk.onnx")])
+    assert junk.exit_code == 1 and junk.output.startswith(f"Error: cannot read {tmp_path / 'junk.onnx'} as ONNX")
+    assert not (tmp_path / "junk_fp32.onnx").exists()
 
 
 # --- the vendored ST SSD-MobileNetV2-FPNLite ---------------------------------------------------------
