@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -231,7 +231,7 @@ def dequantize_graph(model, name: str = "the model") -> tuple[object, FoldStats]
     quantized = _integer_tensors(index)
     removed, aliases, reasons = _activation_pairs(index, quantized, folded)
     stats.removed.update(Counter(n.op_type for n in folded + removed))
-    stats.kept = _kept(index, quantized, {id(n) for n in folded + removed}, reasons)
+    stats.kept = _kept(index, {id(n) for n in folded + removed}, reasons)
     if not folded and not removed:
         why = "; ".join(dict.fromkeys(k.reason for k in stats.kept))
         raise SsdConvertError(f"{name} has nothing to dequantize: each of its {len(stats.kept)} QDQ node(s) stays "
@@ -349,7 +349,8 @@ def _constant_derived(index: _Index) -> set[str]:
     return derived
 
 
-def _kept(index: _Index, quantized: set[str], gone: set[int], reasons: dict[str, str]) -> list[Kept]:
+def _kept(index: _Index, gone: set[int], reasons: dict[str, str]) -> list[Kept]:
+    """Every Quantize/DequantizeLinear left in the graph, with why it stays."""
     derived = _constant_derived(index)
     kept = []
     for node in index.graph.node:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ssdconvert.dequantize import DEFAULT_SAMPLES
+
 
 @click.command("dequantize")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
@@ -11,7 +13,7 @@ import click
 @click.option("--input", "inputs", default=None, metavar="DIR[,DIR...]|FILE[,FILE...]",
               help="Samples to compare the float and INT8 outputs on: a preprocessed bins folder, or folders/files "
                    "of .bin/.npy as `infer --input` takes them.")
-@click.option("--samples", default=8, show_default=True, type=click.IntRange(min=1),
+@click.option("--samples", default=DEFAULT_SAMPLES, show_default=True, type=click.IntRange(min=1),
               help="How many samples of --input to run (evenly spread over a bins folder with a manifest, else "
                    "the first ones).")
 def dequantize(model, output, inputs, samples):
