@@ -315,7 +315,10 @@ def ort_project(fp32: Path, calib: np.ndarray, out: Path) -> Path:
     from ssdconvert.backends.onnxruntime.quantize import quantize
     from ssdconvert.quantize import QuantizeOptions
 
-    settings = quantize(fp32, ArraySamples(calib), out, QuantizeOptions(), lambda s: None)
+    # On "Incomplete symbolic shape inference" onnxruntime's SymbolicShapeInference saves
+    # sym_shape_infer_temp.onnx (+ a 12 MB external-data file) into the current directory: keep it in `work`.
+    with contextlib.chdir(out.parent):
+        settings = quantize(fp32, ArraySamples(calib), out, QuantizeOptions(), lambda s: None)
     print(f"    project settings: {settings}")
     return out
 
