@@ -16,7 +16,8 @@ from ssdconvert.checkpoints import WeightsSource
 from ssdconvert.fileio import sha256_of
 from ssdconvert.cli import cli
 from ssdconvert.errors import ExportError, OutputMismatchError
-from ssdconvert.export import ValidationReport, export_onnx, seeded_input, validate_model_outputs
+from ssdconvert.export import export_model, seeded_input
+from ssdconvert.zoo.raw_outputs import OutputDiff, ValidationReport, validate_model_outputs
 
 
 def test_graph_contract(exported_onnx):
@@ -73,13 +74,12 @@ def test_validation_names_the_output_that_differs(exported_onnx, torch_model, sp
 def test_failed_validation_leaves_nothing_on_disk(tmp_path, torch_model, spec, monkeypatch):
     failing = ValidationReport(atol=1e-4)
     failing.diffs = []
-    from ssdconvert import export as export_module
-    from ssdconvert.export import OutputDiff
+    from ssdconvert.zoo import raw_outputs
 
     failing.diffs.append(OutputDiff("ploc", 1, 0.5, 1.0))
-    monkeypatch.setattr(export_module, "validate_model_outputs", lambda *a, **k: failing)
+    monkeypatch.setattr(raw_outputs, "validate_model_outputs", lambda *a, **k: failing)
     with pytest.raises(OutputMismatchError, match="output 'ploc'"):
-        export_onnx(torch_model, spec, tmp_path / "m.onnx", weights=WeightsSource(random_seed=0),
+        export_model(torch_model, spec, tmp_path / "m.onnx", weights=WeightsSource(random_seed=0),
                     simplify_model=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -99,9 +99,9 @@ def test_static_batch_export_at_another_opset(tmp_path, monkeypatch):
 def test_bad_arguments_are_rejected(tmp_path, torch_model, spec):
     weights = WeightsSource(random_seed=0)
     with pytest.raises(ExportError, match="opset 9 is not supported"):
-        export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, opset=9)
+        export_model(torch_model, spec, tmp_path / "a.onnx", weights=weights, opset=9)
     with pytest.raises(ExportError, match="batch size must be >= 1"):
-        export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, batch=0)
+        export_model(torch_model, spec, tmp_path / "a.onnx", weights=weights, batch=0)
 
 
 @pytest.mark.parametrize("target", ["/proc/ssdconvert_test.onnx", "/dev/null/x.onnx"])

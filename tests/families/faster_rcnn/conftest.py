@@ -35,7 +35,7 @@ def frcnn_images():
 @pytest.fixture(scope="session")
 def frcnn_batches(frcnn_images):
     """Validation batches at batch 1 and 3 (different image contents and sizes)."""
-    from ssdconvert.zoo.faster_rcnn.export import ValidationBatch
+    from ssdconvert.zoo.faster_rcnn.validation import ValidationBatch
 
     images = frcnn_images.numpy()
     return {1: ValidationBatch(images[:1], SIZES[:1]), 3: ValidationBatch(images, SIZES)}
@@ -44,7 +44,7 @@ def frcnn_batches(frcnn_images):
 @pytest.fixture(scope="session")
 def frcnn_reference(frcnn_model, frcnn_batches):
     """reference.detect on each validation batch, as ImageDetections."""
-    from ssdconvert.zoo.faster_rcnn.export import reference_detections
+    from ssdconvert.zoo.faster_rcnn.validation import reference_detections
 
     return {n: reference_detections(frcnn_model, batch) for n, batch in frcnn_batches.items()}
 
@@ -65,14 +65,13 @@ def run_onnx():
 
 @pytest.fixture(scope="session")
 def frcnn_split(tmp_path_factory, frcnn_model, frcnn_spec):
-    """The split variant for the small canvas: (dense ExportRecord, head ExportRecord, composite descriptor),
-    unsimplified (see frcnn_export)."""
-    from ssdconvert.zoo.faster_rcnn.export import export_split
-    from ssdconvert.zoo.faster_rcnn.exporter import write_composite
+    """The split variant for the small canvas through the family's exporter (validated at batch 1 and 3):
+    (dense WrittenGraph, head WrittenGraph, composite descriptor), unsimplified (see frcnn_export)."""
+    from ssdconvert.checkpoints import WeightsSource
+    from ssdconvert.export import export_model
 
-    out = tmp_path_factory.mktemp("split")
-    dense, head = export_split(frcnn_model, out / "faster_rcnn_r101_fpn_dense.onnx",
-                               out / "faster_rcnn_r101_fpn_head.onnx", canvas=CANVAS, simplify_model=False)
-    descriptor = write_composite(out / "faster_rcnn_r101_fpn.composite.json", frcnn_spec, dense.path, head.path,
-                                 frcnn_model.config)
-    return dense, head, descriptor
+    out = tmp_path_factory.mktemp("split") / "faster_rcnn_r101_fpn.onnx"
+    result = export_model(frcnn_model, frcnn_spec, out, weights=WeightsSource(random_seed=0, demo=True), batch=3,
+                          variant="split", simplify_model=False)
+    dense, head = result.graphs
+    return dense, head, result.onnx_path
