@@ -154,8 +154,8 @@ class Float64Judgement:
                           f"own rounding leaves {self.unpaired(t)}")
         own = f"{NOISE_FACTOR:g} x PyTorch float32's own error"
         if e.max_score_diff > self.score_limit:
-            return "scores", (f"{e.max_score_diff:.3g} from a float64 run > {self.score_limit:.3g} ({self.score_atol:g} "
-                              f"+ {own} {t.max_score_diff:.3g})")
+            return "scores", (f"{e.max_score_diff:.3g} from a float64 run > {self.score_limit:.3g} "
+                              f"({self.score_atol:g} + {own} {t.max_score_diff:.3g})")
         if e.max_box_diff > self.box_limit:
             return "boxes", (f"{e.max_box_diff:.3g} px from a float64 run > {self.box_limit:.3g} px "
                              f"({self.box_atol:g} px + {own} {t.max_box_diff:.3g} px)")
@@ -215,12 +215,20 @@ def check_detections(expected: list[ImageDetections], actual: list[ImageDetectio
     return BatchCheck(report, judgement)
 
 
-def validate_against_reference(net, batch: ValidationBatch, actual: list[ImageDetections], runtime: str,
+def validate_against_reference(net, batch: ValidationBatch, run: Callable[[], list[ImageDetections]], runtime: str,
                                limit: int | None = DETECTIONS, score_atol: float | None = None) -> BatchCheck:
-    """Judge `actual`, the exported model's detections on `batch`, against reference.detect of `net`."""
-    return check_detections(reference_detections(net, batch), actual, runtime, limit,
-                            SCORE_ATOL if score_atol is None else score_atol,
+    """Judge `run()`, the exported model's detections on `batch`, against reference.detect of `net` (run first:
+    where PyTorch itself computes NaN, that is the error)."""
+    expected = reference_detections(net, batch)
+    return check_detections(expected, run(), runtime, limit, SCORE_ATOL if score_atol is None else score_atol,
                             exact=lambda: reference_detections(float64_copy(net), batch))
+
+
+def _finite_outputs(names: Sequence[str], outputs: Sequence[np.ndarray], batch: ValidationBatch) -> list[np.ndarray]:
+    """`outputs` of the exported model, checked (NonFiniteOutputError naming the first with NaN or inf)."""
+    for name, values in zip(names, outputs):
+        check_finite(name, values, f"the ONNX model ({ONNX_RUNTIME})", len(batch.image_sizes))
+    return list(outputs)
 
 
 def validate_detector(onnx_path, net, batch: ValidationBatch, detections: int = DETECTIONS,
@@ -228,40 +236,34 @@ def validate_detector(onnx_path, net, batch: ValidationBatch, detections: int = 
     """Run the exported fixed detector in ONNX Runtime on `batch` and judge it against reference.detect."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAMES[0]: np.ascontiguousarray(batch.images, np.float32),
-                                               INPUT_NAMES[1]: batch.im_info})
-    for name, values in zip(OUTPUT_NAMES, outputs):
-        check_finite(name, values, f"the ONNX model ({ONNX_RUNTIME})", len(batch.image_sizes))
-    return validate_against_reference(net, batch, fixed_outputs_to_detections(*outputs), ONNX_RUNTIME,
-                                      detections, score_atol)
+    def run() -> list[ImageDetections]:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        feeds = {INPUT_NAMES[0]: np.ascontiguousarray(batch.images, np.float32), INPUT_NAMES[1]: batch.im_info}
+        return fixed_outputs_to_detections(*_finite_outputs(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), feeds),
+                                                            batch))
+
+    return validate_against_reference(net, batch, run, ONNX_RUNTIME, detections, score_atol)
 
 
 def validate_split(dense_path, head_path, net, canvas: tuple[int, int], batch: ValidationBatch,
                    score_atol: float | None = None) -> BatchCheck:
     """Run the split variant (both models in ONNX Runtime, the host stage in torch) on `batch` and judge its
     detections against reference.detect; the host stage keeps the reference's ties past 100."""
+    import onnxruntime as ort
+
     from ssdconvert.zoo.faster_rcnn.split import (DENSE_INPUTS, DENSE_OUTPUTS, HEAD_INPUTS, HEAD_OUTPUTS,
                                                   SplitDetector)
 
     def runner(path, inputs: Sequence[str], outputs: Sequence[str]):
-        import onnxruntime as ort
-
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: _finite_outputs(outputs, session.run(list(outputs), {inputs[0]: x}), batch)
 
-        def run(x: np.ndarray) -> list[np.ndarray]:
-            results = session.run(list(outputs), {inputs[0]: x})
-            for name, values in zip(outputs, results):
-                check_finite(name, values, f"the ONNX model ({ONNX_RUNTIME})", len(batch.image_sizes))
-            return results
+    def run() -> list[ImageDetections]:
+        detector = SplitDetector.of(net, canvas, runner(dense_path, DENSE_INPUTS, DENSE_OUTPUTS),
+                                    runner(head_path, HEAD_INPUTS, HEAD_OUTPUTS))
+        return as_detections(detector(np.ascontiguousarray(batch.images, np.float32), list(batch.image_sizes)))
 
-        return run
-
-    detector = SplitDetector.of(net, canvas, runner(dense_path, DENSE_INPUTS, DENSE_OUTPUTS),
-                                runner(head_path, HEAD_INPUTS, HEAD_OUTPUTS))
-    found = detector(np.ascontiguousarray(batch.images, np.float32), list(batch.image_sizes))
-    return validate_against_reference(net, batch, as_detections(found), f"split ({ONNX_RUNTIME} + host stage)",
-                                      None, score_atol)
+    return validate_against_reference(net, batch, run, f"split ({ONNX_RUNTIME} + host stage)", None, score_atol)
 
 
 # ------------------------------------------------------------------------------------------------ the result

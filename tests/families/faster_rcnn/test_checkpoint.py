@@ -14,44 +14,23 @@ from ssdconvert.zoo.faster_rcnn.layouts import load_maskrcnn_benchmark
 from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
 
 
-class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
-    """A stand-in with the attributes of maskrcnn-benchmark's scheduler (solver/lr_scheduler.py)."""
-
-    def __init__(self, optimizer, milestones, gamma=0.1, warmup_factor=1.0 / 3, warmup_iters=500,
-                 warmup_method="linear"):
-        self.milestones, self.gamma = milestones, gamma
-        self.warmup_factor, self.warmup_iters, self.warmup_method = warmup_factor, warmup_iters, warmup_method
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        return list(self.base_lrs)
-
-
 @pytest.fixture(scope="module")
-def trained():
+def trained(maskrcnn_checkpoint):
     """A seeded model and the training-time extras Checkpointer.save writes next to it."""
     model = FasterRCNN()
     randomize(model, 3)
-    head = model.rpn.head
-    optimizer = torch.optim.SGD([*head.parameters(), *model.roi_heads.box.predictor.parameters()], lr=0.02,
-                                momentum=0.9, weight_decay=1e-4)
-    scheduler = WarmupMultiStepLR(optimizer, (60000, 80000))
-    features = [torch.randn(1, 256, 4, 4)]
-    loss = sum(t.sum() for t in head(features)[0]) + model.roi_heads.box.predictor(torch.randn(2, 1024))[0].sum()
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    return model, optimizer, scheduler
+    return (model, *maskrcnn_checkpoint.training_state(model))
 
 
-def checkpoint_file(path, trained, *, legacy: bool = False, model_state=None, **extra) -> None:
-    """Checkpointer.save's layout: DDP `module.` keys, optimizer/scheduler state, the iteration."""
-    model, optimizer, scheduler = trained
-    state = model_state if model_state is not None else model.state_dict()
-    payload = {"model": collections.OrderedDict((f"module.{k}", v) for k, v in state.items()),
-               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "iteration": 90000, **extra}
-    assert payload["optimizer"]["state"]  # momentum buffers are present
-    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+@pytest.fixture(scope="module")
+def checkpoint_file(maskrcnn_checkpoint):
+    """checkpoint_file(path, trained, **options): the trained model in Checkpointer.save's layout."""
+
+    def write(path, trained, **options):
+        model, optimizer, scheduler = trained
+        return maskrcnn_checkpoint.write(path, model, optimizer=optimizer, scheduler=scheduler, **options)
+
+    return write
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pre_1_6_format"])
