@@ -34,7 +34,7 @@ def checkpoint_file(maskrcnn_checkpoint):
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pre_1_6_format"])
-def test_training_checkpoint_loads_without_trust(tmp_path, trained, legacy):
+def test_training_checkpoint_loads_without_trust(tmp_path, trained, legacy, checkpoint_file):
     path = tmp_path / "model_final.pth"
     checkpoint_file(path, trained, legacy=legacy)
     model = FasterRCNN()
@@ -60,7 +60,7 @@ class Exploit:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained):
+def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained, checkpoint_file):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     checkpoint_file(path, trained, arguments=Exploit(marker))
@@ -69,7 +69,7 @@ def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained):
     assert not marker.exists()
 
 
-def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained):
+def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained, checkpoint_file):
     state = trained[0].state_dict()
     state["rpn.anchor_generator.cell_anchors.0"] = state["rpn.anchor_generator.cell_anchors.0"] * 2
     checkpoint_file(tmp_path / "other.pth", trained, model_state=state)
@@ -77,7 +77,7 @@ def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained):
         load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "other.pth")
 
 
-def test_missing_cell_anchors_are_generated_but_missing_weights_are_not(tmp_path, trained):
+def test_missing_cell_anchors_are_generated_but_missing_weights_are_not(tmp_path, trained, checkpoint_file):
     state = {k: v for k, v in trained[0].state_dict().items() if "cell_anchors" not in k}
     checkpoint_file(tmp_path / "no_anchors.pth", trained, model_state=state)
     assert load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "no_anchors.pth") == 555
