@@ -197,7 +197,7 @@ class ExportResult:
 
     @property
     def opset(self) -> int:
-        return int(self.options.opset or DEFAULT_OPSET)
+        return int(self.options.opset)
 
     def figure(self) -> str:
         """One line for `ssdconvert run`."""

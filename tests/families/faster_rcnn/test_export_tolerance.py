@@ -174,7 +174,7 @@ def test_real_mistakes_are_still_refused(realistic, realistic_export, tmp_path, 
         validate_detector(broken, realistic.model, realistic.batches[0])
 
 
-@pytest.mark.heavy  # ~5 min on 2 cores: a 1344x1344 export, then three reference runs (float32, float64, twice)
+@pytest.mark.heavy  # ~10 min on 2 busy cores: a 1344x1344 export, two validations (PyTorch float32 and float64)
 def test_the_default_canvas_exports_a_realistic_checkpoint(tmp_path, monkeypatch, maskrcnn_checkpoint):
     """The issue's command: `export --model faster-rcnn-r101-fpn --checkpoint ckpt.pth --bs 1` at 1344x1344."""
     spec = get_spec(NAME)
@@ -187,8 +187,11 @@ def test_the_default_canvas_exports_a_realistic_checkpoint(tmp_path, monkeypatch
     assert "canvas 1344x1344" in result.output and "PASSED" in result.output
     (report,) = json.loads((tmp_path / "frcnn.onnx.json").read_text())["validation"]["reports"]
     assert report["matched"] == report["expected"] == 100
-    scores_and_boxes = (report["max_score_diff"], report["max_box_diff"])
-    assert "float64" in report or scores_and_boxes <= (SCORE_ATOL, BOX_ATOL)
+    # the fixed tolerances refuse it (measured: 3.8e-4 / 0.019 px from PyTorch float32), float64 judges it
+    assert report["max_score_diff"] > SCORE_ATOL or report["max_box_diff"] > BOX_ATOL
+    judged = report["float64"]
+    assert judged["exported"]["max_score_diff"] <= judged["score_limit"]
+    assert judged["exported"]["max_box_diff"] <= judged["box_limit"]
     broken = edited_copy(tmp_path / "frcnn.onnx", tmp_path / "broken.onnx", MISTAKES["level_mapper_scale_112"])
     with pytest.raises(DetectionMismatchError, match="ONNX Runtime detections differ"):
         validate_detector(broken, model, batch)
