@@ -29,7 +29,7 @@ import torch
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from postprocess.detection_match import match_detections
+from postprocess.detection_match import ImageDetections, match_detections
 from ssdconvert.checkpoints import build_model, randomize
 from ssdconvert.cli import cli
 from ssdconvert.errors import DetectionMismatchError
@@ -38,7 +38,8 @@ from ssdconvert.zoo import get_spec
 from ssdconvert.zoo.faster_rcnn.demo import HeadScales, calibrate_heads
 from ssdconvert.zoo.faster_rcnn.network import FasterRCNN, FrozenBatchNorm2d
 from ssdconvert.zoo.faster_rcnn.validation import (BOX_ATOL, LEGACY_PIXEL, MATCH_IOU, SCORE_ATOL, Float64Judgement,
-                                                   reference_detections, validate_detector, validation_batch)
+                                                   check_detections, reference_detections, validate_detector,
+                                                   validation_batch)
 
 NAME = "faster-rcnn-r101-fpn"
 CANVAS = (128, 160)
@@ -123,6 +124,45 @@ def test_the_export_passes_where_the_fixed_tolerances_refused_it(realistic_expor
     sidecar = json.loads(realistic_export.sidecar_path.read_text())
     assert any("float64" in report for report in sidecar["validation"]["reports"])
     assert sidecar["weights"]["is_random"] is False
+
+
+def shifted(detections, box=0.0, score=0.0):
+    return [ImageDetections.of(d.boxes + box, d.scores + score, d.labels) for d in detections]
+
+
+EXACT = [ImageDetections.of([[10.0, 20.0, 800.0, 600.0], [300.0, 40.0, 1300.0, 900.0]], [0.56, 0.1], [1, 7])]
+
+
+@pytest.mark.parametrize("pytorch, exported, passes, named", [
+    ({"box": 0.015}, {"box": -0.02}, True, None),  # 0.02 px from float64 <= 0.01 + 2 x 0.015
+    ({"box": 0.001}, {"box": 0.05}, False, "boxes"),  # 0.05 px > 0.01 + 2 x 0.001
+    ({"score": 3e-4}, {"score": -5e-4}, True, None),  # 5e-4 <= 1e-4 + 2 x 3e-4
+    ({"score": 1e-5}, {"score": 3e-4}, False, "scores"),  # 3e-4 > 1e-4 + 2 x 1e-5
+])
+def test_the_float64_rule_on_crafted_detections(pytorch, exported, passes, named):
+    """The rule itself, on literal boxes up to 1300 px: differences beyond 1e-4 / 0.01 px from PyTorch float32 pass
+    if the exported model is within the tolerance + 2 x PyTorch float32's own error of float64."""
+    expected, actual = shifted(EXACT, **pytorch), shifted(EXACT, **exported)
+    if passes:
+        check = check_detections(expected, actual, "ONNX Runtime", exact=lambda: EXACT)
+        assert check.float64 is not None and check.report.matched == 2
+        return
+    with pytest.raises(DetectionMismatchError, match="from a float64 run") as caught:
+        check_detections(expected, actual, "ONNX Runtime", exact=lambda: EXACT)
+    assert caught.value.output == named
+
+
+def test_the_float64_rule_counts_unpaired_detections_against_pytorch_float32s():
+    """A detection PyTorch float32 itself loses (a near-tie) may be missing from the export too; one more fails."""
+    dropped = [ImageDetections.of(d.boxes[:1], d.scores[:1], d.labels[:1]) for d in EXACT]
+    check = check_detections(dropped, dropped, "ONNX Runtime", exact=lambda: EXACT)
+    assert check.float64 is None  # equal to PyTorch float32: nothing to judge
+    check = check_detections(EXACT, dropped, "ONNX Runtime", exact=lambda: dropped)
+    assert check.float64 is not None  # float64 lacks it too: PyTorch float32 has it by its own rounding
+    with pytest.raises(DetectionMismatchError, match=r"1 of 2 reference detections have no match .*against a float64 "
+                                                     r"run 1 detections are unpaired, PyTorch float32's own rounding "
+                                                     r"leaves 0"):
+        check_detections(EXACT, dropped, "ONNX Runtime", exact=lambda: EXACT)
 
 
 def edited_copy(source, target, edit) -> str:
