@@ -195,6 +195,17 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
               echo: Callable[[str], None] | None = None) -> InferResult:
     """Run `model` over the input files and write the ais_bench layout to `output`
     (the summary goes to `<output parent>/<output name>_summary.json`)."""
+    target, job = infer_job(model, input, output, backend=backend, batchsize=batchsize, device=device, warmup=warmup,
+                            loop=loop, dym_batch=dym_batch, progress=progress, prog=prog, echo=echo)
+    tool = target.folder_tool(job)
+    return tool(job) if tool is not None else _infer_with_runner(target, job)
+
+
+def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Path, *, backend: str = "auto",
+              batchsize: int | None = None, device: str | int = "0", warmup: int = 1, loop: int = 1,
+              dym_batch: bool = False, progress: bool = True, prog: str = "ssdconvert",
+              echo: Callable[[str], None] | None = None) -> tuple[Backend, InferJob]:
+    """Check the model, inputs and output of an infer run and describe it (however it is then run)."""
     model, output = Path(model), Path(output)
     if not model.exists():
         raise InferError(f"model not found: {model}")
@@ -210,11 +221,9 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
         target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
         target.check_image_size(has_dynamic_image_size(model), f"the model {model.name}")
-    job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
-                   dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
-                   manifests=tuple(manifests), infos=tuple(infos))
-    tool = target.folder_tool(job)
-    return tool(job) if tool is not None else _infer_with_runner(target, job)
+    return target, InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup,
+                            loop=loop, dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
+                            manifests=tuple(manifests), infos=tuple(infos))
 
 
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:

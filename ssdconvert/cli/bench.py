@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import backend_option, batch_sizes
+from ssdconvert.cli.options import backend_option, batch_sizes, cluster_option, cluster_session
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -82,8 +82,9 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                    "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
               help="Preprocessed bins to calibrate int8 on.")
+@cluster_option("every (precision, batch size) cell as a Ray task on a node with the device")
 def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_batch, output_dir, name, zoo_name,
-          precisions, calib):
+          precisions, calib, cluster):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
@@ -109,15 +110,19 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
-    results = []
-    for precision in precisions or [None]:
-        stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
-        results.append(run_bench(
-            model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
-            device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
-            dym_batch=dym_batch, tool=tool, precision=precision, calib=calib,
-            flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
-            progress=lambda msg: click.echo(msg, err=True)))
+    stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
+    options = dict(backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc, device=device,
+                   output_dir=output_dir, dym_batch=dym_batch, tool=tool, calib=calib, flops_per_image=_flops(spec, model),
+                   feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True))
+    with cluster_session(cluster):
+        if cluster:
+            from ssdconvert.cluster.sweep import bench_sweep
+
+            results = bench_sweep(model, precisions=precisions or [None], name=name,
+                                  names=[f"{stem}_{p}" for p in precisions] if precisions else None, **options)
+        else:
+            results = [run_bench(model, name=f"{stem}_{precision}" if precisions else name, precision=precision,
+                                 **options) for precision in precisions or [None]]
     click.echo(precision_table(results) if precisions else throughput_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
     for result in results:

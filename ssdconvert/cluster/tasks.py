@@ -1,0 +1,70 @@
+"""What Ray runs on the nodes: one entry point per kind of cell, with the cell's device held.
+
+Imported only inside a session (it imports Ray). Device cells run in a fresh worker process each
+(`max_calls=1`): Ray sets the visible-devices mask before a task starts, and a vendor runtime
+reads it once, at its initialisation, so a reused process would keep the first task's device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from ssdconvert.cluster import devices
+from ssdconvert.cluster.resources import CPU, ClusterResource
+
+
+def _probe(placement, path: str, token: str) -> bool:
+    from ssdconvert.cluster.transport import reads_probe
+
+    return reads_probe(path, token)
+
+
+def _noop(placement, *args) -> None:
+    return None
+
+
+def _bench(placement, request) -> dict:
+    from ssdconvert.cluster import adapter
+
+    return adapter.bench_cell(request, placement.logical)
+
+
+def _infer(placement, request) -> dict:
+    from ssdconvert.cluster import adapter
+
+    return adapter.infer_shard(request, placement.logical)
+
+
+HANDLERS = {"probe": _probe, "noop": _noop, "bench": _bench, "infer": _infer}
+
+
+def _run(kind: str, args: tuple, resource: ClusterResource) -> dict:
+    with devices.claim(resource) as placement:
+        result = HANDLERS[kind](placement, *args)
+    return {"placement": placement.to_dict(), "result": result}
+
+
+_device_cell = ray.remote(max_calls=1)(_run)
+_host_cell = ray.remote(_run)
+
+
+def submit(kind: str, args: tuple, resource: ClusterResource, cpu_cores: float, node: str | None = None):
+    """Start one cell; `node` (a node id) pins it there (soft: elsewhere if that node is gone)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    function = _device_cell if resource.device else _host_cell
+    strategy = NodeAffinitySchedulingStrategy(node, soft=True) if node else "DEFAULT"
+    return function.options(**resource.request(cpu_cores), max_retries=0, retry_exceptions=False,
+                            scheduling_strategy=strategy).remote(kind, args, resource)
+
+
+def on_each_node(session, kind: str, *args: Any) -> list:
+    """Run a small cell once on every live node (no resources held) and return the results."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    refs = [_host_cell.options(num_cpus=0, max_retries=0,
+                               scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(kind, args, CPU) for n in session.nodes()]
+    return [r["result"] for r in ray.get(refs)]
