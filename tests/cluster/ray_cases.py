@@ -17,6 +17,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -185,8 +186,18 @@ def test_infer_on_the_cluster_writes_the_local_layout_byte_for_byte(harness, tin
 
     model = tiny_om if backend == "ascend" else tiny_onnx
     monkeypatch.setenv("SSDCONVERT_CLUSTER_TRANSPORT", transport)
-    with connected("auto"):
-        remote = cluster_infer(model, tiny_bins, tmp_path / "cluster", batchsize=2, progress=False)
+    if backend == "ascend":
+        with connected("auto"):
+            remote = cluster_infer(model, tiny_bins, tmp_path / "cluster", batchsize=2, progress=False)
+    else:  # through the command line
+        from click.testing import CliRunner
+
+        from ssdconvert.cli import cli
+
+        ran = CliRunner().invoke(cli, ["infer", "--model", str(model), "--input", str(tiny_bins), "--output",
+                                       str(tmp_path / "cluster"), "--batchsize", "2", "--cluster", "auto"])
+        assert ran.exit_code == 0 and "wrote 11 x 2 files" in ran.output, ran.output
+        remote = SimpleNamespace(summary_path=tmp_path / "cluster_summary.json", files=11, batch=2, runs=6, padded=1)
     with with_fakes():
         local = run_infer(model, tiny_bins, tmp_path / "local", batchsize=2, progress=False)
     mine = sorted(p.name for p in (tmp_path / "cluster").iterdir())
@@ -282,3 +293,26 @@ def test_ctrl_c_cancels_the_outstanding_cells_and_leaves_a_consistent_report(har
     statuses = sorted(r["status"] for r in saved["rows"])
     assert statuses.count("ok") >= 1 and set(statuses) <= {"ok", "skipped"}
     assert len((tmp_path / ".tiny.cells.jsonl").read_text().splitlines()) == statuses.count("ok")
+
+
+def test_run_sends_its_infer_and_bench_stages_to_the_cluster_and_reports_where(harness, tiny_onnx, tiny_bins,
+                                                                               tmp_path):
+    from ssdconvert.cluster import connected
+    from ssdconvert.pipeline import PipelineReport, RunConfig, _bench, _infer
+    from ssdconvert.pipeline.cache import StageResult
+    from ssdconvert.pipeline.report import markdown
+    from ssdconvert.zoo import get_spec
+
+    cfg = RunConfig(tmp_path, batch_sizes=(1, 2), bench_duration=0.05, cluster="auto")
+    with connected("auto"):
+        figure, data, outputs = _bench(tiny_onnx, "onnxruntime", cfg, get_spec("ssd-resnet34"), tmp_path / "bench",
+                                       "onnxruntime", "fp32", None)
+        inferred = _infer(tiny_onnx, "onnxruntime", tiny_bins, tmp_path / "results", 2, cfg.cluster)
+    cpu_nodes = {n.node_id for n in harness.cpu}
+    assert set(data["where"]) == {1, 2} and all(w.endswith(" CPU") for w in data["where"].values())
+    shards = json.loads(Path(inferred[2][1]).read_text())["ssdconvert"]["cluster"]["shards"]
+    assert {s["node"] for s in shards} <= cpu_nodes
+    report = PipelineReport(config={"model_name": "tiny", "workdir": str(tmp_path)}, random_weights=True)
+    report.stages.append(StageResult("bench:onnxruntime", "k", 1.0, figure, data=json.loads(json.dumps(data))))
+    text = markdown(report, None)
+    assert "## Where each batch size ran (--cluster)" in text and f"| 1 | {data['where'][1]} |" in text
