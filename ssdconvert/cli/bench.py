@@ -112,8 +112,9 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
     stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
     options = dict(backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc, device=device,
-                   output_dir=output_dir, dym_batch=dym_batch, tool=tool, calib=calib, flops_per_image=_flops(spec, model),
-                   feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True))
+                   output_dir=output_dir, dym_batch=dym_batch, tool=tool, calib=calib,
+                   flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
+                   progress=lambda msg: click.echo(msg, err=True))
     with cluster_session(cluster):
         if cluster:
             from ssdconvert.cluster.sweep import bench_sweep

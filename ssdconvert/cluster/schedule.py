@@ -80,7 +80,8 @@ def run_cells(session: Session, cells: Iterable[Cell], on_result: Callable[[Cell
                     starved_since = _starved(flying, pending, nodes, cores, starved_since, outcomes, bar)
         except KeyboardInterrupt:
             _cancel(flying)
-            outcomes += [Outcome(c, "cancelled", reason="interrupted by the user") for c in [*flying.values(), *pending]]
+            left = [*flying.values(), *pending]
+            outcomes += [Outcome(c, "cancelled", reason="interrupted by the user") for c in left]
             return Run(outcomes, interrupted=True)
     return Run(outcomes)
 

@@ -12,6 +12,7 @@ stopped early does.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,14 +43,15 @@ def ship_folder(session, folder: Path) -> Bundle:
     return ship(session, sorted(p for p in folder.rglob("*") if p.is_file()), folder, ".")
 
 
-def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int], precisions: Sequence[str | None]
-                = (None,), duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: str = "0",
-                output_dir: str | Path = "build/bench", name: str | None = None, dym_batch: bool = False,
-                tool: str | None = None, calib: str | Path | None = None, flops_per_image: float | None = None,
-                feeds=None, progress: Callable[[str], None] | None = None, bar: bool | None = None,
+def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int],
+                precisions: Sequence[str | None] = (None,), duration: float = 10.0, warmup: int = 1,
+                soc: str | None = None, device: str = "0", output_dir: str | Path = "build/bench",
+                name: str | None = None, dym_batch: bool = False, tool: str | None = None,
+                calib: str | Path | None = None, flops_per_image: float | None = None, feeds=None,
+                progress: Callable[[str], None] | None = None, bar: bool | None = None,
                 names: Sequence[str] | None = None, max_attempts: int = DEFAULT_ATTEMPTS) -> list:
     """Run the sweep's cells on the open cluster; returns one BenchReport per precision, written as a local
-    sweep writes them (`names`: the report stem of each precision; default `<model stem>_<backend>[_<precision>]`)."""
+    sweep writes them (`names`: each precision's report stem; default `<model stem>_<backend>[_<precision>]`)."""
     session = current()
     model, output_dir = Path(model), Path(output_dir)
     batch_sizes = sorted(dict.fromkeys(int(b) for b in batch_sizes))
@@ -57,21 +59,13 @@ def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequen
     stem = name or f"{model.stem}_{target.name}"
     names = list(names or ([stem] if len(precisions) == 1 else [f"{stem}_{p}" for p in precisions]))
     say = progress or (lambda line: None)
-    bundle = ship_model(session, model)
-    calib_bundle = ship_folder(session, Path(calib)) if calib else None
+    template = BenchRequest(ship_model(session, model), target.name, 0, max(batch_sizes), duration, warmup, device,
+                            soc, dym_batch, tool, None, ship_folder(session, Path(calib)) if calib else None, feeds,
+                            flops_per_image)
     journal = Journal(output_dir / f".{stem}.cells.jsonl")
-    cells, keys = [], {}
-    for precision in precisions:
-        for bs in batch_sizes:
-            request = BenchRequest(bundle, target.name, bs, max(batch_sizes), duration, warmup, device, soc, dym_batch,
-                                   tool, precision, calib_bundle, feeds, flops_per_image)
-            key = cell_key(kind="bench", model=bundle.digest, backend=target.name, batch=bs, max_batch=max(batch_sizes),
-                           duration=duration, warmup=warmup, device=device, soc=soc, dym_batch=dym_batch, tool=tool,
-                           precision=precision, calib=calib_bundle.digest if calib_bundle else None)
-            keys[(precision, bs)] = key
-            if not journal.done(key):
-                cells.append(Cell(key, f"{precision or target.default_precision} bs {bs}", "bench", (request,),
-                                  resource_for(target.name)))
+    keys = {(p, bs): _key(replace(template, batch=bs, precision=p)) for p in precisions for bs in batch_sizes}
+    cells = [Cell(key, f"{p or target.default_precision} bs {bs}", "bench", (replace(template, batch=bs, precision=p),),
+                  resource_for(target.name)) for (p, bs), key in keys.items() if not journal.done(key)]
     if len(cells) < len(keys):
         say(f"resuming: {len(keys) - len(cells)} of {len(keys)} cells finished earlier ({journal.path})")
 
@@ -80,24 +74,31 @@ def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequen
         say(f"{cell.label}: {_line(result['row'])} on {placement['host']} {adapter._device_label(placement)}")
 
     bar = sys.stderr.isatty() if bar is None else bar
-    run = run_cells(session, cells, keep, max_attempts=max_attempts, progress=bar, desc="bench cells") if cells else None
-    failed = {o.cell.key: {"status": o.status, "reason": o.reason} for o in (run.outcomes if run else [])
-              if o.status != "ok"}
+    run = run_cells(session, cells, keep, max_attempts=max_attempts, progress=bar, desc="bench cells")
+    unfinished = {o.cell.key: {"status": o.status, "reason": o.reason} for o in run.outcomes if o.status != "ok"}
     reports = []
     for precision, report_name in zip(precisions, names):
-        records = {bs: journal.records.get(keys[(precision, bs)]) or failed.get(keys[(precision, bs)])
+        records = {bs: journal.records.get(keys[(precision, bs)]) or unfinished.get(keys[(precision, bs)])
                    for bs in batch_sizes}
         report = adapter.bench_report(model, target, precision, batch_sizes, duration, warmup,
                                       {bs: r for bs, r in records.items() if r is not None}, flops_per_image)
-        if run and run.interrupted:
+        if run.interrupted:
             report.stopped_early, report.failure = True, "interrupted by the user"
         adapter.write_bench(report, output_dir, report_name)
         reports.append(report)
     if all(journal.done(k) for k in keys.values()):
         journal.remove()
-    if run and run.interrupted:
+    if run.interrupted:
         raise KeyboardInterrupt
     return reports
+
+
+def _key(request: BenchRequest) -> str:
+    """What decides a cell's row: the model's content and every option but the feeds (they follow the model)."""
+    return cell_key(kind="bench", model=request.bundle.digest, backend=request.backend, batch=request.batch,
+                    max_batch=request.max_batch, duration=request.duration, warmup=request.warmup,
+                    device=request.device, soc=request.soc, dym_batch=request.dym_batch, tool=request.tool,
+                    precision=request.precision, calib=request.calib.digest if request.calib else None)
 
 
 def run_bench(model: str | Path, *, precision: str | None = None, name: str | None = None, **options):

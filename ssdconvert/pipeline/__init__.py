@@ -49,7 +49,7 @@ class RunConfig:
     variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
     precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
     gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
-    cluster: str | None = None  # --cluster: infer and bench run on this Ray cluster (ssdconvert/cluster), in an open session
+    cluster: str | None = None  # --cluster: infer and bench run on this Ray cluster (inside an open session)
 
     @property
     def infer_batch(self) -> int:

@@ -86,9 +86,9 @@ def tiny_onnx(tmp_path_factory) -> Path:
     weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     nodes = [helper.make_node("Conv", ["image", "w"], ["ploc"], pads=[1, 1, 1, 1]),
              helper.make_node("Sigmoid", ["ploc"], ["plabel"])]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4, 8, 8])
-                               for n in ("ploc", "plabel")], [weight])
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4, 8, 8]) for n in ("ploc", "plabel")]
+    graph = helper.make_graph(nodes, "tiny", [image], outputs, [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 7
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"

@@ -19,7 +19,8 @@ from ssdconvert.errors import SsdConvertError
 
 
 def test_commands_without_cluster_never_import_ray():
-    code = ("import sys; from click.testing import CliRunner; from ssdconvert.cli import cli; import ssdconvert.cluster; "
+    code = ("import sys; from click.testing import CliRunner; from ssdconvert.cli import cli; "
+            "import ssdconvert.cluster; "
             "[CliRunner().invoke(cli, [c, '--help']) for c in ('bench', 'infer', 'run')]; "
             "CliRunner().invoke(cli, ['--help']); print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
