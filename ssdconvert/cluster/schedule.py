@@ -83,6 +83,9 @@ def run_cells(session: Session, cells: Iterable[Cell], on_result: Callable[[Cell
             left = [*flying.values(), *pending]
             outcomes += [Outcome(c, "cancelled", reason="interrupted by the user") for c in left]
             return Run(outcomes, interrupted=True)
+        except BaseException:  # the caller's on_result failed: stop what is still running, then report it
+            _cancel(flying)
+            raise
     return Run(outcomes)
 
 

@@ -64,6 +64,9 @@ def run_infer(model: str | Path, input, output: str | Path, *, backend: str = "a
               prog: str = "ssdconvert", echo=None):
     """`ssdconvert.infer.run_infer` on the open cluster: the same layout and summary, written here."""
     session = current()
+    if len(str(device).split(",")) > 1:
+        raise InferError(f"--device {device} lists devices of this host; with --cluster the cluster's devices run "
+                         "the shards: leave --device out")
     target, job = adapter.infer_job(model, input, output, backend=backend, batchsize=batchsize, device=str(device),
                                     warmup=warmup, loop=loop, dym_batch=dym_batch, progress=False, prog=prog)
     exact = bool(job.infos and getattr(job.infos[0], "dynamic", False))
@@ -86,6 +89,7 @@ def run_infer(model: str | Path, input, output: str | Path, *, backend: str = "a
         if missing:
             raise InferError(f"{len(missing)} of {count} batches did not finish ({placements['failure']}); "
                              f"{count - len(missing)} are kept in {work.folder}: run the same command again to resume")
+
         if not runner.outputs:  # every batch was finished by an earlier invocation
             runner.set_outputs(adapter.first_output_count(work.folder, output_stem(files[0])))
     seconds = time.perf_counter() - started
@@ -136,8 +140,6 @@ def _run_shards(session, job, target, runner, work, todo: list[int], batch: int,
                        **placement})
 
     run = run_cells(session, cells, keep, progress=progress and sys.stderr.isatty(), desc="infer shards")
-    if run.interrupted:
-        raise KeyboardInterrupt
     failed = run.by_status("failed")
-    return {"shards": shards, "warnings": warnings,
-            "failure": f"{failed[0].cell.label}: {failed[0].reason}" if failed else ""}
+    failure = "interrupted" if run.interrupted else f"{failed[0].cell.label}: {failed[0].reason}" if failed else ""
+    return {"shards": shards, "warnings": warnings, "failure": failure}

@@ -39,7 +39,7 @@ def test_ray_cases_in_a_private_network_namespace():
                     "namespaces; `ip` from iproute2): the Ray tests run only where every socket stays on loopback")
     script = 'ip link set lo up && exec "$@"'
     argv = [*prefix, "sh", "-c", script, "sh", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-o", "addopts=--import-mode=importlib -ra", str(CASES)]
+            "-o", "addopts=--import-mode=importlib -ra", "-m", "not heavy", str(CASES)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-40:])
