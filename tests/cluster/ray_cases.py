@@ -6,7 +6,9 @@ this file under `unshare -n`, so every socket of the shared multi-node cluster b
 DeveloperAPI: one head and several raylets on this machine, each with its own resources) serves
 the module: a head with no CPUs (the driver's), two "hosts" with one NPU each (the second started
 with `ASCEND_RT_VISIBLE_DEVICES=4`, so its NPU is physical id 4), and two 1-core CPU nodes. Every
-node's object store is capped at STORE bytes.
+node's object store is capped at STORE bytes; where /dev/shm has less room than that, Ray 2.60 puts
+the store in its temp dir instead (below 10 GB it only warns: `ray/_private/services.py`,
+`determine_plasma_store_config`), so small CI containers work too.
 """
 
 from __future__ import annotations
