@@ -136,7 +136,7 @@ def bench_report(model: Path, target: Backend, precision: str | None, batch_size
             continue
         row = BenchRow(**record["result"]["row"])
         place = record["placement"]
-        row.host, row.device = place["host"], _device_label(place)
+        row.host, row.device = place["host"], device_label(place)
         where.append({"batch_size": bs, **place, "lost_attempts": record.get("failures", [])})
         report.rows.append(row)
         report.runtime = record["result"]["runtime"] or report.runtime
@@ -153,7 +153,7 @@ def bench_report(model: Path, target: Backend, precision: str | None, batch_size
     return report
 
 
-def _device_label(place: dict) -> str:
+def device_label(place: dict) -> str:
     return place["resource"] if place.get("physical") is None else f"{place['resource']} {place['physical']}"
 
 

@@ -175,7 +175,6 @@ def _cancel(flying: dict) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines and isinstance(exc, Exception) and "Traceback" in text else (
-        lines[0].strip() if lines else type(exc).__name__)
+    """The first line of an error's message (Ray's own run to many lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

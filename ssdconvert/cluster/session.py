@@ -64,7 +64,7 @@ class Session:
         if key not in self._shared:
             self._shared[key] = self._probe(folder.resolve())
             where = "a path every node sees" if self._shared[key] else "Ray's object store"
-            self.say(f"cluster: {folder} travels by {where}")
+            self.say(f"cluster: {folder.resolve()} travels by {where}")
         return self._shared[key]
 
     def _probe(self, folder: Path) -> bool:

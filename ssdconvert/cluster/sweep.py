@@ -71,7 +71,7 @@ def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequen
 
     def keep(cell: Cell, result: dict, placement: dict) -> None:
         journal.add(cell.key, {"status": "ok", "result": result, "placement": placement, "failures": cell.failures})
-        say(f"{cell.label}: {_line(result['row'])} on {placement['host']} {adapter._device_label(placement)}")
+        say(f"{cell.label}: {_line(result['row'])} on {placement['host']} {adapter.device_label(placement)}")
 
     bar = sys.stderr.isatty() if bar is None else bar
     run = run_cells(session, cells, keep, max_attempts=max_attempts, progress=bar, desc="bench cells")

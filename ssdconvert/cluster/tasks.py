@@ -21,8 +21,12 @@ def _probe(placement, path: str, token: str) -> bool:
     return reads_probe(path, token)
 
 
-def _noop(placement, *args) -> None:
-    return None
+def _noop(placement, hold: float = 0.0) -> None:
+    """An empty cell (benchmarks/cluster_bench.py), holding its device for `hold` seconds."""
+    if hold:
+        import time
+
+        time.sleep(hold)
 
 
 def _bench(placement, request) -> dict:

@@ -66,7 +66,10 @@ def harness(tmp_path_factory, fake_vendor_env):
     os.environ["ASCEND_RT_VISIBLE_DEVICES"] = "4"  # this host's NPU 4 is the one it offers
     npu.append(cluster.add_node(num_cpus=0, resources={"NPU": 1}, object_store_memory=STORE))
     del os.environ["ASCEND_RT_VISIBLE_DEVICES"]
-    cpu = [cluster.add_node(num_cpus=1, object_store_memory=STORE) for _ in range(2)]
+    os.environ["MLU_VISIBLE_DEVICES"] = "6,7"  # the first CPU node also offers two MLUs, 6 and 7
+    cpu = [cluster.add_node(num_cpus=1, resources={"MLU": 2}, object_store_memory=STORE)]
+    del os.environ["MLU_VISIBLE_DEVICES"]
+    cpu.append(cluster.add_node(num_cpus=1, object_store_memory=STORE))
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     try:
@@ -216,6 +219,20 @@ def test_infer_on_the_cluster_writes_the_local_layout_byte_for_byte(harness, tin
     assert sorted(k for s in shards for k in range(s["batches"][0], s["batches"][1] + 1)) == list(range(6))
     assert (remote.files, remote.batch, remote.runs, remote.padded) == (local.files, local.batch, local.runs,
                                                                         local.padded)
+
+
+def test_mlu_cells_claim_distinct_slots_mapped_through_the_nodes_mask(harness):
+    """MLU is a custom resource (no ids from Ray): concurrent cells on a node take distinct slots."""
+    from ssdconvert.cluster import connected
+    from ssdconvert.cluster.resources import MLU
+    from ssdconvert.cluster.schedule import Cell, run_cells
+
+    with connected("auto") as session:  # two cells that hold their MLU for 3 s run side by side
+        run = run_cells(session, [Cell(f"m{i}", f"m{i}", "noop", (3.0,), MLU) for i in range(2)],
+                        lambda cell, result, place: None, progress=False)
+    places = [o.placement for o in run.outcomes]
+    assert {p["node"] for p in places} == {harness.cpu[0].node_id}
+    assert sorted((p["physical"], p["logical"]) for p in places) == [("6", "0"), ("7", "1")]
 
 
 def _remove_a_busy_cpu_node(harness, monkeypatch, delay: float = 0.8) -> dict:
