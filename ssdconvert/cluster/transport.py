@@ -57,9 +57,12 @@ def pack(files: Sequence[tuple[str, Path]]) -> Packed:
 
 
 def unpack(packed: Packed, folder: Path) -> None:
-    """Write every file of `packed` under `folder` (relative paths kept)."""
+    """Write every file of `packed` under `folder` (relative paths kept; none may leave it)."""
+    root = folder.resolve()
     for rel, offset, size in packed.index:
         target = folder / rel
+        if not target.resolve().is_relative_to(root):
+            raise SsdConvertError(f"packed file {rel!r} would be written outside {folder}")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(packed.data[offset:offset + size].tobytes())
 

@@ -85,6 +85,8 @@ def test_packed_files_unpack_to_the_same_tree(tmp_path):
         assert (tmp_path / "b" / rel).read_bytes() == path.read_bytes()
     with pytest.raises(SsdConvertError, match="outside"):
         relative_files(tmp_path / "a", [tmp_path / "elsewhere.bin"])
+    with pytest.raises(SsdConvertError, match="outside"):
+        unpack(type(packed)((("../escaped.bin", 0, 1),), packed.data), tmp_path / "c")
 
 
 def test_the_digest_covers_names_and_contents(tmp_path):
