@@ -9,6 +9,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from ssdconvert.backends.ascend import AscendOptions
 from ssdconvert.bench import THROUGHPUT_DEFINITION, fmt_throughput, run_bench
 from ssdconvert.cli import cli
 
@@ -116,8 +117,8 @@ def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fa
     _atc_on_path(tmp_path, monkeypatch, launcher)
     if not api:
         monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
-    report = run_bench(tiny_onnx, backend="ascend", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
-                       output_dir=tmp_path / "bench")
+    report = run_bench(tiny_onnx, backend="ascend", options=AscendOptions(soc="Ascend310P3"), batch_sizes=[1, 2],
+                       duration=0.05, output_dir=tmp_path / "bench")
     assert not report.stopped_early, report.failure
     _check_reports(report, [1, 2])
     for row in report.rows:
