@@ -313,7 +313,6 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     def feeds_for(start: int) -> dict[str, np.ndarray]:
         return {b.meta.name: b.read(group[start:start + batch]) for b, group in zip(buffers, groups)}
 
-    filesinfo: dict[str, dict] = {}
     with partial_output(output, _settings(runner, argv, groups, batch)) as work:
         todo = [k for k in range(len(starts)) if not work.finished(k)]
         ran = sum(len(files[starts[k]:starts[k] + batch]) for k in todo)
@@ -340,18 +339,38 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         except BaseException as exc:
             raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-        for k, start in enumerate(starts):
-            chunk = files[start:start + batch]
-            infiles = ([str(f) for f in chunk] if len(groups) == 1
-                       else [[str(f) for f in group[start:start + batch]] for group in groups])
-            outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(len(runner.outputs))]
-            filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+        filesinfo = _filesinfo(files, groups, output, starts, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
-    reused = len(starts) - len(todo)
+    counts = {"batchsize": batch, "files": len(files), "runs": len(starts), "loop": loop, "padded_slots": padded,
+              "resumed_batches": len(starts) - len(todo)}
+    summary_path, compute, throughput, versions = _write_summary(runner, output, argv, filesinfo, compute_list,
+                                                                 counts, ran, end_to_end)
+    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
+                       compute, throughput, end_to_end, versions=versions, resumed_batches=counts["resumed_batches"],
+                       ran_files=ran)
 
+
+def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
+               outputs: int) -> dict[str, dict]:
+    """ais_bench's `filesinfo`: per batch, the input files (per model input where there are several) and the
+    output files written for them."""
+    filesinfo: dict[str, dict] = {}
+    for k, start in enumerate(starts):
+        chunk = files[start:start + batch]
+        infiles = ([str(f) for f in chunk] if len(groups) == 1
+                   else [[str(f) for f in group[start:start + batch]] for group in groups])
+        outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(outputs)]
+        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+    return filesinfo
+
+
+def _write_summary(runner: Runner, output: Path, argv: list[str], filesinfo: dict, compute_list: list[float],
+                   counts: dict, ran: int, end_to_end: float) -> tuple[Path, dict, float, dict]:
+    """Write `<output>_summary.json` with ais_bench's keys and ours; returns (its path, compute stats,
+    throughput, runtime versions)."""
     compute = stats_ms(compute_list)
-    throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
+    throughput = 1000.0 * counts["batchsize"] / compute["mean"] if compute["mean"] > 0 else 0.0
     zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
     summary_path = output.with_name(f"{output.name}_summary.json")
     versions = runner.versions()
@@ -369,12 +388,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
             "versions": versions,
             "model": str(runner.model.resolve()),
             "input": argv[argv.index("--input") + 1],
-            "batchsize": batch,
-            "files": len(files),
-            "runs": len(starts),
-            "loop": loop,
-            "padded_slots": padded,
-            "resumed_batches": reused,
+            **counts,
             "timing": TIMING_NOTE,
             "H2D_D2H": "0: the runtime runs on the host CPU, there are no device copies",
             "end_to_end_seconds": end_to_end,
@@ -384,8 +398,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         },
     }
     write_json(summary_path, summary)
-    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
-                       compute, throughput, end_to_end, versions=versions, resumed_batches=reused, ran_files=ran)
+    return summary_path, compute, throughput, versions
 
 
 def _settings(runner: Runner, argv: list[str], groups: Sequence[Sequence[Path]], batch: int) -> dict:

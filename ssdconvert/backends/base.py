@@ -273,8 +273,8 @@ class Backend(ABC):
     # -- its options ----------------------------------------------------------------------------
     def configured(self, options: BackendOptions | Mapping[str, BackendOptions] | None = None,
                    **changes: Any) -> "Backend":
-        """This backend with other options: its Options, or {backend name: options} (its own are taken, the
-        defaults kept where it has none), and/or fields of them changed (`configured(soc="Ascend310P3")`)."""
+        """This backend with other options: its Options, or {backend name: options} (its own taken; its current
+        ones kept where the mapping has none), and/or fields of them changed (`configured(soc="Ascend310P3")`)."""
         if isinstance(options, Mapping):
             options = options.get(self.name)
         chosen = self.options if options is None else options
@@ -339,7 +339,8 @@ class Backend(ABC):
         refusal = self.precision_refusal(precision)
         if refusal:
             raise SsdConvertError(refusal)
-        return self.build(Path(onnx), Path(workdir) / self.name, batch=batch, precision=precision, calib=calib)
+        builder = _for_model(onnx, self)  # a composite model: the wrapper that builds its parts on this backend
+        return builder.build(Path(onnx), Path(workdir) / self.name, batch=batch, precision=precision, calib=calib)
 
     @abstractmethod
     def build(self, onnx: Path, out_dir: Path, *, batch: int, precision: str | None,
@@ -395,9 +396,11 @@ class Backend(ABC):
 
     # -- run ------------------------------------------------------------------------------------
     def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
-        """A not-yet-activated runner for `model` (refused if it is not a file this backend runs)."""
-        self.check_model(model)
-        return self.runner_for(Path(model), options)
+        """A not-yet-activated runner for `model` (refused if it is not a file this backend runs; a composite
+        model's runs its parts on this backend)."""
+        target = _for_model(model, self)
+        target.check_model(model)
+        return target.runner_for(Path(model), options)
 
     @abstractmethod
     def runner_for(self, model: Path, options: RunOptions) -> Runner:
@@ -461,6 +464,12 @@ def _registered() -> tuple["Backend", ...]:
     from ssdconvert.backends import all_backends
 
     return all_backends()
+
+
+def _for_model(model: str | Path, backend: Backend) -> Backend:
+    from ssdconvert.backends import for_model
+
+    return for_model(model, backend)
 
 
 def has_dynamic_image_size(model: str | Path) -> bool:

@@ -132,3 +132,16 @@ def test_ascend_sweep_needs_a_soc(tmp_path, tiny_onnx):
     res = CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--backend", "ais_bench", "--output",
                                    str(tmp_path)])
     assert res.exit_code == 1 and "needs --soc" in res.output
+
+
+def test_bench_hands_each_backend_its_own_options(tmp_path, tiny_onnx, monkeypatch):
+    """--soc and --dym-batch come from Ascend's registry entry, --tool is every backend's compiler."""
+    import ssdconvert.bench as bench
+
+    seen = []
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: seen.append(kwargs) or 1 / 0)
+    CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--backend", "ascend", "--soc", "Ascend310P3",
+                             "--dym-batch", "--tool", "/opt/atc", "--output", str(tmp_path)])
+    options = seen[0]["options"]
+    assert options["ascend"] == AscendOptions(tool="/opt/atc", soc="Ascend310P3", dym_batch=True)
+    assert options["onnxruntime"].tool == "/opt/atc" and options["onnxruntime"].per_channel
