@@ -67,7 +67,7 @@ def default_output(source: Path, target: Backend) -> Path:
 
 
 def quantize_model(model: str | Path, calib: str | Path, output: str | Path | None = None, *,
-                   backend: str | Backend = "onnxruntime",
+                   backend: str | Backend = backends.REFERENCE,
                    options: BackendOptions | Mapping[str, BackendOptions] | None = None, exclude: Sequence[str] = (),
                    calib_images: int = DEFAULT_CALIB_IMAGES, gate_images: int = DEFAULT_GATE_IMAGES,
                    thresholds: Thresholds = Thresholds(), model_name: str | None = None, gate: bool = True,

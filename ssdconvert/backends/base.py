@@ -253,7 +253,8 @@ class Backend(ABC):
         missing = [fact for fact in ("name", "label") if not isinstance(getattr(cls, fact, None), str)]
         if missing:
             return f"declares no {' or '.join(missing)}"
-        if not (isinstance(cls.Options, type) and issubclass(cls.Options, BackendOptions) and is_dataclass(cls.Options)):
+        options = cls.Options
+        if not (isinstance(options, type) and issubclass(options, BackendOptions) and is_dataclass(options)):
             return "Options must be a dataclass subclassing BackendOptions"
         if cls.default_precision not in cls.precisions:
             return f"builds {', '.join(cls.precisions)}, not its default precision {cls.default_precision}"

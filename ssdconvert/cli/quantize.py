@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ssdconvert.backends import REFERENCE
 from ssdconvert.cli.options import BackendOptionsCommand
 
 GATE_HELP = "Accuracy gate: fail below this {what} (see README: Lower precision)."
@@ -52,7 +53,7 @@ def _quantizer(ctx, param, value: str) -> str:
                    "with several inputs, in input order.")
 @click.option("--output", "-o", default=None,
               help="INT8 model to write [default: <model stem>_int8.onnx, or .xml for openvino].")
-@click.option("--backend", default="onnxruntime", show_default=True, callback=_quantizer,
+@click.option("--backend", default=REFERENCE, show_default=True, callback=_quantizer,
               metavar="|".join(_quantizers()),
               help="Whose INT8 model: a backend that quantizes here (ONNX Runtime QDQ, OpenVINO IR through NNCF).")
 @click.option("--calib-images", default=300, show_default=True, type=click.IntRange(min=1),

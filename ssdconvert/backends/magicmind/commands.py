@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.backends.commands import build_all, int_list, onnx_option, pick_onnx, progress, split_extra, tool_options
+from ssdconvert.backends.commands import (build_all, int_list, onnx_option, pick_onnx, progress, split_extra,
+                                          tool_options)
 from ssdconvert.backends.magicmind.compile import MLU_ARCHS, PRECISIONS
 
 MLU_ARCH_HELP = "Target MLU architecture (MLU370 = mtp_372)."
