@@ -86,8 +86,8 @@ def start(store_mb: int):
 def overhead(cells: int, device_cells: int) -> dict:
     import ray
 
+    from ssdconvert import backends
     from ssdconvert.cluster import connected
-    from ssdconvert.cluster.resources import CPU, NPU
     from ssdconvert.cluster.schedule import Cell, run_cells
 
     @ray.remote(num_cpus=1)
@@ -100,8 +100,8 @@ def overhead(cells: int, device_cells: int) -> dict:
     ray.get([bare.remote() for _ in range(cells)])
     out["bare_ray_task_ms"] = (time.perf_counter() - started) * 1e3 / cells
     with connected("auto") as session:
-        for name, resource, count in (("cpu_cell_ms", CPU, cells), ("npu_cell_ms", NPU, device_cells)):
-            todo = [Cell(f"{name}{i}", "empty", "noop", (), resource) for i in range(count)]
+        for name, backend, count in (("cpu_cell_ms", "onnxruntime", cells), ("npu_cell_ms", "ascend", device_cells)):
+            todo = [Cell(f"{name}{i}", "empty", "noop", (), backends.get(backend)) for i in range(count)]
             started = time.perf_counter()
             run = run_cells(session, todo, lambda cell, result, place: None, progress=False)
             assert len(run.by_status("ok")) == count

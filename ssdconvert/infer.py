@@ -30,13 +30,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from preprocess.manifest import tensor_nbytes
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta, has_dynamic_image_size
+from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner, TensorMeta
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import (
     InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
@@ -189,29 +189,32 @@ def prepare_output(output: Path) -> None:
 # The driver
 
 
-def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Path, *, backend: str = "auto",
+def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Path, *,
+              backend: str | Backend = "auto", options: BackendOptions | Mapping[str, BackendOptions] | None = None,
               batchsize: int | None = None, device: str | int = "0", warmup: int = 1, loop: int = 1,
-              dym_batch: bool = False, progress: bool = True, prog: str = "ssdconvert",
-              echo: Callable[[str], None] | None = None) -> InferResult:
+              progress: bool = True, prog: str = "ssdconvert", echo: Callable[[str], None] | None = None) -> InferResult:
     """Run `model` over the input files and write the ais_bench layout to `output`
-    (the summary goes to `<output parent>/<output name>_summary.json`)."""
-    target, job = infer_job(model, input, output, backend=backend, batchsize=batchsize, device=device, warmup=warmup,
-                            loop=loop, dym_batch=dym_batch, progress=progress, prog=prog, echo=echo)
+    (the summary goes to `<output parent>/<output name>_summary.json`). `backend`: a name, `auto` or a
+    Backend; `options`: its own options (Backend.configured; e.g. `AscendOptions(dym_batch=True)`)."""
+    target, job = infer_job(model, input, output, backend=backend, options=options, batchsize=batchsize, device=device,
+                            warmup=warmup, loop=loop, progress=progress, prog=prog, echo=echo)
     tool = target.folder_tool(job)
     return tool(job) if tool is not None else _infer_with_runner(target, job)
 
 
-def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Path, *, backend: str = "auto",
+def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Path, *,
+              backend: str | Backend = "auto", options: BackendOptions | Mapping[str, BackendOptions] | None = None,
               batchsize: int | None = None, device: str | int = "0", warmup: int = 1, loop: int = 1,
-              dym_batch: bool = False, progress: bool = True, prog: str = "ssdconvert",
+              progress: bool = True, prog: str = "ssdconvert",
               echo: Callable[[str], None] | None = None) -> tuple[Backend, InferJob]:
-    """Check the model, inputs and output of an infer run and describe it (however it is then run)."""
+    """Check the model, inputs and output of an infer run and describe it (however it is then run): the
+    configured backend and the job."""
     model, output = Path(model), Path(output)
     if not model.exists():
         raise InferError(f"model not found: {model}")
     if loop < 1 or warmup < 0 or (batchsize is not None and batchsize < 1):
         raise InferError("--loop and --batchsize must be >= 1 and --warmup >= 0")
-    target = backends.for_model(model, backend)
+    target = backends.for_model(model, backend).configured(options)
     target.check_model(model)
     devices = target.devices(device)
     inputs = with_side_inputs(list_inputs(input))
@@ -220,16 +223,15 @@ def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Pat
     manifests, infos, warnings = check_manifests(inputs)
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
         target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
-        target.check_image_size(has_dynamic_image_size(model), f"the model {model.name}")
+        target.check_image_size(target.has_dynamic_image_size(model), f"the model {model.name}")
     return target, InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup,
-                            loop=loop, dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
+                            loop=loop, progress=progress, prog=prog, echo=echo, warnings=warnings,
                             manifests=tuple(manifests), infos=tuple(infos))
 
 
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
     load_started = time.perf_counter()
-    runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0],
-                                                      dym_batch=job.dym_batch))
+    runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0]))
     with runner:
         load_seconds = time.perf_counter() - load_started
         groups = job.inputs.for_model([m.name for m in runner.inputs], job.model.name)
@@ -322,7 +324,6 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     def feeds_for(start: int) -> dict[str, np.ndarray]:
         return {b.meta.name: b.read(group[start:start + batch]) for b, group in zip(buffers, groups)}
 
-    filesinfo: dict[str, dict] = {}
     with partial_output(output, _settings(runner, argv, groups, batch)) as work:
         todo = [k for k in range(len(starts)) if not work.finished(k)]
         ran = sum(len(files[starts[k]:starts[k] + batch]) for k in todo)
@@ -349,18 +350,38 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         except BaseException as exc:
             raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-        for k, start in enumerate(starts):
-            chunk = files[start:start + batch]
-            infiles = ([str(f) for f in chunk] if len(groups) == 1
-                       else [[str(f) for f in group[start:start + batch]] for group in groups])
-            outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(len(runner.outputs))]
-            filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+        filesinfo = _filesinfo(files, groups, output, starts, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
-    reused = len(starts) - len(todo)
+    counts = {"batchsize": batch, "files": len(files), "runs": len(starts), "loop": loop, "padded_slots": padded,
+              "resumed_batches": len(starts) - len(todo)}
+    summary_path, compute, throughput, versions = _write_summary(runner, output, argv, filesinfo, compute_list,
+                                                                 counts, ran, end_to_end)
+    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
+                       compute, throughput, end_to_end, versions=versions, resumed_batches=counts["resumed_batches"],
+                       ran_files=ran)
 
+
+def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
+               outputs: int) -> dict[str, dict]:
+    """ais_bench's `filesinfo`: per batch, the input files (per model input where there are several) and the
+    output files written for them."""
+    filesinfo: dict[str, dict] = {}
+    for k, start in enumerate(starts):
+        chunk = files[start:start + batch]
+        infiles = ([str(f) for f in chunk] if len(groups) == 1
+                   else [[str(f) for f in group[start:start + batch]] for group in groups])
+        outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(outputs)]
+        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+    return filesinfo
+
+
+def _write_summary(runner: Runner, output: Path, argv: list[str], filesinfo: dict, compute_list: list[float],
+                   counts: dict, ran: int, end_to_end: float) -> tuple[Path, dict, float, dict]:
+    """Write `<output>_summary.json` with ais_bench's keys and ours; returns (its path, compute stats,
+    throughput, runtime versions)."""
     compute = stats_ms(compute_list)
-    throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
+    throughput = 1000.0 * counts["batchsize"] / compute["mean"] if compute["mean"] > 0 else 0.0
     zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
     summary_path = output.with_name(f"{output.name}_summary.json")
     versions = runner.versions()
@@ -378,12 +399,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
             "versions": versions,
             "model": str(runner.model.resolve()),
             "input": argv[argv.index("--input") + 1],
-            "batchsize": batch,
-            "files": len(files),
-            "runs": len(starts),
-            "loop": loop,
-            "padded_slots": padded,
-            "resumed_batches": reused,
+            **counts,
             "timing": TIMING_NOTE,
             "H2D_D2H": "0: the runtime runs on the host CPU, there are no device copies",
             "end_to_end_seconds": end_to_end,
@@ -393,8 +409,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         },
     }
     write_json(summary_path, summary)
-    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
-                       compute, throughput, end_to_end, versions=versions, resumed_batches=reused, ran_files=ran)
+    return summary_path, compute, throughput, versions
 
 
 def _settings(runner: Runner, argv: list[str], groups: Sequence[Sequence[Path]], batch: int) -> dict:

@@ -1,7 +1,7 @@
 """Past one machine: `bench`, `run` and `infer` on a Ray cluster (`--cluster ADDRESS`).
 
     session.py    join (auto, HOST:PORT) or start (local) a cluster for one command
-    resources.py  the Ray resource each backend's cell holds (NPU, MLU, CPU cores)
+    resources.py  how many cells the nodes run at once (what one holds: Backend.cluster_resource)
     devices.py    which host and device a task got, and the --device its vendor tool takes
     transport.py  models and bins by content: a shared path when every node sees it, else the object store
     schedule.py   cells as Ray tasks: results as they arrive, retries after lost nodes, Ctrl-C

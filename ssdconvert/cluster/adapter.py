@@ -16,12 +16,12 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, Runner, TensorMeta, build_record, has_dynamic_image_size
+from ssdconvert.backends.base import Backend, BackendOptions, Runner, TensorMeta, build_record
 from ssdconvert.bench import BenchReport, machine_info, write_reports
 from ssdconvert.cluster.requests import BenchRequest, ShardRequest
 from ssdconvert.cluster.transport import Packed, cache_root, local_model, materialise, pack
@@ -31,26 +31,31 @@ from ssdconvert.timing import BenchContext, BenchRow
 # bench: one cell on a worker
 
 
-def bench_cell(request: BenchRequest, logical_device: str | None) -> dict:
-    """Time one batch size as `run_bench` does; returns the row and what the report needs from the host."""
+def bench_cell(request: BenchRequest, target: Backend, logical_device: str | None) -> dict:
+    """Time one batch size on `target` (configured) as `run_bench` does; returns the row and what the report
+    needs from the host."""
     from ssdconvert.bench import run_bench
 
-    target = backends.get(request.backend)
     device = logical_device if logical_device is not None else request.device
     model = local_model(request.bundle)
     calib = materialise(request.calib.digest, request.calib.ref) if request.calib and request.calib.ref else (
         Path(request.calib.root) if request.calib else None)
     model, build = _cached_build(target, model, request, calib, device)
     with tempfile.TemporaryDirectory(prefix="ssdconvert-cell-") as work:
-        report = run_bench(model, backend=target.name, batch_sizes=[request.batch], duration=request.duration,
-                           warmup=request.warmup, soc=request.soc, device=device, output_dir=work, name="cell",
-                           dym_batch=request.dym_batch, tool=request.tool, precision=request.precision, calib=calib,
-                           flops_per_image=request.flops_per_image, plot=False, feeds=request.feeds)
+        report = run_bench(model, backend=target, batch_sizes=[request.batch], duration=request.duration,
+                           warmup=request.warmup, device=device, output_dir=work, name="cell",
+                           precision=request.precision, calib=calib, flops_per_image=request.flops_per_image,
+                           plot=False, feeds=request.feeds)
     row = report.rows[0]
     for key, value in build.items():
         setattr(row, key, value)
     return {"row": asdict(row), "runtime": report.runtime, "label": report.label, "machine": report.machine,
             "precision": report.precision}
+
+
+def options_key(target: Backend) -> dict:
+    """A backend's options as the fields of a cell's key (a changed option is a different cell)."""
+    return {"backend": target.name, "options": asdict(target.options)}
 
 
 def _cached_build(target: Backend, model: Path, request: BenchRequest, calib: Path | None,
@@ -65,9 +70,9 @@ def _cached_build(target: Backend, model: Path, request: BenchRequest, calib: Pa
         return model, {}
     from ssdconvert.cluster.journal import cell_key
 
-    key = cell_key(model=request.bundle.digest, backend=target.name, precision=precision, soc=request.soc,
-                   tool=request.tool, batch=request.batch if per_batch else request.max_batch,
-                   calib=request.calib.digest if request.calib else None, dym_batch=request.dym_batch)
+    key = cell_key(model=request.bundle.digest, precision=precision, **options_key(target),
+                   batch=request.batch if per_batch else request.max_batch,
+                   calib=request.calib.digest if request.calib else None)
     folder = cache_root() / "builds" / key
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{key}.lock", "w") as lock:
@@ -76,14 +81,13 @@ def _cached_build(target: Backend, model: Path, request: BenchRequest, calib: Pa
         if not marker.is_file():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            ctx = BenchContext(request.duration, request.warmup, folder, device=device, soc=request.soc,
-                               dym_batch=request.dym_batch, tool=request.tool, say=lambda line: None,
+            ctx = BenchContext(request.duration, request.warmup, folder, device=device, say=lambda line: None,
                                precision=precision, calib=calib)
             if per_batch:
                 artefact, build = target.build_for_batch(model, request.batch, ctx)
             else:
                 artefact, build = target.compile(model, folder, batch=request.max_batch, precision=precision,
-                                                 tool=request.tool, calib=calib)[0], {}
+                                                 calib=calib)[0], {}
             marker.write_text(json.dumps({"artefact": str(Path(artefact).resolve().relative_to(folder.resolve())),
                                           "build": build}))
         built = json.loads(marker.read_text())
@@ -94,18 +98,18 @@ def _cached_build(target: Backend, model: Path, request: BenchRequest, calib: Pa
 # bench: the driver's report
 
 
-def check_bench(model: Path, backend: str, batch_sizes: Sequence[int], precisions: Sequence[str | None],
-                device: str, soc: str | None) -> Backend:
-    """The refusals a local sweep makes before it starts that the driver can make alone."""
+def check_bench(model: Path, backend: str | Backend, options: BackendOptions | Mapping[str, BackendOptions] | None,
+                batch_sizes: Sequence[int], precisions: Sequence[str | None], device: str) -> Backend:
+    """The refusals a local sweep makes before it starts that the driver can make alone; the configured backend."""
     from ssdconvert.bench import BenchError
 
     if not model.exists():
         raise BenchError(f"model not found: {model}")
     if not batch_sizes or min(batch_sizes) < 1:
         raise BenchError("batch sizes must be positive integers")
-    target = backends.for_model(model, backend)
+    target = backends.for_model(model, backend).configured(options)
     target.check_model(model, onnx_ok=target.builds_per_batch)
-    if has_dynamic_image_size(model) and sorted(set(batch_sizes)) != [1]:
+    if target.has_dynamic_image_size(model) and sorted(set(batch_sizes)) != [1]:
         raise BenchError(f"{model.name} is in the exact mode (each image at its own height and width): it runs "
                          "batch 1 only")
     if len(target.devices(device)) > 1:
@@ -114,7 +118,7 @@ def check_bench(model: Path, backend: str, batch_sizes: Sequence[int], precision
         refusal = target.precision_refusal(precision)
         if refusal:
             raise BenchError(refusal)
-    target.check_bench(model, BenchContext(1.0, 0, model.parent, soc=soc))  # e.g. per-batch builds need --soc
+    target.check_bench(model, BenchContext(1.0, 0, model.parent))  # e.g. Ascend's per-batch builds need --soc
     return target
 
 
@@ -169,8 +173,9 @@ def write_bench(report: BenchReport, output_dir: Path, name: str) -> None:
 # infer: one shard on a worker
 
 
-def infer_shard(request: ShardRequest, logical_device: str | None) -> dict:
-    """Run `run_infer` over the shard's files; returns every output file's bytes and each batch's compute times."""
+def infer_shard(request: ShardRequest, target: Backend, logical_device: str | None) -> dict:
+    """Run `run_infer` on `target` (configured) over the shard's files; returns every output file's bytes and each
+    batch's compute times."""
     from ssdconvert.infer import load_manifest_for, manifest_coverage, run_infer
 
     device = logical_device if logical_device is not None else request.device
@@ -179,9 +184,8 @@ def infer_shard(request: ShardRequest, logical_device: str | None) -> dict:
         root = Path(work) / "in"
         _lay_out(request, root)
         folders = [root / f for f in request.folders]
-        result = run_infer(model, folders, Path(work) / "out", backend=request.backend, batchsize=request.batch,
-                           device=device, warmup=request.warmup, loop=request.loop, dym_batch=request.dym_batch,
-                           progress=False)
+        result = run_infer(model, folders, Path(work) / "out", backend=target, batchsize=request.batch,
+                           device=device, warmup=request.warmup, loop=request.loop, progress=False)
         manifest = load_manifest_for(folders[0])
         expected = set(manifest_coverage(manifest, _files(folders[0])) if manifest is not None else [])
         out = Path(work) / "out"
@@ -240,7 +244,7 @@ def infer_job(model, input, output, **options):
 
 def model_batch(target: Backend, model: Path, batchsize: int | None, exact: bool) -> int:
     """The batch a run of `model` uses, from its file: 1 in the exact mode, its static batch, else `batchsize`."""
-    if exact or has_dynamic_image_size(model):
+    if exact or target.has_dynamic_image_size(model):
         return 1
     static = None
     if model.suffix.lower() == ".onnx":

@@ -3,14 +3,15 @@
 The trap: a visible-devices mask renumbers devices. With `ASCEND_RT_VISIBLE_DEVICES=3` the NPU
 that `npu-smi` calls 3 is device 0 for ACL, ais_bench and `InferSession`; with
 `MLU_VISIBLE_DEVICES=4,5` MLU 5 is device 1 for CNRT and MagicMind. So a task records the
-physical id (the host's numbering, what Ray assigned) and passes the logical one (its position in
-the mask this process sees, or the physical id where no mask is set) to `--device`.
+physical id (the host's numbering, what Ray assigned) and passes the logical one, which the
+backend maps from it (`Backend.cluster_device`: its position in the mask this process sees).
 
-- NPU: Ray assigns the id (`get_accelerator_ids()["NPU"]`, already mapped through the mask the
-  node was started with) and sets `ASCEND_RT_VISIBLE_DEVICES` to it before the task runs, so the
-  logical id is 0. With `RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES=1` Ray leaves the mask
-  alone and the logical id is the physical id's position in it.
-- MLU (a custom resource, no ids from Ray): the task takes the first free slot 0..N-1 of its node
+- An id Ray assigns (NPU, `ClusterResource.ray_assigns_ids`): `get_accelerator_ids()["NPU"]`,
+  already mapped through the mask the node was started with; Ray sets `ASCEND_RT_VISIBLE_DEVICES`
+  to it before the task runs, so the logical id is 0. With
+  `RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES=1` Ray leaves the mask alone and the logical
+  id is the physical id's position in it.
+- A custom resource (MLU, no ids from Ray): the task takes the first free slot 0..N-1 of its node
   (N = the node's `MLU` amount) under a file lock held while it runs; Ray never runs more than N
   such tasks on the node, so a slot is always free. Slot i is the i-th id of the node's
   `MLU_VISIBLE_DEVICES`, or MLU i without a mask.
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ssdconvert.cluster.resources import ClusterResource
+from ssdconvert.backends.base import CPU_CORES, Backend
 from ssdconvert.errors import SsdConvertError
 
 
@@ -50,36 +51,29 @@ class Placement:
         return asdict(self)
 
 
-def logical_id(physical: str, mask: str | None) -> str:
-    """The id a vendor runtime uses for device `physical` when its visible-devices mask is `mask`."""
-    if mask is None or not mask.strip():
-        return physical
-    visible = [d.strip() for d in mask.split(",")]
-    if physical not in visible:
-        raise SsdConvertError(f"device {physical} is not in the visible-devices mask {mask!r} of this process")
-    return str(visible.index(physical))
-
-
 @contextmanager
-def claim(resource: ClusterResource) -> Iterator[Placement]:
-    """Inside a Ray task: the placement of this task, with its device held until the block ends."""
+def claim(backend: Backend | None) -> Iterator[Placement]:
+    """Inside a Ray task: the placement of this task, with the device a cell of `backend` holds
+    (`cluster_resource`; None: nothing, a CPU cell) held until the block ends."""
     import ray
 
     context = ray.get_runtime_context()
     host, node = socket.gethostname(), context.get_node_id()
+    resource = backend.cluster_resource if backend is not None else CPU_CORES
     if not resource.device:
         yield Placement(host, node, resource.name)
-    elif resource.ray_assigns_ids:
+        return
+    mask = os.environ.get(resource.visible_env or "")
+    if resource.ray_assigns_ids:
         ids = context.get_accelerator_ids().get(resource.name) or []
         if not ids:
             raise SsdConvertError(f"Ray assigned this task no {resource.name} id")
         physical = str(ids[0])
-        yield Placement(host, node, resource.name, physical, logical_id(physical, os.environ.get(resource.visible_env)))
-    else:
-        with _slot(node, resource.name, _node_amount(node, resource.name)) as slot:
-            mask = os.environ.get(resource.visible_env or "")
-            physical = mask.split(",")[slot].strip() if mask and mask.strip() else str(slot)
-            yield Placement(host, node, resource.name, physical, logical_id(physical, mask))
+        yield Placement(host, node, resource.name, physical, backend.cluster_device(physical, mask))
+        return
+    with _slot(node, resource.name, _node_amount(node, resource.name)) as slot:
+        physical = mask.split(",")[slot].strip() if mask and mask.strip() else str(slot)
+        yield Placement(host, node, resource.name, physical, backend.cluster_device(physical, mask))
 
 
 def _node_amount(node: str, name: str) -> int:

@@ -1,4 +1,6 @@
-"""What the driver sends with each cell: plain, picklable descriptions (no Ray objects but refs)."""
+"""What the driver sends with each cell: plain, picklable descriptions (no Ray objects but refs). The
+backend, configured with its typed options (Ascend's chip, the compiler), travels with the cell
+(schedule.Cell.backend)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,11 @@ class BenchRequest:
     """One timed cell of a sweep: a model at one precision and one batch size."""
 
     bundle: Bundle
-    backend: str
     batch: int
     max_batch: int  # the sweep's largest batch size: what a precision build is made at, as run_bench does
     duration: float
     warmup: int
     device: str  # --device as given: what CPU backends take (OpenVINO's device name)
-    soc: str | None = None
-    dym_batch: bool = False
-    tool: str | None = None
     precision: str | None = None
     calib: Bundle | None = None  # a folder: primary "."
     feeds: Any = None  # the zoo model's FeedMaker (realistic inputs), or None: random ones
@@ -33,7 +31,6 @@ class ShardRequest:
     """Consecutive whole batches of an infer run."""
 
     bundle: Bundle
-    backend: str
     batch: int
     first_batch: int  # index of the shard's first batch in the whole run
     folders: tuple[str, ...]  # each model input's folder, relative to the shard's input root
@@ -41,6 +38,5 @@ class ShardRequest:
     stems: tuple[str, ...]  # output stems of the shard's samples, in order
     warmup: int = 1
     loop: int = 1
-    dym_batch: bool = False
     device: str = "0"
     ref: Any = None  # ObjectRef of the packed entries, or None: the driver paths are read directly

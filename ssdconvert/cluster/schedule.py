@@ -16,7 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ssdconvert.cluster.resources import ClusterResource, capacity, cpu_cores_per_cell
+from ssdconvert.backends.base import Backend, ClusterResource
+from ssdconvert.cluster.resources import capacity, cpu_cores_per_cell
 from ssdconvert.cluster.session import ClusterError, Session
 
 DEFAULT_ATTEMPTS = 3
@@ -25,14 +26,19 @@ NO_NODE_GRACE_S = 10.0  # how long cells may wait with no live node that has the
 
 @dataclass
 class Cell:
-    """One unit of work: a Ray task of `kind` with `args`, holding `resource` while it runs."""
+    """One unit of work: a Ray task of `kind` with `args` on `backend` (configured: its options travel with it),
+    holding what one of its cells holds while it runs."""
 
     key: str  # stable across invocations (the journal's key)
     label: str  # for people: "fp32 bs 8", "batches 0-3"
     kind: str  # tasks.HANDLERS key
     args: tuple
-    resource: ClusterResource
+    backend: Backend
     failures: list[str] = field(default_factory=list)  # why earlier attempts were lost
+
+    @property
+    def resource(self) -> ClusterResource:
+        return self.backend.cluster_resource
 
 
 @dataclass
@@ -107,7 +113,7 @@ def _fill(pending: deque, flying: dict, nodes: list[dict], cores: float) -> None
         if sum(1 for c in flying.values() if c.resource == cell.resource) >= limit:
             return
         pending.popleft()
-        flying[tasks.submit(cell.kind, cell.args, cell.resource, cores)] = cell
+        flying[tasks.submit(cell.kind, cell.args, cell.backend, cores)] = cell
 
 
 def _wait(refs: list) -> list:

@@ -17,11 +17,12 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from ssdconvert.backends.base import Backend, BackendOptions
 from ssdconvert.cluster import adapter
 from ssdconvert.cluster.requests import ShardRequest
-from ssdconvert.cluster.resources import capacity, cpu_cores_per_cell, resource_for
+from ssdconvert.cluster.resources import capacity, cpu_cores_per_cell
 from ssdconvert.cluster.schedule import Cell, run_cells
 from ssdconvert.cluster.session import current
 from ssdconvert.cluster.sweep import ship_model
@@ -59,16 +60,18 @@ def _layout(groups: Sequence[Sequence[Path]], folders: Sequence[Path]) -> list[s
     return names
 
 
-def run_infer(model: str | Path, input, output: str | Path, *, backend: str = "auto", batchsize: int | None = None,
-              device: str | int = "0", warmup: int = 1, loop: int = 1, dym_batch: bool = False, progress: bool = True,
+def run_infer(model: str | Path, input, output: str | Path, *, backend: str | Backend = "auto",
+              options: BackendOptions | Mapping[str, BackendOptions] | None = None, batchsize: int | None = None,
+              device: str | int = "0", warmup: int = 1, loop: int = 1, progress: bool = True,
               prog: str = "ssdconvert", echo=None):
-    """`ssdconvert.infer.run_infer` on the open cluster: the same layout and summary, written here."""
+    """`ssdconvert.infer.run_infer` on the open cluster: the same layout and summary, written here (the
+    configured backend goes to every shard)."""
     session = current()
     if len(str(device).split(",")) > 1:
         raise InferError(f"--device {device} lists devices of this host; with --cluster the cluster's devices run "
                          "the shards: leave --device out")
-    target, job = adapter.infer_job(model, input, output, backend=backend, batchsize=batchsize, device=str(device),
-                                    warmup=warmup, loop=loop, dym_batch=dym_batch, progress=False, prog=prog)
+    target, job = adapter.infer_job(model, input, output, backend=backend, options=options, batchsize=batchsize,
+                                    device=str(device), warmup=warmup, loop=loop, progress=False, prog=prog)
     exact = bool(job.infos and getattr(job.infos[0], "dynamic", False))
     batch = adapter.model_batch(target, job.model, batchsize, exact)
     groups, files = job.inputs.groups, job.inputs.first
@@ -103,9 +106,8 @@ def run_infer(model: str | Path, input, output: str | Path, *, backend: str = "a
 def _run_shards(session, job, target, runner, work, todo: list[int], batch: int, folders: list[Path],
                 progress: bool) -> dict:
     """Run the shards of the batches in `todo`, writing each batch into `work` as its shard arrives."""
-    resource = resource_for(target.name)
     nodes = session.nodes()
-    devices = capacity(nodes, resource, cpu_cores_per_cell(nodes))
+    devices = capacity(nodes, target.cluster_resource, cpu_cores_per_cell(nodes))
     files = job.inputs.first
     batch_bytes = sum(g[0].stat().st_size for g in job.inputs.groups) * batch
     bundle = ship_model(session, job.model)
@@ -119,11 +121,10 @@ def _run_shards(session, job, target, runner, work, todo: list[int], batch: int,
         entries += [(f"{name}/manifest.json", str((folder / "manifest.json").resolve()))
                     for name, folder in zip(names, folders) if (folder / "manifest.json").is_file()]
         ref = None if shared else session.put(pack([(rel, Path(src)) for rel, src in entries]))
-        request = ShardRequest(bundle, target.name, batch, shard[0], tuple(names), tuple(entries),
-                               tuple(output_stem(f) for f in files[lo:hi]), job.warmup, job.loop, job.dym_batch,
-                               job.devices[0], ref)
+        request = ShardRequest(bundle, batch, shard[0], tuple(names), tuple(entries),
+                               tuple(output_stem(f) for f in files[lo:hi]), job.warmup, job.loop, job.devices[0], ref)
         cells.append(Cell(f"batches {shard[0]}-{shard[-1]}", f"batches {shard[0]}-{shard[-1]}", "infer",
-                          (request,), resource))
+                          (request,), target))
     shards, warnings = [], []
 
     def keep(cell: Cell, result: dict, placement: dict) -> None:

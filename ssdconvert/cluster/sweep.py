@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+from ssdconvert.backends.base import Backend, BackendOptions
 from ssdconvert.cluster import adapter
 from ssdconvert.cluster.journal import Journal, cell_key
 from ssdconvert.cluster.requests import BenchRequest
-from ssdconvert.cluster.resources import resource_for
 from ssdconvert.cluster.schedule import DEFAULT_ATTEMPTS, Cell, run_cells
 from ssdconvert.cluster.session import current
 from ssdconvert.cluster.transport import Bundle, digest_of, model_files, pack, relative_files
@@ -43,29 +43,29 @@ def ship_folder(session, folder: Path) -> Bundle:
     return ship(session, sorted(p for p in folder.rglob("*") if p.is_file()), folder, ".")
 
 
-def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int],
+def bench_sweep(model: str | Path, *, backend: str | Backend = "auto",
+                options: BackendOptions | Mapping[str, BackendOptions] | None = None, batch_sizes: Sequence[int],
                 precisions: Sequence[str | None] = (None,), duration: float = 10.0, warmup: int = 1,
-                soc: str | None = None, device: str = "0", output_dir: str | Path = "build/bench",
-                name: str | None = None, dym_batch: bool = False, tool: str | None = None,
+                device: str = "0", output_dir: str | Path = "build/bench", name: str | None = None,
                 calib: str | Path | None = None, flops_per_image: float | None = None, feeds=None,
                 progress: Callable[[str], None] | None = None, bar: bool | None = None,
                 names: Sequence[str] | None = None, max_attempts: int = DEFAULT_ATTEMPTS) -> list:
     """Run the sweep's cells on the open cluster; returns one BenchReport per precision, written as a local
-    sweep writes them (`names`: each precision's report stem; default `<model stem>_<backend>[_<precision>]`)."""
+    sweep writes them (`names`: each precision's report stem; default `<model stem>_<backend>[_<precision>]`).
+    `backend` and `options` as `run_bench` takes them: the configured backend goes to every cell."""
     session = current()
     model, output_dir = Path(model), Path(output_dir)
     batch_sizes = sorted(dict.fromkeys(int(b) for b in batch_sizes))
-    target = adapter.check_bench(model, backend, batch_sizes, precisions, device, soc)
+    target = adapter.check_bench(model, backend, options, batch_sizes, precisions, device)
     stem = name or f"{model.stem}_{target.name}"
     names = list(names or ([stem] if len(precisions) == 1 else [f"{stem}_{p}" for p in precisions]))
     say = progress or (lambda line: None)
-    template = BenchRequest(ship_model(session, model), target.name, 0, max(batch_sizes), duration, warmup, device,
-                            soc, dym_batch, tool, None, ship_folder(session, Path(calib)) if calib else None, feeds,
-                            flops_per_image)
+    template = BenchRequest(ship_model(session, model), 0, max(batch_sizes), duration, warmup, device, None,
+                            ship_folder(session, Path(calib)) if calib else None, feeds, flops_per_image)
     journal = Journal(output_dir / f".{stem}.cells.jsonl")
-    keys = {(p, bs): _key(replace(template, batch=bs, precision=p)) for p in precisions for bs in batch_sizes}
+    keys = {(p, bs): _key(replace(template, batch=bs, precision=p), target) for p in precisions for bs in batch_sizes}
     cells = [Cell(key, f"{p or target.default_precision} bs {bs}", "bench", (replace(template, batch=bs, precision=p),),
-                  resource_for(target.name)) for (p, bs), key in keys.items() if not journal.done(key)]
+                  target) for (p, bs), key in keys.items() if not journal.done(key)]
     if len(cells) < len(keys):
         say(f"resuming: {len(keys) - len(cells)} of {len(keys)} cells finished earlier ({journal.path})")
 
@@ -91,19 +91,20 @@ def bench_sweep(model: str | Path, *, backend: str = "auto", batch_sizes: Sequen
     return reports  # after Ctrl-C: what finished, the rest skipped, stopped early (as a local sweep reports it)
 
 
-def _key(request: BenchRequest) -> str:
-    """What decides a cell's row: the model's content and every option but the feeds (they follow the model)."""
-    return cell_key(kind="bench", model=request.bundle.digest, backend=request.backend, batch=request.batch,
+def _key(request: BenchRequest, target: Backend) -> str:
+    """What decides a cell's row: the model's content, the backend's options and every other setting but the
+    feeds (they follow the model)."""
+    return cell_key(kind="bench", model=request.bundle.digest, **adapter.options_key(target), batch=request.batch,
                     max_batch=request.max_batch, duration=request.duration, warmup=request.warmup,
-                    device=request.device, soc=request.soc, dym_batch=request.dym_batch, tool=request.tool,
-                    precision=request.precision, calib=request.calib.digest if request.calib else None)
+                    device=request.device, precision=request.precision,
+                    calib=request.calib.digest if request.calib else None)
 
 
-def run_bench(model: str | Path, *, precision: str | None = None, name: str | None = None, **options):
+def run_bench(model: str | Path, *, precision: str | None = None, name: str | None = None, **settings):
     """`ssdconvert.bench.run_bench` on the open cluster (one precision): the same report, cells spread out."""
-    options.pop("min_runs", None)
-    options.pop("plot", None)
-    return bench_sweep(model, precisions=[precision], name=name, **options)[0]
+    settings.pop("min_runs", None)
+    settings.pop("plot", None)
+    return bench_sweep(model, precisions=[precision], name=name, **settings)[0]
 
 
 def _line(row: dict) -> str:

@@ -11,17 +11,18 @@ from typing import Any
 
 import ray
 
+from ssdconvert.backends.base import Backend
 from ssdconvert.cluster import devices
-from ssdconvert.cluster.resources import CPU, ClusterResource
+from ssdconvert.cluster.resources import request
 
 
-def _probe(placement, path: str, token: str) -> bool:
+def _probe(placement, backend, path: str, token: str) -> bool:
     from ssdconvert.cluster.transport import reads_probe
 
     return reads_probe(path, token)
 
 
-def _noop(placement, hold: float = 0.0) -> None:
+def _noop(placement, backend, hold: float = 0.0) -> None:
     """An empty cell (benchmarks/cluster_bench.py), holding its device for `hold` seconds."""
     if hold:
         import time
@@ -29,24 +30,24 @@ def _noop(placement, hold: float = 0.0) -> None:
         time.sleep(hold)
 
 
-def _bench(placement, request) -> dict:
+def _bench(placement, backend, cell) -> dict:
     from ssdconvert.cluster import adapter
 
-    return adapter.bench_cell(request, placement.logical)
+    return adapter.bench_cell(cell, backend, placement.logical)
 
 
-def _infer(placement, request) -> dict:
+def _infer(placement, backend, shard) -> dict:
     from ssdconvert.cluster import adapter
 
-    return adapter.infer_shard(request, placement.logical)
+    return adapter.infer_shard(shard, backend, placement.logical)
 
 
 HANDLERS = {"probe": _probe, "noop": _noop, "bench": _bench, "infer": _infer}
 
 
-def _run(kind: str, args: tuple, resource: ClusterResource) -> dict:
-    with devices.claim(resource) as placement:
-        result = HANDLERS[kind](placement, *args)
+def _run(kind: str, args: tuple, backend: Backend | None) -> dict:
+    with devices.claim(backend) as placement:
+        result = HANDLERS[kind](placement, backend, *args)
     return {"placement": placement.to_dict(), "result": result}
 
 
@@ -54,14 +55,16 @@ _device_cell = ray.remote(max_calls=1)(_run)
 _host_cell = ray.remote(_run)
 
 
-def submit(kind: str, args: tuple, resource: ClusterResource, cpu_cores: float, node: str | None = None):
-    """Start one cell; `node` (a node id) pins it there (soft: elsewhere if that node is gone)."""
+def submit(kind: str, args: tuple, backend: Backend, cpu_cores: float, node: str | None = None):
+    """Start one cell of `backend` (configured); `node` (a node id) pins it there (soft: elsewhere if that node
+    is gone)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    resource = backend.cluster_resource
     function = _device_cell if resource.device else _host_cell
     strategy = NodeAffinitySchedulingStrategy(node, soft=True) if node else "DEFAULT"
-    return function.options(**resource.request(cpu_cores), max_retries=0, retry_exceptions=False,
-                            scheduling_strategy=strategy).remote(kind, args, resource)
+    return function.options(**request(resource, cpu_cores), max_retries=0, retry_exceptions=False,
+                            scheduling_strategy=strategy).remote(kind, args, backend)
 
 
 def on_each_node(session, kind: str, *args: Any) -> list:
@@ -70,5 +73,5 @@ def on_each_node(session, kind: str, *args: Any) -> list:
 
     refs = [_host_cell.options(num_cpus=0, max_retries=0,
                                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(kind, args, CPU) for n in session.nodes()]
+            .remote(kind, args, None) for n in session.nodes()]
     return [r["result"] for r in ray.get(refs)]

@@ -41,12 +41,11 @@ class Harness:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from ssdconvert.cluster import tasks
-        from ssdconvert.cluster.resources import CPU
 
         node = self.cluster.add_node(num_cpus=1, object_store_memory=STORE)
         self.cluster.wait_for_nodes()
         pinned = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
-        ray.get(tasks._host_cell.options(scheduling_strategy=pinned).remote("noop", (), CPU))
+        ray.get(tasks._host_cell.options(scheduling_strategy=pinned).remote("noop", (), None))
         self.cpu.append(node)
         return node
 
@@ -149,11 +148,13 @@ def test_every_ray_socket_listens_on_loopback_only(harness):
 
 
 def test_a_sweep_spreads_over_the_npu_hosts_and_matches_a_local_sweep(harness, tiny_onnx, tmp_path, with_fakes):
+    from ssdconvert.backends.ascend import AscendOptions
     from ssdconvert.bench import run_bench
     from ssdconvert.cluster import connected
     from ssdconvert.cluster.sweep import bench_sweep
 
-    options = dict(backend="ascend", batch_sizes=[1, 2, 3, 4], duration=0.05, warmup=0, soc="Ascend310P3")
+    options = dict(backend="ascend", options=AscendOptions(soc="Ascend310P3"), batch_sizes=[1, 2, 3, 4],
+                   duration=0.05, warmup=0)
     with connected("auto"):
         remote = bench_sweep(tiny_onnx, precisions=["fp16", "fp32"], output_dir=tmp_path / "cluster", **options)
     with with_fakes():
@@ -174,6 +175,7 @@ def test_a_sweep_spreads_over_the_npu_hosts_and_matches_a_local_sweep(harness, t
             assert set(a.latency_ms) == set(b.latency_ms) and a.runs >= 1 and b.runs >= 1
             assert a.throughput > 0 and a.build_command[0].endswith("atc") == b.build_command[0].endswith("atc")
             assert f"--input_shape=image:{a.batch_size},3,8,8" in a.build_command
+            assert "--soc_version=Ascend310P3" in a.build_command  # the typed options reached the cell
             assert a.host == socket.gethostname() and a.device in ("NPU 0", "NPU 4") and not b.host
         assert mine.precision == theirs.precision and mine.label == theirs.label
         saved = json.loads(Path(mine.outputs["json"]).read_text())
@@ -223,12 +225,13 @@ def test_infer_on_the_cluster_writes_the_local_layout_byte_for_byte(harness, tin
 
 def test_mlu_cells_claim_distinct_slots_mapped_through_the_nodes_mask(harness):
     """MLU is a custom resource (no ids from Ray): concurrent cells on a node take distinct slots."""
+    from ssdconvert import backends
     from ssdconvert.cluster import connected
-    from ssdconvert.cluster.resources import MLU
     from ssdconvert.cluster.schedule import Cell, run_cells
 
+    magicmind = backends.get("magicmind")
     with connected("auto") as session:  # two cells that hold their MLU for 3 s run side by side
-        run = run_cells(session, [Cell(f"m{i}", f"m{i}", "noop", (3.0,), MLU) for i in range(2)],
+        run = run_cells(session, [Cell(f"m{i}", f"m{i}", "noop", (3.0,), magicmind) for i in range(2)],
                         lambda cell, result, place: None, progress=False)
     places = [o.placement for o in run.outcomes]
     assert {p["node"] for p in places} == {harness.cpu[0].node_id}
@@ -317,6 +320,7 @@ def test_ctrl_c_cancels_the_outstanding_cells_and_leaves_a_consistent_report(har
 
 def test_run_sends_its_infer_and_bench_stages_to_the_cluster_and_reports_where(harness, tiny_onnx, tiny_bins,
                                                                                tmp_path):
+    from ssdconvert import backends
     from ssdconvert.cluster import connected
     from ssdconvert.pipeline import PipelineReport, RunConfig, _bench, _infer
     from ssdconvert.pipeline.cache import StageResult
@@ -324,10 +328,11 @@ def test_run_sends_its_infer_and_bench_stages_to_the_cluster_and_reports_where(h
     from ssdconvert.zoo import get_spec
 
     cfg = RunConfig(tmp_path, batch_sizes=(1, 2), bench_duration=0.05, cluster="auto")
+    target = backends.get("onnxruntime")
     with connected("auto"):
         figure, data, outputs = _bench(tiny_onnx, "onnxruntime", cfg, get_spec("ssd-resnet34"), tmp_path / "bench",
-                                       "onnxruntime", "fp32", None)
-        inferred = _infer(tiny_onnx, "onnxruntime", tiny_bins, tmp_path / "results", 2, cfg.cluster)
+                                       target, "fp32", None)
+        inferred = _infer(tiny_onnx, target, tiny_bins, tmp_path / "results", 2, cfg.cluster)
     cpu_nodes = {n.node_id for n in harness.cpu}
     assert set(data["where"]) == {1, 2} and all(w.endswith(" CPU") for w in data["where"].values())
     shards = json.loads(Path(inferred[2][1]).read_text())["ssdconvert"]["cluster"]["shards"]

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdconvert.cluster.devices import _slot, logical_id
+from ssdconvert import backends
+from ssdconvert.backends.ascend import AscendOptions
+from ssdconvert.cluster.devices import _slot
 from ssdconvert.cluster.journal import Journal, cell_key
-from ssdconvert.cluster.resources import BY_BACKEND, CPU, MLU, NPU, capacity, cpu_cores_per_cell
+from ssdconvert.cluster.resources import capacity, cpu_cores_per_cell, request
 from ssdconvert.cluster.shards import SHARD_BYTES, plan
 from ssdconvert.cluster.transport import digest_of, model_files, pack, relative_files, unpack
 from ssdconvert.errors import SsdConvertError
@@ -39,19 +41,19 @@ def test_cluster_without_ray_installed_is_one_error_line(tmp_path):
                                                    "(ray==2.60.0, as constraints.txt pins)")
 
 
-@pytest.mark.parametrize("physical, mask, logical", [
-    ("3", None, "3"),  # no mask: the host's numbering
-    ("3", "", "3"),
-    ("3", "3", "0"),  # Ray set the mask to the assigned NPU: it is device 0 inside the task
-    ("5", "4,5,6", "1"),  # a node started with MLU_VISIBLE_DEVICES=4,5,6: MLU 5 is device 1
+@pytest.mark.parametrize("backend, physical, mask, logical", [
+    ("ascend", "3", None, "3"),  # no mask: the host's numbering
+    ("ascend", "3", "", "3"),
+    ("ascend", "3", "3", "0"),  # Ray set the mask to the assigned NPU: it is device 0 inside the task
+    ("magicmind", "5", "4,5,6", "1"),  # a node started with MLU_VISIBLE_DEVICES=4,5,6: MLU 5 is device 1
 ])
-def test_the_device_a_vendor_tool_takes_is_the_position_in_the_visible_mask(physical, mask, logical):
-    assert logical_id(physical, mask) == logical
+def test_the_device_a_vendor_tool_takes_is_the_position_in_the_visible_mask(backend, physical, mask, logical):
+    assert backends.get(backend).cluster_device(physical, mask) == logical
 
 
 def test_a_device_outside_the_mask_is_refused():
     with pytest.raises(SsdConvertError, match="not in the visible-devices mask"):
-        logical_id("2", "4,5")
+        backends.get("magicmind").cluster_device("2", "4,5")
 
 
 def test_mlu_slots_are_claimed_one_per_task_and_released(tmp_path, monkeypatch):
@@ -125,19 +127,52 @@ def _node(alive=True, **resources):
     return {"Alive": alive, "NodeID": "n", "Resources": resources}
 
 
-def test_every_backend_names_the_resource_its_cells_hold():
-    from ssdconvert.backends import names
+def _resource(name: str):
+    return backends.get(name).cluster_resource
 
-    assert set(BY_BACKEND) == set(names())
-    assert BY_BACKEND["ascend"] is NPU and BY_BACKEND["magicmind"] is MLU and BY_BACKEND["openvino"] is CPU
-    assert NPU.request(8) == {"num_cpus": 0, "resources": {"NPU": 1}} and CPU.request(8) == {"num_cpus": 8}
+
+def test_every_backend_names_the_resource_its_cells_hold():
+    npu, mlu = _resource("ascend"), _resource("magicmind")
+    assert (npu.name, npu.visible_env, npu.ray_assigns_ids) == ("NPU", "ASCEND_RT_VISIBLE_DEVICES", True)
+    assert (mlu.name, mlu.visible_env, mlu.ray_assigns_ids) == ("MLU", "MLU_VISIBLE_DEVICES", False)
+    for name in ("onnxruntime", "openvino"):
+        assert _resource(name).name == "CPU" and not _resource(name).device
+    assert request(npu, 8) == {"num_cpus": 0, "resources": {"NPU": 1}}
+    assert request(_resource("openvino"), 8) == {"num_cpus": 8}
+
+
+def test_a_composite_model_holds_what_its_parts_backend_holds():
+    from ssdconvert.backends.composite import CompositeBackend
+
+    wrapped = CompositeBackend(backends.get("magicmind"))
+    assert wrapped.cluster_resource == _resource("magicmind") and wrapped.cluster_device("7", "6,7") == "1"
 
 
 def test_capacity_counts_devices_and_whole_cpu_cells_on_live_nodes():
     nodes = [_node(CPU=8, NPU=4), _node(CPU=4), _node(alive=False, CPU=64, NPU=8), _node(CPU=0, MLU=2)]
     cores = cpu_cores_per_cell(nodes)
     assert cores == 4  # every core of the smallest CPU node: two timed cells never share cores
-    assert (capacity(nodes, NPU, cores), capacity(nodes, CPU, cores), capacity(nodes, MLU, cores)) == (4, 3, 2)
+    npu, cpu, mlu = (_resource(n) for n in ("ascend", "onnxruntime", "magicmind"))
+    assert (capacity(nodes, npu, cores), capacity(nodes, cpu, cores), capacity(nodes, mlu, cores)) == (4, 3, 2)
+
+
+def test_a_cell_carries_its_backends_typed_options_and_they_decide_its_key():
+    import pickle
+
+    from ssdconvert.cluster.requests import BenchRequest
+    from ssdconvert.cluster.schedule import Cell
+    from ssdconvert.cluster.sweep import _key
+    from ssdconvert.cluster.transport import Bundle
+
+    ascend = backends.get("ascend").configured(soc="Ascend310P3", dym_batch=True, tool="/opt/atc")
+    request = BenchRequest(Bundle("/m", "m.onnx", "d" * 16, 4), 8, 8, 1.0, 0, "0")
+    cell = pickle.loads(pickle.dumps(Cell("k", "fp16 bs 8", "bench", (request,), ascend)))  # as Ray ships it
+    assert type(cell.backend) is type(ascend)
+    assert cell.backend.options == AscendOptions(tool="/opt/atc", soc="Ascend310P3", dym_batch=True)
+    assert cell.resource.name == "NPU" and cell.args == (request,)
+    assert _key(request, ascend) == _key(request, cell.backend)
+    assert _key(request, ascend) != _key(request, ascend.configured(soc="Ascend910B"))
+    assert _key(request, ascend) != _key(request, ascend.configured(dym_batch=False))
 
 
 def test_a_cluster_report_shows_host_and_device_and_marks_lost_and_cancelled_cells(tmp_path):

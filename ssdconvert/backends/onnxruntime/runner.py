@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, TensorMeta, dim_or_none, first_line
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -66,10 +66,5 @@ def _meta(node) -> TensorMeta:
 
 
 
-def make_runner(model: Path, options: RunOptions) -> OnnxRuntimeRunner:
-    """ONNX Runtime takes any batch of a dynamic-batch model as it is; --device does not apply."""
-    return OnnxRuntimeRunner(model)
-
-
-def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:
+def runtime_label(versions: Mapping[str, str]) -> str:
     return f"ONNX Runtime {versions.get('onnxruntime', '')} CPU".replace("  ", " ")
