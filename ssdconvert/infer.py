@@ -34,20 +34,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from preprocess.manifest import tensor_nbytes
 from ssdconvert import backends
 from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta, has_dynamic_image_size
 from ssdconvert.fileio import ensure_writable_dir, write_json
-from ssdconvert.layout import (
-    InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
-)
+from ssdconvert.layout import InferError, InferJob, InferResult, InputSet, check_unique_stems, list_inputs
 from ssdconvert.partial import partial_output
 from ssdconvert.timing import stats_ms
+from stageio.results import is_result, result_name, sample_stem, summary_path
+from stageio.tensor import nbytes
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
                "throughput = 1000 * batchsize / mean compute ms, padding slots counted (ais_bench's definition)")
 
-__all__ = ["InferError", "InferResult", "run_infer", "list_inputs", "output_stem"]
+__all__ = ["InferError", "InferResult", "run_infer", "list_inputs"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,12 +95,12 @@ def check_manifests(inputs: InputSet) -> tuple[list, list, list[str]]:
         if info is None:
             continue
         shapes = sample_shapes(manifest) if manifest is not None else {}
-        expected = {f: tensor_nbytes(info.dtype, shapes[output_stem(f)]) if output_stem(f) in shapes else info.nbytes
-                    for f in files}
+        expected = {f: nbytes(shapes[sample_stem(f)], info.tensor.dtype) if sample_stem(f) in shapes
+                    else info.tensor.nbytes for f in files}
         wrong = [f for f in files if expected[f] is not None and file_nbytes(f) != expected[f]]
         if wrong:
-            source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.name})"
-            per = "for its image" if info.nbytes is None else "per image"
+            source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.tensor.name})"
+            per = "for its image" if info.tensor.nbytes is None else "per image"
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but {source} says "
                              f"{expected[wrong[0]]:,} {per} ({len(wrong)} file(s) differ)")
     warnings = manifest_coverage(manifests[0], inputs.first) if manifests[0] is not None else []
@@ -120,22 +119,23 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
     warnings: list[str] = []
     sample = meta.sample_nbytes()
     if info is not None:
-        if getattr(info, "dynamic", False) and meta.sample_nbytes() is not None:
+        if info.tensor.dynamic and meta.sample_nbytes() is not None:
             raise InferError(f"the input files are in the exact mode (each image padded to its own size; "
                              f"manifest.json) but the model input {meta.describe()} has a fixed canvas: run a model "
                              "exported with --canvas exact, or preprocess with the model's canvas (--canvas HxW)")
-        if info.dtype != meta.dtype:
+        if info.tensor.dtype != meta.dtype:
             raise InferError(
-                f"the input files are {info.dtype} (manifest.json) but the model input '{meta.name}' expects "
+                f"the input files are {info.tensor.dtype} (manifest.json) but the model input '{meta.name}' expects "
                 f"{meta.dtype}: preprocess again with --dtype {meta.dtype}"
-                + (", or build an om with AIPP for uint8 input" if info.dtype == "uint8" else ""))
+                + (", or build an om with AIPP for uint8 input" if info.tensor.dtype == "uint8" else ""))
         want = tuple(meta.sample_shape)
-        if len(info.shape) != len(want) or any(w is not None and w != h for w, h in zip(want, info.shape)):
+        held = info.tensor.shape
+        if len(held) != len(want) or any(w is not None and w != h for w, h in zip(want, held)):
             raise InferError(
-                f"the input files hold {info.layout} {'x'.join(map(str, info.shape))} (manifest.json) but the model "
+                f"the input files hold {info.layout} {'x'.join(map(str, held))} (manifest.json) but the model "
                 f"input '{meta.name}' is {'x'.join('?' if d is None else str(d) for d in want)} per sample")
-        if info.name != meta.name:
-            warnings.append(f"manifest input name '{info.name}' differs from the model input '{meta.name}'")
+        if info.tensor.name != meta.name:
+            warnings.append(f"manifest input name '{info.tensor.name}' differs from the model input '{meta.name}'")
     else:
         warnings.append("no manifest.json beside the inputs: assuming raw files in the model input dtype and shape "
                         f"({meta.describe()}), as ais_bench does; dtype/shape cannot be checked")
@@ -158,7 +158,7 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
 def manifest_coverage(manifest, files: Sequence[Path]) -> list[str]:
     """Warn when the folder and the manifest disagree (an interrupted preprocess, stray files)."""
     listed = {r.stem for r in manifest.images}
-    present = {output_stem(f) for f in files}
+    present = {sample_stem(f) for f in files}
     notes = []
     if listed - present:
         notes.append(f"{len(listed - present)} image(s) listed in manifest.json have no .bin file "
@@ -208,7 +208,8 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     prepare_output(output)
     manifests, infos, warnings = check_manifests(inputs)
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
-        target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
+        target.check_image_size(bool(infos and infos[0] is not None and infos[0].tensor.dynamic),
+                                f"the input folder {inputs.home}")
         target.check_image_size(has_dynamic_image_size(model), f"the model {model.name}")
     job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
                    dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
@@ -287,7 +288,7 @@ class _SampleReader:
 
     def read(self, chunk: Sequence[Path]) -> np.ndarray:
         (path,) = chunk
-        shape = self.shapes.get(output_stem(path))
+        shape = self.shapes.get(sample_stem(path))
         if shape is None:
             raise InferError(f"{path.name} is not in manifest.json, so its shape is unknown (exact mode)")
         array = np.fromfile(path, dtype=self.dtype) if path.suffix.lower() != ".npy" else np.load(path).reshape(-1)
@@ -334,7 +335,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
                         outputs = list(runner.infer(feeds).values())
                     _check_batch_axis(outputs, batch)
                     chunk = files[starts[k]:starts[k] + batch]
-                    work.write([output_stem(f) for f in chunk], outputs)
+                    work.write([sample_stem(f) for f in chunk], outputs)
                     work.finish_batch(k, runner.compute_ms[calls:])
                     bar.update(len(chunk))
         except BaseException as exc:
@@ -344,7 +345,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
             chunk = files[start:start + batch]
             infiles = ([str(f) for f in chunk] if len(groups) == 1
                        else [[str(f) for f in group[start:start + batch]] for group in groups])
-            outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(len(runner.outputs))]
+            outfiles = [str(output / result_name(sample_stem(f), i)) for f in chunk for i in range(len(runner.outputs))]
             filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
@@ -353,7 +354,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     compute = stats_ms(compute_list)
     throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
     zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
-    summary_path = output.with_name(f"{output.name}_summary.json")
+    summary_file = summary_path(output)
     versions = runner.versions()
     summary = {
         "filesinfo": filesinfo,
@@ -383,8 +384,8 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
                                      "(after model load and warm-up; only the batches run by this invocation)",
         },
     }
-    write_json(summary_path, summary)
-    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
+    write_json(summary_file, summary)
+    return InferResult(runner.name, runner.model, output, summary_file, len(files), batch, len(starts), padded,
                        compute, throughput, end_to_end, versions=versions, resumed_batches=reused, ran_files=ran)
 
 

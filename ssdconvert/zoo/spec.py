@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from postprocess.heads.spec import DetectionHead
-from postprocess.priors import PriorSpec
+from postprocess.heads.nvidia_ssd.priors import PriorSpec
 from preprocess.spec import ImageTransform
 
 if TYPE_CHECKING:  # torch stays a lazy import

@@ -146,7 +146,8 @@ def folder_tool(job):
 
 def infer_with_tool(job):
     """Run the job with the real tool: it batches, pads and writes the layout (per device) itself."""
-    from ssdconvert.layout import InferError, InferResult, clear_results, output_stem
+    from ssdconvert.layout import InferError, InferResult
+    from stageio.results import clear_results, result_name, sample_stem
 
     files = job.inputs.first
     try:
@@ -169,13 +170,13 @@ def infer_with_tool(job):
     folders = _device_folders(job.output, job.devices) if len(job.devices) > 1 else [job.output]
     written: dict[str, list[str]] = {}
     for folder in folders:
-        for path in folder.glob("*_0.bin"):
+        for path in folder.glob(result_name("*", 0)):
             written.setdefault(path.name, []).append(folder.name)
     twice = next((name for name, where in written.items() if len(where) > 1), None)
     if twice:
         raise InferError(f"ais_bench wrote {twice} in {' and '.join(written[twice])}: it ran every input on every NPU "
                          "(newer ais_bench and msit split the inputs only with --divide_input 1)")
-    missing = [f.name for f in files if f"{output_stem(f)}_0.bin" not in written]
+    missing = [f.name for f in files if result_name(sample_stem(f), 0) not in written]
     if missing:
         raise InferError(f"ais_bench wrote no output for {missing[0]} ({len(missing)} of {len(files)} inputs missing; "
                          f"log: {result.log_path})")
@@ -191,13 +192,13 @@ def infer_with_tool(job):
 
 
 def _device_folders(output: Path, devices) -> list[Path]:
-    from postprocess.errors import PostprocessError
-    from postprocess.reader import device_folders
     from ssdconvert.layout import InferError
+    from stageio.errors import LayoutError
+    from stageio.reader import device_folders
 
     try:
         return device_folders(output, list(devices)) or []
-    except PostprocessError as exc:
+    except LayoutError as exc:
         raise InferError(f"ais_bench's device folders: {exc}") from None
 
 

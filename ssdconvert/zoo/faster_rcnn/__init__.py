@@ -96,7 +96,7 @@ SPEC = register(
                     "100 final detections per image",
         build=build,
         input=TensorSpec("images", (3, *DEFAULT_CANVAS)),
-        extra_inputs=(TensorSpec(IM_INFO.name, IM_INFO.shape, IM_INFO.dtype),),
+        extra_inputs=(TensorSpec(IM_INFO.tensor.name, IM_INFO.tensor.shape, IM_INFO.tensor.dtype),),
         transform=ResizePadTransform(),
         head=MASKRCNN_BENCHMARK_RCNN,
         to_native_layout=to_native_layout,
