@@ -290,7 +290,7 @@ def _scan(bin_path: Path, job: _EvalJob, allow_missing: bool, notes: list[str]):
     """The result files of the job's images (stageio.reader.ResultFiles); missing ones only with allow_missing."""
     from stageio.reader import scan_results
 
-    files = scan_results(bin_path, job.images, job.spec.head.outputs,
+    files = scan_results(bin_path, job.images, job.spec.outputs,
                          devices=recorded_devices(runner_summary(bin_path)))
     if files.folders:
         notes.append(f"results of {len(files.folders)} devices: {', '.join(f.name for f in files.folders)}")

@@ -13,27 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from postprocess.heads.spec import DetectionHead
 from postprocess.heads.nvidia_ssd.priors import PriorSpec
+from postprocess.heads.spec import DetectionHead
 from preprocess.spec import ImageTransform
+from stageio.tensor import TensorSpec  # one sample's shape: the batch axis is never in `shape`
 
 if TYPE_CHECKING:  # torch stays a lazy import
     import numpy as np
     import torch
 
 StateDict = Mapping[str, "torch.Tensor"]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output; `shape` excludes the batch axis."""
-
-    name: str
-    shape: tuple[int | None, ...]  # None: differs per sample (an exact-mode image's height and width)
-    dtype: str = "float32"
-
-    def with_batch(self, batch: int | str) -> tuple:
-        return (batch, *self.shape)
 
 
 @dataclass(frozen=True)
@@ -126,7 +115,7 @@ class ModelSpec:
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(o.name, o.shape, o.dtype) for o in self.head.outputs)
+        return self.head.outputs
 
     @property
     def output_names(self) -> tuple[str, ...]:
