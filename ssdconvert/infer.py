@@ -35,13 +35,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, RunOptions, Runner, TensorMeta, has_dynamic_image_size
+from ssdconvert.backends.base import Backend, RunOptions, Runner, has_dynamic_image_size
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import InferError, InferJob, InferResult, InputSet, check_unique_stems, list_inputs
 from ssdconvert.partial import partial_output
 from ssdconvert.timing import stats_ms
 from stageio.results import is_result, result_name, sample_stem, summary_path
-from stageio.tensor import nbytes
+from stageio.tensor import TensorSpec, nbytes
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
                "throughput = 1000 * batchsize / mean compute ms, padding slots counted (ais_bench's definition)")
@@ -113,13 +113,13 @@ def sample_shapes(manifest) -> dict[str, tuple[int, ...]]:
     return {record.stem: manifest.image_shape(record) for record in manifest.images}
 
 
-def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
+def check_inputs(meta: TensorSpec, files: Sequence[Path], info) -> list[str]:
     """Compare what the files hold (a manifest's InputInfo or SideInput, or None) and their sizes with the
     model input before running. Returns warnings."""
     warnings: list[str] = []
-    sample = meta.sample_nbytes()
+    sample = meta.nbytes
     if info is not None:
-        if info.tensor.dynamic and meta.sample_nbytes() is not None:
+        if info.tensor.dynamic and meta.nbytes is not None:
             raise InferError(f"the input files are in the exact mode (each image padded to its own size; "
                              f"manifest.json) but the model input {meta.describe()} has a fixed canvas: run a model "
                              "exported with --canvas exact, or preprocess with the model's canvas (--canvas HxW)")
@@ -128,7 +128,7 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
                 f"the input files are {info.tensor.dtype} (manifest.json) but the model input '{meta.name}' expects "
                 f"{meta.dtype}: preprocess again with --dtype {meta.dtype}"
                 + (", or build an om with AIPP for uint8 input" if info.tensor.dtype == "uint8" else ""))
-        want = tuple(meta.sample_shape)
+        want = meta.shape
         held = info.tensor.shape
         if len(held) != len(want) or any(w is not None and w != h for w, h in zip(want, held)):
             raise InferError(
@@ -243,7 +243,7 @@ def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
 def _exact_mode_shapes(runner: Runner, job: InferJob) -> dict[str, tuple[int, ...]] | None:
     """stem -> its image file's shape for a model whose image height and width are dynamic (the exact mode:
     batch 1, each sample at its own shape); None for a model with fixed input shapes."""
-    if all(m.sample_nbytes() is not None for m in runner.inputs):
+    if all(m.nbytes is not None for m in runner.inputs):
         return None
     if job.batchsize not in (None, 1):
         raise InferError(f"{runner.model.name} is in the exact mode (each image at its own height and width): it runs "
@@ -267,13 +267,13 @@ def _choose_batch(runner: Runner, batchsize: int | None, warnings: list[str]) ->
 class _BatchBuffer:
     """One model input's reusable batch buffer."""
 
-    def __init__(self, meta: TensorMeta, batch: int):
-        if any(d is None for d in meta.sample_shape):
+    def __init__(self, meta: TensorSpec, batch: int):
+        if meta.dynamic:
             raise InferError(f"model input {meta.describe()} has dynamic non-batch dimensions; export it with a "
                              "fixed image size")
         self.meta, self.batch = meta, batch
-        self.dtype, self.shape = np.dtype(meta.dtype), tuple(meta.sample_shape)
-        self.sample_nbytes = meta.sample_nbytes()
+        self.dtype, self.shape = np.dtype(meta.dtype), meta.shape
+        self.sample_nbytes = meta.nbytes
         self.buffer = np.empty(batch * self.sample_nbytes, dtype=np.uint8)
 
     def read(self, chunk: Sequence[Path]) -> np.ndarray:
@@ -283,7 +283,7 @@ class _BatchBuffer:
 class _SampleReader:
     """One model input with dynamic non-batch dims, batch 1: each file read at its own shape."""
 
-    def __init__(self, meta: TensorMeta, shapes: dict[str, tuple[int, ...]]):
+    def __init__(self, meta: TensorSpec, shapes: dict[str, tuple[int, ...]]):
         self.meta, self.shapes, self.dtype = meta, shapes, np.dtype(meta.dtype)
 
     def read(self, chunk: Sequence[Path]) -> np.ndarray:
@@ -305,7 +305,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     `shapes`: each image file's shape, for inputs with dynamic non-batch dims (exact mode, batch 1)."""
     from tqdm import tqdm
 
-    buffers = [_SampleReader(meta, shapes) if shapes is not None and meta.sample_nbytes() is None
+    buffers = [_SampleReader(meta, shapes) if shapes is not None and meta.nbytes is None
                else _BatchBuffer(meta, batch) for meta in runner.inputs]
     files = groups[0]
     starts = range(0, len(files), batch)

@@ -86,7 +86,7 @@ def read_tensor(path: Path, meta, manifest=None, record=None) -> np.ndarray:
     the image `record`)."""
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False)
-    shape = tuple(meta.sample_shape)
+    shape = meta.shape
     if any(d is None for d in shape):
         if manifest is None:
             raise SsdConvertError(f"{meta.describe()} has dynamic dimensions and {path.parent} has no manifest.json "

@@ -17,7 +17,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from ssdconvert.backends.base import Backend, RunOptions, Runner, RunnerError, TensorMeta
+from ssdconvert.backends.base import Backend, RunOptions, Runner, RunnerError
 from ssdconvert.errors import SsdConvertError
 
 REGISTERED = (
@@ -79,5 +79,5 @@ def for_model(model: str | Path, name: str = "auto") -> Backend:
                           f"build record <model>.json ({recorded}); pass --backend explicitly")
 
 
-__all__ = ["Backend", "RunOptions", "Runner", "RunnerError", "TensorMeta", "REFERENCE", "all_backends", "for_model",
+__all__ = ["Backend", "RunOptions", "Runner", "RunnerError", "REFERENCE", "all_backends", "for_model",
            "get", "names", "resolve"]

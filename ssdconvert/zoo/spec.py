@@ -94,16 +94,16 @@ class ModelSpec:
 
     def feeds_for(self, inputs: Sequence[Any], batch: int) -> dict[str, "np.ndarray"] | None:
         """Realistic inputs for timing `batch` images of a model file whose inputs are `inputs` (metas with
-        name and sample_shape; the canvas is read from the image input), or None where random values
+        name and shape; the canvas is read from the image input), or None where random values
         serve as well (ssdconvert.timing.timed_loop)."""
         if self.example_inputs is None:
             return None
         from preprocess.spec import EXACT_CANVAS
 
         image = next((i for i in inputs if i.name == self.input.name), None)
-        if image is None or not image.sample_shape:
+        if image is None or not image.shape:
             return None
-        canvas = tuple(image.sample_shape[1:])
+        canvas = tuple(image.shape[1:])
         if None in canvas:  # an exact-mode model: a typical image at its own size
             return self.with_canvas(EXACT_CANVAS).example_feeds(batch) if self.at_canvas else None
         spec = self.with_canvas(canvas) if self.at_canvas else self

@@ -13,7 +13,8 @@ from typing import Mapping
 import numpy as np
 
 from ssdconvert.backends.ascend.ais_bench import api_available, om_gears, run_ais_bench
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_none, first_line
+from stageio.tensor import TensorSpec
 
 
 def make_runner(model: Path, options: RunOptions) -> "AisBenchRunner":
@@ -79,7 +80,7 @@ class AisBenchRunner(Runner):
         if self.inputs and self.inputs[0].batch is None:
             self.dym_batch = True
         if self.dym_batch and self.batch:
-            self.inputs = [TensorMeta(m.name, (self.batch, *m.shape[1:]), m.dtype) for m in self.inputs]
+            self.inputs = [TensorSpec(m.name, m.shape, m.dtype, batch=self.batch) for m in self.inputs]
 
     def _infer(self, feeds: Mapping[str, np.ndarray]):
         arrays = [np.ascontiguousarray(feeds[m.name]) for m in self.inputs]
@@ -111,10 +112,10 @@ class AisBenchRunner(Runner):
             return {"ais_bench": "unknown", "interface": "python API (InferSession)"}
 
 
-def _acl_meta(tensor) -> TensorMeta:
+def _acl_meta(tensor) -> TensorSpec:
     dtype = getattr(tensor, "datatype", "float32")
     dtype = str(getattr(dtype, "name", dtype)).split(".")[-1].lower()
-    return TensorMeta(tensor.name, tuple(dim_or_none(d) for d in tensor.shape), _ACL_DTYPES.get(dtype, dtype))
+    return TensorSpec.batched(tensor.name, [dim_or_none(d) for d in tensor.shape], _ACL_DTYPES.get(dtype, dtype))
 
 
 def _last_exec_ms(session, fallback_ms: float) -> float:
