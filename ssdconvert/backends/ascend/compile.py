@@ -380,7 +380,7 @@ def build_om(
             raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}; re-export with "
                                 f"a dynamic batch or use --bs {onnx_batch}")
         first = batch
-    shapes = {i.name: [first, *i.fixed_tail()] for i in inputs}
+    shapes = {i.name: [first, *i.shape] for i in inputs}
     if aipp and len(inputs) > 1:
         raise CompilerError(f"{onnx} has {len(inputs)} inputs ({', '.join(shapes)}); --aipp normalises one "
                             "uint8 image input and this model takes float32 tensors only")

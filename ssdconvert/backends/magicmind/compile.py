@@ -128,7 +128,7 @@ def build_magicmind(
         raise CompilerError(f"--calib applies to the quantized precisions (qint*), not {precision}")
     info = read_onnx(onnx)
     inputs = info.batched_inputs()
-    inp, tail = inputs[0], inputs[0].fixed_tail()
+    inp, tail = inputs[0], inputs[0].shape  # fixed: batched_inputs checked it
     onnx_batch = info.batch
     if batch is None:
         batch = onnx_batch or 1
@@ -139,7 +139,7 @@ def build_magicmind(
 
     argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
     for each in inputs:  # build_param.py: --input_dims once per input, --batch_size one value per input
-        argv_flags += _flag("input_dims", [batch, *each.fixed_tail()])
+        argv_flags += _flag("input_dims", [batch, *each.shape])
     argv_flags += _flag("batch_size", [batch] * len(inputs))
     argv_flags += _flag("dynamic_shape", dynamic)
     if dynamic:
@@ -180,7 +180,7 @@ def build_magicmind(
         "dynamic_shape": dynamic,
         "dim_range": {"min": lo, "max": hi} if dynamic else None,
         "input": {"name": inp.name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
-        "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
+        "inputs": [{"name": i.name, "shape": [batch, *i.shape], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
         "calibration": calibration,
