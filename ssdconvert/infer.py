@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -314,7 +315,6 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     def feeds_for(start: int) -> dict[str, np.ndarray]:
         return {b.meta.name: b.read(group[start:start + batch]) for b, group in zip(buffers, groups)}
 
-    filesinfo: dict[str, dict] = {}
     with partial_output(output, _settings(runner, argv, groups, batch)) as work:
         todo = [k for k in range(len(starts)) if not work.finished(k)]
         ran = sum(len(files[starts[k]:starts[k] + batch]) for k in todo)
@@ -341,19 +341,45 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         except BaseException as exc:
             raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-        for k, start in enumerate(starts):
-            chunk = files[start:start + batch]
-            infiles = ([str(f) for f in chunk] if len(groups) == 1
-                       else [[str(f) for f in group[start:start + batch]] for group in groups])
-            outfiles = [str(output / result_name(sample_stem(f), i)) for f in chunk for i in range(len(runner.outputs))]
-            filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+        filesinfo = _filesinfo(groups, output, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
-    reused = len(starts) - len(todo)
+    figures = _RunFigures(files=len(files), runs=len(starts), padded=padded, resumed=len(starts) - len(todo), ran=ran,
+                          end_to_end=end_to_end, compute_ms=compute_list)
+    return _write_summary(runner, output, argv, batch, loop, filesinfo, figures)
 
-    compute = stats_ms(compute_list)
+
+def _filesinfo(groups: Sequence[Sequence[Path]], output: Path, batch: int, outputs: int) -> dict[str, dict]:
+    """ais_bench's `filesinfo`: per batch, its input files (per model input when several) and output files."""
+    filesinfo = {}
+    for k, start in enumerate(range(0, len(groups[0]), batch)):
+        chunk = groups[0][start:start + batch]
+        infiles = ([str(f) for f in chunk] if len(groups) == 1
+                   else [[str(f) for f in group[start:start + batch]] for group in groups])
+        outfiles = [str(output / result_name(sample_stem(f), i)) for f in chunk for i in range(outputs)]
+        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+    return filesinfo
+
+
+@dataclass(frozen=True)
+class _RunFigures:
+    """What a run did: counts, and every compute time of the batches (kept ones included)."""
+
+    files: int
+    runs: int
+    padded: int
+    resumed: int  # batches an interrupted run had finished
+    ran: int  # files this invocation ran
+    end_to_end: float
+    compute_ms: list[float]
+
+
+def _write_summary(runner: Runner, output: Path, argv: list[str], batch: int, loop: int, filesinfo: dict,
+                   run: _RunFigures) -> InferResult:
+    """Write `<output>_summary.json` with ais_bench's keys (and ours under "ssdconvert"); the result record."""
+    compute = stats_ms(run.compute_ms)
     throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
-    zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
+    zero = stats_ms([0.0] * len(run.compute_ms))  # CPU runtimes: no host<->device copies
     summary_file = summary_path(output)
     versions = runner.versions()
     summary = {
@@ -363,7 +389,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         "H2D_latency": zero,
         "D2H_latency": zero,
         "throughput": throughput,
-        "npu_compute_time_list": compute_list,
+        "npu_compute_time_list": run.compute_ms,
         "pid": os.getpid(),
         "ssdconvert": {
             "backend": runner.name,
@@ -371,22 +397,23 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
             "model": str(runner.model.resolve()),
             "input": argv[argv.index("--input") + 1],
             "batchsize": batch,
-            "files": len(files),
-            "runs": len(starts),
+            "files": run.files,
+            "runs": run.runs,
             "loop": loop,
-            "padded_slots": padded,
-            "resumed_batches": reused,
+            "padded_slots": run.padded,
+            "resumed_batches": run.resumed,
             "timing": TIMING_NOTE,
             "H2D_D2H": "0: the runtime runs on the host CPU, there are no device copies",
-            "end_to_end_seconds": end_to_end,
-            "end_to_end_throughput": ran / end_to_end if end_to_end > 0 else 0.0,
+            "end_to_end_seconds": run.end_to_end,
+            "end_to_end_throughput": run.ran / run.end_to_end if run.end_to_end > 0 else 0.0,
             "end_to_end_definition": "real images / wall time of reading inputs + inference + writing outputs "
                                      "(after model load and warm-up; only the batches run by this invocation)",
         },
     }
     write_json(summary_file, summary)
-    return InferResult(runner.name, runner.model, output, summary_file, len(files), batch, len(starts), padded,
-                       compute, throughput, end_to_end, versions=versions, resumed_batches=reused, ran_files=ran)
+    return InferResult(runner.name, runner.model, output, summary_file, run.files, batch, run.runs, run.padded,
+                       compute, throughput, run.end_to_end, versions=versions, resumed_batches=run.resumed,
+                       ran_files=run.ran)
 
 
 def _settings(runner: Runner, argv: list[str], groups: Sequence[Sequence[Path]], batch: int) -> dict:
