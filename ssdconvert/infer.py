@@ -31,12 +31,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, RunOptions, Runner, has_dynamic_image_size
+from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import InferError, InferJob, InferResult, InputSet, check_unique_stems, list_inputs
 from ssdconvert.partial import partial_output
@@ -190,18 +190,19 @@ def prepare_output(output: Path) -> None:
 # The driver
 
 
-def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Path, *, backend: str = "auto",
+def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Path, *,
+              backend: str | Backend = "auto", options: BackendOptions | Mapping[str, BackendOptions] | None = None,
               batchsize: int | None = None, device: str | int = "0", warmup: int = 1, loop: int = 1,
-              dym_batch: bool = False, progress: bool = True, prog: str = "ssdconvert",
-              echo: Callable[[str], None] | None = None) -> InferResult:
+              progress: bool = True, prog: str = "ssdconvert", echo: Callable[[str], None] | None = None) -> InferResult:
     """Run `model` over the input files and write the ais_bench layout to `output`
-    (the summary goes to `<output parent>/<output name>_summary.json`)."""
+    (the summary goes to `<output parent>/<output name>_summary.json`). `backend`: a name, `auto` or a
+    Backend; `options`: its own options (Backend.configured; e.g. `AscendOptions(dym_batch=True)`)."""
     model, output = Path(model), Path(output)
     if not model.exists():
         raise InferError(f"model not found: {model}")
     if loop < 1 or warmup < 0 or (batchsize is not None and batchsize < 1):
         raise InferError("--loop and --batchsize must be >= 1 and --warmup >= 0")
-    target = backends.for_model(model, backend)
+    target = backends.for_model(model, backend).configured(options)
     target.check_model(model)
     devices = target.devices(device)
     inputs = with_side_inputs(list_inputs(input))
@@ -211,9 +212,9 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
         target.check_image_size(bool(infos and infos[0] is not None and infos[0].tensor.dynamic),
                                 f"the input folder {inputs.home}")
-        target.check_image_size(has_dynamic_image_size(model), f"the model {model.name}")
+        target.check_image_size(target.has_dynamic_image_size(model), f"the model {model.name}")
     job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
-                   dym_batch=dym_batch, progress=progress, prog=prog, echo=echo, warnings=warnings,
+                   progress=progress, prog=prog, echo=echo, warnings=warnings,
                    manifests=tuple(manifests), infos=tuple(infos))
     tool = target.folder_tool(job)
     return tool(job) if tool is not None else _infer_with_runner(target, job)
@@ -221,8 +222,7 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
 
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
     load_started = time.perf_counter()
-    runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0],
-                                                      dym_batch=job.dym_batch))
+    runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0]))
     with runner:
         load_seconds = time.perf_counter() - load_started
         groups = job.inputs.for_model([m.name for m in runner.inputs], job.model.name)

@@ -142,7 +142,6 @@ class InferJob:
     devices: tuple[str, ...] = ("0",)
     warmup: int = 1
     loop: int = 1
-    dym_batch: bool = False
     progress: bool = True
     prog: str = "ssdconvert"
     echo: Callable[[str], None] | None = None

@@ -43,15 +43,12 @@ class BenchRow:
 
 @dataclass
 class BenchContext:
-    """What one sweep asks of a backend, per batch size."""
+    """What one sweep asks of a backend, per batch size (its own settings are its options: Backend.options)."""
 
     duration: float  # seconds of timed runs per batch size (at least min_runs runs)
     warmup: int
     workdir: Path  # where per-batch artefacts and tool logs go
     device: str = "0"
-    soc: str | None = None  # Ascend chip for per-batch ATC builds
-    dym_batch: bool = False
-    tool: str | None = None  # the backend's compiler executable for per-batch builds
     min_runs: int = 1
     precision: str | None = None  # what per-batch builds use (the backend's precision name), None: its default
     calib: Path | None = None  # preprocessed bins for builds that calibrate (MagicMind qint*)

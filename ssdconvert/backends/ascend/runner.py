@@ -7,6 +7,7 @@ starts one process per NPU and splits the inputs between them.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Mapping
 
@@ -17,9 +18,9 @@ from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_non
 from stageio.tensor import TensorSpec
 
 
-def make_runner(model: Path, options: RunOptions) -> "AisBenchRunner":
-    """The in-process runner; a gear .om from `ssdconvert atc --dynamic-bs` runs gear `options.batch`."""
-    dym_batch, notes = gear_choice(model, options.batch, options.dym_batch)
+def make_runner(model: Path, options: RunOptions, dym_batch: bool = False) -> "AisBenchRunner":
+    """The in-process runner; a gear .om (`ssdconvert atc --dynamic-bs`, or `dym_batch`) runs gear `options.batch`."""
+    dym_batch, notes = gear_choice(model, options.batch, dym_batch)
     if not options.device.isdigit():
         raise RunnerError(f"--device for Ascend is an NPU id (0, 1, ...), not {options.device!r}")
     runner = AisBenchRunner(model, device=int(options.device), batch=options.batch, dym_batch=dym_batch)
@@ -38,10 +39,6 @@ def gear_choice(model: Path, batch: int | None, dym_batch: bool) -> tuple[bool, 
     if dym_batch:
         return True, []
     return True, [f"{model.name} has batch gears {gears} (its .json record): running gear {batch} with --dymBatch"]
-
-
-def runtime_label(versions: Mapping[str, str], soc: str | None = None) -> str:
-    return f"ais_bench {soc or ''}".strip()
 
 
 _ACL_DTYPES = {"float32": "float32", "float": "float32", "float16": "float16", "uint8": "uint8", "int8": "int8",
@@ -140,19 +137,22 @@ def _last_exec_ms(session, fallback_ms: float) -> float:
 # Through the tool: infer folders and bench rows
 
 
-def folder_tool(job):
+def folder_tool(job, dym_batch: bool = False):
     """Infer through `python3 -m ais_bench` for several NPUs, or when this Python cannot import its API."""
-    return infer_with_tool if len(job.devices) > 1 or not api_available() else None
+    if len(job.devices) > 1 or not api_available():
+        return partial(infer_with_tool, dym_batch=dym_batch)
+    return None
 
 
-def infer_with_tool(job):
-    """Run the job with the real tool: it batches, pads and writes the layout (per device) itself."""
+def infer_with_tool(job, dym_batch: bool = False):
+    """Run the job with the real tool: it batches, pads and writes the layout (per device) itself; `dym_batch`:
+    the .om has batch gears (else its build record says whether it has)."""
     from ssdconvert.layout import InferError, InferResult
     from stageio.results import clear_results, result_name, sample_stem
 
     files = job.inputs.first
     try:
-        dym_batch, warnings = gear_choice(job.model, job.batchsize, job.dym_batch)
+        dym_batch, warnings = gear_choice(job.model, job.batchsize, dym_batch)
     except RunnerError as exc:
         raise InferError(str(exc)) from None
     warnings = list(job.warnings) + warnings
@@ -203,7 +203,7 @@ def _device_folders(output: Path, devices) -> list[Path]:
         raise InferError(f"ais_bench's device folders: {exc}") from None
 
 
-def time_batch(om: Path, batch: int, ctx):
+def time_batch(om: Path, batch: int, ctx, dym_batch: bool = False):
     """Bench through `python3 -m ais_bench --loop L --batchsize N` (how Ascend ModelZoo's SSD-ResNet34
     README table was measured) when the Python API is not importable here; None lets the in-process
     runner time it."""
@@ -211,7 +211,7 @@ def time_batch(om: Path, batch: int, ctx):
         return None
     from ssdconvert.timing import BenchRow, stats_ms
 
-    dym_batch, _ = gear_choice(om, batch, ctx.dym_batch)
+    dym_batch, _ = gear_choice(om, batch, dym_batch)
     kwargs = dict(output=ctx.workdir, batchsize=batch, dym_batch=batch if dym_batch else None, device=ctx.device)
     # a 10-loop probe sizes the loop count to fill the duration
     result = run_ais_bench(om, output_dirname=f"bs{batch}_probe", warmup=ctx.warmup, loop=10, **kwargs)

@@ -163,14 +163,15 @@ def make_runner(model: Path, options: RunOptions) -> MagicMindRunner:
     return MagicMindRunner(model, device=int(options.device), batch=options.batch)
 
 
-def time_batch(model: Path, batch: int, ctx):
-    """Bench with `mm_run` where this Python cannot import the runtime; None lets the runner time it."""
+def time_batch(model: Path, batch: int, ctx, tool: str | None = None):
+    """Bench with `mm_run` (`tool`, else PATH) where this Python cannot import the runtime; None lets the runner
+    time it."""
     if runtime_missing() is None:
         return None
     from ssdconvert.backends.magicmind.mm_run import bench_row
 
-    return bench_row(model, batch, ctx)
+    return bench_row(model, batch, ctx, tool)
 
 
-def runtime_label(versions: Mapping[str, str], soc: str | None = None) -> str:
+def runtime_label(versions: Mapping[str, str]) -> str:
     return f"MagicMind {versions.get('magicmind', '')} {versions.get('device', 'MLU')}".replace("  ", " ").strip()

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, dim_or_none, first_line
 from stageio.tensor import TensorSpec
 
 _ORT_TYPES = {
@@ -67,10 +67,5 @@ def _meta(node) -> TensorSpec:
 
 
 
-def make_runner(model: Path, options: RunOptions) -> OnnxRuntimeRunner:
-    """ONNX Runtime takes any batch of a dynamic-batch model as it is; --device does not apply."""
-    return OnnxRuntimeRunner(model)
-
-
-def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:
+def runtime_label(versions: Mapping[str, str]) -> str:
     return f"ONNX Runtime {versions.get('onnxruntime', '')} CPU".replace("  ", " ")

@@ -128,7 +128,7 @@ def recorded_precision(model: Path) -> str | None:
     return value if value in HINTS else None
 
 
-def runtime_label(versions: dict[str, str], soc: str | None = None) -> str:
+def runtime_label(versions: Mapping[str, str]) -> str:
     ver = versions.get("openvino", "").split("-")[0]
     return f"OpenVINO {ver} {versions.get('device', 'CPU')} {versions.get('inference_precision', '')}".strip()
 
