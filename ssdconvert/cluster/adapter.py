@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -21,11 +20,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, BackendOptions, Runner, TensorMeta, build_record
+from ssdconvert.backends.base import Backend, BackendOptions, Runner, build_record
 from ssdconvert.bench import BenchReport, machine_info, write_reports
 from ssdconvert.cluster.requests import BenchRequest, ShardRequest
 from ssdconvert.cluster.transport import Packed, cache_root, local_model, materialise, pack
 from ssdconvert.timing import BenchContext, BenchRow
+from stageio.tensor import TensorSpec
 
 # ---------------------------------------------------------------------------------------------
 # bench: one cell on a worker
@@ -222,13 +222,14 @@ def _files(folder: Path) -> list[Path]:
 
 def _output_names(out: Path, stems: Sequence[str]) -> list[str]:
     """`<stem>_<i>.bin` for every stem, in stem then output order."""
-    names = []
-    present = {p.name for p in out.iterdir()}
-    for stem in stems:
-        pattern = re.compile(rf"^{re.escape(stem)}_(\d+)\.bin$")
-        found = sorted((int(m.group(1)), name) for name in present if (m := pattern.match(name)))
-        names += [name for _, name in found]
-    return names
+    from stageio.results import parse_result_name, result_name
+
+    indices: dict[str, list[int]] = {}
+    for p in out.iterdir():
+        parsed = parse_result_name(p.name)
+        if parsed is not None:
+            indices.setdefault(parsed[0], []).append(parsed[1])
+    return [result_name(stem, i) for stem in stems for i in sorted(indices.get(stem, []))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,11 +266,11 @@ class FinishedRunner(Runner):
     def __init__(self, model: Path, backend: str, groups: int, batch: int):
         super().__init__(model)
         self.name = backend
-        self.inputs = [TensorMeta(f"input{g}", (batch, 1), "uint8") for g in range(groups)]
+        self.inputs = [TensorSpec(f"input{g}", (1,), "uint8", batch=batch) for g in range(groups)]
         self.found_versions: dict[str, str] = {}
 
     def set_outputs(self, count: int) -> None:
-        self.outputs = [TensorMeta(f"output{i}", (None,), "uint8") for i in range(count)]
+        self.outputs = [TensorSpec(f"output{i}", (), "uint8") for i in range(count)]
 
     def versions(self) -> dict[str, str]:
         return self.found_versions
@@ -297,12 +298,13 @@ def open_work(output: Path, settings: dict):
 def write_batch(work, stems: Sequence[str], outputs: int, packed: Packed, start: int, batch: int,
                 compute_ms: list[float], index: int) -> None:
     """Write one batch's files (shard-relative sample `start`) into the work folder, then mark it finished."""
-    from preprocess.writer import write_atomic
+    from stageio.files import write_atomic
+    from stageio.results import result_name
 
     offsets = {name: (offset, size) for name, offset, size in packed.index}
     for stem in stems[start:start + batch]:
         for i in range(outputs):
-            name = f"{stem}_{i}.bin"
+            name = result_name(stem, i)
             offset, size = offsets[name]
             write_atomic(work.folder / name, packed.data[offset:offset + size])
     work.finish_batch(index, compute_ms)

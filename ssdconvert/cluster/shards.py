@@ -27,7 +27,8 @@ from ssdconvert.cluster.schedule import Cell, run_cells
 from ssdconvert.cluster.session import current
 from ssdconvert.cluster.sweep import ship_model
 from ssdconvert.cluster.transport import pack
-from ssdconvert.layout import InferError, output_stem
+from ssdconvert.layout import InferError
+from stageio.results import sample_stem
 
 SHARD_BYTES = 64 << 20  # input bytes per shard at most (one batch more than that still makes a shard)
 SHARDS_PER_DEVICE = 3
@@ -94,7 +95,7 @@ def run_infer(model: str | Path, input, output: str | Path, *, backend: str | Ba
                              f"{count - len(missing)} are kept in {work.folder}: run the same command again to resume")
 
         if not runner.outputs:  # every batch was finished by an earlier invocation
-            runner.set_outputs(adapter.first_output_count(work.folder, output_stem(files[0])))
+            runner.set_outputs(adapter.first_output_count(work.folder, sample_stem(files[0])))
     seconds = time.perf_counter() - started
     result = adapter.publish(runner, groups, job.output, batch=batch, loop=loop, argv=argv)
     adapter.amend_summary(result, {"address": session.address, "shards": placements["shards"]}, resumed=resumed,
@@ -122,7 +123,7 @@ def _run_shards(session, job, target, runner, work, todo: list[int], batch: int,
                     for name, folder in zip(names, folders) if (folder / "manifest.json").is_file()]
         ref = None if shared else session.put(pack([(rel, Path(src)) for rel, src in entries]))
         request = ShardRequest(bundle, batch, shard[0], tuple(names), tuple(entries),
-                               tuple(output_stem(f) for f in files[lo:hi]), job.warmup, job.loop, job.devices[0], ref)
+                               tuple(sample_stem(f) for f in files[lo:hi]), job.warmup, job.loop, job.devices[0], ref)
         cells.append(Cell(f"batches {shard[0]}-{shard[-1]}", f"batches {shard[0]}-{shard[-1]}", "infer",
                           (request,), target))
     shards, warnings = [], []
