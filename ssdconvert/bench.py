@@ -22,10 +22,10 @@ import platform
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ssdconvert import __version__, backends
-from ssdconvert.backends.base import Backend, RunOptions, build_record, has_dynamic_image_size
+from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, build_record
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
@@ -137,32 +137,27 @@ def machine_info() -> dict:
 # The sweep
 
 
-def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-              duration: float = 10.0, warmup: int = 1, soc: str | None = None, device: int | str = "0",
-              output_dir: str | Path = "build/bench", name: str | None = None, flops_per_image: float | None = None,
-              dym_batch: bool = False, min_runs: int = 1, plot: bool = True, tool: str | None = None,
+def run_bench(model: str | Path, *, backend: str | Backend = "auto",
+              options: BackendOptions | Mapping[str, BackendOptions] | None = None,
+              batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, duration: float = 10.0, warmup: int = 1,
+              device: int | str = "0", output_dir: str | Path = "build/bench", name: str | None = None,
+              flops_per_image: float | None = None, min_runs: int = 1, plot: bool = True,
               precision: str | None = None, calib: str | Path | None = None,
               progress: Callable[[str], None] | None = None, feeds: FeedMaker | None = None) -> BenchReport:
     """Sweep batch sizes and write <name>.md/.json/.csv/.png into `output_dir`.
 
-    `tool`: the backend's compiler for per-batch builds from an .onnx (ATC, the MagicMind build
-    tool; default: PATH, then the vendor environment). `soc`: the Ascend chip for those builds.
+    `backend`: a name, `auto` or a Backend; `options`: its own options (Backend.configured: e.g. Ascend's chip
+    and compiler for per-batch builds from an .onnx, `AscendOptions(soc="Ascend310P3")`).
     `feeds`: realistic inputs (ModelSpec.feeds_for) instead of random ones.
     `precision` (fp32 | fp16 | bf16 | int8; None: the backend's default): per-batch builds use it,
     an .onnx is first built at it for the other backends (INT8 calibrated on `calib`, no gate:
     `quantize` or `run` gate it), and OpenVINO computes at it.
     """
     model = Path(model)
-    if not model.exists():
-        raise BenchError(f"model not found: {model}")
-    batch_sizes = sorted(dict.fromkeys(int(b) for b in batch_sizes))
-    if not batch_sizes or batch_sizes[0] < 1:
-        raise BenchError("batch sizes must be positive integers")
-    if duration <= 0:
-        raise BenchError("--duration must be > 0 seconds")
-    target = backends.for_model(model, backend)
+    batch_sizes = _check_request(model, batch_sizes, duration)
+    target = backends.for_model(model, backend).configured(options)
     target.check_model(model, onnx_ok=target.builds_per_batch)
-    if has_dynamic_image_size(model):  # the exact mode: batch 1 on a backend that takes any image size
+    if target.has_dynamic_image_size(model):  # the exact mode: batch 1 on a backend that takes any image size
         target.check_image_size(True, f"the model {model.name}")
         if batch_sizes != [1]:
             raise BenchError(f"{model.name} is in the exact mode (each image at its own height and width): it runs "
@@ -171,9 +166,8 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
     output_dir = ensure_writable_dir(output_dir)
     name = name or f"{model.stem}_{target.name}"
     say = progress or (lambda msg: log.info(msg))
-    ctx = BenchContext(duration, warmup, output_dir / f"{name}_work", device=device, soc=soc, dym_batch=dym_batch,
-                       tool=tool, min_runs=min_runs, say=say, feeds=feeds, precision=precision,
-                       calib=Path(calib) if calib else None)
+    ctx = BenchContext(duration, warmup, output_dir / f"{name}_work", device=device, min_runs=min_runs, say=say,
+                       feeds=feeds, precision=precision, calib=Path(calib) if calib else None)
     target.check_bench(model, ctx)
     refusal = target.precision_refusal(precision)
     if refusal:
@@ -181,8 +175,7 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
     if (precision not in (None, "fp32") and not target.builds_per_batch and model.suffix.lower() == ".onnx"
             and build_record(model).get("precision") != precision):  # not already that precision's model
         say(f"building the {precision} model ...")
-        model = target.compile(model, ctx.workdir, batch=max(batch_sizes), precision=precision, tool=tool,
-                               calib=ctx.calib)[0]
+        model = target.compile(model, ctx.workdir, batch=max(batch_sizes), precision=precision, calib=ctx.calib)[0]
 
     report = BenchReport(str(model.resolve()), target.name, target.name, batch_sizes, duration, warmup,
                          machine=machine_info(), flops_per_image=flops_per_image,
@@ -195,7 +188,7 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
             _sweep(report, target, model, ctx)
     except KeyboardInterrupt:
         report.stopped_early, report.failure = True, "interrupted by the user"
-    report.label = target.runtime_label(report.runtime, soc)
+    report.label = target.runtime_label(report.runtime)
     if flops_per_image:
         for row in report.ok_rows:
             row.gflops_per_s = flops_per_image * row.throughput / 1e9
@@ -204,6 +197,18 @@ def run_bench(model: str | Path, *, backend: str = "auto", batch_sizes: Sequence
         report.machine["load_average_at_end"] = list(os.getloadavg())
     write_reports(report, output_dir, name, plot=plot)
     return report
+
+
+def _check_request(model: Path, batch_sizes: Sequence[int], duration: float) -> list[int]:
+    """The batch sizes, sorted and unique; refuses a missing model, a non-positive size or duration."""
+    if not model.exists():
+        raise BenchError(f"model not found: {model}")
+    sizes = sorted(dict.fromkeys(int(b) for b in batch_sizes))
+    if not sizes or sizes[0] < 1:
+        raise BenchError("batch sizes must be positive integers")
+    if duration <= 0:
+        raise BenchError("--duration must be > 0 seconds")
+    return sizes
 
 
 def _one_device(target: Backend, device: int | str) -> list[str]:
@@ -260,9 +265,9 @@ def _sweep(report: BenchReport, target: Backend, model: Path, ctx: BenchContext)
     """Per batch size: what the backend builds for it (or the model itself), timed by the backend."""
     for bs in report.batch_sizes:
         try:
-            artefact, build = target.build_for_batch(model, bs, ctx)
+            artefact, build = target.bench_model(model, bs, ctx)
             ctx.say(f"batch {bs}: warm-up {ctx.warmup}, then {ctx.duration:g} s ...")
-            row, versions = target.time_batch(artefact, bs, ctx)
+            row, versions = target.bench_row(artefact, bs, ctx)
         except Exception as exc:  # build failures, memory, runtime errors: stop and report
             _fail(report, bs, exc)
             return
@@ -308,6 +313,9 @@ def detail_table(report: BenchReport) -> str:
                "Median (ms)", "p99 (ms)", "Min (ms)", "Max (ms)", "Runs"]
     if report.flops_per_image:
         headers.append("GFLOP/s")
+    placed = any(r.host for r in report.ok_rows)  # a sweep on a cluster: where each row ran
+    if placed:
+        headers += ["Host", "Device"]
     rows = []
     for r in report.ok_rows:
         lat = r.latency_ms
@@ -315,6 +323,8 @@ def detail_table(report: BenchReport) -> str:
                f"{lat['median']:.2f}", f"{lat['percentile(99%)']:.2f}", f"{lat['min']:.2f}", f"{lat['max']:.2f}", r.runs]
         if report.flops_per_image:
             row.append(f"{r.gflops_per_s:.1f}")
+        if placed:
+            row += [r.host, r.device]
         rows.append(row)
     return markdown_table(headers, rows)
 
@@ -356,7 +366,7 @@ def markdown_report(report: BenchReport) -> str:
 
 CSV_FIELDS = ["batch_size", "status", "throughput_samples_per_s", "wall_throughput_samples_per_s", "latency_mean_ms",
               "latency_median_ms", "latency_p99_ms", "latency_min_ms", "latency_max_ms", "runs", "seconds",
-              "gflops_per_s", "backend", "runtime", "artefact", "error", "throughput_definition"]
+              "gflops_per_s", "backend", "runtime", "artefact", "error", "throughput_definition", "host", "device"]
 
 
 def csv_report(report: BenchReport) -> str:
@@ -372,7 +382,7 @@ def csv_report(report: BenchReport) -> str:
             "latency_min_ms": lat.get("min"), "latency_max_ms": lat.get("max"), "runs": r.runs,
             "seconds": round(r.seconds, 3), "gflops_per_s": r.gflops_per_s, "backend": report.backend,
             "runtime": report.label, "artefact": r.artefact, "error": r.error,
-            "throughput_definition": THROUGHPUT_DEFINITION,
+            "throughput_definition": THROUGHPUT_DEFINITION, "host": r.host, "device": r.device,
         })
     return buf.getvalue()
 

@@ -229,12 +229,11 @@ class CompareReport:
 # -- the comparison -----------------------------------------------------------------------------
 
 def _taps(side: Side):
+    """The tensors of one side by name: its dump folder, or its backend's taps (None where it exposes none)."""
     if side.is_dump:
         return DumpTaps(side.path)
-    module = backends.get(side.backend).module("layers")
-    if module is None:
-        return None
-    return module.make_taps(side.path, side.precision)
+    target = backends.get(side.backend)
+    return target.make_taps(side.path, side.precision) if target.exposes_layers else None
 
 
 def _graph(reference: Side, candidate: Side):
@@ -295,7 +294,45 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
                    budget_mb: int = DEFAULT_BUDGET_MB, save_dump_to: Path | None = None,
                    say: Callable[[str], None] = lambda s: None) -> CompareReport:
     """Compare `candidate` with `reference` on `images` samples of `inputs` (see the module doc)."""
-    from ssdconvert.quantize import describe_source
+    ref, cand, samples, dump = _sides(reference, candidate, inputs, images)
+    graph, graph_from = _graph(ref, cand)
+    spec, weights = _family(ref, samples, model_name)
+    with backends.get(ref.backend).make_runner(ref.path) as probe:
+        input_metas = probe.inputs
+    _, feeds, _ = next(samples.batches(input_metas, len(samples)))
+    outputs = list(spec.output_names)
+    layers = _layers(graph, outputs)
+    names = [la.name for la in layers]
+    taps = {"reference": _taps(ref), "candidate": dump or _taps(cand)}
+    notes = ["no ONNX graph on either side: final outputs only"] if graph is None else []
+    notes += [f"{side.describe()}: {side.backend} exposes no intermediate tensors here; final outputs only"
+              for side, tapped in ((ref, taps["reference"]), (cand, taps["candidate"])) if tapped is None]
+    available = {key: set(tapped.names()) if tapped is not None else set(outputs) for key, tapped in taps.items()}
+    if dump is not None:
+        missing_outputs = [n for n in outputs if n not in available["candidate"]]
+        if missing_outputs:
+            raise SsdConvertError(f"the dump {cand.path} has no {dump_file_stem(missing_outputs[0])}.npy or .bin "
+                                  f"(final output {missing_outputs[0]}); the layout is <tensor name>.npy|.bin")
+    unmatched = {key: [n for n in names if n not in have] for key, have in available.items()}
+    wanted = [n for n in names if n in available["reference"] and n in available["candidate"]]
+    sizes = _sizes(graph, {name: array.shape for name, array in feeds.items()}) if graph is not None else {}
+    chunks = _chunks(wanted, sizes, budget_mb << 20)
+    sides = {"reference": ref, "candidate": cand}
+    finals = _compare_chunks(chunks, layers, sides, taps, dump, feeds, outputs, samples.stems, save_dump_to, say)
+    for la in layers:
+        if la.figures is None and not la.missing:
+            la.missing = "; ".join(f"not in {key}" for key in sides if la.name in unmatched[key]) or "not compared"
+    _complete_finals(finals, sides, dump, feeds, outputs)
+    acc = Accumulator(spec, thresholds, weights)
+    acc.add(list(samples.records), [finals["reference"][n] for n in outputs], [finals["candidate"][n] for n in outputs])
+    final = acc.report(ref.text, cand.text)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return CompareReport(ref.text, cand.text, samples.stems, thresholds, layers, final,
+                         {k: v for k, v in unmatched.items() if v}, graph_from, peak, notes)
+
+
+def _sides(reference: str | Side, candidate: str | Side, inputs: str | Path, images: int):
+    """(reference, candidate, the chosen samples, the candidate's DumpTaps or None), checked against each other."""
     from ssdconvert.samples import open_samples
 
     ref = reference if isinstance(reference, Side) else parse_side(reference)
@@ -303,7 +340,7 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
     if ref.is_dump:
         raise SsdConvertError("the reference must be a model (a dump folder can only be the candidate)")
     samples = open_samples(inputs).pick(images)
-    if samples.manifest.input.dynamic and len(samples) > 1:
+    if samples.manifest.input.tensor.dynamic and len(samples) > 1:
         raise SsdConvertError(f"{samples.folders[0]} is in the exact mode (each image has its own shape) and "
                               "compare runs its samples as one batch: pass --images 1 (or compare a fixed-canvas "
                               "export)")
@@ -311,55 +348,45 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
     if dump is not None and dump.stems() is not None and dump.stems() != samples.stems:
         raise SsdConvertError(f"the dump {cand.path} holds samples {', '.join(dump.stems())} (samples.txt), but "
                               f"--input/--images select {', '.join(samples.stems)}")
-    graph, graph_from = _graph(ref, cand)
-    onnx_source = ref.path if ref.path.suffix.lower() == ".onnx" else None
-    spec, weights = describe_source(onnx_source or ref.path, samples.manifest, model_name) if onnx_source else \
-        (describe_source_by_name(model_name, samples.manifest), "unknown")
-    with backends.get(ref.backend).make_runner(ref.path) as probe:
-        input_metas = probe.inputs
-    _, feeds, _ = next(samples.batches(input_metas, len(samples)))
+    return ref, cand, samples, dump
 
-    outputs = list(spec.output_names)
+
+def _family(ref: Side, samples, model_name: str | None):
+    """(zoo spec, weights) of the compared model: from the reference ONNX's export record, else by name."""
+    from ssdconvert.quantize import describe_source
+
+    if ref.path.suffix.lower() == ".onnx":
+        return describe_source(ref.path, samples.manifest, model_name)
+    return describe_source_by_name(model_name, samples.manifest), "unknown"
+
+
+def _layers(graph, outputs: Sequence[str]) -> list[Layer]:
+    """Every node output of the graph in graph order (Constants left out), else the final outputs alone."""
     layers: list[Layer] = []
-    if graph is not None:
-        for node in graph.graph.node:
-            if node.op_type == "Constant":
-                continue
-            for out in node.output:
-                if out:
-                    layers.append(Layer(len(layers), out, node.op_type, [i for i in node.input if i]))
-    names = [la.name for la in layers] or list(outputs)
-    if not layers:
-        layers = [Layer(k, n, "output", []) for k, n in enumerate(outputs)]
-    ref_taps, cand_taps = _taps(ref), dump or _taps(cand)
-    notes = []
-    if graph is None:
-        notes.append("no ONNX graph on either side: final outputs only")
-    for side, taps in ((ref, ref_taps), (cand, cand_taps)):
-        if taps is None:
-            notes.append(f"{side.describe()}: {side.backend} exposes no intermediate tensors here; final outputs only")
-    available = {side: set(taps.names()) if taps is not None else set(outputs)
-                 for side, taps in (("reference", ref_taps), ("candidate", cand_taps))}
-    if dump is not None:
-        missing_outputs = [n for n in outputs if n not in available["candidate"]]
-        if missing_outputs:
-            raise SsdConvertError(f"the dump {cand.path} has no {dump_file_stem(missing_outputs[0])}.npy or .bin "
-                                  f"(final output {missing_outputs[0]}); the layout is <tensor name>.npy|.bin")
-    unmatched = {side: [n for n in names if n not in have] for side, have in available.items()}
-    sizes = _sizes(graph, {name: array.shape for name, array in feeds.items()}) if graph is not None else {}
+    for node in graph.graph.node if graph is not None else ():
+        if node.op_type == "Constant":
+            continue
+        for out in node.output:
+            if out:
+                layers.append(Layer(len(layers), out, node.op_type, [i for i in node.input if i]))
+    return layers or [Layer(k, n, "output", []) for k, n in enumerate(outputs)]
+
+
+def _compare_chunks(chunks, layers: list[Layer], sides: dict[str, Side], taps: dict, dump, feeds, outputs,
+                    stems, save_dump_to: Path | None, say) -> dict[str, dict[str, np.ndarray]]:
+    """Fetch each chunk of tensors from both sides and fill each layer's figures; returns the final outputs seen."""
     finals: dict[str, dict[str, np.ndarray]] = {"reference": {}, "candidate": {}}
     by_name = {la.name: la for la in layers}
-    wanted = [n for n in names if n in available["reference"] and n in available["candidate"]]
-    chunks = _chunks(wanted, sizes, budget_mb << 20)
+    total = sum(len(chunk) for chunk in chunks)
     for k, chunk in enumerate(chunks):
-        say(f"tensors {k + 1}/{len(chunks)}: {len(chunk)} of {len(wanted)} ...")
-        ref_arrays = _fetch(ref_taps, ref, chunk, feeds, outputs)
+        say(f"tensors {k + 1}/{len(chunks)}: {len(chunk)} of {total} ...")
+        arrays = {"reference": _fetch(taps["reference"], sides["reference"], chunk, feeds, outputs)}
         if dump is not None:
-            cand_arrays = {n: dump.load(n, ref_arrays[n]) for n in chunk if n in ref_arrays}
+            arrays["candidate"] = {n: dump.load(n, arrays["reference"][n]) for n in chunk if n in arrays["reference"]}
         else:
-            cand_arrays = _fetch(cand_taps, cand, chunk, feeds, outputs)
+            arrays["candidate"] = _fetch(taps["candidate"], sides["candidate"], chunk, feeds, outputs)
         for name in chunk:
-            a, b = ref_arrays.get(name), cand_arrays.get(name)
+            a, b = arrays["reference"].get(name), arrays["candidate"].get(name)
             layer = by_name[name]
             if a is None or b is None:
                 layer.missing = "not produced"
@@ -370,30 +397,25 @@ def compare_models(reference: str | Side, candidate: str | Side, inputs: str | P
             stats = TensorStats(name)
             stats.update(a, b.astype(a.dtype, copy=False))
             layer.figures = stats.figures()
-            for side, arrays in (("reference", ref_arrays), ("candidate", cand_arrays)):
-                if name in outputs:
-                    finals[side][name] = arrays[name]
+            if name in outputs:
+                for key in finals:
+                    finals[key][name] = arrays[key][name]
         if save_dump_to is not None:
-            save_dump(save_dump_to, ref_arrays, samples.stems)
-        del ref_arrays, cand_arrays
-    for la in layers:
-        if la.figures is None and not la.missing:
-            la.missing = "; ".join(f"not in {side}" for side in ("reference", "candidate")
-                                   if la.name in unmatched[side]) or "not compared"
-    for key, side in [("reference", ref)] + ([("candidate", cand)] if dump is None else []):
+            save_dump(save_dump_to, arrays["reference"], stems)
+        del arrays
+    return finals
+
+
+def _complete_finals(finals: dict[str, dict[str, np.ndarray]], sides: dict[str, Side], dump, feeds, outputs) -> None:
+    """The final outputs the taps did not name, from a plain run of each model side as its runner gives them."""
+    for key, side in sides.items():
         absent = [n for n in outputs if n not in finals[key]]
-        if absent:  # final outputs the taps do not name: from a plain run, as the side's runner gives them
+        if absent and not (key == "candidate" and dump is not None):
             finals[key].update(_fetch(None, side, absent, feeds, outputs))
     lost = [n for n in outputs if n not in finals["candidate"] or n not in finals["reference"]]
     if lost:
         raise SsdConvertError(f"final output(s) {', '.join(lost)} could not be compared (not produced by "
-                              f"{cand.describe()} under that name)")
-    acc = Accumulator(spec, thresholds, weights)
-    acc.add(list(samples.records), [finals["reference"][n] for n in outputs], [finals["candidate"][n] for n in outputs])
-    final = acc.report(ref.text, cand.text)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return CompareReport(ref.text, cand.text, samples.stems, thresholds, layers, final,
-                         {k: v for k, v in unmatched.items() if v}, graph_from, peak, notes)
+                              f"{sides['candidate'].describe()} under that name)")
 
 
 def _fetch(taps, side: Side, names, feeds, outputs) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """What this machine can do: vendor tools, their environments, runtimes and library versions.
 
-Each backend probes itself (backends/<name>/doctor.py: `checks()`); this module adds what is
+Each backend probes itself (Backend.checks, in its folder's doctor.py); this module adds what is
 common (Python packages, platform) and sums up the capabilities. Every probe is defensive: a
 broken install shows up as a row with status `error`, never as a crash, so `ssdconvert doctor`
 always exits 0. Vendor tools are located, not run (their version flags are not documented); only

@@ -39,19 +39,18 @@ class BenchRow:
     build_seconds: float | None = None
     build_command: list[str] | None = None
     error: str = ""
+    host: str = ""  # where the row was measured, for a sweep on a cluster (bench --cluster)
+    device: str = ""  # the device there (`NPU 3`, `CPU`)
 
 
 @dataclass
 class BenchContext:
-    """What one sweep asks of a backend, per batch size."""
+    """What one sweep asks of a backend, per batch size (its own settings are its options: Backend.options)."""
 
     duration: float  # seconds of timed runs per batch size (at least min_runs runs)
     warmup: int
     workdir: Path  # where per-batch artefacts and tool logs go
     device: str = "0"
-    soc: str | None = None  # Ascend chip for per-batch ATC builds
-    dym_batch: bool = False
-    tool: str | None = None  # the backend's compiler executable for per-batch builds
     min_runs: int = 1
     precision: str | None = None  # what per-batch builds use (the backend's precision name), None: its default
     calib: Path | None = None  # preprocessed bins for builds that calibrate (MagicMind qint*)
@@ -69,7 +68,7 @@ def synthetic_feeds(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feeds = {}
     for meta in inputs:
-        shape = (batch, *meta.sample_shape)
+        shape = meta.with_batch(batch)
         if any(d is None for d in shape):
             raise SsdConvertError(f"model input {meta.describe()} has dynamic non-batch dimensions; export a "
                                   "fixed image size")

@@ -1,21 +1,29 @@
 """The two small interfaces every backend implements (in the spirit of Polygraphy).
 
-**Backend**: one device backend, declared in `backends/<name>/__init__.py`: its name (and
-deprecated aliases), a label, the model files it runs, and lazy hooks into the modules of its
-folder, which all backends name alike:
+**Backend**: one device backend, an ABC subclassed in `backends/<name>/__init__.py`. Its class
+attributes say what it is (name, deprecated aliases, label, the model files it runs, the
+precisions it builds); its methods are the seam, typed, each with one job:
 
-    compile.py   the compiler adapter, if it has one: `build(onnx, out_dir, ...)` for `run`, and
-                 `build_for_batch(onnx, batch, ctx)` (+ `check_bench`) where bench builds one
-                 artefact per batch size
-    runner.py    `make_runner(model, options)`; optionally `folder_tool(job)`, `time_batch`,
-                 `runtime_label` where it runs differently from the default
-    doctor.py    `checks()` (rows of `ssdconvert doctor`) and `missing(tool)` (why it cannot run here)
+    build            `run`'s compile step (abstract; the ONNX itself where it compiles nothing)
+    build_for_batch  bench's per-batch build from an .onnx (with `builds_per_batch`), and
+    check_bench      what it refuses before such a sweep
+    runner_for       its Runner factory (abstract); `folder_tool`, `time_batch` and `runtime_label`
+                     where it runs a folder or a bench row through its vendor tool
+    checks, missing  its rows of `ssdconvert doctor`, and why it cannot run here (abstract)
+    cluster_resource what one of its `--cluster` cells holds on a Ray node (CPU cores, an NPU, an MLU),
+                     and `cluster_device` the --device such a cell passes for the device it holds
+    quantize         its INT8 model for `ssdconvert quantize` (with `quantized_suffix`)
+    make_taps        its intermediate tensors for `ssdconvert compare`
+    commands         its own click commands (`atc`, `cnnl`, `openvino`); `cli_options` the
+                     options it adds to `run`, `bench`, `infer` and `quantize`
 
-Nothing heavy is imported until a hook is called, so `ssdconvert --help` stays light.
-
-Every backend also runs composite models (backends/composite.py: a variant split into several
-device models plus a host stage, `<name>.composite.json`): its own runner runs each part, its own
-compiler builds each part.
+Its own settings (Ascend's chip, MagicMind's MLU architecture, the compiler executable) are its
+`Options` dataclass; an instance carries them (`backend.options`, `backend.configured(...)`), so
+no generic type names a backend's option. A class that declares `builds_per_batch` without
+implementing `build_for_batch` (or the reverse) fails when it is defined, not when bench runs.
+Nothing heavy is imported until a method needs it, so `ssdconvert --help` stays light. A
+composite model (several device models and a host stage) is run by one wrapper backend around
+any of these (backends/composite.py).
 
 **Runner**: loads a model (`activate`), runs one batch at a time (`infer`) and releases it
 (`deactivate`). `infer` times only the runtime call: no file I/O, no Python-side batching.
@@ -28,53 +36,31 @@ Subclasses implement `_activate`, `_infer`, `_deactivate` and fill `inputs` / `o
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import copy
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from ssdconvert.errors import SsdConvertError
+from stageio.tensor import TensorSpec  # a runner's inputs and outputs: one sample's shape, `batch` apart
 
+if TYPE_CHECKING:  # click and the stage modules stay lazy imports
+    import click
+
+    from ssdconvert.doctor import Check
+    from ssdconvert.layout import InferJob, InferResult
+    from ssdconvert.timing import BenchContext, BenchRow
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the precision names every command takes
 
 
 class RunnerError(SsdConvertError):
     """A runtime cannot load or run the model."""
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """A model input or output. `shape` includes the batch axis; dynamic dims are None."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str  # numpy dtype name, e.g. "float32"
-
-    @property
-    def batch(self) -> int | None:
-        return self.shape[0] if self.shape else None
-
-    @property
-    def sample_shape(self) -> tuple[int | None, ...]:
-        return tuple(self.shape[1:])
-
-    def sample_nbytes(self) -> int | None:
-        """Bytes of one sample (batch axis excluded), or None if a non-batch dim is dynamic."""
-        if any(d is None for d in self.sample_shape):
-            return None
-        return int(np.prod(self.sample_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
-
-    def describe(self) -> str:
-        dims = "x".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name} {dims} {self.dtype}"
 
 
 _SOURCE_LOCATION = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:?)$")
@@ -102,8 +88,8 @@ class Runner(ABC):
 
     def __init__(self, model: str | Path):
         self.model = Path(model)
-        self.inputs: list[TensorMeta] = []
-        self.outputs: list[TensorMeta] = []
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
         self.is_active = False
         self.last_compute_ms: float = 0.0
         self.compute_ms: list[float] = []  # every call since activation
@@ -180,69 +166,132 @@ class Runner(ABC):
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How infer and bench ask a backend for a runner."""
+    """How infer and bench ask any backend for a runner (a backend's own settings are its options)."""
 
     batch: int | None = None  # fix a dynamic batch axis (OpenVINO reshape, Ascend gear, MagicMind shape)
     device: str = "0"  # one device: NPU/MLU id, or an OpenVINO device name
-    dym_batch: bool = False  # Ascend: the .om has batch gears (atc --dynamic_batch_size)
     precision: str | None = None  # fp32 | fp16 | bf16 | int8 where the runtime chooses it (OpenVINO's CPU
     #                               inference precision); None: what the model's build record says, else fp32
 
 
 @dataclass(frozen=True)
-class Backend:
-    """One backend: names, the model files it runs, and lazy hooks into its folder's modules."""
+class BackendOptions:
+    """What a user sets for one backend (`run`, `bench`, `infer`, `quantize`, the Python API). A backend
+    with settings of its own subclasses it (Ascend's chip, MagicMind's MLU architecture) as its `Options`."""
 
-    name: str  # the one name: what --backend, --backends and the Python API take
-    label: str  # for people: "ONNX Runtime", "Ascend (ATC + ais_bench)"
-    package: str  # the backend's folder as a module, e.g. "ssdconvert.backends.ascend"
-    suffixes: tuple[str, ...] = ()  # model files it runs, recognised by suffix (.om)
-    built_by: tuple[str, ...] = ()  # "tool" of the build records (<model>.json) of models it runs
-    also_reads: tuple[str, ...] = ()  # further suffixes its runner takes, not picked by `auto`
-    aliases: tuple[str, ...] = ()  # deprecated names, accepted with a note
-    device_list: bool = False  # one run may spread over several devices (--device 0,1,...)
-    device_help: str = ""  # what --device means for it
-    builds_per_batch: bool = False  # bench builds one artefact per batch size from an .onnx
-    shared_runner: bool = False  # bench: one runner serves every batch size
-    precisions: tuple[str, ...] = ("fp32",)  # what `run`/`bench --precision` can build and measure (PRECISIONS)
-    default_precision: str = "fp32"  # what it builds when no precision is asked for
-    int8_note: str = ""  # how INT8 is made for it when `quantize` does not do it here
+    tool: str | None = None  # its compiler executable [default: PATH, then the vendor environment]
+
+
+@dataclass(frozen=True)
+class ClusterResource:
+    """What one `--cluster` cell of a backend holds on a Ray node while it runs (ssdconvert/cluster).
+
+    A visible-devices mask renumbers devices: with `ASCEND_RT_VISIBLE_DEVICES=3` the NPU that npu-smi
+    calls 3 is device 0 for ACL and ais_bench, so a cell records the host's id and passes its position
+    in the mask (Backend.cluster_device)."""
+
+    name: str  # the Ray resource: CPU (cores), an accelerator resource Ray knows (NPU), or a custom one (MLU)
+    visible_env: str | None = None  # the vendor runtime's visible-devices mask
+    ray_assigns_ids: bool = False  # Ray hands out device ids (its accelerator resources), else a cell claims a slot
+    device: bool = True  # False: CPU cores, no device id
+
+
+CPU_CORES = ClusterResource("CPU", device=False)
+
+
+class Backend(ABC):
+    """One backend (see the module doc). A subclass declares the class attributes below and implements the
+    abstract methods; an instance carries its options."""
+
+    # -- what it is, declared by each backend -------------------------------------------------
+    name: ClassVar[str]  # the one name: what --backend, --backends and the Python API take
+    label: ClassVar[str]  # for people: "ONNX Runtime", "Ascend (ATC + ais_bench)"
+    Options: ClassVar[type[BackendOptions]] = BackendOptions  # its options dataclass
+    build_tag: ClassVar[str] = ""  # names what it builds (a composite's descriptor): atc, ov, mm [default: its name]
+    suffixes: ClassVar[tuple[str, ...]] = ()  # model files it runs, recognised by suffix (.om)
+    built_by: ClassVar[tuple[str, ...]] = ()  # "tool" of the build records (<model>.json) of models it runs
+    also_reads: ClassVar[tuple[str, ...]] = ()  # further suffixes its runner takes, not picked by `auto`
+    aliases: ClassVar[tuple[str, ...]] = ()  # deprecated names, accepted with a note
+    device_list: ClassVar[bool] = False  # one run may spread over several devices (--device 0,1,...)
+    device_help: ClassVar[str] = ""  # what --device means for it
+    builds_per_batch: ClassVar[bool] = False  # bench builds one model per batch size from an .onnx (build_for_batch)
+    shared_runner: ClassVar[bool] = False  # bench: one runner serves every batch size
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what `run`/`bench --precision` build and measure
+    default_precision: ClassVar[str] = "fp32"  # what it builds when no precision is asked for
+    int8_note: ClassVar[str] = ""  # how INT8 is made for it when `quantize` does not do it here
+    quantized_suffix: ClassVar[str] = ""  # the INT8 model `quantize` writes for it (.onnx); "": it does not
     # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
-    dynamic_image_size: bool = False
+    dynamic_image_size: ClassVar[bool] = False
+    wrapper: ClassVar[bool] = False  # its facts are another backend's (composite.CompositeBackend)
+    cluster_resource: ClassVar[ClusterResource] = CPU_CORES  # what one of its --cluster cells holds on a node
 
-    # -- the folder's modules ---------------------------------------------------------------
-    def module(self, part: str) -> ModuleType | None:
-        """`<package>.<part>` (compile, runner, doctor), or None if the backend has no such file."""
-        name = f"{self.package}.{part}"
-        if importlib.util.find_spec(name) is None:
-            return None
-        return importlib.import_module(name)
+    def __init__(self, options: BackendOptions | None = None):
+        options = self.Options() if options is None else options
+        if not isinstance(options, self.Options):
+            raise SsdConvertError(f"{self.label} takes {self.Options.__name__}, not {type(options).__name__}")
+        self.options = options
 
-    def _hook(self, part: str, function: str):
-        module = self.module(part)
-        return getattr(module, function, None) if module is not None else None
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        abstract = any(getattr(getattr(cls, method), "__isabstractmethod__", False)
+                       for method in Backend.__abstractmethods__)  # (ABCMeta marks the class only after this)
+        problem = None if abstract or cls.wrapper else cls._declaration_problem()
+        if problem:
+            raise TypeError(f"backend class {cls.__qualname__} {problem}")
+        if not abstract and not cls.wrapper and not cls.build_tag:
+            cls.build_tag = cls.name
 
-    # -- models and devices -----------------------------------------------------------------
+    @classmethod
+    def _declaration_problem(cls) -> str | None:
+        """What is wrong with a concrete subclass's declaration, or None."""
+        missing = [fact for fact in ("name", "label") if not isinstance(getattr(cls, fact, None), str)]
+        if missing:
+            return f"declares no {' or '.join(missing)}"
+        options = cls.Options
+        if not (isinstance(options, type) and issubclass(options, BackendOptions) and is_dataclass(options)):
+            return "Options must be a dataclass subclassing BackendOptions"
+        if cls.default_precision not in cls.precisions:
+            return f"builds {', '.join(cls.precisions)}, not its default precision {cls.default_precision}"
+        for flag, method in (("builds_per_batch", "build_for_batch"), ("quantized_suffix", "quantize")):
+            if bool(getattr(cls, flag)) != cls._overrides(method):
+                return (f"sets {flag} but does not implement {method}" if getattr(cls, flag)
+                        else f"implements {method} but does not set {flag}")
+        return None
+
+    @classmethod
+    def _overrides(cls, method: str) -> bool:
+        return getattr(cls, method) is not getattr(Backend, method)
+
+    def __repr__(self) -> str:
+        return f"<{self.name} backend {self.options}>"
+
+    # -- its options ----------------------------------------------------------------------------
+    def configured(self, options: BackendOptions | Mapping[str, BackendOptions] | None = None,
+                   **changes: Any) -> "Backend":
+        """This backend with other options: its Options, or {backend name: options} (its own taken; its current
+        ones kept where the mapping has none), and/or fields of them changed (`configured(soc="Ascend310P3")`)."""
+        if isinstance(options, Mapping):
+            options = options.get(self.name)
+        chosen = self.options if options is None else options
+        if changes:
+            known = {f.name for f in fields(self.Options)}
+            unknown = sorted(set(changes) - known)
+            if unknown:
+                raise SsdConvertError(f"{self.label} has no option {unknown[0]} (it has {', '.join(sorted(known))})")
+            chosen = replace(chosen, **changes)
+        clone = copy.copy(self)
+        Backend.__init__(clone, chosen)
+        return clone
+
+    # -- models and devices ---------------------------------------------------------------------
     def runs(self, model: str | Path) -> bool:
-        """True if `model` is a file this backend's runner takes (by suffix or build record); a composite
-        if it runs every part."""
-        from ssdconvert.backends import composite
-
-        if composite.is_composite(model):
-            return all(self.runs(part.path) for part in composite.read(model).parts)
+        """True if `model` is a file this backend's runner takes (by suffix or build record)."""
         suffix = Path(model).suffix.lower()
         return suffix in self.suffixes or suffix in self.also_reads or build_tool(model) in self.built_by
 
     def check_model(self, model: str | Path, *, onnx_ok: bool = False) -> None:
         """Refuse a model file this backend cannot take (`onnx_ok`: bench builds from an .onnx). A
-        backend whose models have no extension (MagicMind) takes any file but an .onnx when chosen.
-        A composite is checked part by part."""
-        from ssdconvert.backends import composite
-
-        if composite.is_composite(model):
-            for part in composite.read(model).parts:
-                self.check_model(part.path, onnx_ok=onnx_ok)
-            return
+        backend whose models have no extension (MagicMind) takes any file but an .onnx when chosen."""
         is_onnx = Path(model).suffix.lower() == ".onnx"
         if self.runs(model) or (onnx_ok and is_onnx) or (not self.suffixes and not is_onnx):
             return
@@ -251,6 +300,10 @@ class Backend:
         if onnx_ok and self.builds_per_batch:
             what += ", or an .onnx to build one per batch size"
         raise SsdConvertError(f"{self.label} runs {what}, not '{Path(model).name}'")
+
+    def has_dynamic_image_size(self, model: str | Path) -> bool:
+        """True for a model in the exact mode (each image at its own height and width)."""
+        return has_dynamic_image_size(model)
 
     def devices(self, text: str | int) -> list[str]:
         """--device as a list; a list is refused unless one run may use several devices."""
@@ -265,6 +318,16 @@ class Backend:
                                   f"{text!r}. {self.device_help}".strip())
         return items
 
+    def cluster_device(self, physical: str, mask: str | None) -> str:
+        """The --device of a `--cluster` cell that holds the host's device `physical` where the process sees the
+        visible-devices mask `mask` (cluster_resource.visible_env): its position there, or `physical` unmasked."""
+        if mask is None or not mask.strip():
+            return physical
+        visible = [d.strip() for d in mask.split(",")]
+        if physical not in visible:
+            raise SsdConvertError(f"device {physical} is not in the visible-devices mask {mask!r} of this process")
+        return str(visible.index(physical))
+
     def check_image_size(self, dynamic: bool, what: str) -> None:
         """Refuse `what` (a model or an input folder) in the exact mode where this backend needs a fixed canvas."""
         if dynamic and not self.dynamic_image_size:
@@ -273,48 +336,22 @@ class Backend:
                                   f"its own size), which runs on {takes} only; preprocess and export with "
                                   "--canvas HxW for the device")
 
-    # -- hooks --------------------------------------------------------------------------------
-    def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
-        """A not-yet-activated runner for `model` (a composite: its parts on this backend + its host stage)."""
-        from ssdconvert.backends import composite
-
-        self.check_model(model)
-        if composite.is_composite(model):
-            return composite.CompositeRunner(self, model, options)
-        return self._hook("runner", "make_runner")(Path(model), options)
-
-    def folder_tool(self, job) -> Any:
-        """A callable that runs a whole infer job through the vendor tool, or None (use the runner). A
-        composite always runs through the runner (the vendor tool knows one model)."""
-        from ssdconvert.backends import composite
-
-        hook = self._hook("runner", "folder_tool")
-        return hook(job) if hook and not composite.is_composite(job.model) else None
-
-    def compile(self, onnx: Path, workdir: Path, *, batch: int, soc: str | None = None,
-                precision: str | None = None, tool: str | None = None, calib: Path | None = None) -> list[Path]:
-        """Build what this backend runs from `onnx` into `workdir/<name>/` (the ONNX itself if no compiler)
-        at `precision` (None: its default); `calib`, the preprocessed bins, for builds that calibrate.
-        A composite gets each part built at its own batch and a descriptor of the built parts (listed first)."""
-        from ssdconvert.backends import composite
-
+    # -- build ----------------------------------------------------------------------------------
+    def compile(self, onnx: Path, workdir: Path, *, batch: int, precision: str | None = None,
+                calib: Path | None = None) -> list[Path]:
+        """Build what this backend runs from `onnx` into `workdir/<name>/` at `precision` (None: its default);
+        `calib`, the preprocessed bins, for builds that calibrate. The file its runner loads comes first."""
         refusal = self.precision_refusal(precision)
         if refusal:
             raise SsdConvertError(refusal)
-        hook = self._hook("compile", "build")
-        if hook is None:
-            return [onnx]
-        out = workdir / self.name
-        if composite.is_composite(onnx):
-            built: list[Path] = []
+        builder = _for_model(onnx, self)  # a composite model: the wrapper that builds its parts on this backend
+        return builder.build(Path(onnx), Path(workdir) / self.name, batch=batch, precision=precision, calib=calib)
 
-            def build_part(part: Path, part_batch: int) -> Path:
-                artefacts = hook(part, out, batch=part_batch, soc=soc, precision=precision, tool=tool, calib=calib)
-                built.extend(artefacts)
-                return artefacts[0]
-
-            return [composite.build_parts(composite.read(onnx), out, batch, build_part), *built]
-        return hook(onnx, out, batch=batch, soc=soc, precision=precision, tool=tool, calib=calib)
+    @abstractmethod
+    def build(self, onnx: Path, out_dir: Path, *, batch: int, precision: str | None,
+              calib: Path | None) -> list[Path]:
+        """`run`'s compile step: the model files built from `onnx` in `out_dir` at `batch` (the one its runner
+        loads first), or [onnx] where it compiles nothing."""
 
     def precision_refusal(self, precision: str | None) -> str | None:
         """Why this backend cannot build and measure `precision` here, or None if it can (None: its default)."""
@@ -323,55 +360,34 @@ class Backend:
         note = f"; {self.int8_note}" if precision == "int8" and self.int8_note else ""
         return f"{self.label} does not build {precision} here (it builds {', '.join(self.precisions)}){note}"
 
-    def quantize(self, source: Path, samples, output: Path, options, say) -> dict:
-        """INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`; returns the settings used."""
-        hook = self._hook("quantize", "quantize")
-        if hook is None:
-            raise SsdConvertError(f"`ssdconvert quantize` does not make {self.label} INT8 models: {self.int8_note}")
-        return hook(source, samples, output, options, say)
+    # -- bench ----------------------------------------------------------------------------------
+    def check_bench(self, model: Path, ctx: BenchContext) -> None:
+        """Before a sweep of `model`: refuse what its per-batch builds will not be able to do (e.g. no chip)."""
 
-    def check_bench(self, model: Path, ctx) -> None:
-        """Before a sweep: refuse what the per-batch builds will not be able to do (e.g. no --soc)."""
-        hook = self._hook("compile", "check_bench") if self.builds_per_batch else None
-        if hook is not None and model.suffix.lower() == ".onnx":
-            hook(model, ctx)
+    def build_for_batch(self, onnx: Path, batch: int, ctx: BenchContext) -> tuple[Path, dict]:
+        """With `builds_per_batch`: the model bench times at `batch`, built from `onnx`, and what the row records
+        of the build (build_seconds, build_command)."""
+        raise NotImplementedError(f"{self.name} builds nothing per batch size")
 
-    def build_for_batch(self, model: Path, batch: int, ctx) -> tuple[Path, dict]:
-        """Bench: the artefact to time at `batch` (built from an .onnx where the backend does so; a composite
-        of .onnx parts gets each part built)."""
-        from ssdconvert.backends import composite
+    def bench_model(self, model: Path, batch: int, ctx: BenchContext) -> tuple[Path, dict]:
+        """The model bench times at `batch`: built from an .onnx where the backend builds per batch size, else
+        `model` itself."""
+        if self.builds_per_batch and Path(model).suffix.lower() == ".onnx":
+            return self.build_for_batch(Path(model), batch, ctx)
+        return Path(model), {}
 
-        hook = self._hook("compile", "build_for_batch") if self.builds_per_batch else None
-        if hook is not None and composite.is_composite(model):
-            parts = composite.read(model)
-            if all(p.path.suffix.lower() == ".onnx" for p in parts.parts):
-                records: dict = {"build_seconds": 0.0, "build_command": []}
+    def time_batch(self, artefact: Path, batch: int, ctx: BenchContext) -> tuple[BenchRow, dict] | None:
+        """(row, runtime versions) for one batch size through its vendor tool, or None: its runner times it."""
+        return None
 
-                def build_part(part: Path, part_batch: int) -> Path:
-                    artefact, record = hook(part, part_batch, ctx)
-                    records["build_seconds"] += record.get("build_seconds") or 0.0
-                    records["build_command"] += record.get("build_command") or []
-                    return artefact
+    def bench_row(self, artefact: Path, batch: int, ctx: BenchContext) -> tuple[BenchRow, dict]:
+        """Bench: (row, runtime versions) for one batch size, timed by its vendor tool or its runner."""
+        return self.time_batch(artefact, batch, ctx) or self.time_with_runner(artefact, batch, ctx)
 
-                return composite.build_parts(parts, ctx.workdir, batch, build_part), records
-        if hook is None or model.suffix.lower() != ".onnx":
-            return model, {}
-        return hook(model, batch, ctx)
-
-    def time_batch(self, artefact: Path, batch: int, ctx):
-        """Bench: (row, runtime versions) for one batch size; the vendor tool where the backend needs it
-        (never for a composite, whose host stage runs here)."""
-        from ssdconvert.backends import composite
-
-        hook = None if composite.is_composite(artefact) else self._hook("runner", "time_batch")
-        timed = hook(artefact, batch, ctx) if hook else None
-        return timed if timed is not None else self.time_with_runner(artefact, batch, ctx)
-
-    def time_with_runner(self, artefact: Path, batch: int, ctx):
+    def time_with_runner(self, artefact: Path, batch: int, ctx: BenchContext) -> tuple[BenchRow, dict]:
         from ssdconvert.timing import BenchRow, timed_loop
 
-        options = RunOptions(batch=batch, device=ctx.device, dym_batch=ctx.dym_batch, precision=ctx.precision)
-        with self.make_runner(artefact, options) as runner:
+        with self.make_runner(artefact, RunOptions(batch=batch, device=ctx.device, precision=ctx.precision)) as runner:
             versions = runner.versions()
             if runner.static_batch not in (None, batch):
                 return BenchRow(batch, status="skipped",
@@ -379,19 +395,74 @@ class Backend:
             return timed_loop(runner, batch, duration=ctx.duration, warmup=ctx.warmup,
                               min_runs=ctx.min_runs, feeds=ctx.feeds), versions
 
-    def runtime_label(self, versions: Mapping[str, str], soc: str | None = None) -> str:
-        hook = self._hook("runner", "runtime_label")
-        return hook(versions, soc) if hook else self.label
+    def runtime_label(self, versions: Mapping[str, str]) -> str:
+        """What ran, for reports (e.g. `OpenVINO 2026.4.1 CPU f32`)."""
+        return self.label
 
-    def checks(self) -> list:
-        """Rows of `ssdconvert doctor` for this backend (tools, environment, runtime)."""
-        hook = self._hook("doctor", "checks")
-        return hook() if hook else []
+    # -- run ------------------------------------------------------------------------------------
+    def make_runner(self, model: str | Path, options: RunOptions = RunOptions()) -> Runner:
+        """A not-yet-activated runner for `model` (refused if it is not a file this backend runs; a composite
+        model's runs its parts on this backend)."""
+        target = _for_model(model, self)
+        target.check_model(model)
+        return target.runner_for(Path(model), options)
 
-    def missing(self, tool: str | None = None) -> str | None:
-        """Why this backend cannot run here, or None when it can."""
-        hook = self._hook("doctor", "missing")
-        return hook(tool) if hook else None
+    @abstractmethod
+    def runner_for(self, model: Path, options: RunOptions) -> Runner:
+        """Its runner factory: a not-yet-activated runner for `model`, a file it runs."""
+
+    def folder_tool(self, job: InferJob) -> Callable[[InferJob], InferResult] | None:
+        """A callable that runs a whole infer job through its vendor tool, or None: its runner does."""
+        return None
+
+    # -- doctor ---------------------------------------------------------------------------------
+    @abstractmethod
+    def checks(self) -> list[Check]:
+        """Its rows of `ssdconvert doctor` (tools, environment, runtime)."""
+
+    @abstractmethod
+    def missing(self) -> str | None:
+        """Why this backend cannot run here (its compiler: `options.tool`, else the usual places), or None."""
+
+    # -- INT8 and layers ------------------------------------------------------------------------
+    @property
+    def quantizes(self) -> bool:
+        """True if `ssdconvert quantize` makes its INT8 models."""
+        return bool(self.quantized_suffix)
+
+    def quantize(self, source: Path, samples, output: Path, exclude: Sequence[str], say: Callable[[str], None]) -> dict:
+        """With `quantized_suffix`: the INT8 `output` from the FP32 ONNX `source`, calibrated on `samples`
+        (samples.SampleSet), `exclude`d nodes kept in float; returns the settings used."""
+        raise SsdConvertError(self.quantize_refusal())
+
+    def quantize_refusal(self) -> str:
+        """Why `ssdconvert quantize` does not make its INT8 models, and how they are made."""
+        return f"`ssdconvert quantize` does not make {self.label} INT8 models: {self.int8_note}"
+
+    @property
+    def exposes_layers(self) -> bool:
+        """True if `ssdconvert compare` can read its intermediate tensors here."""
+        return self._overrides("make_taps")
+
+    def make_taps(self, model: Path, precision: str | None):
+        """Its intermediate tensors by ONNX tensor name, for `ssdconvert compare` (`fetch(names, feeds,
+        outputs)`); only where `exposes_layers`."""
+        raise NotImplementedError(f"{self.name} exposes no intermediate tensors")
+
+    # -- its command line -----------------------------------------------------------------------
+    def commands(self) -> list[click.Command]:
+        """Its own click commands (its compiler: `ssdconvert atc`), loaded only by the CLI."""
+        return []
+
+    def cli_options(self, command: str) -> list[click.Option]:
+        """The options it adds to the generic command `command` (run, bench, infer, quantize), each named by the
+        field of its Options it fills (`options_from`)."""
+        return []
+
+    def options_from(self, values: Mapping[str, Any]) -> BackendOptions:
+        """Its Options from the values of its cli_options (by name; a field not given keeps its default)."""
+        known = {f.name for f in fields(self.Options)}
+        return self.Options(**{name: value for name, value in values.items() if name in known})
 
 
 def _registered() -> tuple["Backend", ...]:
@@ -400,13 +471,15 @@ def _registered() -> tuple["Backend", ...]:
     return all_backends()
 
 
-def has_dynamic_image_size(model: str | Path) -> bool:
-    """True for a model in the exact mode: an .onnx (a composite's parts) or a built model whose record
-    (<model>.json) lists an input with a dynamic dimension past the batch axis."""
-    from ssdconvert.backends import composite
+def _for_model(model: str | Path, backend: Backend) -> Backend:
+    from ssdconvert.backends import for_model
 
-    if composite.is_composite(model):
-        return any(has_dynamic_image_size(part.path) for part in composite.read(model).parts)
+    return for_model(model, backend)
+
+
+def has_dynamic_image_size(model: str | Path) -> bool:
+    """True for a model in the exact mode: an .onnx or a built model whose record (<model>.json) lists an
+    input with a dynamic dimension past the batch axis."""
     if Path(model).suffix.lower() == ".onnx":
         from ssdconvert.backends.onnxinfo import read_onnx
 

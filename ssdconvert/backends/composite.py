@@ -7,13 +7,15 @@ A composite is described by `<name>.composite.json` (written by the family's exp
      "parts": [{"name", "file", "rows_per_image"}, ...],             # files relative to the descriptor
      "stage": {...}}                                                  # the family's host-stage settings
 
-Every backend runs one: its own runner runs each part (a part with rows_per_image r runs at r x the
-batch, e.g. a box head over 1000 RoIs per image), and the host stage named by the zoo model
-(ModelSpec.composite[variant]) turns the model inputs into the model outputs by calling them.
-So `infer`, `bench` and `run` treat it as one model with the same inputs and outputs as the
-single-graph variant, and `eval` cannot tell them apart. Compilers build each part at its own
-batch and write a descriptor naming the built files. Compute time is the whole call: device
-parts and host stage.
+Every backend runs one through one wrapper, CompositeBackend (`backends.for_model` puts it around the
+backend of the parts): its runner runs each part on the wrapped backend (a part with
+rows_per_image r runs at r x the batch, e.g. a box head over 1000 RoIs per image), and the host
+stage named by the zoo model (ModelSpec.composite[variant]) turns the model inputs into the model
+outputs by calling them. So `infer`, `bench` and `run` treat it as one model with the same inputs
+and outputs as the single-graph variant, and `eval` cannot tell them apart. Its parts are built in
+one place (`build_parts`: each at its own batch) and the descriptor of the built files is named by
+one rule, `<name>_<backend's build tag>[_bs<batch>].composite.json`. Compute time is the whole
+call: device parts and host stage.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta
+from ssdconvert.backends.base import Backend, BackendOptions, Runner, RunnerError, RunOptions
+from stageio.tensor import TensorSpec
 from ssdconvert.errors import SsdConvertError
 
 if TYPE_CHECKING:
-    from ssdconvert.backends.base import Backend
+    from ssdconvert.timing import BenchContext
 
 SCHEMA = "ssdconvert.composite"
 VERSION = 1
@@ -51,8 +54,8 @@ class Composite:
     parts: tuple[Part, ...]
     raw: dict
 
-    def metas(self, key: str, batch: int | None) -> list[TensorMeta]:
-        return [TensorMeta(t["name"], (batch, *t["shape"]), t["dtype"]) for t in self.raw[key]]
+    def metas(self, key: str, batch: int | None) -> list[TensorSpec]:
+        return [TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], batch=batch) for t in self.raw[key]]
 
 
 def is_composite(model: str | Path) -> bool:
@@ -101,19 +104,29 @@ def host_stage(composite: Composite):
     return factories[composite.variant](composite.raw)
 
 
-def build_parts(composite: Composite, out_dir: Path, batch: int, build: Callable[[Path, int], Path]) -> Path:
-    """Build every part at rows_per_image x `batch` with `build(part file, batch) -> artefact`; write the
-    descriptor of the built parts into `out_dir` and return it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {p.name: build(p.path, p.rows_per_image * batch) for p in composite.parts}
+def built_name(composite: Composite, tag: str, batch: int | None) -> str:
+    """The one name of a descriptor of built parts: `<name>_<tag>[_bs<batch>].composite.json`."""
     stem = composite.path.name[:-len(SUFFIX)]
-    return write(out_dir / f"{stem}_bs{batch}{SUFFIX}", composite, files)
+    return f"{stem}_{tag}{f'_bs{batch}' if batch else ''}{SUFFIX}"
+
+
+def build_parts(composite: Composite, out_dir: Path, tag: str, batch: int | None,
+                build: Callable[[Part, int | None], Path], *, dry_run: bool = False) -> Path:
+    """Build every part at rows_per_image x `batch` (None: the batch stays dynamic) with `build(part, its
+    batch) -> the built file`, then write the descriptor of the built files into `out_dir` (not on a
+    `dry_run`) and return its path (built_name)."""
+    files = {p.name: build(p, p.rows_per_image * batch if batch else None) for p in composite.parts}
+    target = out_dir / built_name(composite, tag, batch)
+    if not dry_run:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write(target, composite, files)
+    return target
 
 
 class CompositeRunner(Runner):
     """Runs a composite on one backend: one runner per part, the family's host stage between them."""
 
-    def __init__(self, backend: "Backend", model: str | Path, options: RunOptions = RunOptions()):
+    def __init__(self, backend: Backend, model: str | Path, options: RunOptions = RunOptions()):
         super().__init__(model)
         self.backend, self.options = backend, options
         self.name = backend.name
@@ -126,8 +139,7 @@ class CompositeRunner(Runner):
         batch = self.options.batch
         try:
             for part in composite.parts:
-                options = RunOptions(batch=batch * part.rows_per_image if batch else None,
-                                     device=self.options.device, dym_batch=self.options.dym_batch)
+                options = RunOptions(batch=batch * part.rows_per_image if batch else None, device=self.options.device)
                 self.parts[part.name] = self.backend.make_runner(part.path, options).activate()
         except BaseException:
             self._deactivate()
@@ -161,3 +173,78 @@ class CompositeRunner(Runner):
         versions = dict(first.versions()) if first is not None else {}
         versions["composite"] = f"{len(self.parts)} parts + host stage ({self.model.name})"
         return versions
+
+
+# What a composite's backend is: the facts of the backend its parts run on.
+FACTS = ("name", "label", "Options", "build_tag", "suffixes", "built_by", "also_reads", "aliases", "device_list",
+         "device_help", "builds_per_batch", "shared_runner", "precisions", "default_precision", "int8_note",
+         "dynamic_image_size", "cluster_resource")
+
+
+class CompositeBackend(Backend):
+    """The backend of a composite model: each part on `inner` (with its options), the host stage between them.
+    It says what `inner` says about itself; it builds, runs and times the parts as one model."""
+
+    wrapper = True
+
+    def __init__(self, inner: Backend):
+        for fact in FACTS:
+            setattr(self, fact, getattr(inner, fact))
+        self.inner = inner
+        super().__init__(inner.options)
+
+    def configured(self, options: BackendOptions | Mapping[str, BackendOptions] | None = None,
+                   **changes) -> "CompositeBackend":
+        return CompositeBackend(self.inner.configured(options, **changes))
+
+    def runs(self, model: str | Path) -> bool:
+        return all(self.inner.runs(part.path) for part in read(model).parts)
+
+    def check_model(self, model: str | Path, *, onnx_ok: bool = False) -> None:
+        for part in read(model).parts:
+            self.inner.check_model(part.path, onnx_ok=onnx_ok)
+
+    def has_dynamic_image_size(self, model: str | Path) -> bool:
+        return any(self.inner.has_dynamic_image_size(part.path) for part in read(model).parts)
+
+    def build(self, onnx: Path, out_dir: Path, *, batch: int, precision: str | None,
+              calib: Path | None) -> list[Path]:
+        """Each part built by `inner` at its own batch; the descriptor of the built parts first."""
+        built: list[Path] = []
+
+        def build_part(part: Part, part_batch: int | None) -> Path:
+            artefacts = self.inner.build(part.path, out_dir, batch=part_batch, precision=precision, calib=calib)
+            built.extend(artefacts)
+            return artefacts[0]
+
+        return [build_parts(read(onnx), out_dir, self.build_tag, batch, build_part), *built]
+
+    def bench_model(self, model: Path, batch: int, ctx: BenchContext) -> tuple[Path, dict]:
+        """A composite of .onnx parts on a backend that builds per batch size: each part built at its own batch."""
+        composite = read(model)
+        if not self.builds_per_batch or any(p.path.suffix.lower() != ".onnx" for p in composite.parts):
+            return Path(model), {}
+        record: dict = {"build_seconds": 0.0, "build_command": []}
+
+        def build_part(part: Part, part_batch: int | None) -> Path:
+            artefact, built = self.inner.build_for_batch(part.path, part_batch, ctx)
+            record["build_seconds"] += built.get("build_seconds") or 0.0
+            record["build_command"] += built.get("build_command") or []
+            return artefact
+
+        return build_parts(composite, ctx.workdir, self.build_tag, batch, build_part), record
+
+    def runner_for(self, model: Path, options: RunOptions) -> Runner:
+        return CompositeRunner(self.inner, model, options)
+
+    def cluster_device(self, physical: str, mask: str | None) -> str:
+        return self.inner.cluster_device(physical, mask)
+
+    def runtime_label(self, versions: Mapping[str, str]) -> str:
+        return self.inner.runtime_label(versions)
+
+    def checks(self) -> list:
+        return self.inner.checks()
+
+    def missing(self) -> str | None:
+        return self.inner.missing()

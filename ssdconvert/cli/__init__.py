@@ -12,11 +12,11 @@ from ssdconvert import __version__
 
 # Command name -> the module under ssdconvert/cli/ that defines it (in its COMMANDS list). A command's
 # module is imported only when that command runs, so `ssdconvert preprocess` does not pay for the
-# backends that `infer` and the compilers import.
+# backends that `infer` and the compilers import. Each backend's own commands (its compiler: `atc`,
+# `cnnl`, `openvino`) come from the backend registry (cli/compile.py).
 COMMAND_MODULES = {
     "models": "models", "synth": "synth", "export": "export", "run": "run", "prepare-json": "preprocess",
-    "preprocess": "preprocess", "infer": "infer", "bench": "bench", "atc": "compile", "cnnl": "compile",
-    "magicmind": "compile", "openvino": "compile", "quantize": "quantize", "compare": "compare",
+    "preprocess": "preprocess", "infer": "infer", "bench": "bench", "quantize": "quantize", "compare": "compare",
     "doctor": "doctor", "eval": "eval",
     "dequantize": "dequantize",
 }
@@ -27,8 +27,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from postprocess.errors import PostprocessError
     from preprocess.errors import PreprocessError
     from ssdconvert.errors import SsdConvertError
+    from stageio.errors import LayoutError
 
-    return (SsdConvertError, PreprocessError, PostprocessError)
+    return (SsdConvertError, PreprocessError, PostprocessError, LayoutError)
 
 
 class StageGroup(click.Group):
@@ -36,11 +37,15 @@ class StageGroup(click.Group):
     message and exit code 1."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMAND_MODULES)
+        from ssdconvert.cli.compile import backend_commands
+
+        return sorted([*COMMAND_MODULES, *backend_commands()])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMAND_MODULES:
-            return None
+            from ssdconvert.cli.compile import backend_commands
+
+            return backend_commands().get(name)
         module = importlib.import_module(f"ssdconvert.cli.{COMMAND_MODULES[name]}")
         return next(c for c in module.COMMANDS if c.name == name)
 

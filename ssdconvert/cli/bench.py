@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import backend_option, batch_sizes
+from ssdconvert.cli.options import (BackendOptionsCommand, backend_option, batch_sizes, cluster_option,
+                                    cluster_session, with_tools)
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -56,7 +57,7 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
-@click.command("bench")
+@click.command("bench", cls=BackendOptionsCommand)
 @click.option("--model", "-m", "model", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A dynamic-batch .onnx (ONNX Runtime/OpenVINO; for ascend and magicmind one static model "
                    "is built per batch size), an OpenVINO .xml, an .om, or a MagicMind model.")
@@ -67,11 +68,9 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timed runs per batch size (at least one run).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs per batch size.")
-@click.option("--soc", default=None, help="Ascend chip for ATC when --backend ascend gets an .onnx (e.g. Ascend310P3).")
 @click.option("--tool", type=click.Path(dir_okay=False), default=None,
               help="The compiler for per-batch builds from an .onnx (atc, mm_build) [default: PATH, vendor env].")
 @click.option("--device", default="0", show_default=True, help="NPU / MLU id, or OpenVINO device (CPU).")
-@click.option("--dym-batch", is_flag=True, help="The .om has dynamic batch gears: run each batch size as a gear.")
 @click.option("--output", "-o", "output_dir", default="build/bench", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the reports.")
 @click.option("--name", default=None, help="Report file name stem [default: <model stem>_<backend>].")
@@ -82,15 +81,16 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                    "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
               help="Preprocessed bins to calibrate int8 on.")
-def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_batch, output_dir, name, zoo_name,
-          precisions, calib):
+@cluster_option("every (precision, batch size) cell as a Ray task on a node with the device")
+def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_dir, name, zoo_name, precisions, calib,
+          cluster, backend_options):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
     ais_bench defines it. A dynamic-batch model is reused for every batch size; with
     --backend ascend (or magicmind) and an .onnx, ATC (the MagicMind build tool) builds one
     static model per batch size; where the runtime is not importable in this Python, ais_bench
-    (mm_run) times it. Writes
+    (mm_run) times it. Each backend adds its own options (Ascend: --soc, --dym-batch). Writes
     <name>.md (table shaped like the published one: batch size -> throughput), <name>.json
     (rows + machine + runtime versions), <name>.csv and <name>.png. Stops at the first batch
     size that fails and reports the sizes that ran (exit code 1).
@@ -109,15 +109,20 @@ def bench(model, backend, batch_sizes, duration, warmup, soc, tool, device, dym_
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
-    results = []
-    for precision in precisions or [None]:
-        stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
-        results.append(run_bench(
-            model, backend=backend, batch_sizes=batch_sizes, duration=duration, warmup=warmup, soc=soc,
-            device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
-            dym_batch=dym_batch, tool=tool, precision=precision, calib=calib,
-            flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
-            progress=lambda msg: click.echo(msg, err=True)))
+    stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
+    options = dict(backend=backend, options=with_tools(backend_options, {name: tool for name in backend_options}),
+                   batch_sizes=batch_sizes, duration=duration, warmup=warmup, device=device, output_dir=output_dir,
+                   calib=calib, flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
+                   progress=lambda msg: click.echo(msg, err=True))
+    with cluster_session(cluster):
+        if cluster:
+            from ssdconvert.cluster.sweep import bench_sweep
+
+            results = bench_sweep(model, precisions=precisions or [None], name=name,
+                                  names=[f"{stem}_{p}" for p in precisions] if precisions else None, **options)
+        else:
+            results = [run_bench(model, name=f"{stem}_{precision}" if precisions else name, precision=precision,
+                                 **options) for precision in precisions or [None]]
     click.echo(precision_table(results) if precisions else throughput_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
     for result in results:

@@ -7,20 +7,12 @@ import click
 DEFAULT_MODEL = "ssd-resnet34"
 
 
-def int_list(text: str, option: str) -> list[int]:
-    """'1,4, 8' -> [1, 4, 8]; every item must be a positive integer ('1,,4' and '4,' are refused)."""
-    items = [item.strip() for item in text.split(",")]
-    bad = [item for item in items if not item.isdigit() or int(item) < 1]
-    if bad:
-        shown = ", ".join(repr(b) for b in bad[:3])
-        raise click.BadParameter(f"expected comma-separated positive integers, got {text!r} ({shown} is not one)",
-                                 param_hint=option)
-    return [int(item) for item in items]
-
-
 def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    """click callback for batch-size lists (None stays None: the option was not given)."""
-    return None if value is None else tuple(int_list(value, param.opts[0]))
+    """click callback for batch-size lists (None stays None: the option was not given); the one parser is
+    shared with the backends' own commands (backends/commands.py), loaded only when a value is parsed."""
+    from ssdconvert.backends.commands import batch_sizes as parse
+
+    return parse(ctx, param, value)
 
 
 def _model_names() -> list[str]:
@@ -111,3 +103,78 @@ def backend_option(help: str):
     """--backend auto|<name>: checked against the backend registry (deprecated names noted)."""
     return click.option("--backend", default="auto", show_default=True, callback=_backend,
                         metavar="|".join(["auto", *backend_names()]), help=help)
+
+
+def cluster_option(what: str):
+    """`--cluster ADDRESS`: run `what` on a Ray cluster (Ray is imported only when it is given)."""
+    return click.option("--cluster", default=None, metavar="ADDRESS",
+                        help=f"Run {what} on a Ray cluster: auto (the cluster this host joined with `ray start`), "
+                             "HOST:PORT (its head node), or local (a private single-node Ray for this command). "
+                             "Needs `pip install 'ssdconvert[cluster]'`; README: Past one machine.")
+
+
+def cluster_session(address: str | None):
+    """The open cluster session for `--cluster`, or a no-op context without it."""
+    import contextlib
+
+    if not address:
+        return contextlib.nullcontext()
+    from ssdconvert.cluster import connected
+
+    return connected(address, say=lambda line: click.echo(line, err=True))
+
+
+def backend_params(command: str) -> list[click.Option]:
+    """Every registered backend's own options for the generic `command` (Backend.cli_options), each named
+    `<backend>.<field of its Options>`; two backends may not declare the same flag."""
+    from ssdconvert.backends import all_backends
+
+    params, owners = [], {}
+    for backend in all_backends():
+        for option in backend.cli_options(command):
+            for flag in option.opts:
+                if flag in owners:
+                    raise TypeError(f"`ssdconvert {command}` {flag} is declared by both {owners[flag]} and "
+                                    f"{backend.name}")
+                owners[flag] = backend.name
+            option.name = f"{backend.name}.{option.name}"
+            params.append(option)
+    return params
+
+
+class BackendOptionsCommand(click.Command):
+    """A generic command (run, bench, infer, quantize) that also takes each registered backend's own options for
+    it, read from the registry whenever the command is parsed or shown (a backend registered later brings its
+    options too). The callback gets them as `backend_options`: {backend name: its Options}."""
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        from ssdconvert.backends import all_backends
+
+        registry = all_backends()  # the same tuple until the registry changes
+        if self._params_for is not registry:  # one list of objects per registry: click appends to it and
+            self._params = [*self.own_params, *backend_params(self.name)]  # orders by identity
+            self._params_for = registry
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self.own_params, self._params_for = list(value), None
+
+    def invoke(self, ctx: click.Context):
+        from ssdconvert.backends import all_backends
+
+        given: dict[str, dict] = {}
+        for key in [k for k in ctx.params if "." in k]:
+            backend, _, name = key.partition(".")
+            given.setdefault(backend, {})[name] = ctx.params.pop(key)
+        ctx.params["backend_options"] = {b.name: b.options_from(given.get(b.name, {})) for b in all_backends()}
+        return super().invoke(ctx)
+
+
+def with_tools(options: dict, tools: dict[str, str | None]) -> dict:
+    """Each backend's options with its compiler executable from `tools` (name -> path), where its own option
+    (e.g. `run --atc-tool`) did not set one."""
+    from dataclasses import replace
+
+    return {name: replace(o, tool=o.tool or tools.get(name)) for name, o in options.items()}

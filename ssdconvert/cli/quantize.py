@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ssdconvert.backends import REFERENCE
+from ssdconvert.cli.options import BackendOptionsCommand
+
 GATE_HELP = "Accuracy gate: fail below this {what} (see README: Lower precision)."
 
 
@@ -29,15 +32,30 @@ def thresholds(min_cosine: float, min_snr: float, min_det_ap: float):
     return Thresholds(min_cosine=min_cosine, min_snr_db=min_snr, min_detection_ap=min_det_ap)
 
 
-@click.command("quantize")
+def _quantizers() -> list[str]:
+    from ssdconvert.backends import quantizers
+
+    return quantizers()
+
+
+def _quantizer(ctx, param, value: str) -> str:
+    """A backend whose INT8 models `quantize` makes (checked against the registry when the command runs)."""
+    if value not in _quantizers():
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(_quantizers())} (the backends that quantize "
+                                 "here)")
+    return value
+
+
+@click.command("quantize", cls=BackendOptionsCommand)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--calib", required=True, metavar="DIR[,DIR...]",
               help="Preprocessed bins folder (manifest.json + <stem>.bin); comma-separated folders for a model "
                    "with several inputs, in input order.")
 @click.option("--output", "-o", default=None,
               help="INT8 model to write [default: <model stem>_int8.onnx, or .xml for openvino].")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
-              help="Whose INT8: ONNX Runtime QDQ, or OpenVINO IR through NNCF.")
+@click.option("--backend", default=REFERENCE, show_default=True, callback=_quantizer,
+              metavar="|".join(_quantizers()),
+              help="Whose INT8 model: a backend that quantizes here (ONNX Runtime QDQ, OpenVINO IR through NNCF).")
 @click.option("--calib-images", default=300, show_default=True, type=click.IntRange(min=1),
               help="Calibration samples, evenly spread over the folder's images (deterministic).")
 @click.option("--gate-images", default=32, show_default=True, type=click.IntRange(min=1),
@@ -45,23 +63,20 @@ def thresholds(min_cosine: float, min_snr: float, min_det_ap: float):
 @click.option("--exclude", multiple=True, metavar="NODE",
               help="Keep this node in float (repeatable). Default: none (measured: excluding the head convs did not "
                    "improve agreement).")
-@click.option("--ort-types", type=click.Choice(["auto", "s8s8", "u8s8", "u8u8"]), default="auto", show_default=True,
-              help="ONNX Runtime activation/weight types. auto: u8s8 on x86 (reduce_range without VNNI), s8s8 "
-                   "elsewhere.")
-@click.option("--per-tensor", is_flag=True, help="ONNX Runtime: one scale per weight tensor instead of per channel.")
 @click.option("--model", "model_name", default=None, metavar="NAME",
               help="Detector family [default: from the export record <model>.json, else the manifest].")
 @click.option("--no-gate", is_flag=True, help="Skip the accuracy gate (the record then has no gate figures).")
 @gate_options
-def quantize(model, calib, output, backend, calib_images, gate_images, exclude, ort_types, per_tensor, model_name,
-             no_gate, min_cosine, min_snr, min_det_ap):
+def quantize(model, calib, output, backend, calib_images, gate_images, exclude, model_name, no_gate, min_cosine,
+             min_snr, min_det_ap, backend_options):
     """Make an INT8 model from the exported FP32 ONNX and check it against ONNX Runtime FP32.
 
     Calibrates on --calib-images samples of the bins, quantizes with the backend's own tool,
     then runs the accuracy gate: per output max abs/rel diff, SNR and cosine, and the detection
     agreement (COCO AP of the INT8 model's detections against the FP32 ones). Writes the model
     and <model>.json (settings, calibration images, gate figures). Exit code 1 when the model
-    fails the gate (it is kept; the message names the worst outputs).
+    fails the gate (it is kept; the message names the worst outputs). Each backend adds its own
+    options (ONNX Runtime: --ort-types, --per-tensor).
 
     \b
     Examples:
@@ -70,25 +85,15 @@ def quantize(model, calib, output, backend, calib_images, gate_images, exclude, 
       ssdconvert quantize ssd.onnx --calib ssd_bin --ort-types s8s8 --calib-images 100
     """
     from ssdconvert.cpu import cpu_features
-    from ssdconvert.errors import SsdConvertError
-    from ssdconvert.quantize import QuantizeOptions, quantize_model
+    from ssdconvert.quantize import quantize_model
 
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
-    options = QuantizeOptions(exclude=tuple(exclude), ort_types=ort_types, per_channel=not per_tensor)
-    result = quantize_model(model, calib, output, backend=backend, calib_images=calib_images, options=options,
-                            gate_images=gate_images, thresholds=thresholds(min_cosine, min_snr, min_det_ap),
-                            model_name=model_name, gate=not no_gate, say=lambda s: click.echo(s, err=True))
-    click.echo(f"wrote {' + '.join(map(str, result.artefacts))} in {result.seconds:.1f} s "
-               f"({len(result.calibration)} calibration images)")
-    settings = ", ".join(f"{k} {v}" for k, v in result.settings.items() if k not in ("excluded",) and v != [])
-    click.echo(f"  settings: {settings}")
-    click.echo(f"  record:   {result.record}")
-    if result.gate is not None:
-        click.echo("\n".join(result.gate.lines()))
-        if not result.gate.passed:
-            raise SsdConvertError(f"{result.model} failed the accuracy gate: {'; '.join(result.gate.failures)} "
-                                  "(the model is kept; try more --calib-images, --exclude for the worst layers, or "
-                                  "another --ort-types)")
+    result = quantize_model(model, calib, output, backend=backend, options=backend_options, exclude=exclude,
+                            calib_images=calib_images, gate_images=gate_images,
+                            thresholds=thresholds(min_cosine, min_snr, min_det_ap), model_name=model_name,
+                            gate=not no_gate, say=lambda s: click.echo(s, err=True))
+    click.echo("\n".join(result.lines()))
+    result.check_passed()
 
 
 COMMANDS = [quantize]

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.bench import precision_list
-from ssdconvert.cli.options import (backend_names, batch_sizes, canonical_backend, canvas_option, model_option,
-                                    weights_options)
+from ssdconvert.cli.options import (BackendOptionsCommand, backend_names, batch_sizes, canonical_backend,
+                                    canvas_option, cluster_option, cluster_session, model_option, weights_options,
+                                    with_tools)
 from ssdconvert.cli.quantize import gate_options
 
 
@@ -42,7 +43,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
     return tools
 
 
-@click.command("run")
+@click.command("run", cls=BackendOptionsCommand)
 @model_option
 @weights_options
 @click.option("--coco", type=click.Path(file_okay=False, exists=True), default=None,
@@ -53,14 +54,11 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
               help=f"Backends to compile, run, evaluate and benchmark, comma-separated [default: all: "
                    f"{','.join(backend_names())}, those whose tools are missing skipped]. A backend named here "
                    "that cannot run is a failure.")
-@click.option("--soc", default="Ascend310P3", show_default=True, help="Ascend chip for ATC (see `npu-smi info`).")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch (--canvas exact: 1).")
 @click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
-@click.option("--atc-tool", type=click.Path(dir_okay=False), default=None,
-              help="ATC executable [default: PATH, then $ASCEND_TOOLKIT_HOME / $ASCEND_HOME_PATH].")
 @click.option("--tool", "tools", multiple=True, callback=_tools, metavar="BACKEND=PATH",
               help="A backend's compiler executable, e.g. magicmind=~/mm/gen_model.py (repeatable).")
 @click.option("--workdir", type=click.Path(file_okay=False), default="build/run", show_default=True,
@@ -74,16 +72,18 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "fp16 for Ascend (ATC's force_fp16), fp32 elsewhere]. A precision a backend does not build is "
                    "skipped with the reason. Every non-FP32 model is held to the accuracy gate.")
 @gate_options
-def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, soc, batch_sizes,
-        bench_duration, workers, atc_tool, tools, workdir, canvas, variants, precisions, min_cosine, min_snr,
-        min_det_ap):
+@cluster_option("the infer and bench stages (infer in shards, bench one cell per batch size; the rest runs here)")
+def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, batch_sizes,
+        bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
+        cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
     Exit code 1 when a backend failed, was flagged by the accuracy gate, or was named in
     --backends but cannot run here (the report is written and lists it with its reason).
     Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
-    random weights (the report says the mAP is then meaningless).
+    random weights (the report says the mAP is then meaningless). Each backend adds its own
+    options (Ascend: --soc, --atc-tool).
 
     \b
     Examples:
@@ -106,12 +106,14 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
         batch_sizes = (1,)  # the exact mode runs batch 1
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
-                    backends=backends, backends_explicit=_given("backends"), soc=soc, batch_sizes=batch_sizes,
-                    bench_duration=bench_duration, workers=workers, tools={**tools, **({"ascend": atc_tool} if atc_tool else {})},
-                    canvas=canvas, variants=None if variants is None else tuple(v for v in variants.split(",") if v),
+                    backends=backends, backends_explicit=_given("backends"), options=with_tools(backend_options, tools),
+                    batch_sizes=batch_sizes, bench_duration=bench_duration, workers=workers, canvas=canvas,
+                    variants=None if variants is None else tuple(v for v in variants.split(",") if v),
                     precisions=tuple(precisions) if precisions else None,
-                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap})
-    report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
+                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap},
+                    cluster=cluster)
+    with cluster_session(cluster):
+        report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
     failed = problems(report)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend
+from ssdconvert.backends.base import Backend, BackendOptions
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.pipeline.cache import StageCache, StageResult, file_fingerprint
 
@@ -38,17 +38,19 @@ class RunConfig:
     coco: Path | None = None  # <coco>/annotations/instances_val2017.json and <coco>/val2017/
     images: int = 24  # synthetic images when no --coco
     backends: tuple[str, ...] = field(default_factory=lambda: tuple(backends.names()))
-    soc: str = "Ascend310P3"
+    # backend name -> its own options (Backend.configured: its chip, its compiler executable, ...); a backend not
+    # named here keeps its defaults
+    options: dict[str, BackendOptions] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (1, 8, 16)
     bench_duration: float = 2.0
     workers: int | None = None
-    tools: dict[str, str] = field(default_factory=dict)  # backend -> its compiler executable (default: PATH, env)
     backends_explicit: bool = False  # the user named the backends: one that cannot run is a failure
     # input canvas of a model whose input size is a choice (ModelSpec.at_canvas), or preprocess.spec.EXACT_CANVAS
     canvas: tuple[int, int] | str | None = None
     variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
     precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
     gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
+    cluster: str | None = None  # --cluster: infer and bench run on this Ray cluster (inside an open session)
 
     @property
     def infer_batch(self) -> int:
@@ -104,7 +106,7 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
     unknown = [b for b in cfg.backends if not _known(b)]
     if unknown:
         raise SsdConvertError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(backends.names())}")
-    targets = list(dict.fromkeys(backends.get(b) for b in cfg.backends))
+    targets = [b.configured(cfg.options) for b in dict.fromkeys(backends.get(b) for b in cfg.backends)]
     cfg = replace(cfg, backends=tuple(t.name for t in targets))
     spec = get_spec(cfg.model_name).with_canvas(cfg.canvas)
     unknown = sorted(set(cfg.variants or ()) - set(spec.composite))
@@ -144,6 +146,7 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                      lambda variant=variant: _export(cfg, spec, workdir, variant))
         variants[variant] = (Path(done.outputs[0]), done.key)
 
+    runs = _BackendRuns(cfg, spec, workdir, stage, report, say, pre, onnx, exp.key)
     for target in targets:
         if not target.dynamic_image_size and spec.dynamic_canvas:
             note = f"{target.name} skipped: it needs the fixed canvas (the exact mode runs on the CPU backends)"
@@ -151,9 +154,9 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
             say(f"[compile:{target.name}] {note}")
             continue
         for precision in cfg.precisions or (target.default_precision,):
-            _run_backend(cfg, spec, target, precision, onnx, exp.key, pre, workdir, stage, report, say)
+            runs.at_precision(target, precision)
         for variant, (model, key) in variants.items():  # at the backend's default precision
-            _bench_variant(cfg, spec, target, variant, model, key, workdir, stage, report)
+            runs.variant(target, variant, model, key)
     return report
 
 
@@ -192,63 +195,101 @@ def _known(name: str) -> bool:
     return True
 
 
-def _run_backend(cfg, spec, target: Backend, precision: str, onnx, export_key, pre, workdir, stage, report,
-                 say) -> None:
-    name = label(target, precision)
-    missing = target.missing(cfg.tools.get(target.name))
-    refusal = target.precision_refusal(precision)
-    if missing or refusal:
-        why = missing or refusal
-        note = f"{name} skipped: {why}"
-        report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True,
-                                         unsupported=not missing))
-        say(f"[compile:{name}] {note}")
-        return
-    try:
-        inputs = {"onnx": export_key, "batch": cfg.infer_batch, "soc": cfg.soc}
+@dataclass(frozen=True)
+class _Candidate:
+    """A lower-precision model the accuracy gate judges."""
+
+    onnx: Path  # the FP32 export it was built from
+    target: Backend
+    model: Path  # what it runs
+    precision: str
+    compare_dir: Path  # where the layer-wise comparison of a model that fails the gate goes
+
+
+@dataclass
+class _BackendRuns:
+    """Each backend's stages (compile -> infer -> eval -> gate -> bench) after the shared ones of one run."""
+
+    cfg: RunConfig
+    spec: object  # the zoo ModelSpec at the run's canvas
+    workdir: Path
+    stage: Callable[[str, dict, Callable], StageResult]
+    report: PipelineReport
+    say: Say
+    pre: StageResult  # the preprocessed bins
+    onnx: Path  # the main export
+    export_key: str
+
+    @property
+    def bins(self) -> Path:
+        return Path(self.pre.outputs[0])
+
+    def at_precision(self, target: Backend, precision: str) -> None:
+        """One backend at one precision: skipped with the reason where it cannot, else every stage (a stage that
+        fails is reported and ends this backend's row)."""
+        name = label(target, precision)
+        missing = target.missing()
+        why = missing or target.precision_refusal(precision)
+        if why:
+            note = f"{name} skipped: {why}"
+            self.report.stages.append(StageResult(f"compile:{name}", "", 0.0, note, skipped=True,
+                                                  unsupported=not missing))
+            self.say(f"[compile:{name}] {note}")
+            return
+        try:
+            self._stages(target, precision, name)
+        except SsdConvertError as exc:
+            failed = next(s for s in ("compile", "infer", "eval", "bench") if self.report.stage(f"{s}:{name}") is None)
+            self.report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True,
+                                                  failed=True))
+            self.say(f"[{failed}:{name}] FAILED: {exc}")
+
+    def _stages(self, target: Backend, precision: str, name: str) -> None:
+        cfg, stage, workdir, bins = self.cfg, self.stage, self.workdir, self.bins
+        inputs = {"onnx": self.export_key, "batch": cfg.infer_batch, "options": _build_options(target)}
         if precision != target.default_precision:
-            inputs.update(precision=precision, calib=pre.key)
-        comp = stage(f"compile:{name}", inputs,
-                     lambda: _compile(target, onnx, workdir, cfg, precision, Path(pre.outputs[0])))
+            inputs.update(precision=precision, calib=self.pre.key)
+        comp = stage(f"compile:{name}", inputs, lambda: _compile(target, self.onnx, workdir, cfg, precision, bins))
         model = Path(comp.outputs[0])
-        inf = stage(f"infer:{name}", {"model": comp.key, "inputs": pre.key, "batch": cfg.infer_batch},
-                    lambda: _infer(model, target.name, Path(pre.outputs[0]), workdir / "results" / name,
-                                   cfg.infer_batch))
-        stage(f"eval:{name}", {"results": inf.key, "model": spec.name},
-              lambda: _eval(Path(inf.outputs[0]), spec.name, workdir / "eval" / name, report.random_weights))
-        reference = report.stage(f"infer:{backends.REFERENCE}")
+        inf = stage(f"infer:{name}", {"model": comp.key, "inputs": self.pre.key, "batch": cfg.infer_batch},
+                    lambda: _infer(model, target, bins, workdir / "results" / name, cfg.infer_batch, cfg.cluster))
+        stage(f"eval:{name}", {"results": inf.key, "model": self.spec.name},
+              lambda: _eval(Path(inf.outputs[0]), self.spec.name, workdir / "eval" / name, self.report.random_weights))
+        reference = self.report.stage(f"infer:{backends.REFERENCE}")
         if precision != "fp32" and reference is not None and not reference.skipped:
+            candidate = _Candidate(self.onnx, target, model, precision, workdir / "compare" / name)
             stage(f"gate:{name}", {"results": inf.key, "reference": reference.key, "thresholds": cfg.gate},
-                  lambda: _gate(Path(reference.outputs[0]), Path(inf.outputs[0]), Path(pre.outputs[0]), spec,
-                                cfg, report.random_weights, workdir / "gate" / f"{name}.json",
-                                (onnx, target, model, precision, workdir / "compare" / name)))
-        bench_model = onnx if target.builds_per_batch else model  # one static model per batch size
+                  lambda: _gate(Path(reference.outputs[0]), Path(inf.outputs[0]), bins, self.spec, cfg,
+                                self.report.random_weights, workdir / "gate" / f"{name}.json", candidate))
+        bench_model = self.onnx if target.builds_per_batch else model  # one static model per batch size
         stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, name, cfg, spec, workdir / "bench", target.name, precision,
-                             Path(pre.outputs[0])))
-    except SsdConvertError as exc:
-        failed = next(s for s in ("compile", "infer", "eval", "bench") if report.stage(f"{s}:{name}") is None)
-        report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
-        say(f"[{failed}:{name}] FAILED: {exc}")
+              lambda: _bench(bench_model, name, cfg, self.spec, workdir / "bench", target, precision, bins))
+
+    def variant(self, target: Backend, variant: str, model: Path, export_key: str) -> None:
+        """A further export variant on one backend, at its default precision: compiled (where the backend
+        compiles) and benchmarked."""
+        name, stage, cfg = target.name, self.stage, self.cfg
+        if self.report.stage(f"compile:{name}") is None or self.report.stage(f"compile:{name}").skipped:
+            return  # the backend cannot run here: already reported
+        tag = f"{name}:{variant}"
+        precision = target.default_precision
+        try:
+            comp = stage(f"compile:{tag}", {"model": export_key, "batch": cfg.infer_batch,
+                                            "options": _build_options(target)},
+                         lambda: _compile(target, model, self.workdir / variant, cfg, precision, None))
+            bench_model = model if target.builds_per_batch else Path(comp.outputs[0])
+            stage(f"bench:{tag}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
+                  lambda: _bench(bench_model, f"{name}_{variant}", cfg, self.spec, self.workdir / "bench", target,
+                                 precision, None))
+        except SsdConvertError as exc:
+            failed = "compile" if self.report.stage(f"compile:{tag}") is None else "bench"
+            self.report.stages.append(StageResult(f"{failed}:{tag}", "", 0.0, f"FAILED: {exc}", skipped=True,
+                                                  failed=True))
 
 
-def _bench_variant(cfg, spec, target: Backend, variant: str, model: Path, export_key, workdir, stage, report) -> None:
-    """A further export variant on one backend, at its default precision: compiled (where the backend
-    compiles) and benchmarked."""
-    name = target.name
-    if report.stage(f"compile:{name}") is None or report.stage(f"compile:{name}").skipped:
-        return  # the backend cannot run here: already reported
-    tag = f"{name}:{variant}"
-    precision = target.default_precision
-    try:
-        comp = stage(f"compile:{tag}", {"model": export_key, "batch": cfg.infer_batch, "soc": cfg.soc},
-                     lambda: _compile(target, model, workdir / variant, cfg, precision, None))
-        bench_model = model if target.builds_per_batch else Path(comp.outputs[0])
-        stage(f"bench:{tag}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, f"{name}_{variant}", cfg, spec, workdir / "bench", name, precision, None))
-    except SsdConvertError as exc:
-        failed = "compile" if report.stage(f"compile:{tag}") is None else "bench"
-        report.stages.append(StageResult(f"{failed}:{tag}", "", 0.0, f"FAILED: {exc}", skipped=True, failed=True))
+def _build_options(target: Backend) -> dict:
+    """What of a backend's options its builds depend on (its compiler's location does not count)."""
+    return {k: v for k, v in asdict(target.options).items() if k != "tool"}
 
 
 # -- stage bodies: each returns (one-line figure, report data, output paths) ----------------------
@@ -324,14 +365,15 @@ def _export(cfg: RunConfig, spec, workdir: Path, variant: str | None = None):
 
 def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path | None):
     default = precision == target.default_precision
-    artefacts = target.compile(onnx, workdir, batch=cfg.infer_batch, soc=cfg.soc, tool=cfg.tools.get(target.name),
-                               precision=None if default else precision, calib=None if default else bins)
+    artefacts = backends.for_model(onnx, target).compile(onnx, workdir, batch=cfg.infer_batch,
+                                                        precision=None if default else precision,
+                                                        calib=None if default else bins)
     what = "uses the ONNX directly" if artefacts == [onnx] else f"built {artefacts[0].name}"
     return f"{what} ({precision})", {"artefacts": [str(a) for a in artefacts], "precision": precision}, artefacts
 
 
 def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, random_weights: bool, target: Path,
-          candidate: tuple):
+          candidate: _Candidate):
     """The accuracy gate of a lower-precision model: its outputs against ONNX Runtime FP32's, from the
     result folders both wrote for the same inputs (agreement.measure_results). A model that fails it
     is compared layer by layer (`ssdconvert compare`, 2 images) where its backend exposes layers."""
@@ -355,25 +397,28 @@ def _gate(reference: Path, results: Path, bins: Path, spec, cfg: RunConfig, rand
     return figure, data, [path]
 
 
-def _compare_failed(candidate: tuple, bins: Path, spec, thresholds) -> tuple[str | None, str]:
+def _compare_failed(candidate: _Candidate, bins: Path, spec, thresholds) -> tuple[str | None, str]:
     """(compare.json path or None, one line) for a model that failed the gate."""
     from ssdconvert.compare import Side, compare_models, write_outputs
 
-    onnx, target, model, precision, out_dir = candidate
-    if target.module("layers") is None:
+    target, model, precision = candidate.target, candidate.model, candidate.precision
+    if not target.exposes_layers:
         return None, (f"no layer-wise comparison for {target.label} here: dump its tensors on the device and run "
                       "`ssdconvert compare` on the dump folder (README: compare)")
     side = Side(f"{target.name}:{model}:{precision}", Path(model), target.name, precision)
     try:
-        found = compare_models(str(onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)
+        found = compare_models(str(candidate.onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)
     except SsdConvertError as exc:
         return None, f"layer-wise comparison failed: {exc}"
-    js, _ = write_outputs(found, out_dir)
+    js, _ = write_outputs(found, candidate.compare_dir)
     return str(js), f"{found.verdict()} (layer report {js})"
 
 
-def _infer(model: Path, backend: str, inputs: Path, output: Path, batch: int):
-    from ssdconvert.infer import run_infer
+def _infer(model: Path, backend: Backend, inputs: Path, output: Path, batch: int, cluster: str | None = None):
+    if cluster:
+        from ssdconvert.cluster.shards import run_infer
+    else:
+        from ssdconvert.infer import run_infer
 
     r = run_infer(model, inputs, output, backend=backend, batchsize=batch, progress=False)
     figure = (f"{r.files} images at batch {r.batch}: {r.throughput:.1f} samples/s compute, "
@@ -392,18 +437,22 @@ def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
             {"stats": r.stats, "images": r.images}, [report_path])
 
 
-def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: str, precision: str,
+def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: Backend, precision: str,
            bins: Path | None):
-    from ssdconvert.bench import run_bench
+    if cfg.cluster:
+        from ssdconvert.cluster.sweep import run_bench
+    else:
+        from ssdconvert.bench import run_bench
 
-    default = precision == backends.get(backend).default_precision
-    r = run_bench(model, backend=backend, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration, soc=cfg.soc,
+    default = precision == backend.default_precision
+    r = run_bench(model, backend=backend, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration,
                   output_dir=out, name=name.replace("@", "_"), flops_per_image=spec.flops_per_image,
-                  tool=cfg.tools.get(backend), precision=None if default else precision,
-                  calib=None if default else bins, feeds=spec.feeds_for)
+                  precision=None if default else precision, calib=None if default else bins, feeds=spec.feeds_for)
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
     best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"
     if r.stopped_early:
         figure += f"; stopped early: {r.failure}"
-    return figure, {"throughput": rows, "label": r.label, "outputs": r.outputs}, [Path(p) for p in r.outputs.values()]
+    where = {row.batch_size: f"{row.host} {row.device}" for row in r.ok_rows if row.host}  # --cluster only
+    return (figure, {"throughput": rows, "label": r.label, "outputs": r.outputs, **({"where": where} if where else {})},
+            [Path(p) for p in r.outputs.values()])

@@ -9,7 +9,7 @@ import platform
 import numpy as np
 import pytest
 
-from ssdconvert.backends.ascend.compile import SPLIT_HINT, build_om
+from ssdconvert.backends.ascend.compile import NMS_HINT, build_om
 from ssdconvert.backends.compiling import CompilerError
 from ssdconvert.backends.magicmind.compile import build_magicmind
 from ssdconvert.backends.openvino.compile import convert_ir
@@ -56,8 +56,15 @@ def detector_onnx(tmp_path):
     return make_detector_onnx(tmp_path / "models" / "frcnn.onnx")
 
 
-def test_atc_gets_every_input_in_the_shape_and_the_op_notes(detector_onnx, fake_on_path, tmp_path):
-    result = build_om(detector_onnx, SOC, batch=4, output=tmp_path / "om" / "frcnn_bs4")
+@pytest.fixture
+def exported_detector(detector_onnx):
+    """The graph with the export record the family's export writes beside it (the model it is)."""
+    detector_onnx.with_name(f"{detector_onnx.name}.json").write_text(json.dumps({"model": "faster-rcnn-r101-fpn"}))
+    return detector_onnx
+
+
+def test_atc_gets_every_input_in_the_shape_and_the_op_notes(exported_detector, fake_on_path, tmp_path):
+    result = build_om(exported_detector, SOC, batch=4, output=tmp_path / "om" / "frcnn_bs4")
     assert "--input_shape=images:4,3,64,64;im_info:4,2" in result.command
     # NonMaxSuppression's output length depends on the data: ATC packs host op libraries (ATC docs: --output)
     assert result.primary.name == f"frcnn_bs4_linux_{platform.machine()}.om"
@@ -67,14 +74,23 @@ def test_atc_gets_every_input_in_the_shape_and_the_op_notes(detector_onnx, fake_
     notes = record["op_notes"]
     assert len(notes) == 2 and notes[0].startswith("NonMaxSuppression: ATC parses it as NonMaxSuppressionV6")
     assert notes[1].startswith("int64 outputs (selected, count) are kept as int64")
-    assert "--opset 11" in notes[0] and "--variant split" in notes[0]
+    assert "--opset 11" in notes[0] and "--variant split" in notes[0]  # the variant its export record's model has
+    assert record["model"] == "faster-rcnn-r101-fpn"
 
 
-def test_atc_gears_refused_for_a_graph_with_nms_point_to_the_split_variant(detector_onnx, fake_on_path, tmp_path):
+def test_the_nms_note_names_no_variant_without_a_record_naming_the_model(detector_onnx, tmp_path):
+    result = build_om(detector_onnx, SOC, batch=4, output=tmp_path / "x", dry_run=True, tool="/opt/atc")
+    assert "--opset 11" in result.info["op_notes"][0] and "--variant" not in result.info["op_notes"][0]
+    assert result.info["model"] is None
+
+
+def test_atc_gears_refused_for_a_graph_with_nms_point_to_the_split_variant(exported_detector, fake_on_path,
+                                                                          tmp_path):
     with pytest.raises(ToolFailedError) as failure:
-        build_om(detector_onnx, SOC, dynamic_batches=[1, 2, 4], output=tmp_path / "om" / "frcnn_dyn")
+        build_om(exported_detector, SOC, dynamic_batches=[1, 2, 4], output=tmp_path / "om" / "frcnn_dyn")
     message = str(failure.value)
-    assert "data-dependent intermediate shapes (NonMaxSuppression)" in message and SPLIT_HINT in message
+    assert "data-dependent intermediate shapes (NonMaxSuppression)" in message and NMS_HINT in message
+    assert "or export --variant split (faster-rcnn-r101-fpn as device models with a host stage between them)." in message
 
 
 def test_atc_dry_run_of_gears_writes_every_input_with_a_leading_minus_one(detector_onnx, tmp_path):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
 import warnings
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ssdconvert import backends
 from ssdconvert.cli import cli
@@ -20,16 +18,30 @@ PACKAGE = ROOT / "ssdconvert" / "backends"
 NAMES = {"onnxruntime", "openvino", "ascend", "magicmind", "atc", "ais_bench"}
 
 
+BUILT_IN = ["onnxruntime", "openvino", "ascend", "magicmind"]
+
+
 def test_every_backend_is_one_folder_with_the_same_files():
-    assert backends.names() == ["onnxruntime", "openvino", "ascend", "magicmind"]
-    for backend in backends.all_backends():
+    assert backends.names() == [b.name for b in backends.all_backends()]
+    assert backends.names()[:len(BUILT_IN)] == BUILT_IN  # a backend added later comes after them
+    for backend in backends.all_backends()[:len(BUILT_IN)]:
         folder = PACKAGE / backend.name
-        assert backend.package == f"ssdconvert.backends.{backend.name}"
+        assert type(backend).__module__ == f"ssdconvert.backends.{backend.name}"
         present = {p.name for p in folder.glob("*.py")}
         assert {"__init__.py", "runner.py", "doctor.py"} <= present, backend.name
-        assert "compile.py" in present, backend.name  # onnxruntime's only makes its INT8 copy
-        assert ("quantize.py" in present) == (backend.name in ("onnxruntime", "openvino")), backend.name
+        assert ("compile.py" in present) == (backend.name != "onnxruntime"), backend.name  # it compiles nothing
+        assert ("quantize.py" in present) == backend.quantizes, backend.name
+        assert ("layers.py" in present) == backend.exposes_layers, backend.name
+        assert ("commands.py" in present) == bool(backend.commands() or any(
+            backend.cli_options(c) for c in ("run", "bench", "infer", "quantize"))), backend.name
         assert backend.default_precision in backend.precisions, backend.name
+
+
+def test_the_compile_commands_are_the_backends_own_from_the_registry():
+    for backend in backends.all_backends():
+        for command in backend.commands():
+            assert cli.get_command(None, command.name) is command
+    assert {"atc", "cnnl", "magicmind", "openvino"} <= set(cli.list_commands(None))
 
 
 def test_old_names_resolve_to_ascend_with_one_note():
@@ -42,8 +54,7 @@ def test_old_names_resolve_to_ascend_with_one_note():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert backends.get("ascend").name == "ascend"  # the one name: no warning
-    with pytest.raises(SsdConvertError, match="unknown backend 'tensorrt'; choose one of onnxruntime, openvino, "
-                                              "ascend, magicmind"):
+    with pytest.raises(SsdConvertError, match=f"unknown backend 'tensorrt'; choose one of {', '.join(backends.names())}$"):
         backends.get("tensorrt")
 
 
@@ -55,8 +66,8 @@ def test_auto_picks_the_backend_by_file_type_or_build_record(tmp_path):
     mm_model = tmp_path / "ssd_model_force_float32_false_2"  # MagicMind models have no extension
     mm_model.write_bytes(b"model")
     with pytest.raises(SsdConvertError, match=r"cannot choose a backend for 'ssd_model_force_float32_false_2': "
-                                              r"expected \.onnx \(onnxruntime\), \.xml \(openvino\), \.om \(ascend\), "
-                                              r"or a model with its build record <model>\.json \(magicmind\)"):
+                                              r"expected \.onnx \(onnxruntime\), \.xml \(openvino\), \.om \(ascend\)(, .*)?, "
+                                              r"or a model with its build record <model>\.json \(magicmind(, .*)?\)"):
         backends.for_model(mm_model)
     Path(f"{mm_model}.json").write_text(json.dumps({"tool": "magicmind"}))
     assert backends.for_model(mm_model).name == "magicmind"
@@ -77,8 +88,10 @@ def test_cpu_runners_refuse_a_device_list_and_ascend_takes_one():
         backends.get("ascend").devices("0,1,1")
 
 
-LIBRARY = ["infer.py", "bench.py", "doctor.py", "evaluation.py", "pipeline/__init__.py", "pipeline/report.py",
-           "cli/infer.py", "cli/bench.py", "cli/run.py", "cli/doctor.py"]
+LIBRARY = ["infer.py", "bench.py", "timing.py", "doctor.py", "evaluation.py", "quantize.py", "compare.py",
+           "pipeline/__init__.py", "pipeline/report.py", "backends/base.py", "backends/composite.py",
+           "backends/commands.py", "cli/__init__.py", "cli/infer.py", "cli/bench.py", "cli/run.py", "cli/doctor.py",
+           "cli/quantize.py", "cli/compile.py", "cli/options.py"]
 
 
 @pytest.mark.parametrize("module", LIBRARY)
@@ -98,63 +111,72 @@ def test_no_backend_name_dispatch_outside_the_backend_folders(module):
     assert named == [], f"{module} dispatches on backend names {named}"
 
 
-TOY = '''
-from ssdconvert.backends.base import Backend
+def test_a_backend_class_that_declares_what_it_does_not_implement_fails_when_defined():
+    """A misspelt `build_for_batch` no longer makes bench time the .onnx: the class is refused at once."""
+    from ssdconvert.backends.base import Backend
 
-BACKEND = Backend(name="toy", label="Toy", package=__name__, suffixes=(".toy",))
-'''
-TOY_RUNNER = '''
-from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
+    class Complete(Backend):
+        name, label = "complete", "Complete"
 
+        def build(self, onnx, out_dir, *, batch, precision, calib):
+            return [onnx]
 
-class ToyRunner(OnnxRuntimeRunner):
-    name = "toy"
+        def runner_for(self, model, options):
+            raise NotImplementedError
 
+        def checks(self):
+            return []
 
-def make_runner(model, options):
-    return ToyRunner(model)
-'''
-TOY_DOCTOR = '''
-from ssdconvert.doctor import Check
+        def missing(self):
+            return None
 
+    with pytest.raises(TypeError, match="sets builds_per_batch but does not implement build_for_batch"):
+        type("Misspelt", (Complete,), {"builds_per_batch": True, "build_for_bach": lambda self, o, b, c: (o, {})})
+    with pytest.raises(TypeError, match="implements build_for_batch but does not set builds_per_batch"):
+        type("Unflagged", (Complete,), {"build_for_batch": lambda self, o, b, c: (o, {})})
+    with pytest.raises(TypeError, match="sets quantized_suffix but does not implement quantize"):
+        type("NoQuantizer", (Complete,), {"quantized_suffix": ".q"})
+    with pytest.raises(TypeError, match="builds fp16, not its default precision fp32"):
+        type("Wrong", (Complete,), {"precisions": ("fp16",)})
+    with pytest.raises(TypeError, match="declares no name"):
+        type("Nameless", (Backend,), {k: v for k, v in vars(Complete).items() if k not in ("name", "__dict__")})
 
-def checks():
-    return [Check("runtimes", "toy runtime", "ok", "1.0", "always here", capability="run .toy")]
-'''
+    class Incomplete(Backend):
+        name, label = "incomplete", "Incomplete"
 
-
-def test_a_new_backend_is_its_folder_plus_one_registry_line(tmp_path, monkeypatch, tiny_onnx):
-    """Add a backend without touching infer, bench, doctor or the CLI: a folder and a registry entry."""
-    folder = tmp_path / "plugins" / "toy"
-    folder.mkdir(parents=True)
-    (folder.parent / "__init__.py").write_text("")
-    for name, text in {"__init__.py": TOY, "runner.py": TOY_RUNNER, "doctor.py": TOY_DOCTOR}.items():
-        (folder / name).write_text(text)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(backends, "REGISTERED", (*backends.REGISTERED, "plugins.toy"))  # the one registry line
-    backends.all_backends.cache_clear()
-    try:
-        model = tmp_path / "m.toy"
-        shutil.copy(tiny_onnx, model)
-        inputs = tmp_path / "in"
-        inputs.mkdir()
-        for k in range(3):
-            (inputs / f"{k:012d}.bin").write_bytes(bytes(3 * 300 * 300 * 4))
-        runner = CliRunner()
-        infer = runner.invoke(cli, ["infer", "--model", str(model), "--input", str(inputs), "--output",
-                                    str(tmp_path / "out")])
-        assert infer.exit_code == 0, infer.output
-        assert "backend toy" in infer.output and len(list((tmp_path / "out").glob("*_0.bin"))) == 3
-        bench = runner.invoke(cli, ["bench", "--model", str(model), "--backend", "toy", "--bs", "1,2", "--duration",
-                                    "0.01", "--output", str(tmp_path / "bench")])
-        assert bench.exit_code == 0, bench.output
-        assert json.loads((tmp_path / "bench" / "m_toy.json").read_text())["backend"] == "toy"
-        doctor = runner.invoke(cli, ["doctor", "--json", "--backend", "toy"])
-        assert json.loads(doctor.stdout)["capabilities"] == {"run .toy": True}
-    finally:
-        backends.all_backends.cache_clear()
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+    assert Complete().build_tag == "complete"  # its name unless it declares another
 
 
-@pytest.fixture
-def tiny_onnx(onnx_factory):
-    return onnx_factory("toy.onnx", batch=None)
+def test_options_travel_as_the_backends_own_typed_object():
+    from ssdconvert.backends.ascend import AscendOptions
+    from ssdconvert.backends.base import BackendOptions, RunOptions
+    from ssdconvert.timing import BenchContext
+
+    ascend = backends.get("ascend")
+    configured = ascend.configured(soc="Ascend310P3")
+    assert configured.options == AscendOptions(soc="Ascend310P3") and ascend.options == AscendOptions()
+    assert ascend.configured({"ascend": AscendOptions(dym_batch=True), "openvino": BackendOptions()}).options.dym_batch
+    assert ascend.configured({"openvino": BackendOptions()}).options == AscendOptions()  # not named: its defaults
+    with pytest.raises(SsdConvertError, match="Ascend .* has no option arch"):
+        ascend.configured(arch="x")
+    with pytest.raises(SsdConvertError, match="takes AscendOptions, not BackendOptions"):
+        ascend.configured(BackendOptions())
+    generic = {f for cls in (RunOptions, BenchContext, BackendOptions) for f in cls.__dataclass_fields__}
+    assert not generic & {"soc", "dym_batch", "mlu_arch", "ort_types"}
+
+
+def test_no_zoo_model_is_named_in_a_backend():
+    """A backend knows no family: what it needs of one comes from the model's records or the zoo by name."""
+    from ssdconvert.zoo import model_names
+
+    named = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docs = {id(node.body[0].value) for node in ast.walk(tree) if isinstance(node, (ast.Module, ast.FunctionDef,
+                ast.ClassDef)) and node.body and isinstance(node.body[0], ast.Expr)}
+        named += [f"{path.relative_to(PACKAGE)}: {node.value[:60]}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                  and any(name in node.value for name in model_names())]
+    assert named == []

@@ -206,5 +206,29 @@ def test_atc_tool_option_finds_atc_outside_path(tmp_path, monkeypatch, launcher,
         monkeypatch.setenv(var, fake_vendor_env[var])
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     monkeypatch.delenv("ASCEND_HOME_PATH", raising=False)
-    assert get("ascend").missing(str(tool)) is None
+    assert get("ascend").configured(tool=str(tool)).missing() is None  # as `run --atc-tool` gives it
     assert "atc not found" in get("ascend").missing()
+
+
+def test_each_backends_own_options_reach_the_run_config(tmp_path, monkeypatch):
+    """`run` takes each backend's options from the registry; --atc-tool beats --tool ascend=..., as before."""
+    import ssdconvert.pipeline as pipeline
+    from ssdconvert.backends.ascend import AscendOptions
+    from ssdconvert.backends.magicmind import MagicMindOptions
+    from ssdconvert.errors import SsdConvertError
+
+    seen = []
+
+    def capture(cfg, say):
+        seen.append(cfg)
+        raise SsdConvertError("captured")
+
+    monkeypatch.setattr(pipeline, "run_and_report", capture)
+    CliRunner().invoke(cli, ["run", "--workdir", str(tmp_path)])
+    CliRunner().invoke(cli, ["run", "--soc", "Ascend910B1", "--atc-tool", "/opt/atc", "--tool", "ascend=/other",
+                             "--tool", "magicmind=/opt/mm", "--mlu-arch", "mtp_592", "--workdir", str(tmp_path)])
+    default, chosen = (cfg.options for cfg in seen)
+    assert default["ascend"] == AscendOptions(soc="Ascend310P3") and default["magicmind"] == MagicMindOptions()
+    assert chosen["ascend"] == AscendOptions(tool="/opt/atc", soc="Ascend910B1")
+    assert chosen["magicmind"] == MagicMindOptions(tool="/opt/mm", mlu_arch="mtp_592")
+    assert not {"soc", "tools"} & set(pipeline.RunConfig.__dataclass_fields__)

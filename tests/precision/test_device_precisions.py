@@ -61,7 +61,8 @@ def test_magicmind_cli_refuses_qint_without_calibration_and_the_fake_refuses_an_
 @pytest.mark.parametrize("precision, mode, suffix", [("fp16", None, ""), ("fp32", "force_fp32", "_fp32"),
                                                      ("bf16", "allow_mix_precision_bf16", "_bf16")])
 def test_ascend_precisions_map_to_atc_precision_mode(exported_onnx, on_path, tmp_path, precision, mode, suffix):
-    built = backends.get("ascend").compile(exported_onnx, tmp_path, batch=2, soc="Ascend310P3", precision=precision)
+    built = backends.get("ascend").configured(soc="Ascend310P3").compile(exported_onnx, tmp_path, batch=2,
+                                                                       precision=precision)
     argv = calls(on_path)[-1]
     given = [a for a in argv if a.startswith("--precision_mode")]
     assert given == ([f"--precision_mode={mode}"] if mode else [])  # fp16: ATC's own default, no flag
@@ -72,7 +73,7 @@ def test_ascend_precisions_map_to_atc_precision_mode(exported_onnx, on_path, tmp
 
 def test_ascend_int8_is_refused_with_the_amct_flow_named(exported_onnx, tmp_path):
     with pytest.raises(SsdConvertError, match="amct_onnx calibration"):
-        backends.get("ascend").compile(exported_onnx, tmp_path, batch=2, soc="Ascend310P3", precision="int8")
+        backends.get("ascend").configured(soc="Ascend310P3").compile(exported_onnx, tmp_path, batch=2, precision="int8")
     with pytest.raises(CompilerError, match="not 'int4'"):
         from ssdconvert.backends.ascend.compile import precision_mode
 

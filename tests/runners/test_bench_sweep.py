@@ -9,6 +9,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from ssdconvert.backends.ascend import AscendOptions
 from ssdconvert.bench import THROUGHPUT_DEFINITION, fmt_throughput, run_bench
 from ssdconvert.cli import cli
 
@@ -116,8 +117,8 @@ def test_ascend_sweep_builds_one_om_per_batch_size(tmp_path, tiny, tiny_onnx, fa
     _atc_on_path(tmp_path, monkeypatch, launcher)
     if not api:
         monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
-    report = run_bench(tiny_onnx, backend="ascend", soc="Ascend310P3", batch_sizes=[1, 2], duration=0.05,
-                       output_dir=tmp_path / "bench")
+    report = run_bench(tiny_onnx, backend="ascend", options=AscendOptions(soc="Ascend310P3"), batch_sizes=[1, 2],
+                       duration=0.05, output_dir=tmp_path / "bench")
     assert not report.stopped_early, report.failure
     _check_reports(report, [1, 2])
     for row in report.rows:
@@ -131,3 +132,16 @@ def test_ascend_sweep_needs_a_soc(tmp_path, tiny_onnx):
     res = CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--backend", "ais_bench", "--output",
                                    str(tmp_path)])
     assert res.exit_code == 1 and "needs --soc" in res.output
+
+
+def test_bench_hands_each_backend_its_own_options(tmp_path, tiny_onnx, monkeypatch):
+    """--soc and --dym-batch come from Ascend's registry entry, --tool is every backend's compiler."""
+    import ssdconvert.bench as bench
+
+    seen = []
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: seen.append(kwargs) or 1 / 0)
+    CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--backend", "ascend", "--soc", "Ascend310P3",
+                             "--dym-batch", "--tool", "/opt/atc", "--output", str(tmp_path)])
+    options = seen[0]["options"]
+    assert options["ascend"] == AscendOptions(tool="/opt/atc", soc="Ascend310P3", dym_batch=True)
+    assert options["onnxruntime"].tool == "/opt/atc" and options["onnxruntime"].per_channel

@@ -9,12 +9,12 @@ for dynamic-shape graphs, `<output>_<os>_<arch>.om`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ssdconvert.backends.base import build_record
 from ssdconvert.backends.compiling import CompileResult, CompilerError, check_artefacts, fresh, log_path_for, write_sidecar
 from ssdconvert.backends.onnxinfo import read_onnx
 from ssdconvert.fileio import sha256_of
@@ -106,34 +106,57 @@ ATC_OP_NOTES = {
         "is registered for Op [ai.onnx::16::NonMaxSuppression]` export with --opset 11. Its output length depends "
         "on the data, so ATC may build a dynamic-shape model (<name>_<os>_<arch>.om) and may refuse batch gears "
         "(\"networks with data-dependent intermediate shapes are not supported\"): then build one static .om per "
-        "batch, or export --variant split, which has no NMS on the device."),
+        "batch."),
     "RoiAlign": (
-        "ATC parses it as ROIAlign with roi_end_mode 0 (no half-pixel shift, maskrcnn-benchmark's aligned=False) at "
+        "ATC parses it as ROIAlign with roi_end_mode 0 (no half-pixel shift: the legacy aligned=False geometry) at "
         "opsets 11-15, and at opsets 16-18 only when coordinate_transformation_mode is output_half_pixel, as the "
         "export writes it; an opset-16 RoiAlign without the attribute runs shifted (roi_end_mode 2). It casts the "
         "int64 batch indices to float and concatenates them with the boxes."),
     "TopK": "ATC parses TopK for opsets 10-13 in older CANN, 10-18 in newer (ONNX TopK: ties to the lower index).",
     "ScatterND": "ATC parses ScatterND as TensorScatterUpdate (older CANN) or a ScatterNd subgraph (opsets 8-18).",
 }
-SPLIT_HINT = ("The graph runs NonMaxSuppression on the device: if ATC refuses it (or its data-dependent output with "
-              "--dynamic-bs), build a static --bs, export with --opset 11, or export --variant split (dense and "
-              "box-head models, no NMS on the device).")
+NMS_HINT = ("The graph runs NonMaxSuppression on the device: if ATC refuses it (or its data-dependent output with "
+            "--dynamic-bs), build a static --bs or export with --opset 11")
 INT64_OUTPUT_NOTE = ("int64 outputs ({names}) are kept as int64 unless --output_type says otherwise; eval reads "
                      "int64 or int32 results (do not pass a global --output_type=FP32: int32 and float32 files "
                      "have the same size)")
 
 
 def op_notes(onnx: Path) -> list[str]:
-    """The ATC notes for the ops and output types of `onnx` that need them (ATC_OP_NOTES)."""
+    """The ATC notes for the ops and output types of `onnx` that need them (ATC_OP_NOTES); the note on NMS names
+    the variants the model's family splits into device models and a host stage (variants_note)."""
     import onnx as onnx_lib
 
     model = onnx_lib.load(str(onnx), load_external_data=False)
     present = {node.op_type for node in model.graph.node}
-    notes = [f"{op}: {text}" for op, text in ATC_OP_NOTES.items() if op in present]
+    variants = variants_note(onnx)
+    notes = [f"{op}: {text}" + (f" Or {variants}." if op == "NonMaxSuppression" and variants else "")
+             for op, text in ATC_OP_NOTES.items() if op in present]
     wide = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx_lib.TensorProto.INT64]
     if wide:
         notes.append(INT64_OUTPUT_NOTE.format(names=", ".join(wide)))
     return notes
+
+
+def variants_note(onnx: Path) -> str:
+    """`or export --variant NAME (...)` for the variants of the zoo model that the export record `<onnx>.json`
+    names (ModelSpec.composite: device models and a host stage), or "" (no record, no such variant)."""
+    from ssdconvert.errors import SsdConvertError
+    from ssdconvert.zoo import get_spec
+
+    name = build_record(onnx).get("model")
+    try:
+        variants = list(get_spec(name).composite) if isinstance(name, str) else []
+    except SsdConvertError:
+        return ""
+    return " or ".join(f"export --variant {v} ({name} as device models with a host stage between them)"
+                       for v in variants)
+
+
+def nms_hint(onnx: Path) -> str:
+    """What to do when ATC refuses a graph with NonMaxSuppression on the device."""
+    variants = variants_note(onnx)
+    return f"{NMS_HINT}{', or ' + variants if variants else ''}."
 
 
 def validate_soc(soc: str) -> str:
@@ -316,15 +339,46 @@ def write_aipp_config(path: Path, transform: ImageTransform, label: str = "model
 # ------------------------------------------------------------------------------------- build_om
 
 
+def _batch(onnx: Path, onnx_batch: int | None, batch: int | None, gears: list[int] | None) -> tuple[int | None, str]:
+    """(the static batch, where it comes from); (None, "") for gears."""
+    if gears:
+        if onnx_batch is not None:
+            raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; batch gears need a dynamic-batch "
+                                "export (ssdconvert export without --static-batch)")
+        return None, ""
+    source = "--bs"
+    if batch is None:
+        batch, source = _default_batch(onnx, onnx_batch)
+    if batch < 1:
+        raise CompilerError(f"--bs must be >= 1, got {batch}")
+    if onnx_batch is not None and batch != onnx_batch:
+        raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}; re-export with "
+                            f"a dynamic batch or use --bs {onnx_batch}")
+    return batch, source
+
+
 def _default_batch(onnx: Path, onnx_batch: int | None) -> tuple[int, str]:
     if onnx_batch is not None:
         return onnx_batch, "the ONNX's fixed batch"
     try:
-        record = json.loads(onnx.with_name(onnx.name + ".json").read_text())
-        traced = int(record["onnx"]["traced_batch"])
+        traced = int(build_record(onnx)["onnx"]["traced_batch"])
         return traced, f"the batch {onnx.name} was exported and validated at"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return 1, "default"
+
+
+def _write_aipp(out: Path, onnx: Path, transform: ImageTransform | None, model_name: str | None) -> Path:
+    """`<out>.aipp.cfg` for `transform`, else for the zoo model `model_name` (the export record's by default)."""
+    if transform is None:
+        if model_name is None:
+            raise CompilerError(f"--aipp folds the model's normalisation into the .om: pass --model (no export record "
+                                f"{onnx.name}.json names the model)")
+        from ssdconvert.zoo import get_spec
+
+        transform = get_spec(model_name).transform
+    path = out.with_name(out.name + ".aipp.cfg")
+    write_aipp_config(path, transform, model_name or "model")
+    return path
 
 
 def build_om(
@@ -341,15 +395,16 @@ def build_om(
     tool: str | None = None,
     timeout: float = 3600,
     dry_run: bool = False,
-    model_name: str = "ssd-resnet34",
+    model_name: str | None = None,
     transform: ImageTransform | None = None,
     progress: Progress | None = None,
 ) -> CompileResult:
     """Build an Ascend .om from `onnx` with ATC; static batch, or batch gears (`dynamic_batches`).
 
     Writes `<output>.om` (or `<output>_<os>_<arch>.om`), `<output>.atc.log`, `<om>.json` and, with
-    `aipp`, `<output>.aipp.cfg` derived from `transform` (default: the zoo model's). A dry run returns the command without running (the AIPP config is
-    still written so the printed command can be run as is).
+    `aipp`, `<output>.aipp.cfg` derived from `transform` (default: that of the zoo model `model_name`, by
+    default the one the ONNX's export record names). A dry run returns the command without running (the
+    AIPP config is still written so the printed command can be run as is).
     """
     onnx = Path(onnx)
     soc = validate_soc(soc)
@@ -362,69 +417,29 @@ def build_om(
 
     info = read_onnx(onnx)
     inputs = info.batched_inputs()
-    inp = inputs[0]
-    onnx_batch = info.batch
     gears = normalise_gears(dynamic_batches) if dynamic_batches else None
-    batch_source = "--bs"
-    if gears:
-        if onnx_batch is not None:
-            raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; batch gears need a dynamic-batch "
-                                "export (ssdconvert export without --static-batch)")
-        first = -1
-    else:
-        if batch is None:
-            batch, batch_source = _default_batch(onnx, onnx_batch)
-        if batch < 1:
-            raise CompilerError(f"--bs must be >= 1, got {batch}")
-        if onnx_batch is not None and batch != onnx_batch:
-            raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}; re-export with "
-                                f"a dynamic batch or use --bs {onnx_batch}")
-        first = batch
-    shapes = {i.name: [first, *i.fixed_tail()] for i in inputs}
+    batch, batch_source = _batch(onnx, info.batch, batch, gears)
+    shapes = {i.name: [-1 if gears else batch, *i.shape] for i in inputs}
     if aipp and len(inputs) > 1:
         raise CompilerError(f"{onnx} has {len(inputs)} inputs ({', '.join(shapes)}); --aipp normalises one "
                             "uint8 image input and this model takes float32 tensors only")
 
     out = strip_om(output) if output is not None else default_output(onnx, batch, gears, precision, aipp)
     log_path = log_path_for(out, "atc")
+    model_name = model_name or build_record(onnx).get("model")
+    aipp_path = _write_aipp(out, onnx, transform, model_name) if aipp else None
     argv = resolve_command(TOOL, tool, dry_run=dry_run) + [
-        "--framework=5",
-        f"--model={onnx}",
-        f"--output={out}",
-        "--input_format=NCHW",
+        "--framework=5", f"--model={onnx}", f"--output={out}", "--input_format=NCHW",
         "--input_shape=" + ";".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items()),
-        f"--soc_version={soc}",
-        f"--log={log_level}",
-    ]
-    if precision:
-        argv.append(f"--precision_mode={precision}")
-    if gears:
-        argv.append(f"--dynamic_batch_size={','.join(map(str, gears))}")
-    aipp_path = None
-    if aipp:
-        aipp_path = out.with_name(out.name + ".aipp.cfg")
-        if transform is None:
-            from ssdconvert.zoo import get_spec
-
-            transform = get_spec(model_name).transform
-        write_aipp_config(aipp_path, transform, model_name)
-        argv.append(f"--insert_op_conf={aipp_path}")
-    argv += extra
-
+        f"--soc_version={soc}", f"--log={log_level}",
+        *([f"--precision_mode={precision}"] if precision else []),
+        *([f"--dynamic_batch_size={','.join(map(str, gears))}"] if gears else []),
+        *([f"--insert_op_conf={aipp_path}"] if aipp_path else []), *extra]
     record = {
-        "tool": "atc",
-        "model": model_name,
-        "soc": soc,
-        "precision": precision or ATC_DEFAULT_PRECISION,
+        "tool": "atc", "model": model_name, "soc": soc, "precision": precision or ATC_DEFAULT_PRECISION,
         "precision_source": "--precision" if precision else "ATC default",
-        "batch": None if gears else batch,
-        "batch_source": None if gears else batch_source,
-        "dynamic_batches": gears,
-        "input": {"name": inp.name, "shape": shapes[inp.name],
-                  "dtype": "uint8" if aipp else inp.dtype, "layout": "NHWC" if aipp else "NCHW"},
-        "inputs": [{"name": i.name, "shape": shapes[i.name], "dtype": "uint8" if aipp else i.dtype}
-                   for i in inputs],
-        "op_notes": op_notes(onnx),
+        "batch": batch, "batch_source": None if gears else batch_source, "dynamic_batches": gears,
+        **_input_record(inputs, shapes, aipp), "op_notes": op_notes(onnx),
         "aipp_config": str(aipp_path) if aipp_path else None,
         "output_type": _extra_value(extra, "--output_type") or f"{info.output_dtype} (ATC default: follows the ONNX)",
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
@@ -432,13 +447,27 @@ def build_om(
     if dry_run:
         return CompileResult([out.with_name(out.name + ".om")], argv, 0.0, log_path, tool="atc",
                              dry_run=True, info=record)
+    return _run_atc(onnx, argv, out, log_path, record, timeout, progress)
 
+
+def _input_record(inputs, shapes: dict[str, list[int]], aipp: bool) -> dict:
+    """The record's `input` (the first) and `inputs`: uint8 NHWC with AIPP, else the ONNX's dtype, NCHW."""
+    first = inputs[0]
+    return {"input": {"name": first.name, "shape": shapes[first.name], "dtype": "uint8" if aipp else first.dtype,
+                      "layout": "NHWC" if aipp else "NCHW"},
+            "inputs": [{"name": i.name, "shape": shapes[i.name], "dtype": "uint8" if aipp else i.dtype}
+                       for i in inputs]}
+
+
+def _run_atc(onnx: Path, argv: list[str], out: Path, log_path: Path, record: dict, timeout: float,
+             progress: Progress | None) -> CompileResult:
+    """Run ATC, check it said `ATC run success` and wrote a fresh .om, and write the build record."""
     outcome = run_tool(argv, log_path=log_path, timeout=timeout, progress=progress)
     success = bool(SUCCESS_RE.search(outcome.output.replace("\r", "\n")))
     if not (outcome.ok_exit and success):
         errors, codes, hint = parse_failure(outcome.output)
         if any(note.startswith("NonMaxSuppression:") for note in record["op_notes"]):
-            hint = " ".join(filter(None, [hint, SPLIT_HINT]))
+            hint = " ".join(filter(None, [hint, nms_hint(onnx)]))
         if outcome.ok_exit and not success and not errors:
             raise ToolFailedError(
                 f"atc exited with code 0 but never printed 'ATC run success'; treating the build as failed. "
@@ -519,28 +548,10 @@ def precision_mode(precision: str | None) -> str | None:
                         f"({', '.join(PRECISION_MODES)}); not {precision!r}")
 
 
-def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-          tool: str | None = None, calib: Path | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: one static .om at `batch` in `out_dir` (`calib` is not used:
-    INT8 om files come from AMCT)."""
-    if not soc:
-        raise CompilerError("building an .om needs --soc (the chip, e.g. Ascend310P3; see `npu-smi info`)")
+def build_static(onnx: Path, out_dir: Path, batch: int, precision: str | None, soc: str,
+                 tool: str | None) -> CompileResult:
+    """One static .om at `batch` for `run` and `bench`: `<out_dir>/<onnx stem>_bs<batch>[_<precision>].om`, at a
+    precision name of theirs (or a raw ATC mode)."""
     mode = precision_mode(precision)
     name = f"{onnx.stem}_bs{batch}" + (f"_{precision}" if mode else "")
-    return build_om(onnx, soc, batch=batch, precision=mode, output=out_dir / name, tool=tool).artefacts
-
-
-def check_bench(onnx: Path, ctx) -> None:
-    """Before a sweep from an .onnx: the per-batch builds need the chip."""
-    if not ctx.soc:
-        raise CompilerError("building .om files needs --soc (the chip, e.g. Ascend310P3; see `npu-smi info`)")
-
-
-def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
-    """Bench: one static .om per batch size, like the published tables (recorded in the row)."""
-    check_bench(onnx, ctx)
-    ctx.say(f"batch {batch}: atc --soc_version={ctx.soc} ...")
-    mode = precision_mode(ctx.precision)
-    name = f"{onnx.stem}_bs{batch}" + (f"_{ctx.precision}" if mode else "")
-    built = build_om(onnx, ctx.soc, batch=batch, precision=mode, output=ctx.workdir / f"{name}.om", tool=ctx.tool)
-    return built.primary, {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}
+    return build_om(onnx, soc, batch=batch, precision=mode, output=out_dir / name, tool=tool)

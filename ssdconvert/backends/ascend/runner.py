@@ -7,18 +7,20 @@ starts one process per NPU and splits the inputs between them.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from ssdconvert.backends.ascend.ais_bench import api_available, om_gears, run_ais_bench
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_none, first_line
+from stageio.tensor import TensorSpec
 
 
-def make_runner(model: Path, options: RunOptions) -> "AisBenchRunner":
-    """The in-process runner; a gear .om from `ssdconvert atc --dynamic-bs` runs gear `options.batch`."""
-    dym_batch, notes = gear_choice(model, options.batch, options.dym_batch)
+def make_runner(model: Path, options: RunOptions, dym_batch: bool = False) -> "AisBenchRunner":
+    """The in-process runner; a gear .om (`ssdconvert atc --dynamic-bs`, or `dym_batch`) runs gear `options.batch`."""
+    dym_batch, notes = gear_choice(model, options.batch, dym_batch)
     if not options.device.isdigit():
         raise RunnerError(f"--device for Ascend is an NPU id (0, 1, ...), not {options.device!r}")
     runner = AisBenchRunner(model, device=int(options.device), batch=options.batch, dym_batch=dym_batch)
@@ -37,10 +39,6 @@ def gear_choice(model: Path, batch: int | None, dym_batch: bool) -> tuple[bool, 
     if dym_batch:
         return True, []
     return True, [f"{model.name} has batch gears {gears} (its .json record): running gear {batch} with --dymBatch"]
-
-
-def runtime_label(versions: Mapping[str, str], soc: str | None = None) -> str:
-    return f"ais_bench {soc or ''}".strip()
 
 
 _ACL_DTYPES = {"float32": "float32", "float": "float32", "float16": "float16", "uint8": "uint8", "int8": "int8",
@@ -79,7 +77,7 @@ class AisBenchRunner(Runner):
         if self.inputs and self.inputs[0].batch is None:
             self.dym_batch = True
         if self.dym_batch and self.batch:
-            self.inputs = [TensorMeta(m.name, (self.batch, *m.shape[1:]), m.dtype) for m in self.inputs]
+            self.inputs = [TensorSpec(m.name, m.shape, m.dtype, batch=self.batch) for m in self.inputs]
 
     def _infer(self, feeds: Mapping[str, np.ndarray]):
         arrays = [np.ascontiguousarray(feeds[m.name]) for m in self.inputs]
@@ -111,10 +109,10 @@ class AisBenchRunner(Runner):
             return {"ais_bench": "unknown", "interface": "python API (InferSession)"}
 
 
-def _acl_meta(tensor) -> TensorMeta:
+def _acl_meta(tensor) -> TensorSpec:
     dtype = getattr(tensor, "datatype", "float32")
     dtype = str(getattr(dtype, "name", dtype)).split(".")[-1].lower()
-    return TensorMeta(tensor.name, tuple(dim_or_none(d) for d in tensor.shape), _ACL_DTYPES.get(dtype, dtype))
+    return TensorSpec.batched(tensor.name, [dim_or_none(d) for d in tensor.shape], _ACL_DTYPES.get(dtype, dtype))
 
 
 def _last_exec_ms(session, fallback_ms: float) -> float:
@@ -139,18 +137,22 @@ def _last_exec_ms(session, fallback_ms: float) -> float:
 # Through the tool: infer folders and bench rows
 
 
-def folder_tool(job):
+def folder_tool(job, dym_batch: bool = False):
     """Infer through `python3 -m ais_bench` for several NPUs, or when this Python cannot import its API."""
-    return infer_with_tool if len(job.devices) > 1 or not api_available() else None
+    if len(job.devices) > 1 or not api_available():
+        return partial(infer_with_tool, dym_batch=dym_batch)
+    return None
 
 
-def infer_with_tool(job):
-    """Run the job with the real tool: it batches, pads and writes the layout (per device) itself."""
-    from ssdconvert.layout import InferError, InferResult, clear_results, output_stem
+def infer_with_tool(job, dym_batch: bool = False):
+    """Run the job with the real tool: it batches, pads and writes the layout (per device) itself; `dym_batch`:
+    the .om has batch gears (else its build record says whether it has)."""
+    from ssdconvert.layout import InferError, InferResult
+    from stageio.results import clear_results, result_name, sample_stem
 
     files = job.inputs.first
     try:
-        dym_batch, warnings = gear_choice(job.model, job.batchsize, job.dym_batch)
+        dym_batch, warnings = gear_choice(job.model, job.batchsize, dym_batch)
     except RunnerError as exc:
         raise InferError(str(exc)) from None
     warnings = list(job.warnings) + warnings
@@ -169,13 +171,13 @@ def infer_with_tool(job):
     folders = _device_folders(job.output, job.devices) if len(job.devices) > 1 else [job.output]
     written: dict[str, list[str]] = {}
     for folder in folders:
-        for path in folder.glob("*_0.bin"):
+        for path in folder.glob(result_name("*", 0)):
             written.setdefault(path.name, []).append(folder.name)
     twice = next((name for name, where in written.items() if len(where) > 1), None)
     if twice:
         raise InferError(f"ais_bench wrote {twice} in {' and '.join(written[twice])}: it ran every input on every NPU "
                          "(newer ais_bench and msit split the inputs only with --divide_input 1)")
-    missing = [f.name for f in files if f"{output_stem(f)}_0.bin" not in written]
+    missing = [f.name for f in files if result_name(sample_stem(f), 0) not in written]
     if missing:
         raise InferError(f"ais_bench wrote no output for {missing[0]} ({len(missing)} of {len(files)} inputs missing; "
                          f"log: {result.log_path})")
@@ -191,17 +193,17 @@ def infer_with_tool(job):
 
 
 def _device_folders(output: Path, devices) -> list[Path]:
-    from postprocess.errors import PostprocessError
-    from postprocess.reader import device_folders
     from ssdconvert.layout import InferError
+    from stageio.errors import LayoutError
+    from stageio.reader import device_folders
 
     try:
         return device_folders(output, list(devices)) or []
-    except PostprocessError as exc:
+    except LayoutError as exc:
         raise InferError(f"ais_bench's device folders: {exc}") from None
 
 
-def time_batch(om: Path, batch: int, ctx):
+def time_batch(om: Path, batch: int, ctx, dym_batch: bool = False):
     """Bench through `python3 -m ais_bench --loop L --batchsize N` (how Ascend ModelZoo's SSD-ResNet34
     README table was measured) when the Python API is not importable here; None lets the in-process
     runner time it."""
@@ -209,7 +211,7 @@ def time_batch(om: Path, batch: int, ctx):
         return None
     from ssdconvert.timing import BenchRow, stats_ms
 
-    dym_batch, _ = gear_choice(om, batch, ctx.dym_batch)
+    dym_batch, _ = gear_choice(om, batch, dym_batch)
     kwargs = dict(output=ctx.workdir, batchsize=batch, dym_batch=batch if dym_batch else None, device=ctx.device)
     # a 10-loop probe sizes the loop count to fill the duration
     result = run_ais_bench(om, output_dirname=f"bs{batch}_probe", warmup=ctx.warmup, loop=10, **kwargs)

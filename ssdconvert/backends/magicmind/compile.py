@@ -117,46 +117,16 @@ def build_magicmind(
     `<model>.calib_list.txt` beside the model.
     """
     onnx = Path(onnx)
-    if precision not in PRECISIONS:
-        raise CompilerError(f"unknown --precision '{precision}'; MagicMind takes {', '.join(PRECISIONS)}")
-    if mlu_arch not in MLU_ARCHS:
-        raise CompilerError(f"unknown --mlu-arch '{mlu_arch}'; known: {', '.join(MLU_ARCHS)} (MLU370 = mtp_372)")
-    if precision.startswith("qint") and calib is None:
-        raise CompilerError(f"--precision {precision} needs calibration data: pass --calib with the preprocessed "
-                            "bins folder")
-    if calib is not None and not precision.startswith("qint"):
-        raise CompilerError(f"--calib applies to the quantized precisions (qint*), not {precision}")
+    _check_settings(precision, mlu_arch, calib)
     info = read_onnx(onnx)
     inputs = info.batched_inputs()
-    inp, tail = inputs[0], inputs[0].fixed_tail()
-    onnx_batch = info.batch
-    if batch is None:
-        batch = onnx_batch or 1
-    if batch < 1:
-        raise CompilerError(f"--bs must be >= 1, got {batch}")
-    if onnx_batch is not None and batch != onnx_batch:
-        raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}")
-
+    batch = _batch(onnx, info.batch, batch)
     argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
     for each in inputs:  # build_param.py: --input_dims once per input, --batch_size one value per input
-        argv_flags += _flag("input_dims", [batch, *each.fixed_tail()])
-    argv_flags += _flag("batch_size", [batch] * len(inputs))
-    argv_flags += _flag("dynamic_shape", dynamic)
+        argv_flags += _flag("input_dims", [batch, *each.shape])
+    argv_flags += _flag("batch_size", [batch] * len(inputs)) + _flag("dynamic_shape", dynamic)
     if dynamic:
-        if len(inputs) > 1:
-            raise CompilerError(f"{onnx} has {len(inputs)} inputs; the build tool's --dim_range_min/max set the range "
-                                "of input 0 only (build_param.py), so build one static model per batch size (--bs)")
-        if onnx_batch is not None:
-            raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}; a dynamic MagicMind model needs a "
-                                "dynamic-batch export")
-        lo, hi = dim_range or ((1, *tail), (batch if batch > 1 else 64, *tail))
-        lo, hi = [int(v) for v in lo], [int(v) for v in hi]
-        if len(lo) != len(inp.dims) or len(hi) != len(inp.dims):
-            raise CompilerError(f"--dim-range needs {len(inp.dims)} values for min and max, got {lo} / {hi}")
-        if any(a > b for a, b in zip(lo, hi)) or lo[0] < 1:
-            raise CompilerError(f"--dim-range min {lo} must be >= 1 and <= max {hi} in every dim")
-        if list(lo[1:]) != list(tail) or list(hi[1:]) != list(tail):
-            raise CompilerError(f"--dim-range may vary only the batch; the ONNX fixes C,H,W = {tail}")
+        lo, hi = _dim_range(onnx, info, inputs, batch, dim_range)
         argv_flags += _flag("dim_range_min", lo) + _flag("dim_range_max", hi)
     elif dim_range is not None:
         raise CompilerError("--dim-range applies only with --dynamic")
@@ -172,22 +142,66 @@ def build_magicmind(
                        + _flag("file_list", [calibration["list"]]) + _flag("calibration_algo", "linear"))
     log_path = log_path_for(stem, "magicmind")
     argv = resolve_command(TOOL, tool, dry_run=dry_run) + argv_flags + _flag("model", stem) + [str(e) for e in extra]
+    tail = inputs[0].shape
     record = {
-        "tool": "magicmind",
-        "precision": precision,
-        "mlu_arch": mlu_arch,
-        "batch": batch,
-        "dynamic_shape": dynamic,
+        "tool": "magicmind", "precision": precision, "mlu_arch": mlu_arch, "batch": batch, "dynamic_shape": dynamic,
         "dim_range": {"min": lo, "max": hi} if dynamic else None,
-        "input": {"name": inp.name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
-        "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
+        "input": {"name": inputs[0].name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
+        "inputs": [{"name": i.name, "shape": [batch, *i.shape], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
         "calibration": calibration,
     }
     if dry_run:
         return CompileResult([stem], argv, 0.0, log_path, tool="magicmind", dry_run=True, info=record)
+    return _run_build(onnx, argv, stem, log_path, record, timeout, progress)
 
+
+def _check_settings(precision: str, mlu_arch: str, calib: Path | None) -> None:
+    if precision not in PRECISIONS:
+        raise CompilerError(f"unknown --precision '{precision}'; MagicMind takes {', '.join(PRECISIONS)}")
+    if mlu_arch not in MLU_ARCHS:
+        raise CompilerError(f"unknown --mlu-arch '{mlu_arch}'; known: {', '.join(MLU_ARCHS)} (MLU370 = mtp_372)")
+    if precision.startswith("qint") and calib is None:
+        raise CompilerError(f"--precision {precision} needs calibration data: pass --calib with the preprocessed "
+                            "bins folder")
+    if calib is not None and not precision.startswith("qint"):
+        raise CompilerError(f"--calib applies to the quantized precisions (qint*), not {precision}")
+
+
+def _batch(onnx: Path, onnx_batch: int | None, batch: int | None) -> int:
+    batch = batch if batch is not None else onnx_batch or 1
+    if batch < 1:
+        raise CompilerError(f"--bs must be >= 1, got {batch}")
+    if onnx_batch is not None and batch != onnx_batch:
+        raise CompilerError(f"{onnx} has a fixed batch of {onnx_batch}, not {batch}")
+    return batch
+
+
+def _dim_range(onnx: Path, info, inputs, batch: int,
+               dim_range: tuple[Sequence[int], Sequence[int]] | None) -> tuple[list[int], list[int]]:
+    """(min, max) NCHW of a shape-mutable model: only the batch may vary, from 1 (default: to `batch`, or 64)."""
+    if len(inputs) > 1:
+        raise CompilerError(f"{onnx} has {len(inputs)} inputs; the build tool's --dim_range_min/max set the range "
+                            "of input 0 only (build_param.py), so build one static model per batch size (--bs)")
+    if info.batch is not None:
+        raise CompilerError(f"{onnx} has a fixed batch of {info.batch}; a dynamic MagicMind model needs a "
+                            "dynamic-batch export")
+    inp, tail = inputs[0], inputs[0].shape
+    lo, hi = dim_range or ((1, *tail), (batch if batch > 1 else 64, *tail))
+    lo, hi = [int(v) for v in lo], [int(v) for v in hi]
+    if len(lo) != len(inp.dims) or len(hi) != len(inp.dims):
+        raise CompilerError(f"--dim-range needs {len(inp.dims)} values for min and max, got {lo} / {hi}")
+    if any(a > b for a, b in zip(lo, hi)) or lo[0] < 1:
+        raise CompilerError(f"--dim-range min {lo} must be >= 1 and <= max {hi} in every dim")
+    if list(lo[1:]) != list(tail) or list(hi[1:]) != list(tail):
+        raise CompilerError(f"--dim-range may vary only the batch; the ONNX fixes C,H,W = {tail}")
+    return lo, hi
+
+
+def _run_build(onnx: Path, argv: list[str], stem: Path, log_path: Path, record: dict, timeout: float,
+               progress: Progress | None) -> CompileResult:
+    """Run the build tool, check it wrote a fresh model, and write the build record."""
     outcome = run_tool(argv, log_path=log_path, timeout=timeout, progress=progress)
     if not outcome.ok_exit:
         errors = [ln for ln in outcome.lines() if ERROR_LINE_RE.search(ln) and not ln.startswith("Traceback")]
@@ -234,19 +248,11 @@ def precision_mode(precision: str | None) -> str:
     raise CompilerError(f"MagicMind builds fp32, fp16 or int8 ({', '.join(PRECISIONS)}), not {precision!r}")
 
 
-def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-          tool: str | None = None, calib: Path | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: one static model at `batch` in `out_dir` (force_float32 by default;
-    int8 = qint8_mixed_float16 calibrated on `calib`)."""
+def build_static(onnx: Path, out_dir: Path, batch: int, precision: str | None, calib: Path | None,
+                 mlu_arch: str, tool: str | None) -> CompileResult:
+    """One static model at `batch` for `run` and `bench`, at a precision name of theirs (force_float32 by default;
+    int8 = qint8_mixed_float16 calibrated on `calib`), named as the repository does in `out_dir`."""
     mode = precision_mode(precision)
-    return build_magicmind(onnx, precision=mode, batch=batch, tool=tool, calib=calib if mode.startswith("qint") else None,
-                           output=out_dir / default_output(onnx, mode, False, batch).name).artefacts
-
-
-def build_for_batch(onnx: Path, batch: int, ctx) -> tuple[Path, dict]:
-    """Bench: one static model per batch size (SSD supports only static shapes in MagicMind)."""
-    mode = precision_mode(ctx.precision)
-    ctx.say(f"batch {batch}: MagicMind build ({mode}), static batch {batch} ...")
-    built = build_magicmind(onnx, batch=batch, precision=mode, calib=ctx.calib if mode.startswith("qint") else None,
-                            output=ctx.workdir / default_output(onnx, mode, False, batch).name, tool=ctx.tool)
-    return built.primary, {"build_seconds": built.seconds, "build_command": [str(c) for c in built.command]}
+    return build_magicmind(onnx, precision=mode, batch=batch, mlu_arch=mlu_arch, tool=tool,
+                           calib=calib if mode.startswith("qint") else None,
+                           output=out_dir / default_output(onnx, mode, False, batch).name)

@@ -98,18 +98,18 @@ def run_mm_run(model: Path, batch: int, *, iterations: int, device: str, log_pat
     return summary
 
 
-def bench_row(model: Path, batch: int, ctx):
+def bench_row(model: Path, batch: int, ctx, tool: str | None = None):
     """A 10-iteration probe sizes the iteration count that fills ctx.duration; then one timed run."""
     from ssdconvert.timing import BenchRow
 
     log = ctx.workdir / f"{model.name}_bs{batch}.mm_run.log"
     timeout = max(600.0, 20 * ctx.duration)
-    summary = run_mm_run(model, batch, iterations=10, device=ctx.device, log_path=log, timeout=timeout, tool=ctx.tool)
+    summary = run_mm_run(model, batch, iterations=10, device=ctx.device, log_path=log, timeout=timeout, tool=tool)
     mean = summary.compute_ms.get("mean") or 0.0
     iterations = math.ceil(ctx.duration * 1000.0 / mean) if mean > 0 else 10
     if iterations > 10:
         summary = run_mm_run(model, batch, iterations=min(iterations, 100000), device=ctx.device, log_path=log,
-                             timeout=timeout, tool=ctx.tool)
+                             timeout=timeout, tool=tool)
     if not summary.compute_ms.get("mean"):
         raise ToolFailedError(f"mm_run printed no `MLU Compute Latency (ms): ... mean:` line. Full log: {log}")
     latency = {"percentile(99%)": summary.compute_ms["max"], **summary.compute_ms, "count": summary.iterations or 0}

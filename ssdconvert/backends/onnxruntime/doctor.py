@@ -15,7 +15,3 @@ def checks() -> list[Check]:
                       capability="run ONNX (onnxruntime)")]
     return [Check("runtimes", "onnxruntime providers", "ok", onnxruntime.__version__, ", ".join(providers),
                   capability="run ONNX (onnxruntime)")]
-
-
-def missing(tool: str | None = None) -> str | None:
-    return None  # a dependency of ssdconvert: it runs wherever ssdconvert does

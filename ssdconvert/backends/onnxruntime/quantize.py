@@ -23,6 +23,7 @@ from __future__ import annotations
 import platform
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from ssdconvert.errors import SsdConvertError
 
@@ -47,8 +48,10 @@ def resolve_types(types: str, cpu) -> tuple[str, bool, str]:
     return "u8s8", True, "u8s8 with reduce_range: x86 without VNNI (7-bit weights avoid 16-bit saturation)"
 
 
-def quantize(onnx_path: Path, samples, output: Path, options, say) -> dict:
-    """Write the QDQ INT8 model to `output` (an .onnx); return the settings used (for the record)."""
+def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], ort_types: str, per_channel: bool,
+             say) -> dict:
+    """Write the QDQ INT8 model to `output` (an .onnx): `exclude`d nodes in float, `ort_types` (TYPES),
+    per-channel or per-tensor weight scales; return the settings used (for the record)."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -57,7 +60,7 @@ def quantize(onnx_path: Path, samples, output: Path, options, say) -> dict:
     from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
     from ssdconvert.cpu import cpu_features
 
-    types, reduce_range, why = resolve_types(options.ort_types, cpu_features())
+    types, reduce_range, why = resolve_types(ort_types, cpu_features())
     quant = {"s": QuantType.QInt8, "u": QuantType.QUInt8}
     model = onnx.load(str(onnx_path))
     with OnnxRuntimeRunner(onnx_path) as probe:
@@ -65,7 +68,7 @@ def quantize(onnx_path: Path, samples, output: Path, options, say) -> dict:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=output.parent) as tmp:
         staged = Path(tmp) / "model.onnx"
-        if opset < PER_CHANNEL_OPSET and options.per_channel:
+        if opset < PER_CHANNEL_OPSET and per_channel:
             say(f"converting opset {opset} -> {PER_CHANNEL_OPSET} (per-channel QDQ needs DequantizeLinear axis)")
             model = version_converter.convert_version(model, PER_CHANNEL_OPSET)
         onnx.save(model, str(staged))
@@ -73,7 +76,7 @@ def quantize(onnx_path: Path, samples, output: Path, options, say) -> dict:
         prepared = Path(tmp) / "prepared.onnx"
         say("quant_pre_process (shape inference, graph optimisation) ...")
         quant_pre_process(str(staged), str(prepared))
-        check_exclusions(onnx.load(str(prepared), load_external_data=False), options.exclude)
+        check_exclusions(onnx.load(str(prepared), load_external_data=False), exclude)
 
         class Reader(CalibrationDataReader):
             """Calibration batches; ONNX Runtime reads them STRIDE at a time and reduces each stride's
@@ -96,15 +99,15 @@ def quantize(onnx_path: Path, samples, output: Path, options, say) -> dict:
 
         reader = Reader()
         say(f"calibrating on {len(samples)} images (MinMax), quantizing {types} QDQ, "
-            f"{'per-channel' if options.per_channel else 'per-tensor'} weights ...")
+            f"{'per-channel' if per_channel else 'per-tensor'} weights ...")
         quantize_static(str(prepared), str(output), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=options.per_channel, reduce_range=reduce_range,
+                        per_channel=per_channel, reduce_range=reduce_range,
                         activation_type=quant[types[0]], weight_type=quant[types[2]],
-                        nodes_to_exclude=list(options.exclude) or None,
+                        nodes_to_exclude=list(exclude) or None,
                         extra_options={"CalibStridedMinMax": stride(len(reader))})
     return {"format": "QDQ", "types": types, "types_why": why, "reduce_range": reduce_range,
-            "per_channel": options.per_channel, "calibration": "MinMax", "source_opset": opset,
-            "excluded": list(options.exclude)}
+            "per_channel": per_channel, "calibration": "MinMax", "source_opset": opset,
+            "excluded": list(exclude)}
 
 
 def stride(batches: int) -> int:

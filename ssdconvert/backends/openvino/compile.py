@@ -95,7 +95,7 @@ def convert_ir(
         "tool": "ovc",
         "weights": "float16" if fp16 else "float32",
         "precision": precision,
-        "batch": batch if batch is not None else (None if inp.batch_is_dynamic else inp.dims[0]),
+        "batch": batch if batch is not None else inp.batch,
         "dynamic_batch": first == "?",
         "input": {"name": inp.name, "shape": [first, *inp.dims[1:]], "dtype": "float32", "layout": "NCHW"},
         "inputs": [{"name": i.name, "shape": [first, *i.dims[1:]], "dtype": i.dtype} for i in inputs],
@@ -130,23 +130,3 @@ def ovc_version(executable: Path, timeout: float = 30) -> str | None:
         return None
     m = re.search(r"\(ovc\)\s+(\S+)", outcome.output)
     return m.group(1) if m and not outcome.timed_out else None
-
-
-def build(onnx: Path, out_dir: Path, *, batch: int, soc: str | None = None, precision: str | None = None,
-          tool: str | None = None, calib: Path | None = None) -> list[Path]:
-    """`ssdconvert run`'s compile step: a dynamic-batch IR in `out_dir` for `precision` (default fp32);
-    int8 quantizes with NNCF on `calib` (see ssdconvert/quantize.py)."""
-    precision = precision or "fp32"
-    stem = out_dir / (onnx.stem if precision == "fp32" else f"{onnx.stem}_{precision}")
-    if precision == "int8":
-        return int8_ir(onnx, stem.with_suffix(".xml"), calib)
-    return convert_ir(onnx, stem, precision=precision, tool=tool).artefacts
-
-
-def int8_ir(onnx: Path, xml: Path, calib: Path | None) -> list[Path]:
-    """An NNCF INT8 IR (no gate here: the caller measures it)."""
-    from ssdconvert.quantize import quantize_model
-
-    if calib is None:
-        raise CompilerError("OpenVINO INT8 needs calibration data: the preprocessed bins folder (--calib)")
-    return quantize_model(onnx, calib, xml, backend="openvino", gate=False).artefacts

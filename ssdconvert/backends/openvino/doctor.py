@@ -25,7 +25,7 @@ def checks() -> list[Check]:
     return rows
 
 
-def missing(tool: str | None = None) -> str | None:
+def missing() -> str | None:
     if importlib.util.find_spec("openvino") is None:
         return "the openvino package is not installed (pip install openvino)"
     return None

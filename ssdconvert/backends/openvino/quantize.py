@@ -18,11 +18,12 @@ convolutions in float was measured to lower the agreement on the seeded ssd-resn
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ssdconvert.errors import SsdConvertError
 
 
-def quantize(model_path: Path, samples, output: Path, options, say) -> dict:
+def quantize(model_path: Path, samples, output: Path, exclude: Sequence[str], say) -> dict:
     """Write the INT8 IR to `output` (.xml + .bin); return the settings used (for the record)."""
     import logging
 
@@ -38,14 +39,14 @@ def quantize(model_path: Path, samples, output: Path, options, say) -> dict:
         ov.convert_model(str(model_path))
     items = Feeds(samples, inputs)
     say(f"calibrating on {len(items)} images, NNCF post-training quantization (preset performance) ...")
-    scope = nncf.IgnoredScope(names=list(options.exclude)) if options.exclude else None
+    scope = nncf.IgnoredScope(names=list(exclude)) if exclude else None
     try:
         quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), ignored_scope=scope)
     except nncf.ValidationError as exc:
         raise SsdConvertError(f"--exclude: {str(exc).splitlines()[0]}") from None
     ov.save_model(quantized, str(output), compress_to_fp16=False)
     return {"tool": "nncf", "nncf": nncf.__version__, "preset": "performance", "subset_size": len(items),
-            "excluded": list(options.exclude)}
+            "excluded": list(exclude)}
 
 
 class Feeds:

@@ -351,6 +351,9 @@ def test_aipp_arithmetic_reproduces_host_normalisation(spec):
 
 
 def test_aipp_build_passes_the_config_and_records_uint8_nhwc(tiny_onnx, fake_on_path, tmp_path):
+    with pytest.raises(CompilerError, match="--aipp folds the model's normalisation into the .om: pass --model"):
+        build_om(tiny_onnx, SOC, batch=16, output=tmp_path / "ai", aipp=True)  # no record names the model
+    tiny_onnx.with_name(f"{tiny_onnx.name}.json").write_text(json.dumps({"model": "ssd-resnet34"}))
     result = build_om(tiny_onnx, SOC, batch=16, output=tmp_path / "ai", aipp=True)
     cfg = tmp_path / "ai.aipp.cfg"
     assert f"--insert_op_conf={cfg}" in result.command and cfg.is_file()
