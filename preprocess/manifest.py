@@ -10,7 +10,10 @@ of 32): the input shape has dynamic dimensions (null: (3, null, null)), and each
 shape is its resized size plus its padding (`Manifest.image_shape`), fields version 3 already has.
 Only such manifests are written as version 4, so every other one stays readable by older
 ssdconvert; versions 1 and 2 are still read (PIL decoder, decoded size = json size, no geometry,
-no side inputs).
+no side inputs). Version 5 is an image folder without annotations (a calibration set,
+preprocess.folder): `annotation_path` and `annotation_sha256` are null, the images have the ids
+1, 2, ... in name order and the width and height of their file headers; only such manifests are
+version 5, so an older ssdconvert refuses them instead of looking for an annotation file.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from stageio.tensor import TensorSpec
 SCHEMA = "ssdconvert.manifest"
 VERSION = 3  # of a manifest with a fixed input shape
 DYNAMIC_VERSION = 4  # of one whose input shape differs per image (exact mode)
-READABLE_VERSIONS = (1, 2, 3, 4)
+FOLDER_VERSION = 5  # of an image folder without annotations
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 FILE_NAME = "manifest.json"
 DTYPES = ("float32", "float16", "uint8")  # what an input file may hold
 
@@ -105,8 +109,8 @@ class ImageRecord:
 class Manifest:
     model: str
     input: InputInfo
-    annotation_path: str
-    annotation_sha256: str
+    annotation_path: str | None  # None: an image folder without annotations (version 5)
+    annotation_sha256: str | None
     data_root: str
     images: list[ImageRecord] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {"id", "file_name", "reason"}
@@ -114,6 +118,11 @@ class Manifest:
     pillow_version: str = ""  # resize rounding depends on it (Pillow 13 differs from 9.3-12.x)
     opencv_version: str = ""  # for the cv2 decoder
     side_inputs: list[SideInput] = field(default_factory=list)  # further model inputs, in input order
+
+    @property
+    def has_annotations(self) -> bool:
+        """False for an image folder preprocessed without annotations (a calibration set)."""
+        return self.annotation_path is not None
 
     def image_shape(self, record: ImageRecord) -> tuple[int, ...]:
         """The tensor shape of one image's file: the input shape, or in the exact mode (C, resized height +
@@ -128,7 +137,9 @@ class Manifest:
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "input": self.input.to_dict(), "side_inputs": [s.to_dict() for s in self.side_inputs]}
-        return {"schema": SCHEMA, "version": DYNAMIC_VERSION if self.input.tensor.dynamic else VERSION, **d}
+        version = FOLDER_VERSION if not self.has_annotations else (
+            DYNAMIC_VERSION if self.input.tensor.dynamic else VERSION)
+        return {"schema": SCHEMA, "version": version, **d}
 
 
 def write_manifest(directory: str | Path, manifest: Manifest) -> Path:

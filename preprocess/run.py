@@ -16,9 +16,10 @@ from pathlib import Path
 import PIL
 
 from preprocess import outdir
-from preprocess.annotations import Job, load_annotations, plan_jobs, select_images
+from preprocess.annotations import ImageEntry, Job, load_annotations, plan_jobs, select_images
 from preprocess.converter import Converter
 from preprocess.errors import ImageFailure, PreprocessError
+from preprocess.folder import folder_images
 from preprocess.manifest import ImageRecord, InputInfo, Manifest, SideInput
 from preprocess.spec import ImageTransform
 from stageio.files import is_complete, remove_temporaries, write_atomic
@@ -165,50 +166,76 @@ def _run_items(items: list[tuple[int, str, tuple[str, ...]]], transform: ImageTr
 
 # -- the stage ----------------------------------------------------------------------------------
 
-def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_path: str | Path,
+@dataclass(frozen=True)
+class _Images:
+    """The images a run preprocesses: from an annotation file, or every image of a folder (none)."""
+
+    selected: list[ImageEntry]
+    refused: list[tuple[ImageEntry, str]]  # (image, reason) found before any conversion
+    skipped: int  # images without annotations left out
+    annotation_path: str | None
+    annotation_sha256: str | None
+    dangling: int  # annotations of image ids the file does not list
+    sizes_from: str  # where each image's width and height come from: "json" or "file header"
+
+
+def _images(annotation_file: str | Path | None, root: Path, all_images: bool) -> _Images:
+    if annotation_file is None:
+        selected, refused = folder_images(root)
+        return _Images(selected, refused, 0, None, None, 0, "file header")
+    annotations = load_annotations(annotation_file)
+    selected, skipped = select_images(annotations, all_images)
+    return _Images(selected, [], skipped, str(annotations.path.resolve()), annotations.sha256, annotations.dangling,
+                   "json")
+
+
+def preprocess_dataset(annotation_file: str | Path | None, data_root: str | Path, save_path: str | Path,
                        transform: ImageTransform, *, model: str = "", input_name: str = "image",
-                       dtype: str = "float32", workers: int | None = None, all_images: bool = False,
+                       dtype: str | None = None, workers: int | None = None, all_images: bool = False,
                        overwrite: bool = False, progress: bool | None = None) -> Summary:
     """Write <stem>.bin for every selected image and manifest.json (last) into `save_path`.
 
     `transform` is any transform with a `converter` (preprocess.converter): an ImageTransform, or a
     ResizePadTransform, which also writes its side input `im_info/<stem>.bin` per image and records
-    each image's geometry. Images without annotations are skipped unless `all_images`. Complete .bin files of an earlier
-    run with the same settings are kept unless `overwrite`. Bad images do not stop the run: they
-    are listed in `Summary.failures` and in the manifest. Raises PreprocessError for problems the
-    user must fix first (annotation file, directories, settings clash, interruption).
+    each image's geometry; `dtype` defaults to the first the transform writes. Images without annotations
+    are skipped unless `all_images`. Without `annotation_file`, every image of `data_root` is written, in
+    name order, and the manifest says there are no annotations (preprocess.folder: a calibration set).
+    Complete .bin files of an earlier run with the same settings are kept unless `overwrite`. Bad images do
+    not stop the run: they are listed in `Summary.failures` and in the manifest. Raises PreprocessError
+    for problems the user must fix first (annotation file, directories, settings clash, interruption).
     """
     started = time.perf_counter()
-    converter = transform.converter(dtype)  # refuses a dtype or setting it cannot reproduce
+    converter = transform.converter(dtype or transform.dtypes[0])  # refuses a dtype or setting it cannot reproduce
     root = Path(data_root)
     if not root.is_dir():
         raise PreprocessError(f"--data_root {root} is not a directory")
-    annotations = load_annotations(annotation_file)
-    selected, skipped = select_images(annotations, all_images)
-    jobs, refused = plan_jobs(selected, root)
+    source = _images(annotation_file, root, all_images)
+    jobs, refused = plan_jobs(source.selected, root)
+    refused = source.refused + refused
     save = Path(save_path)
     outdir.prepare(save)
 
     sides = tuple(converter.side_inputs)
+    uses_opencv = transform.decoder == "cv2" or getattr(transform, "resize", "") == "cv2_linear"
     manifest = Manifest(
-        model=model, input=converter.input_info(input_name),
-        annotation_path=str(annotations.path.resolve()), annotation_sha256=annotations.sha256,
-        data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
-        opencv_version=_opencv_version() if transform.decoder == "cv2" else "", side_inputs=list(sides),
+        model=model, input=converter.input_info(input_name), annotation_path=source.annotation_path,
+        annotation_sha256=source.annotation_sha256, data_root=os.path.realpath(root),
+        skipped_without_annotations=source.skipped, pillow_version=PIL.__version__,
+        opencv_version=_opencv_version() if uses_opencv else "", side_inputs=list(sides),
     )
     with outdir.exclusive(save):
         plan = _plan(save, manifest, converter, jobs, overwrite)
         items = [(k, job.source, tuple(map(str, plan.targets[k])))
                  for k, job in enumerate(jobs) if k not in plan.reused]
         workers = max(1, min(workers or default_workers(), len(items)))
-        outcomes = _convert_items(items, transform, dtype, workers, progress, save)
+        outcomes = _convert_items(items, transform, manifest.input.tensor.dtype, workers, progress, save)
         _record(manifest, jobs, refused, outcomes, plan, converter)
-        warnings = plan.warnings + _warnings(annotations.dangling, jobs, outcomes, save, manifest)
+        warnings = plan.warnings + _warnings(source, jobs, outcomes, save, manifest)
         manifest_path = outdir.finish(save, manifest)
 
     return Summary(save, manifest_path, manifest.input, workers,
                    written=len(items) - sum(not o.ok for o in outcomes.values()), reused=len(plan.reused),
-                   skipped_without_annotations=skipped, failures=manifest.failures, warnings=warnings,
+                   skipped_without_annotations=source.skipped, failures=manifest.failures, warnings=warnings,
                    seconds=time.perf_counter() - started, side_inputs=sides)
 
 
@@ -294,18 +321,19 @@ def _decoded_size(target: Path, previous: dict, job: Job) -> tuple[int | None, i
     return previous.get(target.stem, (job.image.width, job.image.height))
 
 
-def _warnings(dangling: int, jobs: list[Job], outcomes: dict[int, Outcome], save: Path,
+def _warnings(source: _Images, jobs: list[Job], outcomes: dict[int, Outcome], save: Path,
               manifest: Manifest) -> list[str]:
     """Things that do not stop the run but that the user should know."""
     notes = []
-    if dangling:
-        notes.append(f"{dangling} annotation(s) refer to image ids that are not in 'images' (ignored)")
+    if source.dangling:
+        notes.append(f"{source.dangling} annotation(s) refer to image ids that are not in 'images' (ignored)")
     resized = [(jobs[k].image, o.size) for k, o in sorted(outcomes.items())
                if o.ok and o.size != (jobs[k].image.width, jobs[k].image.height)]
     if resized:
         image, (w, h) = resized[0]
-        notes.append(f"{len(resized)} image(s) differ from their json width/height (first: {image.file_name} is "
-                     f"{w}x{h}, json says {image.width}x{image.height}); eval scales boxes by the json values")
+        notes.append(f"{len(resized)} image(s) differ from their {source.sizes_from} width/height (first: "
+                     f"{image.file_name} is {w}x{h}, {source.sizes_from} says {image.width}x{image.height}); eval "
+                     f"scales boxes by the {source.sizes_from} values")
     stray = outdir.stray_bins(save, {r.stem for r in manifest.images})
     if stray:
         notes.append(f"{len(stray)} .bin file(s) in {save} are not in the manifest (first: {stray[0]}); "

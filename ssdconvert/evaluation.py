@@ -157,6 +157,10 @@ def _locate_inputs(bin_path: Path, manifest: str | Path | None, val_annotation: 
             notes.append(f"no manifest found for {bin_path}: evaluating the model's reference image set of "
                          f"{val_annotation} (result stem = file name without directories, up to the first '.')")
     man = read_manifest(manifest_path) if manifest_path is not None else None
+    if man is not None and not man.has_annotations:
+        raise SsdConvertError(f"{manifest_path} describes an image folder without annotations ({len(man.images)} images "
+                              f"of {man.data_root}, ids given in name order: a calibration set); eval needs the "
+                              "images preprocessed with --val_annotation")
     if val_annotation is not None:
         annotation = Path(val_annotation)
     else:

@@ -149,10 +149,11 @@ def check_gate(reference_onnx: Path, candidate: Path, backend: str | Backend, sa
 
     reference = backends.get(backends.REFERENCE).make_runner(reference_onnx)
     runner = backends.for_model(candidate, backend).make_runner(candidate, RunOptions(precision=precision))
-    annotation = Path(samples.manifest.annotation_path)
+    recorded = samples.manifest.annotation_path  # None for an image folder (a calibration set)
+    annotation = Path(recorded) if recorded else None
     try:
         return measure(reference, runner, samples, spec, thresholds=thresholds, weights=weights,
-                       annotation=annotation if annotation.is_file() else None)
+                       annotation=annotation if annotation is not None and annotation.is_file() else None)
     except ValueError as exc:
         raise SsdConvertError(str(exc)) from None
 

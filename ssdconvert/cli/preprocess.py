@@ -56,18 +56,20 @@ def prepare_json(input_file, output_file, keep_keys, pretty_print):
 
 
 @click.command("preprocess")
-@click.option("--val_annotation", "--val-annotation", "annotation", required=True, metavar="JSON",
+@click.option("--val_annotation", "--val-annotation", "annotation", default=None, metavar="JSON",
               type=click.Path(dir_okay=False),
-              help="COCO annotation file: bbox_only_instances_val2017.json (see prepare-json) or instances_val2017.json.")
+              help="COCO annotation file: bbox_only_instances_val2017.json (see prepare-json) or instances_val2017.json. "
+                   "Without it, every image of --data_root is written (a calibration set: no annotations).")
 @click.option("--data_root", "--data-root", "data_root", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Image directory (val2017/). Every file_name must resolve inside it.")
 @click.option("--save_path", "--save-path", "save_path", default="ssd_bin", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False), help="Output directory for <stem>.bin files and manifest.json.")
 @model_option
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="float32 = the reference; float16 = half precision; uint8 = raw resized pixels, HWC, not "
                    "normalised, in the decoder's order (RGB; BGR for ssd-vgg16), for device-side "
-                   "normalisation such as Ascend AIPP.")
+                   "normalisation such as Ascend AIPP [default: the model's own input: float32; uint8 for "
+                   "ssd-mobilenet-v2-fpnlite].")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: number of cores].")
 @click.option("--all-images/--annotated-only", "all_images", default=None,
@@ -82,6 +84,10 @@ def prepare_json(input_file, output_file, keep_keys, pretty_print):
 def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all_images, skip_bad, overwrite,
                progress, canvas):
     """Turn COCO images into the model's input tensors: one raw <stem>.bin per image plus manifest.json.
+
+    Without --val_annotation, every image of --data_root (by name, non-image files left out) is
+    written and the manifest (version 5) says there are no annotations: a calibration set for
+    `quantize --calib`, which `eval` refuses.
 
     Reproduces the reference transform of the model exactly (ssd-resnet34: PIL RGB, bilinear resize
     to 300x300 without keeping the aspect, /255, ImageNet mean/std, float32 CHW; 1,080,000 bytes per
@@ -103,6 +109,7 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
           --val_annotation coco/annotations/instances_val2017.json --data_root coco/val2017 --save_path frcnn_bin
       ssdconvert preprocess --model faster-rcnn-r101-fpn --canvas exact \\
           --val_annotation coco/annotations/instances_val2017.json --data_root coco/val2017 --save_path frcnn_exact
+      ssdconvert preprocess --data_root calibration_images --save_path calib_bin
     """
     from preprocess.errors import PreprocessError
     from preprocess.run import preprocess_dataset
@@ -110,6 +117,7 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
 
     spec = get_spec(model_name).with_canvas(canvas)
     t = spec.transform
+    dtype = dtype or t.dtypes[0]
     if dtype not in t.dtypes:
         raise PreprocessError(f"{spec.name} takes {' or '.join(t.dtypes)} input, not --dtype {dtype}")
     if tuple(spec.input.shape) != t.input_shape:
@@ -130,6 +138,9 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
             ("skipped", s.skipped_without_annotations,
              "no annotations (--all-images keeps them)" if s.skipped_without_annotations else "")]
     click.echo(format_table(["images", "count", "note"], rows))
+    if annotation is None:
+        click.echo(f"annotations: none (every image of {data_root}, in name order): a calibration set for "
+                   "`quantize --calib`; eval needs --val_annotation")
     for failure in s.failures[:MAX_LISTED_FAILURES]:
         click.echo(f"failed: {failure['file_name']} (id {failure['id']}): {failure['reason']}", err=True)
     if s.failed > MAX_LISTED_FAILURES:

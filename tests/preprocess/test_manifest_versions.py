@@ -1,5 +1,6 @@
-"""manifest.json version 3 is written (4 for the exact mode, tests/families/faster_rcnn/test_exact.py); version 1
-files (before the decoder fields) are still read."""
+"""manifest.json version 3 is written (4 for the exact mode, tests/families/faster_rcnn/test_exact.py; 5 for an image
+folder without annotations, tests/preprocess/test_image_folder.py); version 1 files (before the decoder fields) are
+still read."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def test_version_1_reads_with_pil_defaults(tmp_path):
 
 
 def test_unknown_versions_are_refused(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 5}))
-    with pytest.raises(PreprocessError, match="manifest version 5; this ssdconvert reads versions 1, 2, 3, 4"):
+    (tmp_path / "manifest.json").write_text(json.dumps({**V1, "version": 6}))
+    with pytest.raises(PreprocessError, match="manifest version 6; this ssdconvert reads versions 1, 2, 3, 4, 5"):
         read_manifest(tmp_path)
 
 
