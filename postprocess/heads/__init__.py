@@ -5,6 +5,8 @@
     mmdet_ssd/        SSD300 of mmdetection (ssd-vgg16): mmdet 3.x and 2.10-era post-processing
     final_detections/ graphs that end in K final detections + a count (faster-rcnn-r101-fpn): only
                       the COCO mapping is left for eval
+    st_ssd/           ST's SSD-MobileNetV2-FPNLite (ssd-mobilenet-v2-fpnlite): anchors as an output, corner
+                      offsets, softmax scores; TF OD API and ST app policies
 
 Each head folder holds its declaration and KIND (`__init__.py`), its decoder and its synthetic
 outputs. KINDS is the registry: `decoder_for(head)` and `exact_outputs_for(head, ...)` dispatch
@@ -24,13 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from postprocess.heads import final_detections, mmdet_ssd, nvidia_ssd
+from postprocess.heads import final_detections, mmdet_ssd, nvidia_ssd, st_ssd
 from postprocess.heads.final_detections import MASKRCNN_BENCHMARK_RCNN, FinalDetectionsHead
 from postprocess.heads.mmdet_ssd import SSD300_MMDET, MmdetSsdHead
 from postprocess.heads.nvidia_ssd import SSD300_NVIDIA, NvidiaSsdHead
 from postprocess.heads.spec import Decoder, DetectionHead, HeadKind, NmsPolicy
+from postprocess.heads.st_ssd import ST_SSD_MOBILENET_V2_FPNLITE, StSsdHead
 
-KINDS: tuple[HeadKind, ...] = (nvidia_ssd.KIND, mmdet_ssd.KIND, final_detections.KIND)
+KINDS: tuple[HeadKind, ...] = (nvidia_ssd.KIND, mmdet_ssd.KIND, final_detections.KIND, st_ssd.KIND)
 
 
 def kind_of(head: DetectionHead) -> HeadKind:
@@ -59,5 +62,6 @@ def exact_outputs_for(head: DetectionHead, boxes: Sequence[np.ndarray], labels: 
 
 
 __all__ = ["DetectionHead", "NmsPolicy", "HeadKind", "KINDS", "NvidiaSsdHead", "MmdetSsdHead",
-           "FinalDetectionsHead", "SSD300_NVIDIA", "SSD300_MMDET", "MASKRCNN_BENCHMARK_RCNN", "Decoder", "kind_of",
+           "FinalDetectionsHead", "StSsdHead", "SSD300_NVIDIA", "SSD300_MMDET", "MASKRCNN_BENCHMARK_RCNN",
+           "ST_SSD_MOBILENET_V2_FPNLITE", "Decoder", "kind_of",
            "decoder_for", "exact_outputs_for"]
