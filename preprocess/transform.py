@@ -15,6 +15,10 @@ interpolation=INTER_LINEAR)` (no antialias). mmdet 2.x `Normalize` (mmcv.imnorma
 copy, cvtColor BGR->RGB, cv2.subtract(mean), cv2.multiply(1/std)) and 3.x DetDataPreprocessor
 (flip channels, .float(), (x - mean) / std) both give float32(v) - float32(mean) for std 1; here
 the same float32 operations run in the same order.
+
+PIL decode + cv2 resize (STMicroelectronics' X-LINUX-AI object-detection app, preprocess.st_app):
+`cv2.resize(np.array(Image.open(path)), (w, h))`, INTER_LINEAR by default, on the RGB pixels PIL
+decoded (no EXIF transpose).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from preprocess.manifest import DTYPES, InputInfo
 from preprocess.spec import DECODED_ORDER, ImageTransform
 from stageio.tensor import TensorSpec
 
-RESIZERS = {"pil_bilinear": "pil", "cv2_linear": "cv2"}  # resize method -> the decoder it goes with
+# resize method -> the decoders it goes with (cv2 on PIL-decoded pixels: ST's app, preprocess.st_app)
+RESIZERS = {"pil_bilinear": ("pil",), "cv2_linear": ("cv2", "pil")}
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
@@ -43,9 +48,9 @@ def input_info(transform: ImageTransform, dtype: str, name: str = "image") -> In
     if transform.resize not in RESIZERS or transform.keep_aspect:
         raise PreprocessError(f"resize {transform.resize!r} (keep_aspect={transform.keep_aspect}) is not "
                               f"implemented; supported: {', '.join(RESIZERS)} without keeping the aspect")
-    if RESIZERS[transform.resize] != transform.decoder:
-        raise PreprocessError(f"resize {transform.resize!r} goes with the {RESIZERS[transform.resize]} decoder, "
-                              f"not {transform.decoder!r}")
+    if transform.decoder not in RESIZERS[transform.resize]:
+        decoders = " or ".join(RESIZERS[transform.resize])
+        raise PreprocessError(f"resize {transform.resize!r} goes with the {decoders} decoder, not {transform.decoder!r}")
     for order in (transform.channel_order, transform.raw_order):
         if order not in CHANNEL_ORDERS:
             raise PreprocessError(f"channel order {order!r} is not supported (RGB or BGR)")
@@ -122,6 +127,7 @@ class Transformer:
         self.dtype = dtype
         self.size = (transform.width, transform.height)  # PIL and cv2 order
         self.cv2 = transform.decoder == "cv2"
+        self.cv2_resize = transform.resize == "cv2_linear"
         decoded = DECODED_ORDER[transform.decoder]
         # reverse the decoded channels for the network (float) or for the raw pixels (uint8)
         target = transform.raw_order if dtype == "uint8" else transform.channel_order
@@ -133,10 +139,10 @@ class Transformer:
         self.std = np.asarray(transform.std, dtype=np.float32).reshape(3, 1, 1)
 
     def resize(self, image):
-        if self.cv2:
+        if self.cv2_resize:
             import cv2
 
-            return cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+            return cv2.resize(np.asarray(image), self.size, interpolation=cv2.INTER_LINEAR)
         return image.resize(self.size, Image.Resampling.BILINEAR)
 
     def normalise(self, resized) -> np.ndarray:

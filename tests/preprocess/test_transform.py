@@ -102,7 +102,8 @@ def test_bgr_order_reverses_channels_and_statistics(images):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"resize": "cv2_linear"}, "resize 'cv2_linear'"),
+    ({"decoder": "cv2"}, "resize 'pil_bilinear' goes with the pil decoder, not 'cv2'"),
+    ({"resize": "area"}, "resize 'area'"),
     ({"keep_aspect": True}, "keep_aspect=True"),
     ({"channel_order": "YUV"}, "channel order 'YUV'"),
 ])
