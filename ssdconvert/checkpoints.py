@@ -228,7 +228,7 @@ class WeightsSource:
 def load_backbone(model: "torch.nn.Module", spec: "ModelSpec", path: str | Path, *, trust: bool = False) -> int:
     """Initialise exactly the backbone tensors from a torchvision-layout file; returns their count."""
     if spec.backbone_to_native is None:
-        raise CheckpointError(f"model '{spec.name}' takes no separate --backbone file")
+        raise _no_backbone(spec)
     state = spec.backbone_to_native(extract_state_dict(read_checkpoint(path, trust=trust), str(path)))
     model_state = model.state_dict()
     modules = {_module_of(k) for k in state}
@@ -238,6 +238,10 @@ def load_backbone(model: "torch.nn.Module", spec: "ModelSpec", path: str | Path,
         raise CheckpointError(f"--backbone {path} does not fit {spec.name}: {mismatch.describe()}")
     model.load_state_dict(state, strict=False)
     return len(state)
+
+
+def _no_backbone(spec: "ModelSpec") -> CheckpointError:
+    return CheckpointError(f"model '{spec.name}' takes no separate --backbone file")
 
 
 def _module_of(key: str) -> str:
@@ -331,7 +335,12 @@ def _refuse_other_family(state: dict, name: str, checkpoint) -> None:
 
 
 def build_model(spec: "ModelSpec", checkpoint=None, *, backbone=None, trust=False, strict=True, seed=DEFAULT_SEED):
-    """Build the spec's network in eval mode with its weights; returns (model, WeightsSource)."""
+    """Build the spec's network in eval mode with its weights; returns (model, WeightsSource). A family whose
+    source is an ONNX file gives its checked source instead (ModelSpec.load_source)."""
+    if spec.load_source is not None:
+        if backbone is not None:
+            raise _no_backbone(spec)
+        return spec.load_source(spec, checkpoint)
     model = spec.build()
     source = load_weights(model, spec, checkpoint, backbone=backbone, trust=trust, strict=strict, seed=seed)
     return model.eval(), source

@@ -12,7 +12,9 @@ the family's comparator and raises a typed ExportError naming the output and the
 - ssdconvert.zoo.raw_outputs: the network's forward is the graph, compared element by element
   (the SSD families);
 - ssdconvert.zoo.faster_rcnn.export: the fixed-size detector, or the split variant's two models
-  and host stage, compared detection by detection.
+  and host stage, compared detection by detection;
+- ssdconvert.zoo.onnx_source: a family whose source is an ONNX file (no torch network): the checked
+  source graph is written itself (FamilyExport.write_graph) and compared with it on ONNX Runtime.
 
 Judged against float64. A fixed tolerance cannot judge every model: with trained statistics
 PyTorch's own float32 result can be further from the exact one than the tolerance, so a correct
@@ -171,6 +173,11 @@ class FamilyExport(ABC):
         """Run the written files (part -> path) against PyTorch; raise a typed ExportError naming the output and
         the difference where they disagree."""
 
+    def write_graph(self, graph: GraphSpec, path: Path, opset: int, simplify_model: bool) -> "WrittenGraph":
+        """Write one planned graph to `path`: torch.onnx.export, then onnxslim (a family whose source is already
+        a graph writes it instead: ssdconvert.zoo.onnx_source)."""
+        return write_graph(graph, path, opset, simplify_model)
+
 
 @dataclass
 class ExportResult:
@@ -240,7 +247,7 @@ def export_model(model: "torch.nn.Module", spec: "ModelSpec", output: str | Path
     plan = family.plan(model, spec, Path(output), resolved)
     sidecar = Path(f"{plan.main_path}.json")
     with _staged([*(g.path for g in plan.graphs), plan.main_path, sidecar]) as staged:
-        written = [write_graph(g, staged[g.path], resolved.opset, resolved.simplify_model) for g in plan.graphs]
+        written = [family.write_graph(g, staged[g.path], resolved.opset, resolved.simplify_model) for g in plan.graphs]
         if resolved.precision == "fp16":
             for g in plan.graphs:
                 log.info("fp16: rounded %d initializers to float16", convert_to_fp16(staged[g.path]))

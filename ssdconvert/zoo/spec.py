@@ -4,8 +4,9 @@ Plain data plus the family's export (`exporter`, a ssdconvert.export.FamilyExpor
 its comparator; by default the network's forward, compared element by element) and a few optional
 family hooks, each None for a family that needs nothing special: `demo_weights` (what random
 weights need to exercise every stage), `at_canvas` (a model whose input size is a deployment
-choice), `example_inputs` (realistic inputs for timing and validation) and `composite` (the host
-stage of a variant split into several device models).
+choice), `example_inputs` (realistic inputs for timing and validation), `composite` (the host
+stage of a variant split into several device models) and `load_source` (a family whose source is
+an ONNX file rather than a torch network and a checkpoint).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class ModelSpec:
     example_inputs: Callable[["ModelSpec", int], dict[str, "np.ndarray"]] | None = None
     # variant -> (composite descriptor -> its host stage), for variants split into several device models.
     composite: Mapping[str, Callable[[dict], Any]] = field(default_factory=dict)
+    # A family whose source is an ONNX file, not a torch network: (spec, --checkpoint path or None) -> (the
+    # checked source, WeightsSource), what checkpoints.build_model returns for it (ssdconvert.zoo.onnx_source).
+    load_source: Callable[["ModelSpec", Any], tuple[Any, Any]] | None = None
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -80,7 +84,7 @@ class ModelSpec:
         if self.at_canvas is None:
             from ssdconvert.errors import SsdConvertError
 
-            raise SsdConvertError(f"{self.name} has a fixed {self.input.shape[1]}x{self.input.shape[2]} input; "
+            raise SsdConvertError(f"{self.name} has a fixed {self.transform.height}x{self.transform.width} input; "
                                   "--canvas applies to models whose input size is a deployment choice")
         return self.at_canvas(self, canvas)
 
