@@ -27,7 +27,9 @@ from ssdconvert.formatting import format_table
               help="NMS policy of the model's head [default: its reference]. ssd-resnet34/50: reference "
                    "(MLPerf/NVIDIA per-class NMS) or ascend (the Ascend ssd_postprocess.py variant: best-class "
                    "prefilter, top 200 boxes, IoU > 0.5 suppressed). ssd-vgg16: mmdet3 (mmdet 3.x), mmdet2 "
-                   "(mmdet 2.10 without nms_pre) or mmdet2-nms-pre. `ssdconvert models` lists them.")
+                   "(mmdet 2.10 without nms_pre) or mmdet2-nms-pre. ssd-mobilenet-v2-fpnlite: tf-od-api (TF Object "
+                   "Detection API: per class, IoU 0.6, 100 per image) or st-app (ST's app: class-agnostic, "
+                   "score > 0.70, IoU 0.45). `ssdconvert models` lists them.")
 @click.option("--evaluator", type=click.Choice(list(EVALUATORS)), default=DEFAULT_EVALUATOR, show_default=True,
               help="COCOeval implementation, all with pycocotools' 12 stats: numpy (pycocotools' matching and "
                    "accumulation on arrays, run beside decoding), faster-coco-eval, or pycocotools itself.")

@@ -70,7 +70,8 @@ def weights_options(func):
     )(func)
     func = click.option(
         "--checkpoint", type=click.Path(dir_okay=False), default=None,
-        help="Trained weights (.pt/.pth). Without it: seeded random weights, clearly labelled.",
+        help="Trained weights (.pt/.pth). Without it: seeded random weights, clearly labelled. A family whose source "
+             "is an ONNX file (ssd-mobilenet-v2-fpnlite) takes the .onnx here [default: its vendored release].",
     )(func)
     return func
 

@@ -119,7 +119,8 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
     workdir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(workdir)
     report = PipelineReport(config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                            random_weights=cfg.checkpoint is None, required=cfg.backends_explicit)
+                            random_weights=cfg.checkpoint is None and spec.load_source is None,  # ONNX sources: real
+                            required=cfg.backends_explicit)
 
     def stage(name: str, inputs: dict, fn) -> StageResult:
         result = cache.lookup(name, inputs)

@@ -36,5 +36,6 @@ from ssdconvert.zoo import ssd_resnet34  # noqa: E402,F401
 from ssdconvert.zoo import ssd_resnet50  # noqa: E402,F401
 from ssdconvert.zoo import ssd_vgg16  # noqa: E402,F401
 from ssdconvert.zoo import faster_rcnn  # noqa: E402,F401
+from ssdconvert.zoo import ssd_mobilenet_v2_fpnlite  # noqa: E402,F401
 
 __all__ = ["ModelSpec", "register", "get_spec", "model_names", "all_specs"]

@@ -75,7 +75,10 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
         del model
         prepared = Path(tmp) / "prepared.onnx"
         say("quant_pre_process (shape inference, graph optimisation) ...")
-        quant_pre_process(str(staged), str(prepared))
+        # auto_merge: a Resize with constant scales gets the batch symbol floor(1.0*N) from ONNX Runtime's symbolic
+        # shape inference, which otherwise stops at the Add that joins it to an N-batch tensor ("Incomplete
+        # symbolic shape inference": ssd-mobilenet-v2-fpnlite's FPN); merging equal symbols changes nothing else
+        quant_pre_process(str(staged), str(prepared), auto_merge=True)
         check_exclusions(onnx.load(str(prepared), load_external_data=False), exclude)
 
         class Reader(CalibrationDataReader):

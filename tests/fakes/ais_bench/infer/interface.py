@@ -20,10 +20,15 @@ class dtype(enum.Enum):  # aclruntime exposes an enum named like this
     uint8 = 4
 
 
+_ITEMSIZE = {dtype.float32: 4, dtype.float16: 2, dtype.uint8: 1}
+# the om keeps the ONNX input's element type (ATC changes it only for AIPP or --input_fp16_nodes)
+_ORT_TYPES = {"tensor(uint8)": dtype.uint8, "tensor(float16)": dtype.float16}
+
+
 class _Tensor:
     def __init__(self, name, shape, datatype):
         self.name, self.shape, self.datatype = name, shape, datatype
-        n = int(np.prod([abs(d) for d in shape])) * 4
+        n = int(np.prod([abs(d) for d in shape])) * _ITEMSIZE[datatype]
         self.size = self.realsize = n
 
 
@@ -52,7 +57,7 @@ class InferSession:
 
     def get_inputs(self):
         return [_Tensor(i.name, list(self._shapes.get(i.name) or [d if isinstance(d, int) else -1 for d in i.shape]),
-                        dtype.float32) for i in self._session.get_inputs()]
+                        _ORT_TYPES.get(i.type, dtype.float32)) for i in self._session.get_inputs()]
 
     def get_outputs(self):
         return [_Tensor(o.name, [d if isinstance(d, int) else -1 for d in o.shape], dtype.float32)

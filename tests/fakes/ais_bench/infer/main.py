@@ -187,7 +187,8 @@ def run_device(args, device: int, inputs: list[list[str]] | None, out_dir: str |
         om_batch = args.dymBatch
     session.gear = om_batch if tensors[0].shape[0] < 0 else None
     sample_shapes = [list(t.shape[1:]) for t in tensors]
-    tensor_sizes = [om_batch * int(np.prod(shape)) * 4 for shape in sample_shapes]
+    types = [np.dtype(t.datatype.name) for t in tensors]  # the om's input element types
+    tensor_sizes = [om_batch * int(np.prod(shape)) * kind.itemsize for shape, kind in zip(sample_shapes, types)]
     batchsize = args.batchsize or om_batch
     log("INFO", f"try get model batchsize:{om_batch}")
 
@@ -215,19 +216,19 @@ def run_device(args, device: int, inputs: list[list[str]] | None, out_dir: str |
     def feed_for(chunk):
         if chunk is None:
             feeds = []
-            for size, shape in zip(tensor_sizes, sample_shapes):
+            for size, shape, kind in zip(tensor_sizes, sample_shapes, types):
                 data = np.zeros(size, np.uint8) if args.pure_data_type == "zero" else \
                     np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
-                feeds.append(np.frombuffer(data.tobytes(), np.float32).reshape(om_batch, *shape))
+                feeds.append(np.frombuffer(data.tobytes(), kind).reshape(om_batch, *shape))
             return feeds
         feeds = []
-        for group, size, shape in zip(chunk, tensor_sizes, sample_shapes):
+        for group, size, shape, kind in zip(chunk, tensor_sizes, sample_shapes, types):
             blobs = [read_file(f) for f in group]
             blobs += [blobs[0]] * (per - len(blobs))  # padding: copies of the chunk's first file
             raw = b"".join(blobs)
             if len(raw) != size:
                 raise RuntimeError(f"ndata size:{len(raw)} not match {size}")
-            feeds.append(np.frombuffer(raw, np.float32).reshape(om_batch, *shape))
+            feeds.append(np.frombuffer(raw, kind).reshape(om_batch, *shape))
         return feeds
 
     for _ in range(args.warmup_count):
