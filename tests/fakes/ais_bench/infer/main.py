@@ -243,24 +243,34 @@ def run_device(args, device: int, inputs: list[list[str]] | None, out_dir: str |
         for _ in range(args.loop):
             outputs = session.infer(feed)
         if out_dir is not None:
-            outfiles = []
             names = chunk[0] if chunk is not None else ["pure_infer_data"]
-            for j, out in enumerate(outputs):
-                if out.shape[args.output_batchsize_axis] % per:
-                    raise RuntimeError(f"save out files error array shape:{out.shape} filesinfo:{chunk}")
-                parts = np.split(out, per, axis=args.output_batchsize_axis)
-                for k, name in enumerate(names):
-                    stem = os.path.basename(name).split(".")[0]
-                    target = os.path.join(out_dir, f"{stem}_{j}.{args.outfmt.lower()}")
-                    if args.outfmt == "NPY":
-                        np.save(target, parts[k])
-                    elif args.outfmt == "TXT":
-                        np.savetxt(target, parts[k].reshape(-1, parts[k].shape[-1]))
-                    else:
-                        parts[k].tofile(target)
-                    outfiles.append(target)
-            filesinfo[i] = {"infiles": list(chunk or []), "outfiles": outfiles}
+            filesinfo[i] = {"infiles": list(chunk or []), "outfiles": save_outputs(args, outputs, names, per, out_dir,
+                                                                                   chunk)}
+    return summarise(args, session, batchsize, out_dir, filesinfo, fail)
 
+
+def save_outputs(args, outputs, names, per: int, out_dir: str, chunk) -> list[str]:
+    """Each output split along the batch axis into <stem>_<j>.<fmt> files, one per input file of the batch."""
+    outfiles = []
+    for j, out in enumerate(outputs):
+        if out.shape[args.output_batchsize_axis] % per:
+            raise RuntimeError(f"save out files error array shape:{out.shape} filesinfo:{chunk}")
+        parts = np.split(out, per, axis=args.output_batchsize_axis)
+        for k, name in enumerate(names):
+            stem = os.path.basename(name).split(".")[0]
+            target = os.path.join(out_dir, f"{stem}_{j}.{args.outfmt.lower()}")
+            if args.outfmt == "NPY":
+                np.save(target, parts[k])
+            elif args.outfmt == "TXT":
+                np.savetxt(target, parts[k].reshape(-1, parts[k].shape[-1]))
+            else:
+                parts[k].tofile(target)
+            outfiles.append(target)
+    return outfiles
+
+
+def summarise(args, session, batchsize: int, out_dir: str | None, filesinfo: dict, fail: str) -> float:
+    """The performance summary lines and `<out_dir>_summary.json`; returns the throughput."""
     times = list(session.exec_times)
     mangle = os.environ.get("FAKE_AIS_BENCH_OLD_KEYS") != "1"
     compute = stats(times, mangle)
