@@ -44,6 +44,9 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
     labels, num_detections (100 per image); validated on synthetic images by matching detections
     with the PyTorch reference path. --canvas exact: batch 1 with dynamic height and width (each image
     padded to its own multiple of 32, the reference at batch 1), validated on two image sizes.
+    ssd-mobilenet-v2-fpnlite: the source is an ONNX file (--checkpoint model.onnx, default the vendored
+    ST release), checked against the declared graph, dequantized when it is a QDQ release and
+    validated against that source graph on ONNX Runtime.
 
     \b
     Examples:
@@ -54,6 +57,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
           --canvas 1344x1344 --bs 2 --output build/frcnn.onnx
       ssdconvert export --model faster-rcnn-r101-fpn --variant split --canvas 800x1344 --output build/frcnn
       ssdconvert export --model faster-rcnn-r101-fpn --canvas exact --output build/frcnn_exact.onnx
+      ssdconvert export --model ssd-mobilenet-v2-fpnlite --checkpoint release.onnx --bs 8 --output build/st.onnx
     """
     from ssdconvert.checkpoints import build_model
     from ssdconvert.errors import ExportError

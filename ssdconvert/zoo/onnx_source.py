@@ -238,8 +238,8 @@ class OnnxSourceExport(FamilyExport):
 
     def check(self, spec: "ModelSpec", options: ExportOptions) -> None:
         if options.precision != "fp32":
-            raise ExportError(f"{spec.name} exports FP32 only (its graph dequantizes a uint8 input); use the "
-                              "compiler's precision options for FP16")
+            raise ExportError(f"{spec.name} exports FP32 only (its source is an ONNX graph, exported as it computes); "
+                              "use the compiler's precision options for FP16")
 
     def graph_module(self, model: OnnxSource) -> "onnx.ModelProto":
         return model.graph
