@@ -32,3 +32,11 @@ class DetectionMismatchError(ExportError):
     def __init__(self, runtime: str, batch: int, what: str):
         self.runtime, self.batch, self.what = runtime, batch, what
         super().__init__(f"{runtime} detections differ from the PyTorch reference at batch {batch}: {what}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a command. Its message says what is kept and how to resume; the CLI
+    prints it as one `Error:` line with exit code 130. A KeyboardInterrupt, so no `except Exception`
+    (nor `except SsdConvertError`) swallows it on the way out."""
+
+    exit_code = 130

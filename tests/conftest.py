@@ -189,3 +189,29 @@ def r34_bins(tmp_path_factory) -> Path:
     preprocess_dataset(ds.annotation_file, ds.image_dir, out, spec.transform, model=spec.name,
                        input_name=spec.input.name, workers=1, progress=False)
     return out
+
+
+CPU_KINDS = ("this-cpu", "avx2-only")
+
+
+@pytest.fixture(params=CPU_KINDS)
+def cpu_kind(request, monkeypatch) -> str:
+    """Each test taking it runs twice: on this CPU as it is, and with every probe (ssdconvert.cpu's flags and
+    OpenVINO's capabilities) made to report an AVX2-only CPU (no AVX-512, VNNI, BF16 or FP16), so the branch
+    of the CPU this machine is not is covered too. A test compares what the probes say with what happened."""
+    from ssdconvert.cpu import AVX2_ONLY, SIMULATE_ENV
+
+    if request.param == "avx2-only":
+        monkeypatch.setenv(SIMULATE_ENV, AVX2_ONLY)
+    else:
+        monkeypatch.delenv(SIMULATE_ENV, raising=False)
+    return request.param
+
+
+@pytest.fixture
+def avx2_only(monkeypatch) -> None:
+    """Every CPU probe reports an AVX2-only CPU (see `cpu_kind`)."""
+    from ssdconvert.cpu import AVX2_ONLY, SIMULATE_ENV
+
+    monkeypatch.setenv(SIMULATE_ENV, AVX2_ONLY)
+

@@ -230,6 +230,7 @@ class Backend(ABC):
     # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
     dynamic_image_size: ClassVar[bool] = False
     wrapper: ClassVar[bool] = False  # its facts are another backend's (composite.CompositeBackend)
+    host_cpu: ClassVar[bool] = False  # it computes on this machine's CPU: its figures depend on the CPU's features
 
     def __init__(self, options: BackendOptions | None = None):
         options = self.Options() if options is None else options

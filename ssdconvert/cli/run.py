@@ -78,7 +78,9 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
     Exit code 1 when a backend failed, was flagged by the accuracy gate, or was named in
-    --backends but cannot run here (the report is written and lists it with its reason).
+    --backends but cannot run here, or when a precision of --precisions ran on no backend (the
+    report is written and lists each with its reason); 130 when interrupted (Ctrl-C): the finished
+    stages are kept and the same command resumes.
     Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
     random weights (the report says the mAP is then meaningless). Each backend adds its own
     options (Ascend: --soc, --atc-tool).
@@ -96,7 +98,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     """
     from ssdconvert.errors import SsdConvertError
     from ssdconvert.pipeline import RunConfig, run_and_report
-    from ssdconvert.pipeline.report import problems
+    from ssdconvert.pipeline.report import failure_message
 
     from preprocess.spec import EXACT_CANVAS
 
@@ -112,9 +114,9 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
-    failed = problems(report)
+    failed = failure_message(report)
     if failed:
-        raise SsdConvertError(f"{len(failed)} backend(s) did not pass: {'; '.join(failed)}")
+        raise SsdConvertError(failed)
 
 
 COMMANDS = [run]

@@ -20,6 +20,7 @@ class OnnxRuntimeOptions(BackendOptions):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     label = "ONNX Runtime"
+    host_cpu = True
     Options = OnnxRuntimeOptions
     build_tag = "ort"
     suffixes = (".onnx",)
