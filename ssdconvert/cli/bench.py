@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import BackendOptionsCommand, backend_option, batch_sizes, with_tools
+from ssdconvert.cli.options import BackendOptionsCommand, backend_option, batch_sizes, finite_float, with_tools
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -64,7 +64,7 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                 "(atc and ais_bench still mean ascend, with a note.)")
 @click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=batch_sizes,
               help="Comma-separated batch sizes.")
-@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", default=10.0, show_default=True, type=finite_float(min=0, min_open=True),
               help="Seconds of timed runs per batch size (at least one run).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs per batch size.")
 @click.option("--tool", type=click.Path(dir_okay=False), default=None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import canvas_option, model_option, weights_options
+from ssdconvert.cli.options import canvas_option, finite_float, model_option, weights_options
 
 
 @click.command("export")
@@ -29,10 +29,10 @@ from ssdconvert.cli.options import canvas_option, model_option, weights_options
 @click.option("--half", is_flag=True,
               help="Write an FP16 ONNX: the validated FP32 graph (BN folded) with weights, input and outputs "
                    "rounded to float16. Validated against FP32 PyTorch at the looser FP16 tolerance.")
-@click.option("--atol", type=float, default=None,
+@click.option("--atol", type=finite_float(), default=None,
               help="Absolute tolerance against PyTorch [default: 1e-4; with --half 1e-3]. For models validated on "
                    "detections (faster-rcnn-r101-fpn) the score tolerance.")
-@click.option("--rtol", type=float, default=None,
+@click.option("--rtol", type=finite_float(), default=None,
               help="Tolerance relative to each output's max |value|: an output passes if max abs diff <= "
                    "atol + rtol * max|torch| [default: 0; with --half 5e-3].")
 def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, canvas, variant, static_batch,

@@ -7,6 +7,13 @@ import click
 DEFAULT_MODEL = "ssd-resnet34"
 
 
+def finite_float(min: float | None = None, max: float | None = None, *, min_open: bool = False) -> click.FloatRange:
+    """The click type of every float option: finite (nan and inf refused), within the bounds given."""
+    from ssdconvert.backends.commands import FiniteFloat
+
+    return FiniteFloat(min=min, max=max, min_open=min_open)
+
+
 def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """click callback for batch-size lists (None stays None: the option was not given); the one parser is
     shared with the backends' own commands (backends/commands.py), loaded only when a value is parsed."""

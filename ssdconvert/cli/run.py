@@ -8,7 +8,7 @@ import click
 
 from ssdconvert.cli.bench import precision_list
 from ssdconvert.cli.options import (BackendOptionsCommand, backend_names, batch_sizes, canonical_backend,
-                                    canvas_option, model_option, weights_options, with_tools)
+                                    canvas_option, finite_float, model_option, weights_options, with_tools)
 from ssdconvert.cli.quantize import gate_options
 
 
@@ -55,7 +55,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "that cannot run is a failure.")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch (--canvas exact: 1).")
-@click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--bench-duration", default=2.0, show_default=True, type=finite_float(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
 @click.option("--tool", "tools", multiple=True, callback=_tools, metavar="BACKEND=PATH",
