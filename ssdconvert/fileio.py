@@ -23,8 +23,11 @@ def sha256_of(path: str | Path) -> str:
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
-    """Create `path` (and parents) or fail with a clear message."""
+    """Create `path` (and parents) or fail with a clear message: the one check of every output folder."""
     path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SsdConvertError(f"cannot create directory {path}: {blocker} is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -28,6 +28,7 @@ from ssdconvert import backends
 from ssdconvert.agreement import AgreementReport, Thresholds
 from ssdconvert.backends.base import Backend, BackendOptions
 from ssdconvert.errors import SsdConvertError
+from ssdconvert.fileio import ensure_writable_dir
 
 DEFAULT_CALIB_IMAGES = 300
 DEFAULT_GATE_IMAGES = 32
@@ -117,7 +118,7 @@ def _output(source: Path, output: str | Path | None, target: Backend) -> Path:
         raise SsdConvertError(f"--output {out} must end in {target.quantized_suffix} for {target.label}")
     if out.resolve() == source.resolve():
         raise SsdConvertError("--output must differ from the FP32 model")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out.parent)
     return out
 
 

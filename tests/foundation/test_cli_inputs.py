@@ -41,3 +41,42 @@ def test_a_nan_duration_or_threshold_is_refused_before_anything_runs(args, tmp_p
     assert result.exit_code == 2, result.output
     assert "'nan' is not a finite number" in result.output.strip().splitlines()[-1]
     assert not (tmp_path / "w").exists()
+
+
+@pytest.fixture
+def small_onnx(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["out"])], "small",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, 8, 8])])
+    path = tmp_path / "small.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("command", [["quantize", "{onnx}", "--calib", "{tmp}", "--output", "{out}.onnx"],
+                                     ["openvino", "--onnx", "{onnx}", "--output", "{out}"],
+                                     ["atc", "--onnx", "{onnx}", "--soc", "Ascend310P3", "--bs", "1", "--output", "{out}"],
+                                     ["cnnl", "--onnx", "{onnx}", "--bs", "1", "--output", "{out}"]],
+                         ids=lambda c: c[0])
+def test_an_output_folder_under_a_file_is_one_error_line(command, small_onnx, tmp_path, fake_vendor_env):
+    """quantize (its staging folder), openvino, atc and cnnl (the tool's log) once raised tracebacks; every command
+    now goes through the one check of output folders (issue 24 §3.5)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = [a.format(onnx=small_onnx, tmp=tmp_path, out=blocker / "sub" / "m") for a in command]
+    result = CliRunner(env=fake_vendor_env).invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: cannot create directory {blocker / 'sub'}: {blocker} is a file, not a directory")
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_output_folder_is_one_error_line(small_onnx, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = CliRunner().invoke(cli, ["openvino", "--onnx", str(small_onnx), "--output", str(locked / "m")])
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == f"Error: directory is not writable: {locked}"
