@@ -238,16 +238,16 @@ def _taps(side: Side):
 
 def _graph(reference: Side, candidate: Side):
     """(ONNX model, which side) giving graph order, op types and inputs: the first .onnx side."""
-    import onnx
+    from ssdconvert.backends.onnxinfo import load_onnx
 
     for side in (reference, candidate):
         if not side.is_dump and side.path.suffix.lower() == ".onnx":
-            return onnx.load(str(side.path), load_external_data=False), side.text
+            return load_onnx(side.path, weights=False), side.text
     for side in (reference, candidate):
         if not side.is_dump and Path(f"{side.path}.json").is_file():
             source = json.loads(Path(f"{side.path}.json").read_text()).get("source_onnx", {}).get("path")
             if source and Path(source).is_file():
-                return onnx.load(source, load_external_data=False), f"{source} (the build record of {side.path.name})"
+                return load_onnx(source, weights=False), f"{source} (the build record of {side.path.name})"
     return None, ""
 
 

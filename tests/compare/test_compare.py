@@ -147,3 +147,16 @@ def test_comma_separated_input_folders_reach_the_sample_reader(exported_onnx, r3
     result = invoke(exported_onnx, exported_onnx, "--input", f"{r34_bins},{tmp_path / 'im_info'}", "-o", tmp_path)
     assert result.exit_code == 1, result.output
     assert f"{tmp_path / 'im_info'} is not a folder" in result.output
+
+
+@pytest.mark.parametrize("corrupt", ["truncated", "text"])
+def test_a_corrupt_onnx_on_either_side_is_one_error_line(corrupt, exported_onnx, r34_bins, tmp_path):
+    """A truncated .onnx, or a text file named .onnx, once raised protobuf's DecodeError (issue 24 §3.6)."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(exported_onnx.read_bytes()[:100_000] if corrupt == "truncated" else b"not a model\n")
+    for sides in ((exported_onnx, bad), (bad, exported_onnx)):
+        result = invoke(*sides, "--input", r34_bins, "--images", "1", "-o", tmp_path / "cmp")
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1].startswith(
+            f"Error: cannot read {bad} as ONNX (truncated, or not an ONNX file?): ")
+        assert "Traceback" not in result.output and not (tmp_path / "cmp").exists()

@@ -57,12 +57,13 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ssdconvert.backends.onnxinfo import load_onnx
     from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
     from ssdconvert.cpu import cpu_features
 
     types, reduce_range, why = resolve_types(ort_types, cpu_features())
     quant = {"s": QuantType.QInt8, "u": QuantType.QUInt8}
-    model = onnx.load(str(onnx_path))
+    model = load_onnx(onnx_path)
     with OnnxRuntimeRunner(onnx_path) as probe:
         inputs = probe.inputs
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
