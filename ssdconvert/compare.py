@@ -76,8 +76,13 @@ def parse_side(text: str) -> Side:
     precision = parts.pop() if len(parts) > 1 and parts[-1] in PRECISIONS else None
     path = Path(":".join(parts))
     if not path.exists():
+        if len(parts) > 1 and Path(":".join(parts[:-1])).exists():
+            raise SsdConvertError(f"{text}: unknown precision {parts[-1]!r}; choose from {', '.join(PRECISIONS)}")
         raise SsdConvertError(f"{text}: {path} does not exist (expected [backend:]model[:precision] or a dump folder)")
-    target = backends.for_model(path, backend or "auto")
+    if path.suffix.lower() in (".pt", ".pth"):
+        raise SsdConvertError(f"{text}: a PyTorch checkpoint is not a model compare runs; export it first "
+                              "(`ssdconvert export --checkpoint ...`) and compare the .onnx")
+    target = backends.for_model(path, backend or "auto", how_to_choose=f"name its backend: <backend>:{text}")
     return Side(text, path, target.name, precision)
 
 

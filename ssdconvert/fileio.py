@@ -59,6 +59,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def staging_dir(parent: Path, name: str) -> Path:
+    """A fresh hidden folder `.<name>.*` in `parent` to build a folder in before renaming it into place, with the
+    mode a plain mkdir gives (mkdtemp makes it 0700, which the renamed folder would keep)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -204,6 +204,7 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     target = backends.for_model(model, backend).configured(options)
     target.check_model(model)
     devices = target.devices(device)
+    _refuse_json(input)
     inputs = with_side_inputs(list_inputs(input))
     check_unique_stems(inputs.first)
     prepare_output(output)
@@ -216,6 +217,15 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
                    manifests=tuple(manifests), infos=tuple(infos))
     tool = target.folder_tool(job)
     return tool(job) if tool is not None else _infer_with_runner(target, job)
+
+
+def _refuse_json(input: str | Path | Sequence) -> None:
+    """A manifest (or any .json) given as --input is not an input tensor: ask for the folder it describes."""
+    items = [Path(s) for s in str(input).split(",") if s] if isinstance(input, (str, Path)) else map(Path, input)
+    found = next((p for p in items if p.suffix.lower() == ".json" and p.is_file()), None)
+    if found is not None:
+        raise InferError(f"--input {found} is a JSON file, not input tensors: give the folder of .bin files it "
+                         f"describes ({found.parent})")
 
 
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:

@@ -56,11 +56,13 @@ class QuantizeResult:
         return lines + (self.gate.lines() if self.gate is not None else [])
 
     def check_passed(self) -> None:
-        """Raise SsdConvertError naming the worst outputs if the model failed the accuracy gate (it is kept)."""
+        """Raise SsdConvertError naming the worst outputs if the model failed the accuracy gate (it is kept), with
+        what to try: the options every backend has, and its own (Backend.int8_tuning)."""
         if self.gate is not None and not self.gate.passed:
+            own = backends.get(self.backend).int8_tuning
             raise SsdConvertError(f"{self.model} failed the accuracy gate: {'; '.join(self.gate.failures)} "
-                                  "(the model is kept; try more --calib-images, --exclude for the worst layers, or "
-                                  "another --ort-types)")
+                                  f"(the model is kept; try more --calib-images{', ' if own else ' or '}--exclude for "
+                                  f"the worst layers{f', or {own}' if own else ''})")
 
 
 def default_output(source: Path, target: Backend) -> Path:

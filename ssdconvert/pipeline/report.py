@@ -102,7 +102,7 @@ def precision_rows(report: PipelineReport) -> list[dict]:
     for name in dict.fromkeys([*accuracy, *tput]):
         backend, precision = split_label(name)
         gate = checked.get(name)
-        outputs = gate["outputs"] if gate else []
+        outputs = [o for o in gate["outputs"] if o.get("equal") is None] if gate else []  # float outputs
         best = max(tput.get(name, {}).items(), key=lambda kv: kv[1], default=None)
         rows.append({
             "label": name, "backend": backend, "precision": precision,

@@ -4,6 +4,7 @@ numbers, unwritable output folders, a manifest given for a folder, a repeated --
 from __future__ import annotations
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -80,3 +81,57 @@ def test_a_read_only_output_folder_is_one_error_line(small_onnx, tmp_path):
     locked.mkdir(mode=0o555)
     result = CliRunner().invoke(cli, ["openvino", "--onnx", str(small_onnx), "--output", str(locked / "m")])
     assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == f"Error: directory is not writable: {locked}"
+
+
+@pytest.mark.parametrize("side, says", [
+    ("m.pt", "m.pt: a PyTorch checkpoint is not a model compare runs; export it first"),
+    ("openvino:small.onnx:int4", "openvino:small.onnx:int4: unknown precision 'int4'; choose from fp32, fp16, bf16, "
+                                 "int8"),
+    ("m.bin", "name its backend: <backend>:m.bin"),
+])
+def test_compare_says_what_is_wrong_with_a_side(side, says, small_onnx, monkeypatch):
+    """compare has no --backend to suggest, and an unknown precision is not a missing file (issue 24 §3.9)."""
+    monkeypatch.chdir(small_onnx.parent)
+    (small_onnx.parent / "m.pt").write_bytes(b"")
+    (small_onnx.parent / "m.bin").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["compare", "small.onnx", side, "--input", "bins"])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert says in last and "--backend" not in last and "does not exist" not in last
+
+
+def test_infer_asks_for_the_folder_when_given_its_manifest(small_onnx, tmp_path):
+    """`infer --input bins/manifest.json` once complained about byte counts (issue 24 §3.9)."""
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    (bins / "manifest.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["infer", "--model", str(small_onnx), "--input", str(bins / "manifest.json"),
+                                      "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: --input {bins / 'manifest.json'} is a JSON file, not input tensors: give the folder of .bin files it "
+        f"describes ({bins})")
+
+
+def test_doctor_shows_a_backend_named_twice_once():
+    """`doctor --backend ascend --backend atc` printed every Ascend row and its summary twice (issue 24 §3.10)."""
+    result = CliRunner().invoke(cli, ["doctor", "--backend", "onnxruntime", "--backend", "onnxruntime"])
+    assert result.exit_code == 0
+    assert result.output.count("onnxruntime providers") == 1 and result.output.count("this machine can") == 1
+
+
+@pytest.mark.parametrize("backend, hint", [("openvino", None), ("onnxruntime", "another --ort-types")])
+def test_a_failed_int8_gate_suggests_only_options_the_backend_has(backend, hint, tmp_path):
+    """OpenVINO has no --ort-types: its failed gate no longer suggests it (issue 24 §3.9)."""
+    from ssdconvert.agreement import AgreementReport, Thresholds, tensor_figures
+    from ssdconvert.errors import SsdConvertError
+    from ssdconvert.quantize import QuantizeResult
+
+    ref = np.linspace(-1, 1, 50, dtype=np.float32)
+    gate = AgreementReport("r", "c", 1, [tensor_figures("ploc", ref, -ref)], None, Thresholds())
+    result = QuantizeResult(backend, tmp_path / "m.onnx", tmp_path / "q", [], {}, [], gate, tmp_path / "q.json", 1.0)
+    with pytest.raises(SsdConvertError) as caught:
+        result.check_passed()
+    message = str(caught.value)
+    assert "try more --calib-images" in message and "--exclude" in message
+    assert ("--ort-types" in message) == (hint is not None)
