@@ -358,11 +358,17 @@ def _sides(reference: str | Side, candidate: str | Side, inputs: str | Path, ima
 
 def _family(ref: Side, samples, model_name: str | None):
     """(zoo spec, weights) of the compared model: from the reference ONNX's export record, else by name."""
+    from ssdconvert.family import agree, manifest_claim, model_claim, option_claim
     from ssdconvert.quantize import describe_source
+    from ssdconvert.zoo import get_spec
 
     if ref.path.suffix.lower() == ".onnx":
-        return describe_source(ref.path, samples.manifest, model_name)
-    return describe_source_by_name(model_name, samples.manifest), "unknown"
+        return describe_source(ref.path, samples.manifest, model_name, samples.folders[0])
+    name = agree([option_claim(model_name), model_claim(ref.path), manifest_claim(samples.manifest, samples.folders[0])],
+                 "name the reference's own detector and use inputs preprocessed for it")
+    if name is None:
+        raise SsdConvertError("cannot tell which detector this is: pass --model")
+    return get_spec(name), "unknown"
 
 
 def _layers(graph, outputs: Sequence[str]) -> list[Layer]:
@@ -435,15 +441,6 @@ def _fetch(taps, side: Side, names, feeds, outputs) -> dict[str, np.ndarray]:
     with backends.get(side.backend).make_runner(side.path, RunOptions(precision=side.precision)) as runner:
         result = runner.infer(feeds)
     return {n: result[n] for n in wanted if n in result}
-
-
-def describe_source_by_name(model_name: str | None, manifest):
-    from ssdconvert.zoo import get_spec, model_names
-
-    name = model_name or (manifest.model if manifest.model in model_names() else None)
-    if name is None:
-        raise SsdConvertError("cannot tell which detector this is: pass --model")
-    return get_spec(name)
 
 
 def plot(report: CompareReport, target: Path) -> Path | None:

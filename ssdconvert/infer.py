@@ -37,6 +37,7 @@ import numpy as np
 from preprocess.manifest import tensor_nbytes
 from ssdconvert import backends
 from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner, TensorMeta
+from ssdconvert.family import agree, manifest_claim, model_claim, outputs_claim
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import (
     InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
@@ -46,6 +47,9 @@ from ssdconvert.timing import stats_ms
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
                "throughput = 1000 * batchsize / mean compute ms, padding slots counted (ais_bench's definition)")
+
+REMEDY = ("preprocess the inputs for the model's detector (`ssdconvert preprocess --model ...`), or run that "
+          "detector's model")
 
 __all__ = ["InferError", "InferResult", "run_infer", "list_inputs", "output_stem"]
 
@@ -209,6 +213,7 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     check_unique_stems(inputs.first)
     prepare_output(output)
     manifests, infos, warnings = check_manifests(inputs)
+    agree([model_claim(model), manifest_claim(manifests[0], inputs.home)], REMEDY)
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
         target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
         target.check_image_size(target.has_dynamic_image_size(model), f"the model {model.name}")
@@ -233,6 +238,8 @@ def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
     runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0]))
     with runner:
         load_seconds = time.perf_counter() - load_started
+        agree([outputs_claim(job.model, [o.name for o in runner.outputs]),
+               manifest_claim(job.manifests[0] if job.manifests else None, job.inputs.home)], REMEDY)
         groups = job.inputs.for_model([m.name for m in runner.inputs], job.model.name)
         warnings = list(job.warnings) + runner.notes
         for meta, files, info in zip(runner.inputs, groups, job.infos or [None] * len(groups)):
