@@ -29,7 +29,10 @@ class Claim:
 
 
 def option_claim(name: str | None) -> Claim | None:
-    return Claim(frozenset([name]), "--model") if name else None
+    """What --model names (an unknown name is refused as such, before any comparison)."""
+    from ssdconvert.zoo import get_spec
+
+    return Claim(frozenset([get_spec(name).name]), "--model") if name else None
 
 
 def manifest_claim(manifest, folder: str | Path) -> Claim | None:
