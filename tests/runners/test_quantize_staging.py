@@ -44,3 +44,29 @@ def test_the_model_and_its_record_are_published_together(tiny, tiny_onnx, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["q.onnx", "q.onnx.json"]
     record = json.loads((tmp_path / "out" / "q.onnx.json").read_text())
     assert record["artefacts"] == [str(tmp_path / "out" / "q.onnx")] and record["precision"] == "int8"
+
+
+def test_a_graph_symbolic_shape_inference_cannot_finish_is_prepared_without_it(tiny, tiny_onnx, tmp_path, monkeypatch):
+    """ONNX Runtime raises "Incomplete symbolic shape inference" on Faster R-CNN (data-dependent shapes): quantize
+    says so in one line and prepares the graph with ONNX shape inference only (issue 24 §3.7; the real model in
+    tests/families/faster_rcnn/test_quantize.py, heavy)."""
+    import onnxruntime.quantization.shape_inference as shape_inference
+
+    real, calls = shape_inference.quant_pre_process, []
+
+    def quant_pre_process(source, target, skip_symbolic_shape=False, **kwargs):
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:
+            raise Exception("Incomplete symbolic shape inference")
+        return real(source, target, skip_symbolic_shape=True, **kwargs)
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", quant_pre_process)
+    bins = tmp_path / "bins"
+    tiny.write_inputs(bins, 4)
+    result = CliRunner().invoke(cli, ["quantize", str(tiny_onnx), "--calib", str(bins), "--model", "ssd-resnet34",
+                                      "--no-gate", "--output", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 0, result.output
+    assert calls == [False, True] and "symbolic shape inference cannot complete on this graph" in result.output
+    import json
+
+    assert json.loads((tmp_path / "q.onnx.json").read_text())["settings"]["symbolic_shape_inference"] is False

@@ -55,7 +55,6 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from ssdconvert.backends.onnxinfo import load_onnx
     from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
@@ -75,8 +74,7 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
         onnx.save(model, str(staged))
         del model
         prepared = Path(tmp) / "prepared.onnx"
-        say("quant_pre_process (shape inference, graph optimisation) ...")
-        quant_pre_process(str(staged), str(prepared))
+        symbolic = prepare(staged, prepared, say)
         check_exclusions(onnx.load(str(prepared), load_external_data=False), exclude)
 
         class Reader(CalibrationDataReader):
@@ -106,9 +104,30 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
                         activation_type=quant[types[0]], weight_type=quant[types[2]],
                         nodes_to_exclude=list(exclude) or None,
                         extra_options={"CalibStridedMinMax": stride(len(reader))})
-    return {"format": "QDQ", "types": types, "types_why": why, "reduce_range": reduce_range,
+    return {"format": "QDQ", "types": types, "symbolic_shape_inference": symbolic, "types_why": why, "reduce_range": reduce_range,
             "per_channel": per_channel, "calibration": "MinMax", "source_opset": opset,
             "excluded": list(exclude)}
+
+
+def prepare(model: Path, prepared: Path, say) -> bool:
+    """quant_pre_process (shape inference, graph optimisation) of `model` into `prepared`; True if ONNX Runtime's
+    symbolic shape inference ran. It cannot complete on a graph whose shapes depend on data (Faster R-CNN's NMS,
+    TopK over proposals: it raises "Incomplete symbolic shape inference"), and its docstring calls it most
+    effective on transformers; then ONNX shape inference alone prepares the graph (skip_symbolic_shape), which
+    still types every convolution a CNN's quantization needs, and the settings record it."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    say("quant_pre_process (shape inference, graph optimisation) ...")
+    try:
+        quant_pre_process(str(model), str(prepared))
+        return True
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises a bare Exception
+        if "symbolic shape inference" not in str(exc).lower():
+            raise
+    say("note: symbolic shape inference cannot complete on this graph (shapes that depend on data, e.g. NMS); "
+        "preparing it with ONNX shape inference only")
+    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+    return False
 
 
 def stride(batches: int) -> int:
