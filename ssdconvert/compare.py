@@ -364,8 +364,8 @@ def _family(ref: Side, samples, model_name: str | None):
 
     if ref.path.suffix.lower() == ".onnx":
         return describe_source(ref.path, samples.manifest, model_name, samples.folders[0])
-    name = agree([option_claim(model_name), model_claim(ref.path), manifest_claim(samples.manifest, samples.folders[0])],
-                 "name the reference's own detector and use inputs preprocessed for it")
+    claims = [option_claim(model_name), model_claim(ref.path), manifest_claim(samples.manifest, samples.folders[0])]
+    name = agree(claims, "name the reference's own detector and use inputs preprocessed for it")
     if name is None:
         raise SsdConvertError("cannot tell which detector this is: pass --model")
     return get_spec(name), "unknown"

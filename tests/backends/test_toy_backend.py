@@ -126,7 +126,8 @@ def test_compile_command_infer_and_quantize_take_the_toy_and_its_option(toy, run
 def test_bench_builds_per_batch_for_the_toy_arch_and_precision(toy, run_dir, tmp_path):
     onnx = tiny_conv(tmp_path / "tiny.onnx")
     result = ok("bench", "--model", str(onnx), "--backend", "toy", "--toy-arch", "toy-b", "--bs", "1,2", "--duration",
-                "0.01", "--precision", "fp32,int8", "--calib", str(run_dir / "ssd_bin"), "--output", str(tmp_path / "b"))
+                "0.01", "--precision", "fp32,int8", "--calib", str(run_dir / "ssd_bin"),
+                "--output", str(tmp_path / "b"))
     assert "CPU: " not in result.output  # a device backend: this CPU's VNNI or BF16 decide none of its figures
     for precision in ("fp32", "int8"):
         rows = json.loads((tmp_path / "b" / f"tiny_toy_{precision}.json").read_text())["rows"]

@@ -59,7 +59,8 @@ def small_onnx(tmp_path):
 
 @pytest.mark.parametrize("command", [["quantize", "{onnx}", "--calib", "{tmp}", "--output", "{out}.onnx"],
                                      ["openvino", "--onnx", "{onnx}", "--output", "{out}"],
-                                     ["atc", "--onnx", "{onnx}", "--soc", "Ascend310P3", "--bs", "1", "--output", "{out}"],
+                                     ["atc", "--onnx", "{onnx}", "--soc", "Ascend310P3", "--bs", "1",
+                                      "--output", "{out}"],
                                      ["cnnl", "--onnx", "{onnx}", "--bs", "1", "--output", "{out}"]],
                          ids=lambda c: c[0])
 def test_an_output_folder_under_a_file_is_one_error_line(command, small_onnx, tmp_path, fake_vendor_env):
@@ -80,7 +81,8 @@ def test_a_read_only_output_folder_is_one_error_line(small_onnx, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     result = CliRunner().invoke(cli, ["openvino", "--onnx", str(small_onnx), "--output", str(locked / "m")])
-    assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == f"Error: directory is not writable: {locked}"
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"Error: directory is not writable: {locked}"
 
 
 @pytest.mark.parametrize("side, says", [

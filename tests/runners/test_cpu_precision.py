@@ -58,7 +58,8 @@ def test_a_compiled_model_computing_another_precision_than_asked_is_refused(tiny
 def test_bench_measures_what_the_cpu_computes_and_says_what_it_skipped(cpu_kind, tiny_onnx, tmp_path):
     result = CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--backend", "openvino", "--bs", "1,2",
                                       "--duration", "0.02", "--precision", "fp32,bf16", "-o", str(tmp_path)])
-    assert [ln.startswith("CPU: ") for ln in result.output.splitlines()].count(True) == 1  # a CPU backend: the features its figures depend on
+    # a CPU backend: the CPU's features, which its figures depend on, are shown once
+    assert [ln.startswith("CPU: ") for ln in result.output.splitlines()].count(True) == 1
     fp32 = json.loads((tmp_path / "tiny_dyn_openvino_fp32.json").read_text())
     assert fp32["runtime"]["inference_precision"] == "f32" and len(fp32["rows"]) == 2
     refused = _refusal("bf16")

@@ -104,7 +104,8 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
                         activation_type=quant[types[0]], weight_type=quant[types[2]],
                         nodes_to_exclude=list(exclude) or None,
                         extra_options={"CalibStridedMinMax": stride(len(reader))})
-    return {"format": "QDQ", "types": types, "symbolic_shape_inference": symbolic, "types_why": why, "reduce_range": reduce_range,
+    return {"format": "QDQ", "types": types, "symbolic_shape_inference": symbolic, "types_why": why,
+            "reduce_range": reduce_range,
             "per_channel": per_channel, "calibration": "MinMax", "source_opset": opset,
             "excluded": list(exclude)}
 
