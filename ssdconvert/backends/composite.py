@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Backend, BackendOptions, Runner, RunnerError, RunOptions, TensorMeta
+from ssdconvert.backends.base import Backend, BackendOptions, Runner, RunnerError, RunOptions
+from stageio.tensor import TensorSpec
 from ssdconvert.errors import SsdConvertError
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ class Composite:
     parts: tuple[Part, ...]
     raw: dict
 
-    def metas(self, key: str, batch: int | None) -> list[TensorMeta]:
-        return [TensorMeta(t["name"], (batch, *t["shape"]), t["dtype"]) for t in self.raw[key]]
+    def metas(self, key: str, batch: int | None) -> list[TensorSpec]:
+        return [TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], batch=batch) for t in self.raw[key]]
 
 
 def is_composite(model: str | Path) -> bool:
@@ -177,7 +178,7 @@ class CompositeRunner(Runner):
 # What a composite's backend is: the facts of the backend its parts run on.
 FACTS = ("name", "label", "Options", "build_tag", "suffixes", "built_by", "also_reads", "aliases", "device_list",
          "device_help", "builds_per_batch", "shared_runner", "precisions", "default_precision", "int8_note",
-         "dynamic_image_size", "host_cpu")
+         "dynamic_image_size", "host_cpu", "cluster_resource")
 
 
 class CompositeBackend(Backend):
@@ -238,6 +239,9 @@ class CompositeBackend(Backend):
 
     def runner_for(self, model: Path, options: RunOptions) -> Runner:
         return CompositeRunner(self.inner, model, options)
+
+    def cluster_device(self, physical: str, mask: str | None) -> str:
+        return self.inner.cluster_device(physical, mask)
 
     def runtime_label(self, versions: Mapping[str, str]) -> str:
         return self.inner.runtime_label(versions)

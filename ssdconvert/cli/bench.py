@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import BackendOptionsCommand, backend_option, batch_sizes, finite_float, with_tools
+from ssdconvert.cli.options import (BackendOptionsCommand, backend_option, batch_sizes, cluster_option,
+                                    cluster_session, finite_float, with_tools)
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -80,8 +81,9 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                    "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
               help="Preprocessed bins to calibrate int8 on.")
+@cluster_option("every (precision, batch size) cell as a Ray task on a node with the device")
 def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_dir, name, zoo_name, precisions, calib,
-          backend_options):
+          cluster, backend_options):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
@@ -105,17 +107,24 @@ def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_di
 
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
-    options = with_tools(backend_options, {name: tool for name in backend_options})
-    asked, refused = _runnable(model, backend, options, precisions)
+    backend_opts = with_tools(backend_options, {name: tool for name in backend_options})
+    asked, refused = _runnable(model, backend, backend_opts, precisions)
+    stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
+    options = dict(backend=backend, options=backend_opts, batch_sizes=batch_sizes, duration=duration, warmup=warmup,
+                   device=device, output_dir=output_dir, calib=calib, flops_per_image=_flops(spec, model),
+                   feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True))
     results = []
     try:
-        for precision in asked:
-            stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
-            results.append(run_bench(
-                model, backend=backend, options=options, batch_sizes=batch_sizes, duration=duration, warmup=warmup,
-                device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
-                precision=precision, calib=calib, flops_per_image=_flops(spec, model),
-                feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True)))
+        with cluster_session(cluster):
+            if cluster:
+                from ssdconvert.cluster.sweep import bench_sweep
+
+                results = bench_sweep(model, precisions=asked, name=name,
+                                      names=[f"{stem}_{p}" for p in asked] if precisions else None, **options)
+            else:
+                for precision in asked:
+                    results.append(run_bench(model, name=f"{stem}_{precision}" if precisions else name,
+                                             precision=precision, **options))
     except BenchInterrupted as stop:
         _summary([*results, stop.report], bool(precisions))
         raise

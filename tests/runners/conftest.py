@@ -59,6 +59,7 @@ def write_inputs(folder: Path, count: int, *, dtype: str = "float32", manifest: 
                  names: list[str] | None = None, seed: int = 0) -> list[Path]:
     """`count` random (3,8,8) .bin files (+ manifest.json) named like COCO stems."""
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
+    from stageio.tensor import TensorSpec
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -72,7 +73,7 @@ def write_inputs(folder: Path, count: int, *, dtype: str = "float32", manifest: 
         data.astype(dtype).tofile(path)
         paths.append(path)
     if manifest:
-        info = InputInfo(name="image", shape=(3, SIZE, SIZE) if dtype != "uint8" else (SIZE, SIZE, 3), dtype=dtype,
+        info = InputInfo(TensorSpec("image", (3, SIZE, SIZE) if dtype != "uint8" else (SIZE, SIZE, 3), dtype),
                          layout="CHW" if dtype != "uint8" else "HWC", channel_order="RGB", resize="bilinear",
                          keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                          normalized=dtype != "uint8")

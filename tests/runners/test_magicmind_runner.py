@@ -45,7 +45,7 @@ def test_runner_runs_a_static_model_through_the_runtime_api(tmp_path, tiny, tiny
     assert backend.name == "magicmind"
     x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
     with backend.make_runner(model) as runner:
-        assert [(m.name, m.shape, m.dtype) for m in runner.inputs] == [("image", (4, 3, 8, 8), "float32")]
+        assert [(m.name, m.dims, m.dtype) for m in runner.inputs] == [("image", (4, 3, 8, 8), "float32")]
         assert [m.name for m in runner.outputs] == ["ploc", "plabel"] and runner.static_batch == 4
         out = runner.infer({"image": x})
         assert runner.last_compute_ms > 0 and runner.versions()["device"] == "MLU 0"

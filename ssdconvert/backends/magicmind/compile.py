@@ -123,7 +123,7 @@ def build_magicmind(
     batch = _batch(onnx, info.batch, batch)
     argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
     for each in inputs:  # build_param.py: --input_dims once per input, --batch_size one value per input
-        argv_flags += _flag("input_dims", [batch, *each.fixed_tail()])
+        argv_flags += _flag("input_dims", [batch, *each.shape])
     argv_flags += _flag("batch_size", [batch] * len(inputs)) + _flag("dynamic_shape", dynamic)
     if dynamic:
         lo, hi = _dim_range(onnx, info, inputs, batch, dim_range)
@@ -142,12 +142,12 @@ def build_magicmind(
                        + _flag("file_list", [calibration["list"]]) + _flag("calibration_algo", "linear"))
     log_path = log_path_for(stem, "magicmind")
     argv = resolve_command(TOOL, tool, dry_run=dry_run) + argv_flags + _flag("model", stem) + [str(e) for e in extra]
-    tail = inputs[0].fixed_tail()
+    tail = inputs[0].shape
     record = {
         "tool": "magicmind", "precision": precision, "mlu_arch": mlu_arch, "batch": batch, "dynamic_shape": dynamic,
         "dim_range": {"min": lo, "max": hi} if dynamic else None,
         "input": {"name": inputs[0].name, "shape": [batch, *tail], "dtype": "float32", "layout": "NCHW"},
-        "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
+        "inputs": [{"name": i.name, "shape": [batch, *i.shape], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
         "calibration": calibration,
@@ -187,7 +187,7 @@ def _dim_range(onnx: Path, info, inputs, batch: int,
     if info.batch is not None:
         raise CompilerError(f"{onnx} has a fixed batch of {info.batch}; a dynamic MagicMind model needs a "
                             "dynamic-batch export")
-    inp, tail = inputs[0], inputs[0].fixed_tail()
+    inp, tail = inputs[0], inputs[0].shape
     lo, hi = dim_range or ((1, *tail), (batch if batch > 1 else 64, *tail))
     lo, hi = [int(v) for v in lo], [int(v) for v in hi]
     if len(lo) != len(inp.dims) or len(hi) != len(inp.dims):
