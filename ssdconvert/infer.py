@@ -353,15 +353,15 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
 
 def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
                outputs: int) -> dict[str, dict]:
-    """ais_bench's `filesinfo`: per batch, the input files (per model input where there are several) and the
-    output files written for them."""
+    """ais_bench's `filesinfo`, as io_oprations.py save_tensors_to_file writes it (Ascend/tools 2023-06, sync-ait):
+    keyed by sample id (batch index x files per inference + position; padding slots have none), each sample's
+    input file of every model input and its output files."""
     filesinfo: dict[str, dict] = {}
     for k, start in enumerate(starts):
-        chunk = files[start:start + batch]
-        infiles = ([str(f) for f in chunk] if len(groups) == 1
-                   else [[str(f) for f in group[start:start + batch]] for group in groups])
-        outfiles = [str(output / f"{output_stem(f)}_{i}.bin") for f in chunk for i in range(outputs)]
-        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+        for j, f in enumerate(files[start:start + batch]):
+            filesinfo[str(k * batch + j)] = {"infiles": [str(group[start + j]) for group in groups],
+                                             "outfiles": [str(output / f"{output_stem(f)}_{i}.bin")
+                                                          for i in range(outputs)]}
     return filesinfo
 
 

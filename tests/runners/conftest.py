@@ -117,7 +117,7 @@ def fake_ais_bench(monkeypatch):
     """The fake ais_bench package (tests/fakes/ais_bench), importable here and by `python -m ais_bench`."""
     monkeypatch.setenv("SSDCONVERT_AIS_BENCH_PYTHON", sys.executable)
     yield from _fake_packages(monkeypatch, "ais_bench", ("FAKE_AIS_BENCH_FAIL", "FAKE_AIS_BENCH_OLD_KEYS",
-                                                         "FAKE_AIS_BENCH_LAYOUT"))
+                                                         "FAKE_AIS_BENCH_VERSION"))
 
 
 @pytest.fixture
