@@ -80,7 +80,7 @@ FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more
 # <Chip Name>_<NPU Name>); ATC refuses others.
 SOC_RE = re.compile(r"^Ascend(310|310P[1-57]|310P3vir0[1248]|310B[1-4]|910|910A|910ProA|910B|910ProB|910PremiumA|"
                     r"910B[1-4]|910B2C|910B4-1|910_93\d\d|950(PR|DT)_95\d\d)$")
-# --precision_mode doc: "bfloat16数据类型仅支持以下产品类型": Atlas A2 training/inference (910B1..B4; a bare
+# --precision_mode doc ("bfloat16数据类型仅支持以下产品类型"): Atlas A2 training/inference (910B1..B4; a bare
 # Ascend910B is the first 910, hicann/ge device_capability.cc), Atlas A3, Atlas 200I/500 A2, Ascend 950PR/DT.
 BF16_SOC_RE = re.compile(r"^Ascend(910B[1-4]|910B2C|910B4-1|910_93\d\d|310B[1-4]|950(PR|DT)_95\d\d)$")
 BF16_MODES = {("precision_mode", "allow_mix_precision_bf16"), ("precision_mode", "allow_fp32_to_bf16"),

@@ -122,11 +122,11 @@ def fake_ais_bench(monkeypatch):
 
 @pytest.fixture
 def fake_magicmind(monkeypatch, tmp_path, launcher):
-    """The fake MagicMind runtime (tests/fakes/magicmind) importable, fake mm_build and mm_run on PATH."""
+    """The fake MagicMind (tests/fakes/magicmind) importable here and by ssdconvert's build script, fake mm_run on
+    PATH."""
     bin_dir = tmp_path / "mm_bin"
-    launcher(bin_dir, "mm_build", "mm_build.py")
     launcher(bin_dir, "mm_run", "mm_run.py")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_MM_RUN_DURATION_MS", "20")  # the real default is 3000 ms per run
     yield from _fake_packages(monkeypatch, "magicmind", ("FAKE_MLU_COUNT", "FAKE_MAGICMIND_DRIFT", "FAKE_MM_MODE",
-                                                         "NEUWARE_HOME"))
+                                                         "NEUWARE_HOME", "SSDCONVERT_MAGICMIND_PYTHON"))

@@ -57,10 +57,11 @@ KNOWN_SOCS = frozenset({
 })
 SOC_RE = re.compile(r"^(Ascend910_93\d\d|Ascend950(PR|DT)_95\d\d)$")  # A3 (Ascend910_9392), 950 (Ascend950PR_9599)
 # bfloat16 (ATC --precision_mode allow_mix_precision_bf16 / allow_fp32_to_bf16, --precision_mode_v2 mixed_bfloat16)
-# exists only on the products the --precision_mode page lists (hicann/ge docs/zh/user_guides/atc_tools/CLI_options/
-# --precision_mode.md, "bfloat16数据类型仅支持以下产品类型", read at ffdcbc9f, 2026-08): Atlas A2 training/inference
-# (Ascend910B1-B4, B2C, B4-1; a bare Ascend910B is the first Ascend 910: hicann/ge device_capability.cc), Atlas A3
-# (Ascend910_93xx), Atlas 200I/500 A2 (Ascend310B1-B4) and Ascend 950PR/950DT. Not 310, 310P or the first 910.
+# exists only on the products the --precision_mode page lists (hicann/ge docs/zh/user_guides/atc_tools/
+# CLI_options/--precision_mode.md, "bfloat16数据类型仅支持以下产品类型", read at ffdcbc9f, 2026-08):
+# Atlas A2 training/inference (Ascend910B1-B4, B2C, B4-1; a bare Ascend910B is the first Ascend 910: hicann/ge
+# device_capability.cc), Atlas A3 (Ascend910_93xx), Atlas 200I/500 A2 (Ascend310B1-B4) and Ascend 950PR/950DT.
+# Not 310, 310P or the first 910.
 BF16_SOC_RE = re.compile(r"^Ascend(910B[1-4]|910B2C|910B4-1|910_93\d\d|310B[1-4]|950(PR|DT)_95\d\d)$")
 BF16_CHIPS = ("Atlas A2 (Ascend910B1-B4), Atlas A3 (Ascend910_93xx), Atlas 200I/500 A2 (Ascend310B1-B4) and "
               "Ascend 950PR/950DT")

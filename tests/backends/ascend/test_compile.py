@@ -518,6 +518,7 @@ def test_fake_atc_takes_every_aipp_template_field(tiny_onnx, fake_on_path, tmp_p
     built = json.loads((tmp_path / "a.om").read_bytes().split(b"\n", 1)[1])
     assert built["inputs"]["image"]["shape"] == [2, 300, 300, 3] and built["inputs"]["image"]["dtype"] == "uint8"
     cfg.write_text("aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n rotation_angle: 5\n}\n")
-    assert "rotation_angle] is invalid. Reason: out of range [0, 3]" in run_fake(*common, f"--insert_op_conf={cfg}").stdout
+    out_of_range = run_fake(*common, f"--insert_op_conf={cfg}").stdout
+    assert "rotation_angle] is invalid. Reason: out of range [0, 3]" in out_of_range
     cfg.write_text("aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n related_input_rank: 1\n}\n")
     assert "the model has 1 input(s)" in run_fake(*common, f"--insert_op_conf={cfg}").stdout
