@@ -246,3 +246,18 @@ def test_the_fake_runtime_holds_each_input_to_its_own_range(tmp_path, fake_magic
     with get("magicmind").make_runner(tmp_path / "m", RunOptions(batch=1)) as runner:
         with pytest.raises(RunnerError, match=r"input 1 shape \[1, 2\]: dim 0 is 1, outside the model's range 2\.\.4"):
             runner.infer({"image": np.zeros((1, 3, 8, 8), np.float32), "im_info": np.zeros((1, 2), np.float32)})
+
+
+def test_means_and_vars_insert_a_normalisation_that_takes_uint8(tmp_path, tiny, tiny_onnx, fake_magicmind):
+    """--means/--vars (append options in build_param.py, one per input; vars are std^2) put a batch norm before the
+    first node and make the input UINT8 (model_process.py insert_bn_before_first_node)."""
+    mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
+    extra = ["--means", *map(str, mean), "--vars", *map(str, std ** 2)]
+    built = build_magicmind(tiny_onnx, batch=2, output=tmp_path / "bn", extra=extra)
+    pixels = np.random.default_rng(5).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    with get("magicmind").make_runner(built.primary) as runner:
+        assert runner.inputs[0].dtype == "uint8"
+        out = runner.infer({"image": pixels})["ploc"]
+    x = (pixels - mean[None, :, None, None]) / std[None, :, None, None]
+    for k in range(2):
+        np.testing.assert_allclose(out[k], tiny.reference_outputs(x[k].astype(np.float32))[0], atol=1e-4)

@@ -62,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic_shape", choices=BOOL, default="true")
     p.add_argument("--dim_range_min", type=int, nargs="+", action="append", help="Once per input (mutable shape).")
     p.add_argument("--dim_range_max", type=int, nargs="+", action="append", help="Once per input (mutable shape).")
+    p.add_argument("--means", type=float, nargs="+", action="append",
+                   help="Per-channel means, once per input from the first: a BN before the first node, uint8 input.")
+    p.add_argument("--vars", type=float, nargs="+", action="append", help="Per-channel variances (std^2), with --means.")
     p.add_argument("--computation_preference", choices=("auto", "fast", "high_precision"), default="auto")
     p.add_argument("--type64to32_conversion", choices=BOOL, default="false")
     p.add_argument("--conv_scale_fold", choices=BOOL, default="false")
@@ -83,6 +86,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise BuildError(f"--file_list calibrates a qint* precision, not {args.precision}")
     if len(args.dim_range_min or []) != len(args.dim_range_max or []):
         raise BuildError("give --dim_range_min and --dim_range_max once each per input")
+    if [len(m) for m in args.means or []] != [len(v) for v in args.vars or []]:
+        raise BuildError("give --means and --vars together, once each per input, one value per channel")
     if args.dynamic_shape == "false" and args.dim_range_min:
         raise BuildError("--dim_range_min/max describe a mutable shape: they need --dynamic_shape true")
     if args.cluster_num and len(args.cluster_num) != len(args.mlu_arch):
@@ -129,6 +134,9 @@ def config_strings(args: argparse.Namespace) -> list[str]:
     if args.dynamic_shape == "true" and args.dim_range_min:
         items.append({"dim_range": {str(i): {"min": lo, "max": hi}
                                     for i, (lo, hi) in enumerate(zip(args.dim_range_min, args.dim_range_max))}})
+    if args.means:  # model_process.py insert_bn_before_first_node: the input becomes UINT8
+        items.append({"insert_bn_before_firstnode": {str(i): {"mean": m, "var": v}
+                                                     for i, (m, v) in enumerate(zip(args.means, args.vars))}})
     items += [{"computation_preference": args.computation_preference},
               {"opt_config": {"type64to32_conversion": args.type64to32_conversion == "true"}},
               {"opt_config": {"conv_scale_fold": args.conv_scale_fold == "true"}}]

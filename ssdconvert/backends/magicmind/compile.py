@@ -12,9 +12,9 @@ error-looking line is shown.
 
 Every flag spelling lives in FLAGS below: the argparse flags of Cambricon/magicmind_cloud
 `buildin/python_common/build_param.py` (release v1.7, git dc085c19), which gen_model.py scripts and our
-script both take. `--input_dims`, `--dim_range_min` and `--dim_range_max` are `append` options there, one
-per model input (model_process.py writes `dim_range` keyed by input index), so a mutable shape covers every
-input. The calibration flags (`--calibration_data_path` with `--file_list`, one list per input) are read
+script both take. `--input_dims`, `--dim_range_min`, `--dim_range_max`, `--means` and `--vars` are `append`
+options there, one per model input (model_process.py writes `dim_range` and `insert_bn_before_firstnode` keyed
+by input index), so a mutable shape covers every input. The calibration flags (`--calibration_data_path` with `--file_list`, one list per input) are read
 only by our script: magicmind_cloud v1.7's gen_model.py scripts calibrate from their own dataset arguments.
 
 Naming note: Cambricon's modelzoo "CNNL" infer mode is eager layer-by-layer PyTorch on the MLU

@@ -37,7 +37,8 @@ def test_static_build_command_and_exact_model_path(tiny_onnx, fake_on_path, tmp_
                               "--input_dims", "16", "3", "300", "300", "--batch_size", "16", "--dynamic_shape", "false",
                               "--magicmind_model", str(out)]
     model = built_record(out)
-    assert model["inputs"] == [{"name": "image", "dims": [16, 3, 300, 300], "dtype": "FLOAT32", "range": None}]
+    assert model["inputs"] == [{"name": "image", "dims": [16, 3, 300, 300], "dtype": "FLOAT32", "range": None,
+                                "bn": None}]
     assert model["precision"] == "force_float32" and model["mlu_archs"] == ["mtp_372"] and model["calibration"] is None
     assert result.log_path == tmp_path / "mm" / "ssd_model.magicmind.log"
     assert "wrote " in result.log_path.read_text()

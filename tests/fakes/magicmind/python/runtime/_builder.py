@@ -13,8 +13,10 @@ What it refuses, and how (a Status that is not ok, or None from build_model, wit
     the fake's default) with a -1 dim left; a mutable build with a -1 dim on an input that has no dim_range
     entry of its own ("dim_range": {"<input index>": {"min", "max"}}, one per input as model_process.py
     set_dim_range writes it).
-The model it builds records, per input, its dims (-1 where the range lets it vary), dtype and own range, and
-the calibration's min, max and sample count per input; the run half (_runtime.py) reads that record.
+The model it builds records, per input, its dims (-1 where the range lets it vary), dtype and own range, its
+inserted batch norm (`insert_bn_before_firstnode`, keyed by input index as model_process.py writes --means/--vars:
+the input becomes UINT8 and is normalised (v - mean) / sqrt(var) per channel of an NCHW input), and the
+calibration's min, max and sample count per input; the run half (_runtime.py) reads that record.
 
 Failure injection (FAKE_MM_MODE): crash (SIGSEGV in build_model), hang (sleep an hour), fail (build_model
 returns None after an `[MMERROR]` line), no-artefact (serialize_to_file says ok and writes nothing).
@@ -152,6 +154,9 @@ def _config_problem(item) -> str:
     mode = item.get("precision_config", {}).get("precision_mode")
     if mode is not None and mode not in PRECISIONS:
         return f"unknown precision_mode {mode}"
+    for index, bn in item.get("insert_bn_before_firstnode", {}).items():
+        if not index.isdigit() or len(bn.get("mean", [])) != len(bn.get("var", [])) or min(bn.get("var", [1])) <= 0:
+            return f"insert_bn_before_firstnode {index}: one mean and one positive var per channel"
     for index, bounds in item.get("dim_range", {}).items():
         lo, hi = bounds.get("min", []), bounds.get("max", [])
         if not index.isdigit() or len(lo) != len(hi) or any(a > b for a, b in zip(lo, hi)):
@@ -262,7 +267,8 @@ def _model_record(network: Network, config: BuilderConfig) -> tuple[dict, str]:
         elif -1 in dims:
             return {}, (f"input {k} ({tensor.get_tensor_name()}) has dims {dims}: a static build needs every dim, "
                         "a mutable one a dim_range for this input")
-        inputs.append({"name": tensor.get_tensor_name(), "dims": dims, "dtype": tensor.get_data_type().name,
-                       "range": bounds})
+        bn = items.get("insert_bn_before_firstnode", {}).get(str(k))
+        inputs.append({"name": tensor.get_tensor_name(), "dims": dims, "range": bounds, "bn": bn,
+                       "dtype": "UINT8" if bn else tensor.get_data_type().name})
     return {"onnx": network._onnx, "precision": precision, "mlu_archs": list(config.mlu_archs),
             "graph_shape_mutable": mutable, "inputs": inputs, "calibration": network._calibration}, ""

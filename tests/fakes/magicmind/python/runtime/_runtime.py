@@ -203,7 +203,7 @@ class Context:
             problem = _shape_problem(list(data.shape), spec["dims"], spec.get("range"))
             if problem:
                 return error(f"input {k} shape {list(data.shape)}: {problem}")
-            feeds[tensor.name] = data
+            feeds[tensor.name] = _normalise(data, spec["bn"]) if spec.get("bn") else data
         self._run(feeds, outputs, queue)
         return Status()
 
@@ -220,6 +220,13 @@ class Context:
             tensor._data, tensor._ready = array, False
             queue._pending.append(tensor)
             outputs.append(tensor)
+
+
+def _normalise(data: np.ndarray, bn: dict) -> np.ndarray:
+    """The batch norm the builder put before the first node: (v - mean) / sqrt(var) along the channel axis (1)."""
+    shape = [1, len(bn["mean"])] + [1] * (data.ndim - 2)
+    mean, var = np.reshape(bn["mean"], shape), np.reshape(bn["var"], shape)
+    return ((data.astype(np.float32) - mean) / np.sqrt(var)).astype(np.float32)
 
 
 def _shape_problem(got: list[int], want: list[int], dim_range) -> str:
