@@ -49,7 +49,7 @@ def reference_eval(result: Path, annotation: Path) -> float:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from postprocess.priors import PriorSpec, default_boxes
+    from postprocess.heads.nvidia_ssd.priors import PriorSpec, default_boxes
 
     torch.set_num_threads(1)  # the reference loop is sequential; more threads only add overhead
     spec = PriorSpec()
@@ -138,7 +138,7 @@ def read_files(result: Path, start: int, stop: int) -> None:
     """Map and check the result files [start, stop) of `result` (sorted names), as eval's reader."""
     import numpy as np
 
-    from postprocess.reader import _map
+    from stageio.reader import _map
 
     for name in sorted(os.listdir(result))[start:stop]:
         path = result / name

@@ -62,7 +62,7 @@ def annotation_with(doc: dict, rows: np.ndarray, path: Path) -> Path:
 
 
 def rows_of(detections, image, inv_map) -> np.ndarray:
-    from postprocess.final_detections import ResizedImage, coco_rows
+    from postprocess.heads.final_detections.rows import ResizedImage, coco_rows
 
     n = len(detections)
     boxes = detections.boxes.numpy()[None] if n else np.zeros((1, 1, 4), np.float32)
@@ -77,7 +77,7 @@ def measure(model, dataset, canvas: tuple[int, int], workdir: Path) -> dict:
     from postprocess.coco import category_ids
     from postprocess.detection_match import ImageDetections, match_detections
     from postprocess.evaluate import coco_stats, load_ground_truth
-    from postprocess.final_detections import ResizedImage
+    from postprocess.heads.final_detections.rows import ResizedImage
     from preprocess.resize_pad import ResizePadTransform, for_canvas, prepare
     from preprocess.transform import load_rgb
     from ssdconvert.zoo.faster_rcnn import reference

@@ -30,10 +30,11 @@ from loop_baseline import mmdet_loop, reference_loop  # noqa: E402
 from postprocess_bench import random_objects  # noqa: E402
 
 from postprocess.heads import SSD300_MMDET, SSD300_NVIDIA, decoder_for  # noqa: E402
-from postprocess.heads.mmdet_ssd import ssd_anchors  # noqa: E402
+from postprocess.heads.mmdet_ssd.anchors import ssd_anchors  # noqa: E402
+from postprocess.heads.mmdet_ssd.synthetic import mmdet_realistic_outputs  # noqa: E402
+from postprocess.heads.nvidia_ssd.priors import default_boxes  # noqa: E402
+from postprocess.heads.nvidia_ssd.synthetic import realistic_outputs  # noqa: E402
 from postprocess.images import ImageRef  # noqa: E402
-from postprocess.priors import default_boxes  # noqa: E402
-from postprocess.synthetic import mmdet_realistic_outputs, realistic_outputs  # noqa: E402
 from ssdconvert.synth import COCO_CATEGORIES  # noqa: E402
 
 SIZES = ((640, 480), (480, 640), (640, 427), (500, 375), (612, 612))

@@ -35,10 +35,10 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 from loop_baseline import ascend_loop, reference_loop  # noqa: E402
 
-from postprocess.detect import detect  # noqa: E402
-from postprocess.nms import NmsParams  # noqa: E402
-from postprocess.priors import PriorSpec, default_boxes  # noqa: E402
-from postprocess.synthetic import realistic_outputs  # noqa: E402
+from postprocess.heads.nvidia_ssd.detect import detect  # noqa: E402
+from postprocess.heads.nvidia_ssd.nms import NmsParams  # noqa: E402
+from postprocess.heads.nvidia_ssd.priors import PriorSpec, default_boxes  # noqa: E402
+from postprocess.heads.nvidia_ssd.synthetic import realistic_outputs  # noqa: E402
 
 SIZES = ((640, 480), (480, 640), (640, 427), (500, 375), (427, 640), (640, 360), (612, 612), (640, 640))
 
@@ -148,8 +148,9 @@ def coco_dataset(rng: np.random.Generator, images: int, without: int) -> tuple[d
 def write_eval_set(work: Path, images: int, without: int, dtype: str, seed: int, model: str = "ssd-resnet34") -> Path:
     """Annotations, a manifest and realistic outputs of `model`'s head (ssd-resnet34: NVIDIA ploc/plabel;
     ssd-vgg16: mmdet bbox_deltas/cls_logits) in the ais_bench layout; returns the result folder."""
+    from postprocess.heads.mmdet_ssd.synthetic import mmdet_realistic_outputs
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
-    from postprocess.synthetic import mmdet_realistic_outputs
+    from stageio.tensor import TensorSpec
 
     generate = {"ssd-resnet34": realistic_outputs,  # labels 1..80 (background 0)
                 "ssd-vgg16": lambda b, lb, rng, dtype: mmdet_realistic_outputs(  # 0..79 (background last)
@@ -162,7 +163,7 @@ def write_eval_set(work: Path, images: int, without: int, dtype: str, seed: int,
     annotation.write_text(json.dumps(doc))
     records = [ImageRecord(im["id"], im["file_name"], im["file_name"].split(".")[0], im["width"], im["height"])
                for im, _, _ in objects]
-    info = InputInfo(name="image", shape=(3, 300, 300), dtype="float32", layout="CHW", channel_order="RGB",
+    info = InputInfo(TensorSpec("image", (3, 300, 300), "float32"), layout="CHW", channel_order="RGB",
                      resize="pil_bilinear", keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406),
                      std=(0.229, 0.224, 0.225), normalized=True)
     (work / "ssd_bin").mkdir()

@@ -154,7 +154,7 @@ def breakdown(ann: Path, image_dir: Path, scratch: Path, count: int = 200) -> di
     from preprocess.annotations import load_annotations
     from preprocess.spec import ImageTransform
     from preprocess.transform import Transformer, load_rgb
-    from preprocess.writer import write_atomic
+    from stageio.files import write_atomic
 
     startup = timed([sys.executable, "-m", "ssdconvert", "preprocess", "--help"], ROOT)["wall"]
     started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""COCO mapping (MLPerf/NVIDIA SSD eval.py coco_eval): labels -> category ids, boxes -> [x, y, w, h]."""
+"""COCO mapping shared by the heads: labels -> category ids (MLPerf/NVIDIA SSD eval.py coco_eval), rows
+[image_id, x, y, w, h, score, category_id] -> the results json."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from postprocess.errors import PostprocessError
-from postprocess.images import ImageLike
-from postprocess.nms import Detections
 
 ROW_FIELDS = ("image_id", "x", "y", "w", "h", "score", "category_id")
 
@@ -25,27 +24,6 @@ def category_ids(categories: Sequence[Mapping], num_classes: int, background: in
     inv_map = np.zeros(num_classes, dtype=np.int64)
     inv_map[np.arange(num_classes) != background] = [int(c["id"]) for c in categories]
     return inv_map
-
-
-def result_rows(dets: Detections, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
-    """(n, 7) rows [image_id, x, y, w, h, score, category_id], boxes scaled by the original size.
-
-    `dets.image` indexes `images`. Boxes and scores are computed in float32 like the reference
-    (no clipping); the array is float64 so that any image id stays exact.
-    """
-    idx = dets.image
-    size = np.array([(im.width, im.height) for im in images], dtype=np.float32).reshape(-1, 2)
-    w, h = size[idx, 0], size[idx, 1]
-    box = dets.box
-    rows = np.empty((len(dets), 7), dtype=np.float64)
-    rows[:, 0] = np.array([im.id for im in images], dtype=np.int64)[idx] if len(images) else 0
-    rows[:, 1] = box[:, 0] * w
-    rows[:, 2] = box[:, 1] * h
-    rows[:, 3] = (box[:, 2] - box[:, 0]) * w
-    rows[:, 4] = (box[:, 3] - box[:, 1]) * h
-    rows[:, 5] = dets.score
-    rows[:, 6] = inv_map[dets.label]
-    return rows
 
 
 def result_dicts(rows: np.ndarray, first_id: int | None = None, chunk: int = 50_000,

@@ -1,4 +1,4 @@
-"""Per-class NMS, vectorised over images and classes (MLPerf reference, Ascend ssd_postprocess.py variant).
+"""Greedy NMS vectorised over images and groups: the machinery both SSD heads' NMS policies use.
 
 Greedy NMS is solved without a loop over boxes. With the candidates of one (image, class) group
 in processing order and an edge i -> j whenever i comes before j and would suppress it, greedy
@@ -6,107 +6,17 @@ keep is the unique solution of keep[j] = not any(keep[i] for i -> j). Iterating 
 keep = all-true fixes entry j once every entry before it is fixed, so it reaches the solution in
 at most (longest suppression chain + 1) rounds; a round that changes nothing proves it is there.
 
-Ties in score are broken by anchor index (then label), so results are deterministic.
+The policies themselves live with their heads: the MLPerf reference and the Ascend variant in
+postprocess.heads.nvidia_ssd.nms, mmcv's batched NMS in postprocess.heads.mmdet_ssd.decoder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 
-Variant = Literal["reference", "ascend"]
-VARIANTS: tuple[str, ...] = ("reference", "ascend")
 _MAX_PAIRS = 1 << 22  # bound on pairwise IoU work held in memory at once
-
-
-@dataclass(frozen=True)
-class NmsParams:
-    """Reference values at the evaluation call site (MLPerf/NVIDIA SSD eval.py / train.py coco_eval)."""
-
-    score_threshold: float = 0.05  # strict: score > threshold
-    iou_threshold: float = 0.5  # reference suppresses IoU >= it; ascend suppresses IoU > it
-    max_per_class: int = 200  # reference: top-k per class before NMS; ascend: top-k boxes per image
-    max_output: int = 200  # per image, after NMS over all classes
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Flat detections of a batch, ordered by image, then score descending.
-
-    image: batch index · label: class index (background excluded) · score: float32 ·
-    box: (n, 4) float32 (l, t, r, b), normalised · anchor: the default box it came from.
-    """
-
-    image: np.ndarray
-    label: np.ndarray
-    score: np.ndarray
-    box: np.ndarray
-    anchor: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.score)
-
-
-def nms(image: np.ndarray, anchor: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-        params: NmsParams = NmsParams(), variant: Variant = "reference", background: int = 0) -> Detections:
-    """Detections from candidate anchors.
-
-    image, anchor (n,): batch and anchor index of each candidate · boxes (n, 4) decoded ltrb ·
-    scores (n, num_classes) softmax probabilities, background column included.
-    """
-    if variant == "reference":
-        return reference_nms(image, anchor, boxes, scores, params, background)
-    if variant == "ascend":
-        return ascend_nms(image, anchor, boxes, scores, params, background)
-    raise ValueError(f"unknown NMS variant {variant!r}; choose from {', '.join(VARIANTS)}")
-
-
-def reference_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), background: int = 0) -> Detections:
-    """Per class: score > threshold, top max_per_class, suppress IoU >= thr (NaN too); then top max_output."""
-    image, anchor, boxes, scores = _as_arrays(image, anchor, boxes, scores)
-    by_class = scores.T  # (classes, n): contiguous when scores come from decode.candidate_scores
-    passed = by_class > np.float32(params.score_threshold)
-    passed[background] = False
-    label, row = _nonzero_2d(passed)
-    score = by_class[label, row]
-    order = _sort_order(image[row] * scores.shape[1] + label, score, anchor[row])
-    row, label, score = row[order], label[order], score[order]
-    starts, sizes = _runs(image[row], label)
-    top = np.arange(len(row)) - np.repeat(starts, sizes) < params.max_per_class
-    row, label, score = row[top], label[top], score[top]
-    keep = _greedy_nms(_runs(image[row], label), _Coords(boxes[row]), params.iou_threshold, strict=False)
-    return _top_per_image(image[row[keep]], label[keep], score[keep], boxes[row[keep]], anchor[row[keep]],
-                          params.max_output)
-
-
-def ascend_nms(image, anchor, boxes, scores, params: NmsParams = NmsParams(), background: int = 0) -> Detections:
-    """Ascend `ssd_postprocess.py`: boxes whose best class score > threshold, top max_per_class of
-    them per image, every foreground class of each (low scores included), per-class NMS suppressing
-    IoU > thr, then top max_output.
-
-    Only as many nodes take part in NMS as the max_output best kept ones need (greedy_keep_top).
-    """
-    image, anchor, boxes, scores = _as_arrays(image, anchor, boxes, scores)
-    labels = _foreground(scores.shape[1], background)
-    fg = np.ascontiguousarray(scores.T[labels].T)  # (n, foreground classes)
-    best = fg.max(axis=1) if len(labels) else np.zeros(len(fg), np.float32)
-    row = np.flatnonzero(best > np.float32(params.score_threshold))
-    row = row[_sort_order(image[row], best[row], anchor[row])]
-    starts, sizes = _runs(image[row])
-    row = row[np.arange(len(row)) - np.repeat(starts, sizes) < params.max_per_class]
-
-    # nodes = (box, class) pairs, ranked per image by score (then class, anchor)
-    nl = len(labels)
-    node_row, node_k = np.repeat(row, nl), np.tile(np.arange(nl), len(row))
-    node_score = fg[node_row, node_k]
-    tie = node_k * (int(anchor.max(initial=0)) + 1) + anchor[node_row]
-    keep = greedy_keep_top(image[node_row], node_k, node_score, tie, boxes[node_row], params.iou_threshold,
-                           strict=True, max_output=params.max_output)
-    r = node_row[keep]
-    return _top_per_image(image[r], labels[node_k[keep]], node_score[keep], boxes[r], anchor[r],
-                          params.max_output)
 
 
 def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie: np.ndarray, boxes: np.ndarray,
@@ -123,8 +33,8 @@ def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie
     keep = np.zeros(n, dtype=bool)
     if n == 0:
         return keep
-    ranked = _sort_order(image, score, tie)
-    starts, sizes = _runs(image[ranked])
+    ranked = sort_order(image, score, tie)
+    starts, sizes = runs(image[ranked])
     run_of = np.empty(n, np.int64)
     run_of[ranked] = np.repeat(np.arange(len(starts)), sizes)
     ranked_score = score[ranked]
@@ -134,8 +44,8 @@ def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie
     while todo.any():
         cut = ranked_score[starts + np.minimum(sizes, depth) - 1]
         idx = ranked[np.repeat(todo, sizes) & (ranked_score >= np.repeat(cut, sizes))]
-        idx = idx[_sort_order(image[idx] * groups + group[idx], score[idx], tie[idx])]
-        kept = _greedy_nms(_runs(image[idx], group[idx]), _Coords(boxes[idx]), iou_threshold, strict)
+        idx = idx[sort_order(image[idx] * groups + group[idx], score[idx], tie[idx])]
+        kept = greedy_nms(runs(image[idx], group[idx]), Coords(boxes[idx]), iou_threshold, strict)
         keep[idx] = kept
         enough = np.bincount(run_of[idx[kept]], minlength=len(starts)) >= max_output
         todo &= ~(enough | (np.bincount(run_of[idx], minlength=len(starts)) == sizes))
@@ -143,15 +53,15 @@ def greedy_keep_top(image: np.ndarray, group: np.ndarray, score: np.ndarray, tie
     return keep
 
 
-def _greedy_nms(runs: tuple[np.ndarray, np.ndarray], coords: "_Coords", iou_threshold: float,
-                strict: bool) -> np.ndarray:
-    """Greedy NMS inside each run of nodes already sorted best-first; returns keep per node.
+def greedy_nms(bounds: tuple[np.ndarray, np.ndarray], coords: "Coords", iou_threshold: float,
+               strict: bool) -> np.ndarray:
+    """Greedy NMS inside each run of nodes already sorted best-first (`bounds`: runs()); returns keep per node.
 
     strict: suppress IoU > threshold (torchvision); else IoU >= threshold or NaN (reference).
     """
     thr = np.float32(iou_threshold)
     src, dst = [], []
-    for i, j in _pairs_within_runs(*runs):
+    for i, j in _pairs_within_runs(*bounds):
         iou = coords.iou(i, j)
         hit = iou > thr if strict else ~(iou < thr)
         src.append(i[hit])
@@ -159,25 +69,12 @@ def _greedy_nms(runs: tuple[np.ndarray, np.ndarray], coords: "_Coords", iou_thre
     return _greedy_keep(len(coords.l), src, dst)
 
 
-def _as_arrays(image, anchor, boxes, scores):
-    scores = np.asarray(scores, dtype=np.float32)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (candidates, classes), got shape {scores.shape}")
-    return (np.asarray(image, dtype=np.int64).reshape(-1), np.asarray(anchor, dtype=np.int64).reshape(-1),
-            np.asarray(boxes, dtype=np.float32).reshape(-1, 4), scores)
-
-
-def _nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.nonzero of a 2-D mask (same order), several times faster through the flat indices."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 
-def _foreground(num_classes: int, background: int) -> np.ndarray:
-    labels = np.arange(num_classes)
-    return labels[labels != background]
-
-
-def _runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and length of each run of equal consecutive key tuples (keys already grouped)."""
     n = len(keys[0])
     if n == 0:
@@ -206,7 +103,7 @@ def _pairs_within_runs(starts: np.ndarray, sizes: np.ndarray) -> Iterator[tuple[
             yield i, i + 1 + np.arange(len(i)) - np.repeat(np.cumsum(after) - after, after)
 
 
-class _Coords:
+class Coords:
     """Box coordinates as separate contiguous columns, for fast pairwise IoU by index."""
 
     def __init__(self, boxes: np.ndarray):
@@ -243,7 +140,7 @@ def _greedy_keep(n: int, src: list[np.ndarray], dst: list[np.ndarray]) -> np.nda
         keep = ~suppressed
 
 
-def _sort_order(group: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:
+def sort_order(group: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.ndarray:
     """Permutation sorting by group ascending, score descending, tie ascending.
 
     Non-negative ints and non-negative float32 scores (whose bit patterns order like their values)
@@ -260,10 +157,10 @@ def _sort_order(group: np.ndarray, score: np.ndarray, tie: np.ndarray) -> np.nda
     return np.lexsort((tie, -score, group))
 
 
-def _top_per_image(image, label, score, box, anchor, max_output: int) -> Detections:
-    order = _sort_order(image, score, label * (int(anchor.max(initial=0)) + 1) + anchor)
-    image, label, score, box, anchor = image[order], label[order], score[order], box[order], anchor[order]
-    starts, sizes = _runs(image)
-    top = np.arange(len(image)) - np.repeat(starts, sizes) < max_output
-    return Detections(image=image[top], label=label[top], score=score[top], box=box[top].reshape(-1, 4),
-                      anchor=anchor[top])
+def first_per_run(bounds: tuple[np.ndarray, np.ndarray], limit: int | None) -> np.ndarray:
+    """Indices of the first `limit` elements of each run (`bounds`: runs()); all when limit is None."""
+    starts, sizes = bounds
+    n = int(sizes.sum())
+    if limit is None:
+        return np.arange(n)
+    return np.flatnonzero(np.arange(n) - np.repeat(starts, sizes) < limit)

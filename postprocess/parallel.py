@@ -50,7 +50,7 @@ def _decode_slice(start: int, stop: int) -> tuple[int, np.ndarray, Any]:
 def _rows(files, decoder, inv_map, batch_size: int, progress: Progress | None = None) -> np.ndarray:
     """Rows of files.present in order: a reader thread reads, checks and selects candidates while
     this thread decodes and runs NMS."""
-    from postprocess.reader import read_batches
+    from stageio.reader import read_batches
 
     parts = []
     for batch, selected in read_batches(files, batch_size=batch_size, transform=decoder.select):

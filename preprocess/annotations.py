@@ -12,10 +12,11 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from preprocess.errors import ImageFailure, PreprocessError
+from stageio.results import sample_stem
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
                float: "a number", type(None): "null"}
@@ -156,11 +157,10 @@ def select_images(annotations: AnnotationFile, all_images: bool) -> tuple[list[I
 
 
 def stem_of(file_name: str) -> str:
-    """The .bin name stem: the file name cut at its first '.' (000000397133.jpg -> 000000397133).
-
-    Any directory part is dropped, so every .bin lands flat in --save_path as ais_bench expects.
-    """
-    return PurePosixPath(file_name.replace("\\", "/")).name.split(".", 1)[0]
+    """The .bin name stem of a COCO file_name: the results layout's stem rule (stageio.results.sample_stem:
+    folders dropped, cut at the first '.'), with Windows separators read as folders too
+    (sub\\000000397133.jpg -> 000000397133). Every .bin lands flat in --save_path as ais_bench expects."""
+    return sample_stem(file_name.replace("\\", "/"))
 
 
 def resolve_under(root: str, file_name: str) -> str:

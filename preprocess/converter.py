@@ -29,7 +29,6 @@ class Converted:
 
 
 class Converter(Protocol):
-    format: object  # preprocess.transform.TensorFormat of the image tensor
     side_inputs: tuple[SideInput, ...]
 
     def convert(self, path: str) -> Converted: ...

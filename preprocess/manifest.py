@@ -16,35 +16,26 @@ no side inputs).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from preprocess.errors import PreprocessError
+from stageio.tensor import TensorSpec
 
 SCHEMA = "ssdconvert.manifest"
 VERSION = 3  # of a manifest with a fixed input shape
 DYNAMIC_VERSION = 4  # of one whose input shape differs per image (exact mode)
 READABLE_VERSIONS = (1, 2, 3, 4)
 FILE_NAME = "manifest.json"
-DTYPE_SIZES = {"float32": 4, "float16": 2, "uint8": 1}
-
-
-def tensor_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
-    """Bytes of one per-image tensor file."""
-    n = DTYPE_SIZES[dtype]
-    for d in shape:
-        n *= d
-    return n
+DTYPES = ("float32", "float16", "uint8")  # what an input file may hold
 
 
 @dataclass(frozen=True)
 class InputInfo:
-    """What one .bin holds. `shape` is per image, in `layout` order (no batch axis); None where the
-    dimension differs per image (Manifest.image_shape gives each image's)."""
+    """What one .bin holds: its tensor (`shape` per image in `layout` order; None where the dimension
+    differs per image, Manifest.image_shape gives each image's) and how it was made from the image."""
 
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str  # float32 | float16 | uint8
+    tensor: TensorSpec  # dtype float32 | float16 | uint8
     layout: str  # CHW for float tensors; HWC for uint8 (device-side normalisation, e.g. AIPP)
     channel_order: str
     resize: str
@@ -56,15 +47,16 @@ class InputInfo:
     decoder: str = "pil"  # pil | cv2 (see preprocess.spec.ImageTransform)
     pixel_order: str = ""  # channel order of raw (uint8) pixels; "" = channel_order
 
-    @property
-    def dynamic(self) -> bool:
-        """True when the shape differs per image (the exact mode of a resize-and-pad model)."""
-        return None in self.shape
+    def to_dict(self) -> dict:
+        """The manifest's "input" object: the tensor's name, shape and dtype, then the other fields."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tensor"}
+        return {"name": self.tensor.name, "shape": self.tensor.shape, "dtype": self.tensor.dtype, **rest}
 
-    @property
-    def nbytes(self) -> int | None:
-        """Bytes per image, or None when the shape differs per image."""
-        return None if self.dynamic else tensor_nbytes(self.dtype, self.shape)
+    @classmethod
+    def from_dict(cls, info: dict) -> "InputInfo":
+        rest = {k: v for k, v in info.items() if k not in ("name", "shape", "dtype")}
+        return cls(TensorSpec(info["name"], tuple(info["shape"]), info["dtype"]),
+                   **{**rest, "mean": tuple(rest["mean"]), "std": tuple(rest["std"])})
 
 
 @dataclass(frozen=True)
@@ -72,16 +64,23 @@ class SideInput:
     """A second (third, ...) model input that preprocess writes per image beside the images:
     `<folder>/<stem>.bin`, `folder` relative to the manifest's directory."""
 
-    name: str
+    tensor: TensorSpec  # with its meaning
     folder: str
-    shape: tuple[int, ...]
-    dtype: str
     layout: str
-    meaning: str
 
-    @property
-    def nbytes(self) -> int:
-        return tensor_nbytes(self.dtype, self.shape)
+    def to_dict(self) -> dict:
+        """The manifest's record: name, folder, shape, dtype, layout, meaning."""
+        t = self.tensor
+        return {"name": t.name, "folder": self.folder, "shape": t.shape, "dtype": t.dtype, "layout": self.layout,
+                "meaning": t.meaning}
+
+    @classmethod
+    def from_dict(cls, side: dict) -> "SideInput":
+        extra = sorted(set(side) - {"name", "folder", "shape", "dtype", "layout", "meaning"})
+        if extra:
+            raise TypeError(f"unexpected side input field(s) {', '.join(extra)}")
+        return cls(TensorSpec(side["name"], tuple(side["shape"]), side["dtype"], meaning=side["meaning"]),
+                   folder=side["folder"], layout=side["layout"])
 
 
 @dataclass(frozen=True)
@@ -119,16 +118,17 @@ class Manifest:
     def image_shape(self, record: ImageRecord) -> tuple[int, ...]:
         """The tensor shape of one image's file: the input shape, or in the exact mode (C, resized height +
         bottom padding, resized width + right padding)."""
-        if not self.input.dynamic:
-            return self.input.shape
+        if not self.input.tensor.dynamic:
+            return self.input.tensor.shape
         if record.resized_height is None or record.pad_bottom is None:
             raise PreprocessError(f"manifest image {record.stem} has no resized size and padding, which a dynamic "
                                   "input shape needs")
-        return (self.input.shape[0], record.resized_height + record.pad_bottom, record.resized_width + record.pad_right)
+        return (self.input.tensor.shape[0], record.resized_height + record.pad_bottom,
+                record.resized_width + record.pad_right)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return {"schema": SCHEMA, "version": DYNAMIC_VERSION if self.input.dynamic else VERSION, **d}
+        d = {**asdict(self), "input": self.input.to_dict(), "side_inputs": [s.to_dict() for s in self.side_inputs]}
+        return {"schema": SCHEMA, "version": DYNAMIC_VERSION if self.input.tensor.dynamic else VERSION, **d}
 
 
 def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
@@ -161,11 +161,9 @@ def read_manifest(path: str | Path) -> Manifest:
             f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
-        info = data["input"]
         return Manifest(
             model=data["model"],
-            input=InputInfo(**{**info, "shape": tuple(info["shape"]), "mean": tuple(info["mean"]),
-                               "std": tuple(info["std"])}),
+            input=InputInfo.from_dict(data["input"]),
             annotation_path=data["annotation_path"],
             annotation_sha256=data["annotation_sha256"],
             data_root=data["data_root"],
@@ -174,7 +172,7 @@ def read_manifest(path: str | Path) -> Manifest:
             skipped_without_annotations=int(data.get("skipped_without_annotations", 0)),
             pillow_version=str(data.get("pillow_version", "")),
             opencv_version=str(data.get("opencv_version", "")),
-            side_inputs=[SideInput(**{**side, "shape": tuple(side["shape"])}) for side in data.get("side_inputs", [])],
+            side_inputs=[SideInput.from_dict(side) for side in data.get("side_inputs", [])],
         )
     except (KeyError, TypeError) as exc:
         raise PreprocessError(f"manifest {path} is malformed: {exc}") from None

@@ -66,11 +66,9 @@ def _previous_settings(directory: Path) -> dict | None:
 def settings_of(manifest: Manifest) -> dict:
     """What existing .bin files depend on: the tensor format and transform, the side inputs written
     beside them, and the image directory."""
-    from dataclasses import asdict
-
-    settings = {"input": asdict(manifest.input), "data_root": manifest.data_root}
+    settings = {"input": manifest.input.to_dict(), "data_root": manifest.data_root}
     if manifest.side_inputs:  # absent for single-input models, so their earlier runs stay resumable
-        settings["side_inputs"] = [asdict(side) for side in manifest.side_inputs]
+        settings["side_inputs"] = [side.to_dict() for side in manifest.side_inputs]
     return _plain(settings)
 
 

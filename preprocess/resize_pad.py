@@ -43,16 +43,18 @@ from PIL import Image
 
 from preprocess.converter import Converted
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import InputInfo, SideInput, tensor_nbytes
-from preprocess.transform import TensorFormat, load_rgb
+from preprocess.manifest import InputInfo, SideInput
+from preprocess.transform import load_rgb
+from stageio.tensor import TensorSpec, nbytes
 
 MIN_SIZE_TEST = 800
 MAX_SIZE_TEST = 1333
 PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)
 SIZE_DIVISIBILITY = 32
 DEFAULT_CANVAS = (1344, 1344)  # (height, width)
-IM_INFO = SideInput(name="im_info", folder="im_info", shape=(2,), dtype="float32", layout="ND",
-                    meaning="unpadded (height, width) of the resized image: the RPN and the box head clip to it")
+IM_INFO = SideInput(TensorSpec("im_info", (2,), "float32",
+                               meaning="unpadded (height, width) of the resized image: the RPN and the box head "
+                                       "clip to it"), folder="im_info", layout="ND")
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,6 @@ class ResizePadConverter:
             raise PreprocessError(f"this model's transform writes {', '.join(transform.dtypes)} only, not {dtype} "
                                   "(the reference feeds the network float32 BGR values)")
         self.transform = transform
-        self.format = TensorFormat("float32", transform.input_shape, "CHW", True)
 
     def convert(self, path: str) -> Converted:
         padded = prepare_file(path, self.transform)
@@ -243,13 +244,13 @@ class ResizePadConverter:
         return geometry_record(decoded_size, resized, self.transform.canvas_for(resized))
 
     def image_nbytes(self, decoded_size: tuple[int, int]) -> int:
-        return tensor_nbytes(self.format.dtype, (3, *self.transform.canvas_for(self._resized(decoded_size))))
+        return nbytes((3, *self.transform.canvas_for(self._resized(decoded_size))), "float32")
 
     def _resized(self, decoded_size: tuple[int, int]) -> tuple[int, int]:
         return resized_size(*decoded_size, self.transform.min_size, self.transform.max_size)
 
     def input_info(self, name: str) -> InputInfo:
         t = self.transform
-        return InputInfo(name=name, shape=self.format.shape, dtype="float32", layout="CHW", channel_order="BGR",
+        return InputInfo(TensorSpec(name, t.input_shape, "float32"), layout="CHW", channel_order="BGR",
                          resize=t.describe()["resize"], keep_aspect=True, scale=1.0, mean=tuple(t.mean),
                          std=(1.0, 1.0, 1.0), normalized=True, decoder="pil")

@@ -19,10 +19,9 @@ from preprocess import outdir
 from preprocess.annotations import Job, load_annotations, plan_jobs, select_images
 from preprocess.converter import Converter
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import ImageRecord, Manifest, SideInput
+from preprocess.manifest import ImageRecord, InputInfo, Manifest, SideInput
 from preprocess.spec import ImageTransform
-from preprocess.transform import TensorFormat
-from preprocess.writer import is_complete, remove_temporaries, write_atomic
+from stageio.files import is_complete, remove_temporaries, write_atomic
 
 MAX_BATCH = 32  # images per pool task
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -46,7 +45,7 @@ class Outcome:
 class Summary:
     save_path: Path
     manifest_path: Path
-    format: TensorFormat
+    input: InputInfo  # what each image's .bin holds
     workers: int
     written: int
     reused: int  # complete .bin files from an earlier run, kept
@@ -181,7 +180,6 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
     """
     started = time.perf_counter()
     converter = transform.converter(dtype)  # refuses a dtype or setting it cannot reproduce
-    fmt = converter.format
     root = Path(data_root)
     if not root.is_dir():
         raise PreprocessError(f"--data_root {root} is not a directory")
@@ -198,61 +196,91 @@ def preprocess_dataset(annotation_file: str | Path, data_root: str | Path, save_
         data_root=os.path.realpath(root), skipped_without_annotations=skipped, pillow_version=PIL.__version__,
         opencv_version=_opencv_version() if transform.decoder == "cv2" else "", side_inputs=list(sides),
     )
-    warnings = []
     with outdir.exclusive(save):
-        settings = outdir.settings_of(manifest)
-        outdir.check_resumable(save, settings, overwrite)
-        for side in sides:
-            (save / side.folder).mkdir(exist_ok=True)
-        if removed := sum(remove_temporaries(folder) for folder in (save, *(save / s.folder for s in sides))):
-            warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
-        previous = outdir.previous_sizes(save)  # decoded sizes of reusable .bin files
-        outdir.begin(save, settings)
-
-        folders = (save, *(save / side.folder for side in sides))
-        targets = [tuple(folder / f"{job.stem}.bin" for folder in folders) for job in jobs]
-
-        def sizes(k: int) -> tuple[int, ...]:  # an image's file size can depend on its decoded size (exact mode)
-            decoded = _decoded_size(targets[k][0], previous, jobs[k])
-            return converter.image_nbytes(decoded), *(side.nbytes for side in sides)
-
-        reused = set() if overwrite else {k for k, paths in enumerate(targets)
-                                          if all(is_complete(p, n) for p, n in zip(paths, sizes(k)))}
-        items = [(k, job.source, tuple(map(str, targets[k]))) for k, job in enumerate(jobs) if k not in reused]
+        plan = _plan(save, manifest, converter, jobs, overwrite)
+        items = [(k, job.source, tuple(map(str, plan.targets[k])))
+                 for k, job in enumerate(jobs) if k not in plan.reused]
         workers = max(1, min(workers or default_workers(), len(items)))
-        try:
-            outcomes = {o.index: o for o in _run_items(items, transform, dtype, workers, progress)}
-        except KeyboardInterrupt:
-            raise PreprocessError(f"interrupted; finished .bin files in {save} are kept, "
-                                  "run the same command again to resume") from None
-        except BrokenProcessPool:
-            raise PreprocessError("a worker process died (out of memory?); finished .bin files are kept, "
-                                  "run the same command again to resume") from None
-        except OSError as exc:
-            raise PreprocessError(f"cannot write to {save}: {exc.strerror or exc}; finished .bin files are "
-                                  "kept, run the same command again to resume") from None
-
-        failures = list(refused)
-        for k, job in enumerate(jobs):
-            outcome = outcomes.get(k)
-            if outcome is not None and not outcome.ok:
-                failures.append((job.image, outcome.reason))
-                for path in targets[k]:
-                    path.unlink(missing_ok=True)  # an older .bin of this image is not this run's output
-            else:
-                size = outcome.size if outcome is not None else _decoded_size(targets[k][0], previous, job)
-                manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
-                                                   job.image.width, job.image.height, *size,
-                                                   **converter.geometry(size)))
-        failures.sort(key=lambda f: f[0].index)
-        manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
-                             for image, reason in failures]
-        warnings += _warnings(annotations.dangling, jobs, outcomes, save, manifest)
+        outcomes = _convert_items(items, transform, dtype, workers, progress, save)
+        _record(manifest, jobs, refused, outcomes, plan, converter)
+        warnings = plan.warnings + _warnings(annotations.dangling, jobs, outcomes, save, manifest)
         manifest_path = outdir.finish(save, manifest)
 
-    return Summary(save, manifest_path, fmt, workers, written=len(items) - sum(not o.ok for o in outcomes.values()),
-                   reused=len(reused), skipped_without_annotations=skipped, failures=manifest.failures,
-                   warnings=warnings, seconds=time.perf_counter() - started, side_inputs=sides)
+    return Summary(save, manifest_path, manifest.input, workers,
+                   written=len(items) - sum(not o.ok for o in outcomes.values()), reused=len(plan.reused),
+                   skipped_without_annotations=skipped, failures=manifest.failures, warnings=warnings,
+                   seconds=time.perf_counter() - started, side_inputs=sides)
+
+
+@dataclass
+class _Plan:
+    """Where each job's files go, which complete ones an earlier run left, and what it left to say."""
+
+    targets: list[tuple[Path, ...]]  # per job: the image's .bin, then each side input's
+    reused: set[int]
+    previous: dict[str, tuple[int, int]]  # decoded sizes recorded for reusable .bin files
+    warnings: list[str]
+
+
+def _plan(save: Path, manifest: Manifest, converter: Converter, jobs: list[Job], overwrite: bool) -> _Plan:
+    """Check that the folder may be resumed with these settings, clean it up and record the run's settings."""
+    settings = outdir.settings_of(manifest)
+    outdir.check_resumable(save, settings, overwrite)
+    sides = manifest.side_inputs
+    for side in sides:
+        (save / side.folder).mkdir(exist_ok=True)
+    warnings = []
+    if removed := sum(remove_temporaries(folder) for folder in (save, *(save / s.folder for s in sides))):
+        warnings.append(f"removed {removed} partial temporary file(s) left by an interrupted run")
+    previous = outdir.previous_sizes(save)  # decoded sizes of reusable .bin files
+    outdir.begin(save, settings)
+
+    folders = (save, *(save / side.folder for side in sides))
+    targets = [tuple(folder / f"{job.stem}.bin" for folder in folders) for job in jobs]
+
+    def sizes(k: int) -> tuple[int, ...]:  # an image's file size can depend on its decoded size (exact mode)
+        decoded = _decoded_size(targets[k][0], previous, jobs[k])
+        return converter.image_nbytes(decoded), *(side.tensor.nbytes for side in sides)
+
+    reused = set() if overwrite else {k for k, paths in enumerate(targets)
+                                      if all(is_complete(p, n) for p, n in zip(paths, sizes(k)))}
+    return _Plan(targets, reused, previous, warnings)
+
+
+def _convert_items(items: list[tuple[int, str, tuple[str, ...]]], transform: ImageTransform, dtype: str,
+                   workers: int, progress: bool | None, save: Path) -> dict[int, Outcome]:
+    """Every item's outcome by job index; an interruption or a write error keeps what is finished."""
+    try:
+        return {o.index: o for o in _run_items(items, transform, dtype, workers, progress)}
+    except KeyboardInterrupt:
+        raise PreprocessError(f"interrupted; finished .bin files in {save} are kept, "
+                              "run the same command again to resume") from None
+    except BrokenProcessPool:
+        raise PreprocessError("a worker process died (out of memory?); finished .bin files are kept, "
+                              "run the same command again to resume") from None
+    except OSError as exc:
+        raise PreprocessError(f"cannot write to {save}: {exc.strerror or exc}; finished .bin files are "
+                              "kept, run the same command again to resume") from None
+
+
+def _record(manifest: Manifest, jobs: list[Job], refused: list, outcomes: dict[int, Outcome], plan: _Plan,
+            converter: Converter) -> None:
+    """List every written (or reused) image and every failure in the manifest; drop a failed image's files."""
+    failures = list(refused)
+    for k, job in enumerate(jobs):
+        outcome = outcomes.get(k)
+        if outcome is not None and not outcome.ok:
+            failures.append((job.image, outcome.reason))
+            for path in plan.targets[k]:
+                path.unlink(missing_ok=True)  # an older .bin of this image is not this run's output
+        else:
+            size = outcome.size if outcome is not None else _decoded_size(plan.targets[k][0], plan.previous, job)
+            manifest.images.append(ImageRecord(job.image.id, job.image.file_name, job.stem,
+                                               job.image.width, job.image.height, *size,
+                                               **converter.geometry(size)))
+    failures.sort(key=lambda f: f[0].index)
+    manifest.failures = [{"id": image.id, "file_name": image.file_name, "reason": reason}
+                         for image, reason in failures]
 
 
 def _opencv_version() -> str:

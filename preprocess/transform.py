@@ -20,40 +20,24 @@ the same float32 operations run in the same order.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from preprocess.converter import Converted
 from preprocess.errors import ImageFailure, PreprocessError
-from preprocess.manifest import DTYPE_SIZES, InputInfo
+from preprocess.manifest import DTYPES, InputInfo
 from preprocess.spec import DECODED_ORDER, ImageTransform
+from stageio.tensor import TensorSpec
 
-DTYPES = tuple(DTYPE_SIZES)  # float32, float16, uint8
 RESIZERS = {"pil_bilinear": "pil", "cv2_linear": "cv2"}  # resize method -> the decoder it goes with
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
-@dataclass(frozen=True)
-class TensorFormat:
-    """What one .bin holds: float tensors are CHW and normalised, uint8 is raw HWC pixels."""
-
-    dtype: str
-    shape: tuple[int | None, ...]  # None: the dimension differs per image (resize-and-pad exact mode)
-    layout: str
-    normalized: bool
-
-    @property
-    def nbytes(self) -> int | None:
-        """Bytes per image, or None when the shape differs per image."""
-        if None in self.shape:
-            return None
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
-
-
-def tensor_format(transform: ImageTransform, dtype: str) -> TensorFormat:
-    """The on-disk format for `transform` written as `dtype`; rejects what we cannot reproduce."""
+def input_info(transform: ImageTransform, dtype: str, name: str = "image") -> InputInfo:
+    """What one .bin of `transform` written as `dtype` holds: float tensors are CHW and normalised, uint8
+    is raw HWC pixels. Rejects what we cannot reproduce."""
     if dtype not in DTYPES:
         raise PreprocessError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if transform.resize not in RESIZERS or transform.keep_aspect:
@@ -66,9 +50,12 @@ def tensor_format(transform: ImageTransform, dtype: str) -> TensorFormat:
         if order not in CHANNEL_ORDERS:
             raise PreprocessError(f"channel order {order!r} is not supported (RGB or BGR)")
     h, w = transform.height, transform.width
-    if dtype == "uint8":  # device-side normalisation (e.g. Ascend AIPP) consumes uint8 NHWC
-        return TensorFormat(dtype, (h, w, 3), "HWC", normalized=False)
-    return TensorFormat(dtype, (3, h, w), "CHW", normalized=True)
+    raw = dtype == "uint8"  # device-side normalisation (e.g. Ascend AIPP) consumes uint8 NHWC
+    t = transform
+    return InputInfo(TensorSpec(name, (h, w, 3) if raw else (3, h, w), dtype), layout="HWC" if raw else "CHW",
+                     channel_order=t.channel_order, resize=t.resize, keep_aspect=t.keep_aspect, scale=t.scale,
+                     mean=tuple(t.mean), std=tuple(t.std), normalized=not raw, decoder=t.decoder,
+                     pixel_order=t.pixel_order)
 
 
 def _exact_divisor(scale: float) -> float | None:
@@ -131,12 +118,13 @@ class Transformer:
 
     def __init__(self, transform: ImageTransform, dtype: str = "float32") -> None:
         self.transform = transform
-        self.format = tensor_format(transform, dtype)
+        self.info = input_info(transform, dtype)
+        self.dtype = dtype
         self.size = (transform.width, transform.height)  # PIL and cv2 order
         self.cv2 = transform.decoder == "cv2"
         decoded = DECODED_ORDER[transform.decoder]
         # reverse the decoded channels for the network (float) or for the raw pixels (uint8)
-        target = transform.raw_order if self.format.dtype == "uint8" else transform.channel_order
+        target = transform.raw_order if dtype == "uint8" else transform.channel_order
         self.flip = target != decoded
         self.divisor = _exact_divisor(transform.scale)
         self.scale = np.float32(transform.scale)
@@ -156,7 +144,7 @@ class Transformer:
         pixels = np.asarray(resized)  # (H, W, 3) uint8, RGB (PIL) or BGR (cv2)
         if self.flip:
             pixels = pixels[..., ::-1]  # a view; the copy below makes it contiguous
-        if self.format.dtype == "uint8":
+        if self.dtype == "uint8":
             return np.ascontiguousarray(pixels)
         out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
         np.copyto(out, pixels.transpose(2, 0, 1))  # uint8 -> float32 is exact
@@ -166,7 +154,7 @@ class Transformer:
             np.multiply(out, self.scale, out=out)
         np.subtract(out, self.mean, out=out)
         np.divide(out, self.std, out=out)
-        return out if self.format.dtype == "float32" else out.astype(self.format.dtype)
+        return out if self.dtype == "float32" else out.astype(self.dtype)
 
     def __call__(self, path: str) -> tuple[np.ndarray, tuple[int, int]]:
         """Tensor for one image file, and the decoded (width, height) before resizing."""
@@ -184,10 +172,7 @@ class Transformer:
         return {}
 
     def image_nbytes(self, decoded_size: tuple[int, int]) -> int:
-        return self.format.nbytes
+        return self.info.tensor.nbytes
 
     def input_info(self, name: str) -> InputInfo:
-        t, fmt = self.transform, self.format
-        return InputInfo(name=name, shape=fmt.shape, dtype=fmt.dtype, layout=fmt.layout, channel_order=t.channel_order,
-                         resize=t.resize, keep_aspect=t.keep_aspect, scale=t.scale, mean=tuple(t.mean),
-                         std=tuple(t.std), normalized=fmt.normalized, decoder=t.decoder, pixel_order=t.pixel_order)
+        return replace(self.info, tensor=replace(self.info.tensor, name=name))

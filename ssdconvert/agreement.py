@@ -284,9 +284,9 @@ def measure_results(reference_dir, candidate_dir, images: Sequence, spec, *, thr
                     weights: str = "unknown", annotation=None, batch: int = 16) -> AgreementReport:
     """The same figures from two folders of results in the ais_bench layout (`infer` wrote them from the
     same inputs), over the `images` (manifest records) both have."""
-    from postprocess.reader import OutputSpec, read_batches, scan_results
+    from stageio.reader import read_batches, scan_results
 
-    outputs = [OutputSpec(o.name, o.shape, o.dtype) for o in spec.outputs]
+    outputs = spec.head.outputs
     ref_files = scan_results(reference_dir, images, outputs)
     both = [im for im in ref_files.present if im.stem in {i.stem for i in scan_results(candidate_dir, images,
                                                                                        outputs).present}]

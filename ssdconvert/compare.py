@@ -340,7 +340,7 @@ def _sides(reference: str | Side, candidate: str | Side, inputs: str | Path, ima
     if ref.is_dump:
         raise SsdConvertError("the reference must be a model (a dump folder can only be the candidate)")
     samples = open_samples(inputs).pick(images)
-    if samples.manifest.input.dynamic and len(samples) > 1:
+    if samples.manifest.input.tensor.dynamic and len(samples) > 1:
         raise SsdConvertError(f"{samples.folders[0]} is in the exact mode (each image has its own shape) and "
                               "compare runs its samples as one batch: pass --images 1 (or compare a fixed-canvas "
                               "export)")

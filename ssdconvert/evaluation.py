@@ -3,7 +3,7 @@
 Wires the manifest (which images, their sizes, the annotation file) and the model spec's head
 (outputs, decoder, NMS policies, category mapping, evaluated images) into the postprocess stage.
 The results are one folder, or the per-device folders of a multi-device ais_bench run
-(postprocess/reader.py names the layout): the runner's summary beside the folder (or, for several
+(stageio/results.py names the layout): the runner's summary beside the folder (or, for several
 devices, beside each device folder) records the `--input` folder, where the manifest is, and the
 `--device` list, whose folders must all be there.
 """
@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ssdconvert.errors import SsdConvertError
 from ssdconvert.fileio import sha256_of
@@ -81,13 +81,12 @@ def _input_folder(args: Sequence[str]) -> str | None:
 def runner_summary(bin_path: Path) -> Path | None:
     """The runner's summary json: `<bin_path>_summary.json`, or (several devices) the first
     `<bin_path>/device<N>[_<i>]_summary.json`."""
-    from postprocess.reader import DEVICE_FOLDER
+    from stageio.results import SUMMARY_SUFFIX, is_device_summary, summary_path
 
-    sibling = bin_path.parent / f"{bin_path.name}_summary.json"
+    sibling = summary_path(bin_path)
     if sibling.is_file():
         return sibling
-    per_device = sorted(p for p in bin_path.glob("device*_summary.json")
-                        if DEVICE_FOLDER.match(p.name[:-len("_summary.json")]))
+    per_device = sorted(p for p in bin_path.glob(f"device*{SUMMARY_SUFFIX}") if is_device_summary(p))
     return per_device[0] if per_device else None
 
 
@@ -114,9 +113,11 @@ def recorded_devices(summary: Path | None) -> list[str] | None:
 
 def find_manifest(bin_path: Path) -> tuple[Path, str]:
     """The manifest of the inputs that produced `bin_path`, via the runner's summary json."""
+    from stageio.results import summary_path
+
     summary = runner_summary(bin_path)
     if summary is None:
-        raise SsdConvertError(f"cannot find the manifest: no runner summary {bin_path.name}_summary.json beside "
+        raise SsdConvertError(f"cannot find the manifest: no runner summary {summary_path(bin_path).name} beside "
                               f"{bin_path} (nor device summaries in it); pass {MANIFEST_FLAG}")
     folder = _input_folder(_summary_args(summary))
     if folder is None:
@@ -201,13 +202,8 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     result does not depend on their number. `canvas`: without a manifest, the canvas a
     resize-and-pad model was preprocessed for (its resize rule depends on it).
     """
-    from postprocess.coco import results_json
-    from postprocess.evaluate import DEFAULT_EVALUATOR, STAT_NAMES, ArrayEvaluation, coco_stats, load_ground_truth
-    from postprocess.heads import decoder_for
-    from postprocess.parallel import decode_slices, default_workers, joined_rows
-    from postprocess.reader import OutputSpec, scan_results
-    from ssdconvert.fileio import atomic_path
-    from ssdconvert.zoo import get_spec, model_names
+    from postprocess.evaluate import DEFAULT_EVALUATOR, STAT_NAMES, ArrayEvaluation
+    from postprocess.parallel import default_workers
 
     started = time.perf_counter()
     evaluator = evaluator or DEFAULT_EVALUATOR
@@ -215,6 +211,51 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
     if not bin_path.is_dir():
         raise SsdConvertError(f"--bin_path {bin_path} is not a directory")
     notes: list[str] = []
+    job = _prepare(bin_path, manifest, val_annotation, model_name, nms_variant, evaluator, canvas, notes)
+    files = _scan(bin_path, job, allow_missing, notes)
+    missing = [stem for stem, _ in files.missing]
+    ids = [im.id for im in files.present]
+    arrays = ArrayEvaluation(job.gt, ids, job.decoder.float32_rows) if evaluator == "numpy" else None
+    seconds = {"setup": time.perf_counter() - started}
+
+    # Read, decode, NMS -> rows (and, for the arrays, COCO matching per image) over `workers` processes
+    workers = workers or default_workers()
+    rows, parts = _timed(seconds, "postprocess", _decode, files, job, arrays, batch_size, workers, progress)
+    _timed(seconds, "write_detections", _write_detections, rows, detections_path)
+    stats = _timed(seconds, "evaluate", _stats, job, rows, ids, parts, arrays, evaluator, workers)
+    return EvalReport(
+        bin_path=str(bin_path), model=job.spec.name, nms=job.decoder.policy.name, evaluator=evaluator,
+        manifest=str(job.manifest_path) if job.manifest_path else None, manifest_found_via=job.found_via,
+        annotation=str(job.annotation), dtypes=dict(zip((o.name for o in files.outputs), files.dtypes)),
+        images=len(files.present), missing=len(missing), missing_first=missing[:SHOW],
+        detections=len(rows), stats=dict(zip(STAT_NAMES, stats)),
+        seconds={name: round(value, 3) for name, value in seconds.items()},
+        notes=notes, detections_path=str(detections_path) if detections_path else None,
+    )
+
+
+@dataclass
+class _EvalJob:
+    """What eval works with once the inputs are found: the model, its decoder, the ground truth and the images."""
+
+    manifest_path: Path | None
+    found_via: str
+    annotation: Path
+    spec: Any  # ssdconvert.zoo.ModelSpec
+    decoder: Any  # postprocess.heads.Decoder
+    gt: Any  # postprocess.evaluate's ground truth
+    images: list
+    inv_map: Any
+
+
+def _prepare(bin_path: Path, manifest: str | Path | None, val_annotation: str | Path | None, model_name: str | None,
+             nms_variant: str | None, evaluator: str, canvas: tuple[int, int] | None, notes: list[str]) -> _EvalJob:
+    """Find the manifest and annotations, choose the model and its decoder, load the ground truth and check
+    that it has every image."""
+    from postprocess.evaluate import load_ground_truth
+    from postprocess.heads import decoder_for
+    from ssdconvert.zoo import get_spec, model_names
+
     manifest_path, found_via, man, annotation = _locate_inputs(bin_path, manifest, val_annotation, notes)
     recorded = man.model if man is not None and man.model in model_names() else None
     if model_name is None:
@@ -242,52 +283,61 @@ def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None
                               f"(ids {_first(unknown)}); pass the annotation file used for preprocessing with "
                               f"{ANNOTATION_FLAG}")
     inv_map = spec.head.category_ids(gt.dataset.get("categories", []))
+    return _EvalJob(manifest_path, found_via, annotation, spec, decoder, gt, images, inv_map)
 
-    outputs = [OutputSpec(o.name, o.shape, o.dtype) for o in spec.outputs]
-    files = scan_results(bin_path, images, outputs, devices=recorded_devices(runner_summary(bin_path)))
+
+def _scan(bin_path: Path, job: _EvalJob, allow_missing: bool, notes: list[str]):
+    """The result files of the job's images (stageio.reader.ResultFiles); missing ones only with allow_missing."""
+    from stageio.reader import scan_results
+
+    files = scan_results(bin_path, job.images, job.spec.outputs,
+                         devices=recorded_devices(runner_summary(bin_path)))
     if files.folders:
         notes.append(f"results of {len(files.folders)} devices: {', '.join(f.name for f in files.folders)}")
     missing = [stem for stem, _ in files.missing]
     if missing and not allow_missing:
-        raise SsdConvertError(f"{bin_path} has no results for {len(missing)} of {len(images)} images "
+        raise SsdConvertError(f"{bin_path} has no results for {len(missing)} of {len(job.images)} images "
                               f"({_first(missing)}); pass --allow-missing to evaluate the other {len(files.present)}")
     if missing:
         notes.append(f"results missing for {len(missing)} images ({_first(missing)}): left out of the evaluation")
-    ids = [im.id for im in files.present]
-    arrays = ArrayEvaluation(gt, ids, decoder.float32_rows) if evaluator == "numpy" else None
-    setup = time.perf_counter() - started
+    return files
 
-    # Read, decode, NMS -> rows (and, for the arrays, COCO matching per image) over `workers` processes
+
+def _timed(seconds: dict[str, float], name: str, step: Callable[..., Any], *args: Any) -> Any:
+    """step(*args), its wall time added to `seconds` under `name`."""
     started = time.perf_counter()
-    workers = workers or default_workers()
+    result = step(*args)
+    seconds[name] = time.perf_counter() - started
+    return result
+
+
+def _decode(files, job: _EvalJob, arrays, batch_size: int, workers: int, progress: Progress | None):
+    """(every image's rows, the parts: (rows, matches) per slice of images, matches when `arrays`)."""
+    from postprocess.parallel import decode_slices, joined_rows
+
     if progress is not None:
         progress.reset(total=len(files.present))
-    parts = decode_slices(files, decoder, inv_map, batch_size=batch_size, workers=workers, progress=progress,
-                          then=arrays.match if arrays is not None else None)
-    rows = joined_rows(parts)
-    postprocess_s = time.perf_counter() - started
+    parts = decode_slices(files, job.decoder, job.inv_map, batch_size=batch_size, workers=workers,
+                          progress=progress, then=arrays.match if arrays is not None else None)
+    return joined_rows(parts), parts
 
-    started = time.perf_counter()
-    if detections_path is not None:
-        with atomic_path(detections_path) as tmp, open(tmp, "w") as fh:
-            for piece in results_json(rows):
-                fh.write(piece)
-    write_s = time.perf_counter() - started
 
-    started = time.perf_counter()
+def _write_detections(rows, detections_path: str | Path | None) -> None:
+    """The COCO results json, when asked for."""
+    from postprocess.coco import results_json
+    from ssdconvert.fileio import atomic_path
+
+    if detections_path is None:
+        return
+    with atomic_path(detections_path) as tmp, open(tmp, "w") as fh:
+        for piece in results_json(rows):
+            fh.write(piece)
+
+
+def _stats(job: _EvalJob, rows, ids: list[int], parts, arrays, evaluator: str, workers: int):
+    """The 12 COCO stats: from the arrays' matches, or by the evaluator library."""
+    from postprocess.evaluate import coco_stats
+
     if arrays is not None:
-        stats = arrays.stats([matches for _, matches in parts], workers=workers)
-    else:
-        stats = coco_stats(gt, rows, ids, evaluator, float32_rows=decoder.float32_rows, workers=workers)
-    evaluate_s = time.perf_counter() - started
-
-    return EvalReport(
-        bin_path=str(bin_path), model=spec.name, nms=decoder.policy.name, evaluator=evaluator,
-        manifest=str(manifest_path) if manifest_path else None, manifest_found_via=found_via,
-        annotation=str(annotation), dtypes=dict(zip((o.name for o in outputs), files.dtypes)),
-        images=len(files.present), missing=len(missing), missing_first=missing[:SHOW],
-        detections=len(rows), stats=dict(zip(STAT_NAMES, stats)),
-        seconds={"setup": round(setup, 3), "postprocess": round(postprocess_s, 3),
-                 "write_detections": round(write_s, 3), "evaluate": round(evaluate_s, 3)},
-        notes=notes, detections_path=str(detections_path) if detections_path else None,
-    )
+        return arrays.stats([matches for _, matches in parts], workers=workers)
+    return coco_stats(job.gt, rows, ids, evaluator, float32_rows=job.decoder.float32_rows, workers=workers)

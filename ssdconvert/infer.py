@@ -29,25 +29,25 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from preprocess.manifest import tensor_nbytes
 from ssdconvert import backends
-from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner, TensorMeta
+from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner
 from ssdconvert.fileio import ensure_writable_dir, write_json
-from ssdconvert.layout import (
-    InferError, InferJob, InferResult, InputSet, check_unique_stems, is_result, list_inputs, output_stem,
-)
+from ssdconvert.layout import InferError, InferJob, InferResult, InputSet, check_unique_stems, list_inputs
 from ssdconvert.partial import partial_output
 from ssdconvert.timing import stats_ms
+from stageio.results import is_result, result_name, sample_stem, summary_path
+from stageio.tensor import TensorSpec, nbytes
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
                "throughput = 1000 * batchsize / mean compute ms, padding slots counted (ais_bench's definition)")
 
-__all__ = ["InferError", "InferResult", "run_infer", "list_inputs", "output_stem"]
+__all__ = ["InferError", "InferResult", "run_infer", "list_inputs"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,12 +96,12 @@ def check_manifests(inputs: InputSet) -> tuple[list, list, list[str]]:
         if info is None:
             continue
         shapes = sample_shapes(manifest) if manifest is not None else {}
-        expected = {f: tensor_nbytes(info.dtype, shapes[output_stem(f)]) if output_stem(f) in shapes else info.nbytes
-                    for f in files}
+        expected = {f: nbytes(shapes[sample_stem(f)], info.tensor.dtype) if sample_stem(f) in shapes
+                    else info.tensor.nbytes for f in files}
         wrong = [f for f in files if expected[f] is not None and file_nbytes(f) != expected[f]]
         if wrong:
-            source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.name})"
-            per = "for its image" if info.nbytes is None else "per image"
+            source = "manifest.json" if manifest is not None else f"{homes[0] / 'manifest.json'} ({info.tensor.name})"
+            per = "for its image" if info.tensor.nbytes is None else "per image"
             raise InferError(f"{wrong[0].name} is {file_nbytes(wrong[0]):,} bytes but {source} says "
                              f"{expected[wrong[0]]:,} {per} ({len(wrong)} file(s) differ)")
     warnings = manifest_coverage(manifests[0], inputs.first) if manifests[0] is not None else []
@@ -114,28 +114,29 @@ def sample_shapes(manifest) -> dict[str, tuple[int, ...]]:
     return {record.stem: manifest.image_shape(record) for record in manifest.images}
 
 
-def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
+def check_inputs(meta: TensorSpec, files: Sequence[Path], info) -> list[str]:
     """Compare what the files hold (a manifest's InputInfo or SideInput, or None) and their sizes with the
     model input before running. Returns warnings."""
     warnings: list[str] = []
-    sample = meta.sample_nbytes()
+    sample = meta.nbytes
     if info is not None:
-        if getattr(info, "dynamic", False) and meta.sample_nbytes() is not None:
+        if info.tensor.dynamic and meta.nbytes is not None:
             raise InferError(f"the input files are in the exact mode (each image padded to its own size; "
                              f"manifest.json) but the model input {meta.describe()} has a fixed canvas: run a model "
                              "exported with --canvas exact, or preprocess with the model's canvas (--canvas HxW)")
-        if info.dtype != meta.dtype:
+        if info.tensor.dtype != meta.dtype:
             raise InferError(
-                f"the input files are {info.dtype} (manifest.json) but the model input '{meta.name}' expects "
+                f"the input files are {info.tensor.dtype} (manifest.json) but the model input '{meta.name}' expects "
                 f"{meta.dtype}: preprocess again with --dtype {meta.dtype}"
-                + (", or build an om with AIPP for uint8 input" if info.dtype == "uint8" else ""))
-        want = tuple(meta.sample_shape)
-        if len(info.shape) != len(want) or any(w is not None and w != h for w, h in zip(want, info.shape)):
+                + (", or build an om with AIPP for uint8 input" if info.tensor.dtype == "uint8" else ""))
+        want = meta.shape
+        held = info.tensor.shape
+        if len(held) != len(want) or any(w is not None and w != h for w, h in zip(want, held)):
             raise InferError(
-                f"the input files hold {info.layout} {'x'.join(map(str, info.shape))} (manifest.json) but the model "
+                f"the input files hold {info.layout} {'x'.join(map(str, held))} (manifest.json) but the model "
                 f"input '{meta.name}' is {'x'.join('?' if d is None else str(d) for d in want)} per sample")
-        if info.name != meta.name:
-            warnings.append(f"manifest input name '{info.name}' differs from the model input '{meta.name}'")
+        if info.tensor.name != meta.name:
+            warnings.append(f"manifest input name '{info.tensor.name}' differs from the model input '{meta.name}'")
     else:
         warnings.append("no manifest.json beside the inputs: assuming raw files in the model input dtype and shape "
                         f"({meta.describe()}), as ais_bench does; dtype/shape cannot be checked")
@@ -158,7 +159,7 @@ def check_inputs(meta: TensorMeta, files: Sequence[Path], info) -> list[str]:
 def manifest_coverage(manifest, files: Sequence[Path]) -> list[str]:
     """Warn when the folder and the manifest disagree (an interrupted preprocess, stray files)."""
     listed = {r.stem for r in manifest.images}
-    present = {output_stem(f) for f in files}
+    present = {sample_stem(f) for f in files}
     notes = []
     if listed - present:
         notes.append(f"{len(listed - present)} image(s) listed in manifest.json have no .bin file "
@@ -209,7 +210,8 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     prepare_output(output)
     manifests, infos, warnings = check_manifests(inputs)
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
-        target.check_image_size(bool(infos and getattr(infos[0], "dynamic", False)), f"the input folder {inputs.home}")
+        target.check_image_size(bool(infos and infos[0] is not None and infos[0].tensor.dynamic),
+                                f"the input folder {inputs.home}")
         target.check_image_size(target.has_dynamic_image_size(model), f"the model {model.name}")
     job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
                    progress=progress, prog=prog, echo=echo, warnings=warnings,
@@ -242,7 +244,7 @@ def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
 def _exact_mode_shapes(runner: Runner, job: InferJob) -> dict[str, tuple[int, ...]] | None:
     """stem -> its image file's shape for a model whose image height and width are dynamic (the exact mode:
     batch 1, each sample at its own shape); None for a model with fixed input shapes."""
-    if all(m.sample_nbytes() is not None for m in runner.inputs):
+    if all(m.nbytes is not None for m in runner.inputs):
         return None
     if job.batchsize not in (None, 1):
         raise InferError(f"{runner.model.name} is in the exact mode (each image at its own height and width): it runs "
@@ -266,13 +268,13 @@ def _choose_batch(runner: Runner, batchsize: int | None, warnings: list[str]) ->
 class _BatchBuffer:
     """One model input's reusable batch buffer."""
 
-    def __init__(self, meta: TensorMeta, batch: int):
-        if any(d is None for d in meta.sample_shape):
+    def __init__(self, meta: TensorSpec, batch: int):
+        if meta.dynamic:
             raise InferError(f"model input {meta.describe()} has dynamic non-batch dimensions; export it with a "
                              "fixed image size")
         self.meta, self.batch = meta, batch
-        self.dtype, self.shape = np.dtype(meta.dtype), tuple(meta.sample_shape)
-        self.sample_nbytes = meta.sample_nbytes()
+        self.dtype, self.shape = np.dtype(meta.dtype), meta.shape
+        self.sample_nbytes = meta.nbytes
         self.buffer = np.empty(batch * self.sample_nbytes, dtype=np.uint8)
 
     def read(self, chunk: Sequence[Path]) -> np.ndarray:
@@ -282,12 +284,12 @@ class _BatchBuffer:
 class _SampleReader:
     """One model input with dynamic non-batch dims, batch 1: each file read at its own shape."""
 
-    def __init__(self, meta: TensorMeta, shapes: dict[str, tuple[int, ...]]):
+    def __init__(self, meta: TensorSpec, shapes: dict[str, tuple[int, ...]]):
         self.meta, self.shapes, self.dtype = meta, shapes, np.dtype(meta.dtype)
 
     def read(self, chunk: Sequence[Path]) -> np.ndarray:
         (path,) = chunk
-        shape = self.shapes.get(output_stem(path))
+        shape = self.shapes.get(sample_stem(path))
         if shape is None:
             raise InferError(f"{path.name} is not in manifest.json, so its shape is unknown (exact mode)")
         array = np.fromfile(path, dtype=self.dtype) if path.suffix.lower() != ".npy" else np.load(path).reshape(-1)
@@ -304,7 +306,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     `shapes`: each image file's shape, for inputs with dynamic non-batch dims (exact mode, batch 1)."""
     from tqdm import tqdm
 
-    buffers = [_SampleReader(meta, shapes) if shapes is not None and meta.sample_nbytes() is None
+    buffers = [_SampleReader(meta, shapes) if shapes is not None and meta.nbytes is None
                else _BatchBuffer(meta, batch) for meta in runner.inputs]
     files = groups[0]
     starts = range(0, len(files), batch)
@@ -333,7 +335,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
                         outputs = list(runner.infer(feeds).values())
                     _check_batch_axis(outputs, batch)
                     chunk = files[starts[k]:starts[k] + batch]
-                    work.write([output_stem(f) for f in chunk], outputs)
+                    work.write([sample_stem(f) for f in chunk], outputs)
                     work.finish_batch(k, runner.compute_ms[calls:])
                     bar.update(len(chunk))
         except BaseException as exc:
@@ -342,13 +344,9 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         filesinfo = _filesinfo(files, groups, output, starts, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
-    counts = {"batchsize": batch, "files": len(files), "runs": len(starts), "loop": loop, "padded_slots": padded,
-              "resumed_batches": len(starts) - len(todo)}
-    summary_path, compute, throughput, versions = _write_summary(runner, output, argv, filesinfo, compute_list,
-                                                                 counts, ran, end_to_end)
-    return InferResult(runner.name, runner.model, output, summary_path, len(files), batch, len(starts), padded,
-                       compute, throughput, end_to_end, versions=versions, resumed_batches=counts["resumed_batches"],
-                       ran_files=ran)
+    figures = _RunFigures(files=len(files), runs=len(starts), padded=padded, resumed=len(starts) - len(todo), ran=ran,
+                          end_to_end=end_to_end, compute_ms=compute_list)
+    return _write_summary(runner, output, argv, batch, loop, filesinfo, figures)
 
 
 def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
@@ -360,19 +358,31 @@ def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: 
     for k, start in enumerate(starts):
         for j, f in enumerate(files[start:start + batch]):
             filesinfo[str(k * batch + j)] = {"infiles": [str(group[start + j]) for group in groups],
-                                             "outfiles": [str(output / f"{output_stem(f)}_{i}.bin")
+                                             "outfiles": [str(output / result_name(sample_stem(f), i))
                                                           for i in range(outputs)]}
     return filesinfo
 
 
-def _write_summary(runner: Runner, output: Path, argv: list[str], filesinfo: dict, compute_list: list[float],
-                   counts: dict, ran: int, end_to_end: float) -> tuple[Path, dict, float, dict]:
-    """Write `<output>_summary.json` with ais_bench's keys and ours; returns (its path, compute stats,
-    throughput, runtime versions)."""
-    compute = stats_ms(compute_list)
-    throughput = 1000.0 * counts["batchsize"] / compute["mean"] if compute["mean"] > 0 else 0.0
-    zero = stats_ms([0.0] * len(compute_list))  # CPU runtimes: no host<->device copies
-    summary_path = output.with_name(f"{output.name}_summary.json")
+@dataclass(frozen=True)
+class _RunFigures:
+    """What a run did: counts, and every compute time of the batches (kept ones included)."""
+
+    files: int
+    runs: int
+    padded: int
+    resumed: int  # batches an interrupted run had finished
+    ran: int  # files this invocation ran
+    end_to_end: float
+    compute_ms: list[float]
+
+
+def _write_summary(runner: Runner, output: Path, argv: list[str], batch: int, loop: int, filesinfo: dict,
+                   run: _RunFigures) -> InferResult:
+    """Write `<output>_summary.json` with ais_bench's keys (and ours under "ssdconvert"); the result record."""
+    compute = stats_ms(run.compute_ms)
+    throughput = 1000.0 * batch / compute["mean"] if compute["mean"] > 0 else 0.0
+    zero = stats_ms([0.0] * len(run.compute_ms))  # CPU runtimes: no host<->device copies
+    summary_file = summary_path(output)
     versions = runner.versions()
     summary = {
         "filesinfo": filesinfo,
@@ -381,24 +391,31 @@ def _write_summary(runner: Runner, output: Path, argv: list[str], filesinfo: dic
         "H2D_latency": zero,
         "D2H_latency": zero,
         "throughput": throughput,
-        "npu_compute_time_list": compute_list,
+        "npu_compute_time_list": run.compute_ms,
         "pid": os.getpid(),
         "ssdconvert": {
             "backend": runner.name,
             "versions": versions,
             "model": str(runner.model.resolve()),
             "input": argv[argv.index("--input") + 1],
-            **counts,
+            "batchsize": batch,
+            "files": run.files,
+            "runs": run.runs,
+            "loop": loop,
+            "padded_slots": run.padded,
+            "resumed_batches": run.resumed,
             "timing": TIMING_NOTE,
             "H2D_D2H": "0: the runtime runs on the host CPU, there are no device copies",
-            "end_to_end_seconds": end_to_end,
-            "end_to_end_throughput": ran / end_to_end if end_to_end > 0 else 0.0,
+            "end_to_end_seconds": run.end_to_end,
+            "end_to_end_throughput": run.ran / run.end_to_end if run.end_to_end > 0 else 0.0,
             "end_to_end_definition": "real images / wall time of reading inputs + inference + writing outputs "
                                      "(after model load and warm-up; only the batches run by this invocation)",
         },
     }
-    write_json(summary_path, summary)
-    return summary_path, compute, throughput, versions
+    write_json(summary_file, summary)
+    return InferResult(runner.name, runner.model, output, summary_file, run.files, batch, run.runs, run.padded,
+                       compute, throughput, run.end_to_end, versions=versions, resumed_batches=run.resumed,
+                       ran_files=run.ran)
 
 
 def _settings(runner: Runner, argv: list[str], groups: Sequence[Sequence[Path]], batch: int) -> dict:

@@ -1,16 +1,16 @@
-"""The ais_bench file layout that every runner reads and writes, and the job `infer` hands a backend.
+"""The ais_bench input layout every runner reads, and the job `infer` hands a backend.
 
 Inputs (Ascend/tools ais-bench_workload/tool/ais_bench: `ais_bench/infer/io_oprations.py`,
 `utils.py`): `--input` is a folder, one folder per model input (`dir_a,dir_b`, in the model's input
 order), or comma-separated files (single-input models). Each folder's *.bin, *.BIN, *.npy and *.NPY
 files (no other spelling) are natural-sorted (digit runs as numbers, case ignored: img2 < IMG10); the
-i-th file of every folder together make sample i. ais_bench pairs
-them by that position alone; here their stems (name cut at the first dot) must also agree, so a
-missing or extra file is an error, not a silent shift.
+i-th file of every folder together make sample i. ais_bench pairs them by that position alone; here
+their stems (stageio.results.sample_stem: the name cut at the first dot) must also agree, so a missing
+or extra file is an error, not a silent shift.
 
-Outputs (`ais_bench/infer/__main__.py`; `io_oprations.py` save_tensors_to_file):
-`<output>/<stem>_<i>.bin`, raw output i of sample <stem> (the stem of its input-0 file), nothing
-for padding slots, and `<output>_summary.json` beside the folder.
+Outputs follow the results layout (stageio.results): `<output>/<stem>_<i>.bin`, raw output i of
+sample <stem> (the stem of its input-0 file), nothing for padding slots, and `<output>_summary.json`
+beside the folder.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssdconvert.errors import SsdConvertError
+from stageio.results import result_name, sample_stem
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")  # utils.py get_fileslist_from_dir takes these four spellings only
-OUTPUT_FILE_RE = re.compile(r"^.+_\d+\.(bin|npy|txt)$")
 
 
 class InferError(SsdConvertError):
@@ -34,11 +34,6 @@ def natural_key(name: str) -> list:
     """Sort key comparing digit runs numerically and the rest lower-cased (img2 < IMG10), as ais_bench's
     utils.py natural_sort does (Ascend/tools 2023-06 and sync-ait); ties keep their plain sorted order."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def output_stem(path: str | Path) -> str:
-    """ais_bench names outputs after the input file's base name cut at the FIRST dot."""
-    return Path(path).name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,8 @@ def list_inputs(input: str | Path | Sequence[str | Path]) -> InputSet:
         return inputs
     missing = [str(p) for p in items if not p.is_file()]
     if missing:
-        raise InferError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InferError(f"input not found: {missing[0]}{more}")
     return InputSet((tuple(items),))
 
 
@@ -108,7 +104,7 @@ def _check_pairs(inputs: InputSet) -> None:
     first = inputs.groups[0]
     for folder, files in zip(inputs.folders[1:], inputs.groups[1:]):
         for position, (a, b) in enumerate(zip(first, files)):
-            if output_stem(a) != output_stem(b):
+            if sample_stem(a) != sample_stem(b):
                 raise InferError(f"sample {position} pairs {a.name} ({inputs.folders[0]}) with {b.name} ({folder}): "
                                  "the i-th files of the input folders (natural-sorted) go together, so their names "
                                  "must agree; is a file missing in one folder?")
@@ -120,33 +116,11 @@ def _check_pairs(inputs: InputSet) -> None:
 def check_unique_stems(files: Sequence[Path]) -> None:
     seen: dict[str, Path] = {}
     for f in files:
-        stem = output_stem(f)
+        stem = sample_stem(f)
         if stem in seen:
-            raise InferError(f"{seen[stem].name} and {f.name} would both write {stem}_0.bin (ais_bench cuts names "
-                             "at the first dot); make the names unique before the first dot")
+            raise InferError(f"{seen[stem].name} and {f.name} would both write {result_name(stem, 0)} (ais_bench cuts "
+                             "names at the first dot); make the names unique before the first dot")
         seen[stem] = f
-
-
-def is_result(path: Path) -> bool:
-    """An ais_bench output: a result file, a device folder of a multi-device run, or its summary."""
-    from postprocess.reader import DEVICE_FOLDER
-
-    if path.is_dir():
-        return bool(DEVICE_FOLDER.match(path.name))
-    name = path.name[:-len("_summary.json")] if path.name.endswith("_summary.json") else None
-    return bool(OUTPUT_FILE_RE.match(path.name) or (name and DEVICE_FOLDER.match(name)))
-
-
-def clear_results(output: Path) -> None:
-    """Remove earlier ais_bench outputs from `output`: the tool overwrites file by file, so stale
-    stems (or device folders) of another run would survive."""
-    import shutil
-
-    if not output.is_dir():
-        return
-    for p in output.iterdir():
-        if is_result(p):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def summary_lines(compute: dict, batch: float, throughput: float) -> list[str]:

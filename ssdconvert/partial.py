@@ -26,8 +26,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from preprocess.lock import exclusive_lock
-from preprocess.writer import remove_temporaries, write_atomic
 from ssdconvert.errors import SsdConvertError
+from stageio.files import remove_temporaries
+from stageio.results import write_results
 
 SETTINGS = ".infer.json"
 TIMINGS = ".timings.jsonl"
@@ -47,13 +48,7 @@ class PartialOutput:
 
     def write(self, stems: Sequence[str], outputs: Sequence[np.ndarray]) -> list[str]:
         """`<stem>_<i>.bin` for every real sample (padding slots write nothing); final paths for the summary."""
-        written = []
-        for slot, stem in enumerate(stems):
-            for i, array in enumerate(outputs):
-                name = f"{stem}_{i}.bin"
-                write_atomic(self.folder / name, array[slot])
-                written.append(str(self.output / name))
-        return written
+        return [str(self.output / name) for name in write_results(self.folder, stems, outputs)]
 
     def finish_batch(self, batch: int, compute_ms: list[float]) -> None:
         """Record `batch` as done (after its files are in place)."""

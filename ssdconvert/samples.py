@@ -86,7 +86,7 @@ def read_tensor(path: Path, meta, manifest=None, record=None) -> np.ndarray:
     the image `record`)."""
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False)
-    shape = tuple(meta.sample_shape)
+    shape = meta.shape
     if any(d is None for d in shape):
         if manifest is None:
             raise SsdConvertError(f"{meta.describe()} has dynamic dimensions and {path.parent} has no manifest.json "
@@ -94,10 +94,10 @@ def read_tensor(path: Path, meta, manifest=None, record=None) -> np.ndarray:
         from preprocess.errors import PreprocessError
 
         try:
-            shape = tuple(manifest.image_shape(record)) if record is not None else tuple(manifest.input.shape)
+            shape = tuple(manifest.image_shape(record)) if record is not None else tuple(manifest.input.tensor.shape)
         except PreprocessError as exc:
             raise SsdConvertError(str(exc)) from None
-    dtype = np.dtype(manifest.input.dtype if manifest is not None else meta.dtype)
+    dtype = np.dtype(manifest.input.tensor.dtype if manifest is not None else meta.dtype)
     data = np.fromfile(path, dtype=dtype)
     if data.size != int(np.prod(shape)):
         raise SsdConvertError(f"{path} holds {data.size} {dtype.name} values; the model input {meta.name} needs "
@@ -109,7 +109,8 @@ def open_samples(input: str | Path | Sequence[str | Path]) -> SampleSet:
     """The samples of `input`: a manifest + bins folder, or comma-separated folders (one per model input)."""
     from preprocess.errors import PreprocessError
     from preprocess.manifest import FILE_NAME, read_manifest
-    from ssdconvert.layout import list_inputs, output_stem
+    from ssdconvert.layout import list_inputs
+    from stageio.results import sample_stem
 
     items = [Path(s) for s in (str(input).split(",") if isinstance(input, (str, Path)) else input) if str(s)]
     for folder in items:
@@ -124,7 +125,7 @@ def open_samples(input: str | Path | Sequence[str | Path]) -> SampleSet:
     except PreprocessError as exc:
         raise SsdConvertError(str(exc)) from None
     inputs = list_inputs(items)
-    by_stem = [{output_stem(f): f for f in group} for group in inputs.groups]
+    by_stem = [{sample_stem(f): f for f in group} for group in inputs.groups]
     chosen = [r for r in manifest.images if all(r.stem in files for files in by_stem)]
     chosen.sort(key=lambda r: _natural(by_stem[0][r.stem].name))
     if not chosen:

@@ -66,7 +66,7 @@ def synthetic_feeds(inputs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feeds = {}
     for meta in inputs:
-        shape = (batch, *meta.sample_shape)
+        shape = meta.with_batch(batch)
         if any(d is None for d in shape):
             raise SsdConvertError(f"model input {meta.describe()} has dynamic non-batch dimensions; export a "
                                   "fixed image size")

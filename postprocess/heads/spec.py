@@ -1,35 +1,24 @@
 """Detector heads as plain data: what the exported outputs mean and how they become detections.
 
 A head declaration says everything eval needs and nothing about how it is computed: the output
-tensors (names, per-image shapes, how they map to anchors x classes), the anchors, the box coder,
-the score function, the NMS policies it offers (the first is the reference), which images its
-reference evaluates and how labels map to COCO category ids. `postprocess.heads.decoder_for`
-turns a head into the object that does the work.
+tensors (stageio.TensorSpec: names, per-image shapes, element types, how they map to anchors x
+classes), the anchors, the box coder, the score function, the NMS policies it offers (the first is
+the reference), which images its reference evaluates and how labels map to COCO category ids. A
+HeadKind registers a kind of head with what does the work (postprocess.heads): its Decoder and its
+synthetic outputs.
+
+On disk a float32 output may also arrive as float16 (an FP16 model), an int64 one as int32 (device
+compilers narrow 64-bit integers); stageio.reader tells them apart by file size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+import numpy as np
 
-@dataclass(frozen=True)
-class OutputTensor:
-    """One exported output: name, per-image shape (no batch axis) and the graph's element type.
-
-    On disk a float32 output may also arrive as float16 (an FP16 model), an int64 one as int32
-    (device compilers narrow 64-bit integers: MagicMind's type64to32_conversion, ATC's int32 NMS
-    indices); postprocess.reader tells them apart by file size.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    meaning: str
-    dtype: str = "float32"  # float32 | int64
-
-    @property
-    def size(self) -> int:
-        return prod(self.shape)
+from stageio.tensor import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -70,7 +59,7 @@ class NmsPolicy:
 class DetectionHead:
     """Fields every head has; families use one of the subclasses."""
 
-    outputs: tuple[OutputTensor, ...]
+    outputs: tuple[TensorSpec, ...]  # per image; dtype float32 | int64
     num_classes: int  # including background
     background_index: int
     policies: tuple[NmsPolicy, ...]  # the first is the reference (the default)
@@ -105,3 +94,37 @@ class DetectionHead:
         """Human-readable lines for `ssdconvert models`."""
         return [f"nms     {p.name}{' (default)' if p is self.default_policy else ''}: {p.summary}"
                 for p in self.policies]
+
+    def category_ids(self, categories: Sequence[Mapping]) -> np.ndarray:
+        """inv_map: label k -> id of the k-th foreground category in file order (postprocess.coco.category_ids);
+        a head that maps labels otherwise says so."""
+        from postprocess.coco import category_ids
+
+        return category_ids(categories, self.num_classes, self.background_index)
+
+
+class Decoder(Protocol):
+    """A head's outputs of a batch -> COCO rows, with one NMS policy, in two steps (see postprocess.heads)."""
+
+    head: DetectionHead
+    policy: NmsPolicy
+    float32_rows: bool  # whether the head's reference hands COCO float32 rows (else a json's doubles)
+
+    def select(self, arrays: Sequence[Any]) -> Any:
+        """Per output, a (B, *shape) array or a sequence of B per-image arrays (possibly views of mapped
+        files: copy what is kept) -> what rows() needs, small enough to hand between threads."""
+
+    def rows(self, selected: Any, images: Sequence[Any], inv_map: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """One kind of head as the registry (postprocess.heads) knows it: its declaration's class, the decoder
+    made from (head, policy), and `exact_outputs(head, boxes, labels, images)`: outputs that decode back to
+    the given boxes (normalised ltrb of the original image) and foreground labels 0..C-2; `images` (with
+    width/height and resized_width/resized_height) for heads whose boxes live in the resized image."""
+
+    head: type[DetectionHead]
+    decoder: Callable[[DetectionHead, NmsPolicy], Decoder]
+    exact_outputs: Callable[[DetectionHead, Sequence[np.ndarray], Sequence[np.ndarray], Sequence | None],
+                            tuple[np.ndarray, ...]]

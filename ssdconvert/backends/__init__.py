@@ -19,7 +19,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner, RunnerError, TensorMeta
+from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner, RunnerError
 from ssdconvert.errors import SsdConvertError
 
 REGISTERED = (
@@ -102,5 +102,5 @@ def quantizers() -> list[str]:
     return [b.name for b in all_backends() if b.quantizes]
 
 
-__all__ = ["Backend", "BackendOptions", "RunOptions", "Runner", "RunnerError", "TensorMeta", "REFERENCE",
+__all__ = ["Backend", "BackendOptions", "RunOptions", "Runner", "RunnerError", "REFERENCE",
            "all_backends", "for_model", "get", "names", "quantizers", "resolve"]

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ssdconvert.errors import SsdConvertError
+from stageio.tensor import TensorSpec  # a runner's inputs and outputs: one sample's shape, `batch` apart
 
 if TYPE_CHECKING:  # click and the stage modules stay lazy imports
     import click
@@ -58,33 +59,6 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the precision names every comma
 
 class RunnerError(SsdConvertError):
     """A runtime cannot load or run the model."""
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """A model input or output. `shape` includes the batch axis; dynamic dims are None."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str  # numpy dtype name, e.g. "float32"
-
-    @property
-    def batch(self) -> int | None:
-        return self.shape[0] if self.shape else None
-
-    @property
-    def sample_shape(self) -> tuple[int | None, ...]:
-        return tuple(self.shape[1:])
-
-    def sample_nbytes(self) -> int | None:
-        """Bytes of one sample (batch axis excluded), or None if a non-batch dim is dynamic."""
-        if any(d is None for d in self.sample_shape):
-            return None
-        return int(np.prod(self.sample_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
-
-    def describe(self) -> str:
-        dims = "x".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name} {dims} {self.dtype}"
 
 
 _SOURCE_LOCATION = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:?)$")
@@ -112,8 +86,8 @@ class Runner(ABC):
 
     def __init__(self, model: str | Path):
         self.model = Path(model)
-        self.inputs: list[TensorMeta] = []
-        self.outputs: list[TensorMeta] = []
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
         self.is_active = False
         self.last_compute_ms: float = 0.0
         self.compute_ms: list[float] = []  # every call since activation

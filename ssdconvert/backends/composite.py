@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Backend, BackendOptions, Runner, RunnerError, RunOptions, TensorMeta
+from ssdconvert.backends.base import Backend, BackendOptions, Runner, RunnerError, RunOptions
+from stageio.tensor import TensorSpec
 from ssdconvert.errors import SsdConvertError
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ class Composite:
     parts: tuple[Part, ...]
     raw: dict
 
-    def metas(self, key: str, batch: int | None) -> list[TensorMeta]:
-        return [TensorMeta(t["name"], (batch, *t["shape"]), t["dtype"]) for t in self.raw[key]]
+    def metas(self, key: str, batch: int | None) -> list[TensorSpec]:
+        return [TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], batch=batch) for t in self.raw[key]]
 
 
 def is_composite(model: str | Path) -> bool:

@@ -6,34 +6,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssdconvert.backends.compiling import CompilerError
+from stageio.tensor import TensorSpec  # a graph input: `shape` without the batch axis, `batch` None when dynamic
 
 
-@dataclass(frozen=True)
-class OnnxInput:
-    name: str
-    dims: tuple[int | None, ...]  # None = symbolic / unknown (e.g. the dynamic batch axis)
-    dtype: str = "float32"  # numpy name of the ONNX element type
-
-    @property
-    def batch_is_dynamic(self) -> bool:
-        return bool(self.dims) and self.dims[0] is None
-
-    def fixed_tail(self) -> tuple[int, ...]:
-        """The non-batch dims; they must be fixed for the device toolchains (ATC, MagicMind)."""
-        tail = self.dims[1:]
-        if any(d is None for d in tail):
-            shown = ",".join("?" if d is None else str(d) for d in self.dims)
-            raise CompilerError(
-                f"ONNX input '{self.name}' has shape [{shown}]: only the batch axis may be dynamic, the device needs "
-                "the fixed canvas; re-export with fixed height and width (--canvas HxW; an exact-mode model, "
-                "--canvas exact, runs on ONNX Runtime and OpenVINO only)")
-        return tuple(int(d) for d in tail)
+def _check_fixed(inp: TensorSpec) -> None:
+    """The non-batch dims must be fixed for the device toolchains (ATC, MagicMind)."""
+    if inp.dynamic:
+        shown = ",".join("?" if d is None else str(d) for d in inp.dims)
+        raise CompilerError(
+            f"ONNX input '{inp.name}' has shape [{shown}]: only the batch axis may be dynamic, the device needs "
+            "the fixed canvas; re-export with fixed height and width (--canvas HxW; an exact-mode model, "
+            "--canvas exact, runs on ONNX Runtime and OpenVINO only)")
 
 
 @dataclass(frozen=True)
 class OnnxInfo:
     path: Path
-    inputs: tuple[OnnxInput, ...]
+    inputs: tuple[TensorSpec, ...]
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
     output_dtypes: tuple[str, ...] = ()
 
@@ -46,15 +35,15 @@ class OnnxInfo:
     def opset(self) -> int | None:
         return self.opsets.get("") or self.opsets.get("ai.onnx")
 
-    def batched_inputs(self, dynamic_tail: bool = False) -> tuple[OnnxInput, ...]:
+    def batched_inputs(self, dynamic_tail: bool = False) -> tuple[TensorSpec, ...]:
         """Every graph input, checked to share the batch axis: all dynamic, or all fixed to the same batch
         (an image input and its side inputs such as im_info). Non-batch dims must be fixed unless
         `dynamic_tail` (a runtime that takes any image size, such as OpenVINO)."""
         if not self.inputs:
             raise CompilerError(f"{self.path} has no graph inputs")
         for inp in self.inputs if not dynamic_tail else ():
-            inp.fixed_tail()
-        batches = {None if i.batch_is_dynamic else i.dims[0] for i in self.inputs}
+            _check_fixed(inp)
+        batches = {i.batch for i in self.inputs}
         if len(batches) > 1:
             shown = ", ".join(f"{i.name} [{','.join('?' if d is None else str(d) for d in i.dims)}]"
                               for i in self.inputs)
@@ -64,8 +53,7 @@ class OnnxInfo:
     @property
     def batch(self) -> int | None:
         """The fixed batch of the inputs, or None when it is dynamic."""
-        first = self.batched_inputs(dynamic_tail=True)[0]
-        return None if first.batch_is_dynamic else first.dims[0]
+        return self.batched_inputs(dynamic_tail=True)[0].batch
 
 
 def read_onnx(path: str | Path) -> OnnxInfo:
@@ -88,7 +76,7 @@ def read_onnx(path: str | Path) -> OnnxInfo:
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in value.type.tensor_type.shape.dim
         )
-        inputs.append(OnnxInput(value.name, dims, _np_dtype(value.type.tensor_type.elem_type)))
+        inputs.append(TensorSpec.batched(value.name, dims, _np_dtype(value.type.tensor_type.elem_type)))
     opsets = {imp.domain: int(imp.version) for imp in model.opset_import}
     outputs = tuple(_np_dtype(o.type.tensor_type.elem_type) for o in model.graph.output)
     return OnnxInfo(path, tuple(inputs), opsets, outputs)

@@ -26,8 +26,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from postprocess.errors import PostprocessError
     from preprocess.errors import PreprocessError
     from ssdconvert.errors import SsdConvertError
+    from stageio.errors import LayoutError
 
-    return (SsdConvertError, PreprocessError, PostprocessError)
+    return (SsdConvertError, PreprocessError, PostprocessError, LayoutError)
 
 
 class StageGroup(click.Group):

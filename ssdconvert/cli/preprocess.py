@@ -6,7 +6,7 @@ import click
 
 from ssdconvert.cli.options import canvas_option, model_option
 from ssdconvert.formatting import format_table
-from preprocess.manifest import DTYPE_SIZES
+from preprocess.manifest import DTYPES
 
 MAX_LISTED_FAILURES = 10
 
@@ -64,7 +64,7 @@ def prepare_json(input_file, output_file, keep_keys, pretty_print):
 @click.option("--save_path", "--save-path", "save_path", default="ssd_bin", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False), help="Output directory for <stem>.bin files and manifest.json.")
 @model_option
-@click.option("--dtype", type=click.Choice(tuple(DTYPE_SIZES)), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
               help="float32 = the reference; float16 = half precision; uint8 = raw resized pixels, HWC, not "
                    "normalised, in the decoder's order (RGB; BGR for ssd-vgg16), for device-side "
                    "normalisation such as Ascend AIPP.")
@@ -120,10 +120,10 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     s = preprocess_dataset(annotation, data_root, save_path, t, model=spec.name, input_name=spec.input.name,
                            dtype=dtype, workers=workers, all_images=all_images, overwrite=overwrite,
                            progress=progress)
-    fmt = s.format
-    size = (f"{fmt.nbytes:,} bytes per image" if fmt.nbytes is not None else
+    tensor = s.input.tensor
+    size = (f"{tensor.nbytes:,} bytes per image" if tensor.nbytes is not None else
             "each image padded to its own multiple of 32 (file sizes differ; manifest.json gives each shape)")
-    click.echo(f"{spec.name}: {fmt.dtype} {fmt.layout} {fmt.shape}, {size}, {s.workers} worker(s)")
+    click.echo(f"{spec.name}: {tensor.dtype} {s.input.layout} {tensor.shape}, {size}, {s.workers} worker(s)")
     rows = [("written", s.written, ""),
             ("already complete", s.reused, "kept from an earlier run" if s.reused else ""),
             ("failed", s.failed, "listed in the manifest" if s.failed else ""),
@@ -139,7 +139,8 @@ def preprocess(annotation, data_root, save_path, model_name, dtype, workers, all
     rate = f", {s.written / s.seconds:.0f} images/s" if s.written and s.seconds > 0 else ""
     click.echo(f"wrote {s.manifest_path} ({s.images} images) in {s.seconds:.1f} s{rate}")
     for side in s.side_inputs:
-        click.echo(f"side input {side.name} ({side.dtype} {list(side.shape)}): {s.save_path / side.folder}/<stem>.bin; "
+        click.echo(f"side input {side.tensor.name} ({side.tensor.dtype} {list(side.tensor.shape)}): "
+                   f"{s.save_path / side.folder}/<stem>.bin; "
                    f"ais_bench takes --input {s.save_path},{s.save_path / side.folder} (ssdconvert infer finds it)")
     if s.failed and not s.images and all(f["reason"] == "image file not found" for f in s.failures):
         raise PreprocessError(f"none of the {s.failed} images was found under --data_root {data_root}; "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssdconvert.errors import UnknownModelError
-from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+from ssdconvert.zoo.spec import ModelSpec
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -37,4 +37,4 @@ from ssdconvert.zoo import ssd_resnet50  # noqa: E402,F401
 from ssdconvert.zoo import ssd_vgg16  # noqa: E402,F401
 from ssdconvert.zoo import faster_rcnn  # noqa: E402,F401
 
-__all__ = ["ModelSpec", "TensorSpec", "register", "get_spec", "model_names", "all_specs"]
+__all__ = ["ModelSpec", "register", "get_spec", "model_names", "all_specs"]

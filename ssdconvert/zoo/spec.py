@@ -13,27 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from postprocess.heads.nvidia_ssd.priors import PriorSpec
 from postprocess.heads.spec import DetectionHead
-from postprocess.priors import PriorSpec
 from preprocess.spec import ImageTransform
+from stageio.tensor import TensorSpec  # one sample's shape: the batch axis is never in `shape`
 
 if TYPE_CHECKING:  # torch stays a lazy import
     import numpy as np
     import torch
 
 StateDict = Mapping[str, "torch.Tensor"]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output; `shape` excludes the batch axis."""
-
-    name: str
-    shape: tuple[int | None, ...]  # None: differs per sample (an exact-mode image's height and width)
-    dtype: str = "float32"
-
-    def with_batch(self, batch: int | str) -> tuple:
-        return (batch, *self.shape)
 
 
 @dataclass(frozen=True)
@@ -105,16 +94,16 @@ class ModelSpec:
 
     def feeds_for(self, inputs: Sequence[Any], batch: int) -> dict[str, "np.ndarray"] | None:
         """Realistic inputs for timing `batch` images of a model file whose inputs are `inputs` (metas with
-        name and sample_shape; the canvas is read from the image input), or None where random values
+        name and shape; the canvas is read from the image input), or None where random values
         serve as well (ssdconvert.timing.timed_loop)."""
         if self.example_inputs is None:
             return None
         from preprocess.spec import EXACT_CANVAS
 
         image = next((i for i in inputs if i.name == self.input.name), None)
-        if image is None or not image.sample_shape:
+        if image is None or not image.shape:
             return None
-        canvas = tuple(image.sample_shape[1:])
+        canvas = tuple(image.shape[1:])
         if None in canvas:  # an exact-mode model: a typical image at its own size
             return self.with_canvas(EXACT_CANVAS).example_feeds(batch) if self.at_canvas else None
         spec = self.with_canvas(canvas) if self.at_canvas else self
@@ -126,7 +115,7 @@ class ModelSpec:
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(TensorSpec(o.name, o.shape, o.dtype) for o in self.head.outputs)
+        return self.head.outputs
 
     @property
     def output_names(self) -> tuple[str, ...]:

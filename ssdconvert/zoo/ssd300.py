@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from postprocess.heads import SSD300_NVIDIA
 from preprocess.spec import ImageTransform
-from ssdconvert.zoo.spec import TensorSpec
+from stageio.tensor import TensorSpec
 
 SSD300_COCO_IO = {
     "input": TensorSpec("image", (3, 300, 300)),

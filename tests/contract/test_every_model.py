@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from postprocess.detection_match import ImageDetections, match_detections
-from postprocess.heads import FinalDetectionsHead, decoder_for
-from postprocess.synthetic import exact_outputs_for
+from postprocess.heads import FinalDetectionsHead, decoder_for, exact_outputs_for
 from preprocess.manifest import ImageRecord
 from ssdconvert.checkpoints import build_model
 from ssdconvert.export import seeded_input

@@ -41,9 +41,10 @@ def coco(tmp_path_factory):
 
 def write_manifest_for(folder: Path, images, annotation: Path | str, model: str = "ssd-resnet34") -> Path:
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
+    from stageio.tensor import TensorSpec
 
     folder.mkdir(parents=True, exist_ok=True)
-    info = InputInfo(name="image", shape=(3, 300, 300), dtype="float32", layout="CHW", channel_order="RGB",
+    info = InputInfo(TensorSpec("image", (3, 300, 300), "float32"), layout="CHW", channel_order="RGB",
                      resize="pil_bilinear", keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406),
                      std=(0.229, 0.224, 0.225), normalized=True)
     records = [ImageRecord(im.id, f"{im.stem}.jpg", im.stem, im.width, im.height) for im in images]
@@ -71,7 +72,7 @@ def write_summary(result: Path, input_folder: Path | str) -> Path:
 @pytest.fixture(scope="session")
 def exact(coco):
     """ploc/plabel encoding every GT box exactly (the round-trip outputs)."""
-    from postprocess.synthetic import exact_outputs
+    from postprocess.heads.nvidia_ssd.synthetic import exact_outputs
 
     return exact_outputs(coco.boxes, coco.labels)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from postprocess.coco import category_ids, result_rows
-from postprocess.detect import detect
+from postprocess.coco import category_ids
+from postprocess.heads.nvidia_ssd.detect import detect, result_rows
 from postprocess.errors import PostprocessError
 from postprocess.evaluate import EVALUATORS, STAT_NAMES, coco_stats, load_ground_truth
-from postprocess.synthetic import realistic_outputs
+from postprocess.heads.nvidia_ssd.synthetic import realistic_outputs
 
 
 @pytest.fixture(scope="module")

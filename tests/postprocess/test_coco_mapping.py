@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from postprocess.coco import category_ids, result_dicts, result_rows, results_json
+from postprocess.coco import category_ids, result_dicts, results_json
 from postprocess.errors import PostprocessError
 from postprocess.images import ImageRef
-from postprocess.nms import Detections
+from postprocess.heads.nvidia_ssd.detect import result_rows
+from postprocess.heads.nvidia_ssd.nms import Detections
 
 
 def test_label_map_follows_file_order_not_ids():

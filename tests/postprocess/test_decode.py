@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from postprocess.decode import candidate_scores, decode_boxes, encode_boxes, softmax
-from postprocess.priors import PriorSpec, default_boxes, xywh_to_ltrb
+from postprocess.candidates import candidate_scores, softmax
+from postprocess.heads.nvidia_ssd.coder import decode_boxes, encode_boxes
+from postprocess.heads.nvidia_ssd.priors import PriorSpec, default_boxes, xywh_to_ltrb
 
 
 def test_zero_regression_decodes_to_the_default_box():
@@ -69,7 +70,7 @@ def test_candidates_of_an_all_background_batch_are_empty():
 
 
 def test_an_empty_batch_gives_no_detections():
-    from postprocess.detect import detect
+    from postprocess.heads.nvidia_ssd.detect import detect
 
     dets = detect(np.zeros((0, 4, 8732), np.float32), np.zeros((0, 81, 8732), np.float32))
     assert len(dets) == 0

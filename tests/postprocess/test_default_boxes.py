@@ -7,7 +7,7 @@ from math import sqrt
 import numpy as np
 import pytest
 
-from postprocess.priors import PriorSpec, default_boxes, xywh_to_ltrb
+from postprocess.heads.nvidia_ssd.priors import PriorSpec, default_boxes, xywh_to_ltrb
 
 # index: (cx, cy, w, h), from a float32 replication of dboxes300_coco (6 decimals)
 SPOT_XYWH = {

@@ -7,7 +7,7 @@ import pytest
 
 from postprocess.coco import category_ids
 from postprocess.errors import PostprocessError
-from postprocess.final_detections import ResizedImage, all_images, coco_rows
+from postprocess.heads.final_detections.rows import ResizedImage, coco_rows
 
 
 def literal_rows(boxes, scores, labels, counts, images, cat_ids):
@@ -53,11 +53,20 @@ def test_category_ids_follow_get_cat_ids_order():
     assert rows[:, 6].tolist() == [90, 1, 13]
 
 
-def test_all_images_are_kept_even_without_annotations():
-    doc = {"images": [{"id": 5, "file_name": "000000000005.jpg", "width": 10, "height": 20},
+def test_all_images_are_kept_even_without_annotations(tmp_path):
+    """Without a manifest, a head that evaluates "all" images gets every image of the json in file order,
+    named by the stem rule (folders dropped, cut at the first dot)."""
+    import json
+
+    from ssdconvert.evaluation import reference_images
+
+    doc = {"images": [{"id": 5, "file_name": "sub/000000000005.jpg", "width": 10, "height": 20},
                       {"id": 3, "file_name": "000000000003.jpg", "width": 30, "height": 40}],
-           "annotations": [{"image_id": 3}]}
-    assert [(im.id, im.stem) for im in all_images(doc)] == [(5, "000000000005"), (3, "000000000003")]
+           "annotations": [{"image_id": 3, "bbox": [1, 1, 2, 2], "category_id": 1}], "categories": []}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    assert [(im.id, im.stem) for im in reference_images(tmp_path / "a.json", all_images=True)] == \
+        [(5, "000000000005"), (3, "000000000003")]
+    assert [im.id for im in reference_images(tmp_path / "a.json", all_images=False)] == [3]
 
 
 def test_bad_counts_are_refused():

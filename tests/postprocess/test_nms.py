@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from loop_baseline import ascend_loop, reference_loop
 
-from postprocess.detect import detect
-from postprocess.nms import NmsParams, ascend_nms, nms, reference_nms
-from postprocess.priors import PriorSpec, default_boxes
-from postprocess.synthetic import realistic_outputs
+from postprocess.heads.nvidia_ssd.detect import detect
+from postprocess.heads.nvidia_ssd.nms import NmsParams, ascend_nms, nms, reference_nms
+from postprocess.heads.nvidia_ssd.priors import PriorSpec, default_boxes
+from postprocess.heads.nvidia_ssd.synthetic import realistic_outputs
 
 F32 = np.float32
 
@@ -176,8 +176,8 @@ def test_ascend_widens_its_working_set_until_enough_detections_survive(monkeypat
     import postprocess.nms as nms_module
 
     calls = []
-    original = nms_module._greedy_nms
-    monkeypatch.setattr(nms_module, "_greedy_nms", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = nms_module.greedy_nms
+    monkeypatch.setattr(nms_module, "greedy_nms", lambda *a, **k: calls.append(1) or original(*a, **k))
     n = 30
     boxes = np.tile(np.array([[0.1, 0.1, 0.5, 0.5]], F32), (n, 1))
     c1 = np.linspace(0.9, 0.6, n, dtype=F32)

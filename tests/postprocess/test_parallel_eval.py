@@ -8,8 +8,8 @@ import pytest
 from postprocess.evaluate import coco_stats, load_ground_truth
 from postprocess.heads import SSD300_NVIDIA, decoder_for
 from postprocess.parallel import decode_rows
-from postprocess.reader import OutputSpec, scan_results
-from postprocess.synthetic import realistic_outputs
+from postprocess.heads.nvidia_ssd.synthetic import realistic_outputs
+from stageio.reader import scan_results
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def noisy(tmp_path_factory, coco):
     for k, im in enumerate(coco.images):
         ploc[k].tofile(folder / f"{im.stem}_0.bin")
         plabel[k].tofile(folder / f"{im.stem}_1.bin")
-    outputs = [OutputSpec(o.name, o.shape) for o in SSD300_NVIDIA.outputs]
+    outputs = SSD300_NVIDIA.outputs
     return scan_results(folder, coco.images, outputs)
 
 
@@ -88,7 +88,7 @@ def test_mapped_files_decode_as_the_arrays_in_memory(noisy, coco):
 
 
 def test_the_transform_gets_read_only_views_of_the_files(noisy):
-    from postprocess.reader import read_batches
+    from stageio.reader import read_batches
 
     seen = []
 

@@ -40,8 +40,10 @@ def test_tensors_im_info_and_geometry_are_written_per_image(coco, cli, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"ais_bench takes --input {out},{out / 'im_info'}" in result.output
     man = read_manifest(out)
-    assert man.input.shape == (3, *CANVAS) and man.input.channel_order == "BGR" and man.model == "faster-rcnn-r101-fpn"
-    assert [(s.name, s.folder, s.shape, s.dtype) for s in man.side_inputs] == [("im_info", "im_info", (2,), "float32")]
+    assert man.input.tensor.shape == (3, *CANVAS) and man.input.channel_order == "BGR"
+    assert man.model == "faster-rcnn-r101-fpn"
+    assert [(s.tensor.name, s.folder, s.tensor.shape, s.tensor.dtype) for s in man.side_inputs] == \
+        [("im_info", "im_info", (2,), "float32")]
     assert len(man.images) == len(coco.doc["images"])  # the reference evaluates every image: all kept
     transform = for_canvas(CANVAS)
     for record in man.images[:6]:

@@ -26,8 +26,9 @@ def test_clean_run_writes_the_reference_bins_and_manifest(cli, coco, tmp_path, h
     h.assert_matches_reference(out, coco.images, kept)
 
     m = read_manifest(out)
-    assert m.model == "ssd-resnet34" and m.input.name == "image" and m.input.shape == (3, 300, 300)
-    assert (m.input.dtype, m.input.layout, m.input.normalized, m.input.resize) == ("float32", "CHW", True, "pil_bilinear")
+    assert m.model == "ssd-resnet34" and m.input.tensor.name == "image" and m.input.tensor.shape == (3, 300, 300)
+    assert (m.input.tensor.dtype, m.input.layout, m.input.normalized, m.input.resize) == \
+        ("float32", "CHW", True, "pil_bilinear")
     assert [(r.id, r.file_name, r.stem, r.width, r.height) for r in m.images] == \
         [(im["id"], im["file_name"], im["file_name"][:-4], im["width"], im["height"]) for im in kept]
     assert m.annotation_sha256 == hashlib.sha256(coco.ann.read_bytes()).hexdigest()
@@ -58,7 +59,8 @@ def test_other_dtypes(cli, coco, tmp_path, h, dtype, size, layout, shape):
     assert {p.stat().st_size for p in out.glob("*.bin")} == {size}
     h.assert_matches_reference(out, coco.images, h.annotated(coco.doc)[:6], dtype=dtype)
     m = read_manifest(out)
-    assert (m.input.dtype, m.input.layout, m.input.shape, m.input.nbytes) == (dtype, layout, shape, size)
+    t = m.input.tensor
+    assert (t.dtype, m.input.layout, t.shape, t.nbytes) == (dtype, layout, shape, size)
     assert m.input.normalized == (dtype != "uint8")
 
 
@@ -86,7 +88,7 @@ def test_resume_after_a_simulated_crash_equals_a_clean_run(cli, coco, tmp_path, 
 
 KILLER = """
 import os, signal, sys
-import preprocess.writer as writer
+import stageio.files as writer
 real, calls = os.replace, [0]
 def replace(src, dst):
     calls[0] += 1
@@ -122,7 +124,8 @@ def test_existing_bins_made_differently_are_not_mixed_in(cli, coco, tmp_path, h)
     assert "holds .bin files made with other settings (dtype 'float32' -> 'float16')" in result.output
     result = cli(*h.preprocess_args(coco, out, "--dtype", "float16", "--overwrite"))
     assert result.exit_code == 0, result.output
-    assert read_manifest(out).input.dtype == "float16" and {p.stat().st_size for p in out.glob("*.bin")} == {540_000}
+    assert read_manifest(out).input.tensor.dtype == "float16"
+    assert {p.stat().st_size for p in out.glob("*.bin")} == {540_000}
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -12,7 +12,7 @@ from PIL import Image
 from preprocess.errors import ImageFailure, PreprocessError
 from preprocess.reference import reference_tensor
 from preprocess.spec import ImageTransform
-from preprocess.transform import Transformer, load_rgb, tensor_format
+from preprocess.transform import Transformer, input_info, load_rgb
 
 T = ImageTransform()
 
@@ -64,10 +64,13 @@ def test_fast_path_is_bit_identical_to_reference(images, name, dtype):
 
 
 def test_formats_match_the_manifest_contract():
-    assert tensor_format(T, "float32").shape == (3, 300, 300) and tensor_format(T, "float32").nbytes == 1_080_000
-    assert tensor_format(T, "float16").nbytes == 540_000
-    u8 = tensor_format(T, "uint8")
-    assert (u8.layout, u8.shape, u8.nbytes, u8.normalized) == ("HWC", (300, 300, 3), 270_000, False)
+    f32 = input_info(T, "float32").tensor
+    assert (f32.name, f32.shape, f32.nbytes) == ("image", (3, 300, 300), 1_080_000)
+    assert input_info(T, "float16").tensor.nbytes == 540_000
+    u8 = input_info(T, "uint8")
+    assert (u8.layout, u8.tensor.shape, u8.tensor.nbytes, u8.normalized) == ("HWC", (300, 300, 3), 270_000, False)
+    assert Transformer(T, "uint8").input_info("x") == dataclasses.replace(u8, tensor=dataclasses.replace(u8.tensor,
+                                                                                                         name="x"))
 
 
 def test_reference_agrees_with_torch_tensor_ops(images):
@@ -105,9 +108,9 @@ def test_bgr_order_reverses_channels_and_statistics(images):
 ])
 def test_unsupported_transforms_are_refused(change, message):
     with pytest.raises(PreprocessError, match=message):
-        tensor_format(dataclasses.replace(T, **change), "float32")
+        input_info(dataclasses.replace(T, **change), "float32")
     with pytest.raises(PreprocessError, match="--dtype"):
-        tensor_format(T, "int8")
+        input_info(T, "int8")
 
 
 def test_bad_files_raise_image_failure_with_a_reason(images, tmp_path):

@@ -59,6 +59,7 @@ def write_inputs(folder: Path, count: int, *, dtype: str = "float32", manifest: 
                  names: list[str] | None = None, seed: int = 0) -> list[Path]:
     """`count` random (3,8,8) .bin files (+ manifest.json) named like COCO stems."""
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
+    from stageio.tensor import TensorSpec
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -72,7 +73,7 @@ def write_inputs(folder: Path, count: int, *, dtype: str = "float32", manifest: 
         data.astype(dtype).tofile(path)
         paths.append(path)
     if manifest:
-        info = InputInfo(name="image", shape=(3, SIZE, SIZE) if dtype != "uint8" else (SIZE, SIZE, 3), dtype=dtype,
+        info = InputInfo(TensorSpec("image", (3, SIZE, SIZE) if dtype != "uint8" else (SIZE, SIZE, 3), dtype),
                          layout="CHW" if dtype != "uint8" else "HWC", channel_order="RGB", resize="bilinear",
                          keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                          normalized=dtype != "uint8")
@@ -100,13 +101,16 @@ def tiny_onnx_bs4(tmp_path_factory) -> Path:
     return make_tiny_onnx(tmp_path_factory.mktemp("models") / "tiny_bs4.onnx", batch=4)
 
 
-def _fake_packages(monkeypatch, package: str, knobs: tuple[str, ...]):
-    """Put tests/fakes on the path of this process and of subprocesses; undo afterwards."""
+def _fake_packages(monkeypatch, package: str, knobs: tuple[str, ...], env: dict[str, str] | None = None):
+    """Put tests/fakes on the path of this process and of subprocesses, clear the fakes' `knobs` and set `env`;
+    undo afterwards."""
     monkeypatch.syspath_prepend(str(FAKES))
     existing = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(FAKES) + (os.pathsep + existing if existing else ""))
     for name in knobs:
         monkeypatch.delenv(name, raising=False)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
     yield FAKES
     for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
         del sys.modules[name]
@@ -128,5 +132,8 @@ def fake_magicmind(monkeypatch, tmp_path, launcher):
     launcher(bin_dir, "mm_run", "mm_run.py")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_MM_RUN_DURATION_MS", "20")  # the real default is 3000 ms per run
+    # the build script runs under this interpreter (it sees the fakes through PYTHONPATH), whatever an earlier
+    # test left importable as `magicmind` in this process
     yield from _fake_packages(monkeypatch, "magicmind", ("FAKE_MLU_COUNT", "FAKE_MAGICMIND_DRIFT", "FAKE_MM_MODE",
-                                                         "NEUWARE_HOME", "SSDCONVERT_MAGICMIND_PYTHON"))
+                                                         "NEUWARE_HOME"),
+                              env={"SSDCONVERT_MAGICMIND_PYTHON": sys.executable})

@@ -138,7 +138,8 @@ def test_om_through_infer_matches_the_in_process_runner_byte_for_byte(tmp_path, 
 ])
 def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, fake_ais_bench, monkeypatch, version,
                                                                folders, split):
-    from postprocess.reader import OutputSpec, scan_results
+    from stageio.reader import scan_results
+    from stageio.tensor import TensorSpec
     from preprocess.manifest import read_manifest
     from ssdconvert.evaluation import recorded_devices, runner_summary
 
@@ -161,8 +162,8 @@ def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, f
     summary = runner_summary(tmp_path / "out" / "result")
     assert summary.name == f"{folders[0]}_summary.json" and recorded_devices(summary) == ["0", "1", "3"]
     images = read_manifest(tmp_path / "in").images
-    scanned = scan_results(tmp_path / "out" / "result", images, [OutputSpec("ploc", (4, 64)),
-                                                                  OutputSpec("plabel", (tiny.CLASSES, 64))],
+    scanned = scan_results(tmp_path / "out" / "result", images, [TensorSpec("ploc", (4, 64)),
+                                                                  TensorSpec("plabel", (tiny.CLASSES, 64))],
                            devices=recorded_devices(summary))
     assert scanned.present == list(images) and [f.name for f in scanned.folders] == folders
     x = np.fromfile(files[6], np.float32).reshape(3, 8, 8)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ssdconvert import partial as partial_module
 from ssdconvert.cli import cli
+from stageio import results as results_module  # where infer writes each result file
 
 FILES, BATCH = 10, 2  # five batches
 
@@ -31,7 +31,7 @@ def _invoke(model, inputs, output):
 @pytest.fixture
 def disk_fills_after(monkeypatch):
     """Let `count` output files be written, then fail every write with ENOSPC, as a full disk does."""
-    real = partial_module.write_atomic
+    real = results_module.write_atomic
 
     def arm(count: int):
         calls = {"n": 0}
@@ -42,8 +42,8 @@ def disk_fills_after(monkeypatch):
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
             real(path, array)
 
-        monkeypatch.setattr(partial_module, "write_atomic", write)
-        return lambda: monkeypatch.setattr(partial_module, "write_atomic", real)
+        monkeypatch.setattr(results_module, "write_atomic", write)
+        return lambda: monkeypatch.setattr(results_module, "write_atomic", real)
 
     return arm
 
@@ -78,7 +78,7 @@ def test_full_disk_keeps_finished_batches_and_the_rerun_is_byte_identical(tmp_pa
 def test_interrupt_keeps_finished_batches(tmp_path, tiny, tiny_onnx, monkeypatch):
     inputs = tmp_path / "bins"
     tiny.write_inputs(inputs, FILES)
-    real = partial_module.write_atomic
+    real = results_module.write_atomic
     calls = {"n": 0}
 
     def write(path, array):
@@ -87,7 +87,7 @@ def test_interrupt_keeps_finished_batches(tmp_path, tiny, tiny_onnx, monkeypatch
             raise KeyboardInterrupt
         real(path, array)
 
-    monkeypatch.setattr(partial_module, "write_atomic", write)
+    monkeypatch.setattr(results_module, "write_atomic", write)
     result = _invoke(tiny_onnx, inputs, tmp_path / "result")
     assert result.exit_code == 1
     assert "Error: interrupted; 1 of 5 batches are finished and kept" in result.output

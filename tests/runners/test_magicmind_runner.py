@@ -45,7 +45,7 @@ def test_runner_runs_a_static_model_through_the_runtime_api(tmp_path, tiny, tiny
     assert backend.name == "magicmind"
     x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
     with backend.make_runner(model) as runner:
-        assert [(m.name, m.shape, m.dtype) for m in runner.inputs] == [("image", (4, 3, 8, 8), "float32")]
+        assert [(m.name, m.dims, m.dtype) for m in runner.inputs] == [("image", (4, 3, 8, 8), "float32")]
         assert [m.name for m in runner.outputs] == ["ploc", "plabel"] and runner.static_batch == 4
         out = runner.infer({"image": x})
         assert runner.last_compute_ms > 0 and runner.versions()["device"] == "MLU 0"
@@ -220,7 +220,7 @@ def test_a_two_input_model_gets_a_mutable_batch_on_each_input(tmp_path, fake_mag
     rng = np.random.default_rng(4)
     image, info = rng.standard_normal((3, 3, 8, 8)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)
     with get("magicmind").make_runner(built.primary, RunOptions(batch=3)) as runner:
-        assert [m.shape for m in runner.inputs] == [(3, 3, 8, 8), (3, 2)]
+        assert [m.dims for m in runner.inputs] == [(3, 3, 8, 8), (3, 2)]
         out = runner.infer({"image": image, "im_info": info})
     np.testing.assert_allclose(out["ploc"], np.einsum("oc,nchw->nohw", w, image).reshape(3, 4, 64), atol=1e-5)
     np.testing.assert_allclose(out["info2"], 2 * info, atol=1e-6)

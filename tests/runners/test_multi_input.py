@@ -110,12 +110,13 @@ def test_bench_feeds_every_input(tmp_path):
 def write_preprocessed(root, names=NAMES, seed=0):
     """A preprocess-style folder: image tensors with manifest.json listing im_info/ as a side input."""
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, SideInput, write_manifest
+    from stageio.tensor import TensorSpec
 
     data = write_pairs(root, names, seed)
     image_dir = root / "image"
-    info = InputInfo("image", (3, 8, 8), "float32", "CHW", "BGR", "pil_bilinear", True, 1.0, (0.0,) * 3, (1.0,) * 3,
-                     True)
-    side = SideInput("im_info", "../im_info", (2,), "float32", "ND", "unpadded (h, w)")
+    info = InputInfo(TensorSpec("image", (3, 8, 8), "float32"), "CHW", "BGR", "pil_bilinear", True, 1.0, (0.0,) * 3,
+                     (1.0,) * 3, True)
+    side = SideInput(TensorSpec("im_info", (2,), "float32", meaning="unpadded (h, w)"), "../im_info", "ND")
     write_manifest(image_dir, Manifest("two-input", info, "a.json", "", "/data",
                                        images=[ImageRecord(k, n, n.split(".")[0], 8, 8) for k, n in enumerate(names)],
                                        side_inputs=[side]))

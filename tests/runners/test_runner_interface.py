@@ -20,7 +20,7 @@ def test_runner_metadata_outputs_and_timing(tiny_onnx, backend, tiny):
         assert [m.name for m in runner.inputs] == ["image"]
         assert [m.name for m in runner.outputs] == ["ploc", "plabel"]
         assert runner.inputs[0].dtype == "float32"
-        assert runner.inputs[0].sample_shape == (3, 8, 8)
+        assert runner.inputs[0].shape == (3, 8, 8)
         out = runner.infer({"image": x})
         out_list = runner.infer([x])  # a list in input order works too
         assert list(out) == ["ploc", "plabel"]

@@ -355,18 +355,19 @@ def _read_results(result: AisBenchResult, output: Path, output_dirname: str | No
 
 def _device_summaries(folder: Path, devices: Sequence[str], log_path: Path) -> list[dict]:
     """One summary per device of the list, in list order, beside its device folder."""
-    from postprocess.errors import PostprocessError
-    from postprocess.reader import device_folders
+    from stageio.errors import LayoutError
+    from stageio.reader import device_folders
+    from stageio.results import summary_path
 
     try:
         folders = device_folders(folder, devices) or []
-    except PostprocessError as exc:
+    except LayoutError as exc:
         raise AisBenchError(f"ais_bench exited 0 but {exc}. Full log: {log_path}") from None
     if len(folders) != len(devices):
         raise AisBenchError(f"ais_bench exited 0 but wrote no device folders in {folder}. Full log: {log_path}")
     summaries = []
     for device_folder in folders:
-        path = device_folder.with_name(f"{device_folder.name}_summary.json")
+        path = summary_path(device_folder)
         if not path.is_file():
             raise AisBenchError(f"ais_bench exited 0 but wrote no summary {path}. Full log: {log_path}")
         summaries.append(read_summary(path))

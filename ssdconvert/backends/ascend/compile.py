@@ -441,7 +441,7 @@ def build_om(
     inputs = info.batched_inputs()
     gears = normalise_gears(dynamic_batches) if dynamic_batches else None
     batch, batch_source = _batch(onnx, info.batch, batch, gears)
-    shapes = {i.name: [-1 if gears else batch, *i.fixed_tail()] for i in inputs}
+    shapes = {i.name: [-1 if gears else batch, *i.shape] for i in inputs}
     if aipp and len(inputs) > 1:
         raise CompilerError(f"{onnx} has {len(inputs)} inputs ({', '.join(shapes)}); --aipp normalises one "
                             "uint8 image input and this model takes float32 tensors only")

@@ -14,7 +14,8 @@ from typing import Mapping
 import numpy as np
 
 from ssdconvert.backends.ascend.ais_bench import api_available, om_gears, run_ais_bench
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_none, first_line
+from stageio.tensor import TensorSpec
 
 
 def make_runner(model: Path, options: RunOptions, dym_batch: bool = False) -> "AisBenchRunner":
@@ -82,7 +83,7 @@ class AisBenchRunner(Runner):
             self.dym_batch = True
         if self.dym_batch and self.batch:
             self._set_gear(self.batch)
-            self.inputs = [TensorMeta(m.name, (self.batch, *m.shape[1:]), m.dtype) for m in self.inputs]
+            self.inputs = [TensorSpec(m.name, m.shape, m.dtype, batch=self.batch) for m in self.inputs]
 
     def _set_gear(self, batch: int) -> None:
         try:
@@ -120,10 +121,10 @@ class AisBenchRunner(Runner):
             return {"ais_bench": "unknown", "interface": "python API (InferSession)"}
 
 
-def _acl_meta(tensor) -> TensorMeta:
+def _acl_meta(tensor) -> TensorSpec:
     dtype = getattr(tensor, "datatype", "float32")
     dtype = str(getattr(dtype, "name", dtype)).split(".")[-1].lower()
-    return TensorMeta(tensor.name, tuple(dim_or_none(d) for d in tensor.shape), _ACL_DTYPES.get(dtype, dtype))
+    return TensorSpec.batched(tensor.name, [dim_or_none(d) for d in tensor.shape], _ACL_DTYPES.get(dtype, dtype))
 
 
 def _last_exec_ms(session, fallback_ms: float) -> float:
@@ -158,7 +159,8 @@ def folder_tool(job, dym_batch: bool = False):
 def infer_with_tool(job, dym_batch: bool = False):
     """Run the job with the real tool: it batches, pads and writes the layout (per device) itself; `dym_batch`:
     the .om has batch gears (else its build record says whether it has)."""
-    from ssdconvert.layout import InferError, InferResult, clear_results, output_stem
+    from ssdconvert.layout import InferError, InferResult
+    from stageio.results import clear_results, result_name, sample_stem
 
     files = job.inputs.first
     try:
@@ -181,14 +183,14 @@ def infer_with_tool(job, dym_batch: bool = False):
     folders = _device_folders(job.output, job.devices) if len(job.devices) > 1 else [job.output]
     written: dict[str, list[str]] = {}
     for folder in folders:
-        for path in folder.glob("*_0.bin"):
+        for path in folder.glob(result_name("*", 0)):
             written.setdefault(path.name, []).append(folder.name)
     twice = next((name for name, where in written.items() if len(where) > 1), None)
     if twice:
         raise InferError(f"ais_bench wrote {twice} in {' and '.join(written[twice])}: it ran every input on every NPU "
                          "(ais_bench from AIT 6.0.RC3 and msit split the inputs only with --divide_input 1, which "
                          "this one's --help does not list)")
-    missing = [f.name for f in files if f"{output_stem(f)}_0.bin" not in written]
+    missing = [f.name for f in files if result_name(sample_stem(f), 0) not in written]
     if missing:
         raise InferError(f"ais_bench wrote no output for {missing[0]} ({len(missing)} of {len(files)} inputs missing; "
                          f"log: {result.log_path})")
@@ -204,13 +206,13 @@ def infer_with_tool(job, dym_batch: bool = False):
 
 
 def _device_folders(output: Path, devices) -> list[Path]:
-    from postprocess.errors import PostprocessError
-    from postprocess.reader import device_folders
     from ssdconvert.layout import InferError
+    from stageio.errors import LayoutError
+    from stageio.reader import device_folders
 
     try:
         return device_folders(output, list(devices)) or []
-    except PostprocessError as exc:
+    except LayoutError as exc:
         raise InferError(f"ais_bench's device folders: {exc}") from None
 
 

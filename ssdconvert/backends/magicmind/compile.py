@@ -155,7 +155,7 @@ def build_magicmind(
     batch = _batch(onnx, info.batch, batch)
     argv_flags = _flag("onnx", onnx) + _flag("precision", precision) + _flag("mlu_arch", mlu_arch)
     for each in inputs:  # build_param.py: --input_dims once per input, --batch_size one value per input
-        argv_flags += _flag("input_dims", [batch, *each.fixed_tail()])
+        argv_flags += _flag("input_dims", [batch, *each.shape])
     argv_flags += _flag("batch_size", [batch] * len(inputs)) + _flag("dynamic_shape", dynamic)
     ranges = _dim_ranges(onnx, info, inputs, batch, dim_ranges) if dynamic else None
     if ranges is None and dim_ranges is not None:
@@ -177,9 +177,9 @@ def build_magicmind(
         "tool": "magicmind", "builder": tool or f"ssdconvert {BUILD_SCRIPT.name}", "precision": precision,
         "mlu_arch": mlu_arch, "batch": batch, "dynamic_shape": dynamic,
         "dim_ranges": [{"min": list(lo), "max": list(hi)} for lo, hi in ranges] if ranges else None,
-        "input": {"name": inputs[0].name, "shape": [batch, *inputs[0].fixed_tail()], "dtype": "float32",
+        "input": {"name": inputs[0].name, "shape": [batch, *inputs[0].shape], "dtype": "float32",
                   "layout": "NCHW"},
-        "inputs": [{"name": i.name, "shape": [batch, *i.fixed_tail()], "dtype": i.dtype} for i in inputs],
+        "inputs": [{"name": i.name, "shape": [batch, *i.shape], "dtype": i.dtype} for i in inputs],
         "source_onnx": {"path": str(onnx.resolve()), "opset": info.opset},
         "flag_table": {k: f.spelling for k, f in FLAGS.items()},
         "calibration": calibration,
@@ -222,13 +222,13 @@ def _dim_ranges(onnx: Path, info, inputs, batch: int, given: Ranges | None) -> l
                             "dynamic-batch export")
     top = batch if batch > 1 else 64
     if given is None:
-        given = [((1, *i.fixed_tail()), (top, *i.fixed_tail())) for i in inputs]
+        given = [((1, *i.shape), (top, *i.shape)) for i in inputs]
     if len(given) != len(inputs):
         raise CompilerError(f"{onnx} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): give one "
                             f"--dim-range per input, in input order, not {len(given)}")
     ranges = []
     for inp, (lo, hi) in zip(inputs, given):
-        lo, hi, tail = [int(v) for v in lo], [int(v) for v in hi], list(inp.fixed_tail())
+        lo, hi, tail = [int(v) for v in lo], [int(v) for v in hi], list(inp.shape)
         if len(lo) != len(inp.dims) or len(hi) != len(inp.dims):
             raise CompilerError(f"--dim-range of {inp.name} needs {len(inp.dims)} values for min and max, got "
                                 f"{lo} / {hi}")

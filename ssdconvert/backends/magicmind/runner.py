@@ -36,7 +36,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, dim_or_none
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, dim_or_none
+from stageio.tensor import TensorSpec
 
 RUNTIME = "magicmind.python.runtime"
 # mm.DataType member names -> numpy (the build tool's dtype names: model_process.py PARAM_DATA_TYPE_2_MM)
@@ -119,7 +120,7 @@ class MagicMindRunner(Runner):
         self.inputs = _metas(model.get_input_names(), model.get_input_dimensions(), model.get_input_data_types())
         self.outputs = _metas(model.get_output_names(), model.get_output_dimensions(), model.get_output_data_types())
         if self.batch and self.inputs and self.inputs[0].batch is None:  # shape-mutable: run the batch asked for
-            self.inputs = [TensorMeta(m.name, (self.batch, *m.shape[1:]), m.dtype) for m in self.inputs]
+            self.inputs = [TensorSpec(m.name, m.shape, m.dtype, batch=self.batch) for m in self.inputs]
 
     def _infer(self, feeds: Mapping[str, np.ndarray]):
         for tensor, meta in zip(self._tensors, self.inputs):
@@ -147,12 +148,12 @@ class MagicMindRunner(Runner):
         return {"magicmind": runtime_version(), "device": f"MLU {self.device}"}
 
 
-def _metas(names, dims, dtypes) -> list[TensorMeta]:
+def _metas(names, dims, dtypes) -> list[TensorSpec]:
     metas = []
     for name, dim, dtype in zip(names, dims, dtypes):
         shape = dim.GetDims() if hasattr(dim, "GetDims") else list(dim)
         kind = str(getattr(dtype, "name", dtype)).split(".")[-1].upper()
-        metas.append(TensorMeta(str(name), tuple(dim_or_none(d) for d in shape), DTYPES.get(kind, kind.lower())))
+        metas.append(TensorSpec.batched(str(name), [dim_or_none(d) for d in shape], DTYPES.get(kind, kind.lower())))
     return metas
 
 

@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, TensorMeta, dim_or_none, first_line
+from ssdconvert.backends.base import Runner, RunnerError, dim_or_none, first_line
+from stageio.tensor import TensorSpec
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -61,8 +62,8 @@ class OnnxRuntimeRunner(Runner):
         return {"onnxruntime": ort.__version__, "providers": ",".join(self.providers)}
 
 
-def _meta(node) -> TensorMeta:
-    return TensorMeta(node.name, tuple(dim_or_none(d) for d in node.shape), _ORT_TYPES.get(node.type, node.type))
+def _meta(node) -> TensorSpec:
+    return TensorSpec.batched(node.name, [dim_or_none(d) for d in node.shape], _ORT_TYPES.get(node.type, node.type))
 
 
 

@@ -95,7 +95,7 @@ def convert_ir(
         "tool": "ovc",
         "weights": "float16" if fp16 else "float32",
         "precision": precision,
-        "batch": batch if batch is not None else (None if inp.batch_is_dynamic else inp.dims[0]),
+        "batch": batch if batch is not None else inp.batch,
         "dynamic_batch": first == "?",
         "input": {"name": inp.name, "shape": [first, *inp.dims[1:]], "dtype": "float32", "layout": "NCHW"},
         "inputs": [{"name": i.name, "shape": [first, *i.dims[1:]], "dtype": i.dtype} for i in inputs],

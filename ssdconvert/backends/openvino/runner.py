@@ -7,7 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ssdconvert.backends.base import Runner, RunnerError, RunOptions, TensorMeta, build_record, first_line
+from ssdconvert.backends.base import Runner, RunnerError, RunOptions, build_record, first_line
+from stageio.tensor import TensorSpec
 
 
 class OpenVinoRunner(Runner):
@@ -96,14 +97,14 @@ class OpenVinoRunner(Runner):
         return {"openvino": ov.get_version(), "device": self.device, "inference_precision": str(self.precision)}
 
 
-def _meta(port) -> TensorMeta:
+def _meta(port) -> TensorSpec:
     shape = port.get_partial_shape()
     dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
     try:
         dtype = np.dtype(port.get_element_type().to_dtype()).name
     except Exception:
         dtype = str(port.get_element_type())
-    return TensorMeta(port.get_any_name(), dims, dtype)
+    return TensorSpec.batched(port.get_any_name(), dims, dtype)
 
 
 

@@ -27,7 +27,8 @@ from preprocess.resize_pad import DEFAULT_CANVAS, IM_INFO, ResizePadTransform, e
 from preprocess.spec import EXACT_CANVAS
 from ssdconvert.zoo import register
 from ssdconvert.zoo.faster_rcnn.flops import flops_per_image
-from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+from ssdconvert.zoo.spec import ModelSpec
+from stageio.tensor import TensorSpec
 
 NAME = "faster-rcnn-r101-fpn"
 TYPICAL_IMAGE = (640, 480)  # (width, height): the most common val2017 size, for the exact mode's FLOPs
@@ -96,7 +97,7 @@ SPEC = register(
                     "100 final detections per image",
         build=build,
         input=TensorSpec("images", (3, *DEFAULT_CANVAS)),
-        extra_inputs=(TensorSpec(IM_INFO.name, IM_INFO.shape, IM_INFO.dtype),),
+        extra_inputs=(IM_INFO.tensor,),
         transform=ResizePadTransform(),
         head=MASKRCNN_BENCHMARK_RCNN,
         to_native_layout=to_native_layout,

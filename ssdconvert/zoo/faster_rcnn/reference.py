@@ -16,7 +16,7 @@ Follows facebookresearch/maskrcnn-benchmark (HEAD 57eec25b) step by step:
    k = n - 100 + 1 (`torch.kthvalue`), so ties can leave more than 100.
 
 Detections are in the coordinates of the resized (unpadded) image; the COCO conversion lives in
-postprocess/final_detections.py. Ties in every sort go to the lower index (see boxes.py).
+postprocess/heads/final_detections/rows.py. Ties in every sort go to the lower index (see boxes.py).
 
 Objectness order: the reference ranks proposals by sigmoid(logit) with torch.topk, whose order of
 equal values is unspecified. In float32 the sigmoid saturates near 1 (its spacing there is 6e-8), so

@@ -10,7 +10,7 @@ torchvision resnet34 backbone file: conv1, bn1, layer1..layer4, fc  (NV resnet.p
 
 from __future__ import annotations
 
-from postprocess.priors import PriorSpec
+from postprocess.heads.nvidia_ssd.priors import PriorSpec
 from ssdconvert.zoo.layouts import refuse_torchvision_backbone, rename_prefixes, torchvision_backbone_to_native
 
 NUM_DEFAULTS = PriorSpec().boxes_per_location  # (4, 6, 6, 6, 4, 4), without importing torch

@@ -11,8 +11,9 @@ from __future__ import annotations
 from postprocess.heads import SSD300_MMDET
 from preprocess.spec import MMDET_SSD300
 from ssdconvert.zoo import register
-from ssdconvert.zoo.spec import ModelSpec, TensorSpec
+from ssdconvert.zoo.spec import ModelSpec
 from ssdconvert.zoo.ssd_vgg16.layouts import to_native_layout
+from stageio.tensor import TensorSpec
 
 # Conv multiply-accumulates at 300x300, batch 1 (ReLU, pooling and L2Norm ignored), counted per conv.
 MACS_PER_IMAGE = 34_360_351_232

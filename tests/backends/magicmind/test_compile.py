@@ -179,10 +179,11 @@ def write_bins(folder: Path, values: list[float], shape=(3, 300, 300)) -> list[P
 
 def calib_folder(tmp_path: Path, values: list[float]) -> Path:
     from preprocess.manifest import ImageRecord, InputInfo, Manifest, write_manifest
+    from stageio.tensor import TensorSpec
 
     folder = tmp_path / "calib"
     paths = write_bins(folder, values)
-    info = InputInfo(name="image", shape=(3, 300, 300), dtype="float32", layout="CHW", channel_order="RGB",
+    info = InputInfo(TensorSpec("image", (3, 300, 300), "float32"), layout="CHW", channel_order="RGB",
                      resize="bilinear", keep_aspect=False, scale=1 / 255, mean=(0.485, 0.456, 0.406),
                      std=(0.229, 0.224, 0.225), normalized=True)
     images = [ImageRecord(id=k, file_name=f"{p.stem}.jpg", stem=p.stem, width=640, height=480)

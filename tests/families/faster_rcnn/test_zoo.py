@@ -63,8 +63,8 @@ def test_a_canvas_changes_the_input_the_transform_and_the_compute():
 def test_the_transform_writes_what_the_spec_declares():
     spec = get_spec(NAME)
     converter = spec.transform.converter()
-    assert converter.format.shape == spec.input.shape
-    assert [(s.name, s.shape, s.dtype) for s in converter.side_inputs] == \
+    assert converter.input_info(spec.input.name).tensor.shape == spec.input.shape
+    assert [(s.tensor.name, s.tensor.shape, s.tensor.dtype) for s in converter.side_inputs] == \
         [(i.name, i.shape, i.dtype) for i in spec.extra_inputs]
 
 

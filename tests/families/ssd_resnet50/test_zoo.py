@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from postprocess.priors import default_boxes
+from postprocess.heads.nvidia_ssd.priors import default_boxes
 from ssdconvert.zoo import get_spec, model_names
 
 NUM_DEFAULTS = (4, 6, 6, 6, 4, 4)

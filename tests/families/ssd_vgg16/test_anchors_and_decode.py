@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from loop_baseline import mmdet_loop
 
-from postprocess.decode import softmax
+from postprocess.candidates import softmax
 from postprocess.heads import SSD300_MMDET, decoder_for
-from postprocess.heads.mmdet_ssd import ssd_anchors
-from postprocess.synthetic import mmdet_exact_outputs
+from postprocess.heads.mmdet_ssd.anchors import ssd_anchors
+from postprocess.heads.mmdet_ssd.synthetic import mmdet_exact_outputs
 from ssdconvert.synth import COCO_CATEGORIES
 
 F32 = np.float32

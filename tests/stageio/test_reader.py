@@ -1,19 +1,30 @@
-"""ais_bench layout reader: names, dtype from file size, errors, bounded batches."""
+"""The results layout read back (stageio.reader): names, dtype from file size, errors, bounded batches."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from postprocess.errors import PostprocessError
-from postprocess.images import ImageRef
-from postprocess.reader import OutputSpec, read_batches, scan_results
-
-OUTPUTS = (OutputSpec("ploc", (4, 6)), OutputSpec("plabel", (3, 6)))
+from stageio.errors import LayoutError
+from stageio.reader import read_batches, scan_results
+from stageio.tensor import TensorSpec
 
 
-def images(n: int) -> list[ImageRef]:
-    return [ImageRef(id=100 + k, stem=f"{k:012d}", width=640, height=480) for k in range(n)]
+@dataclass(frozen=True)
+class Sample:
+    """A sample record as the reader sees it (e.g. a manifest's ImageRecord)."""
+
+    id: int
+    stem: str
+
+
+OUTPUTS = (TensorSpec("ploc", (4, 6)), TensorSpec("plabel", (3, 6)))
+
+
+def images(n: int) -> list[Sample]:
+    return [Sample(id=100 + k, stem=f"{k:012d}") for k in range(n)]
 
 
 def write(folder, ims, dtype="float32", seed=0):
@@ -46,7 +57,7 @@ def test_reads_everything_in_order_as_float32(tmp_path, dtype):
 
 
 def test_stems_with_underscores_and_dots(tmp_path):
-    ims = [ImageRef(1, "img_0", 10, 10), ImageRef(2, "img_0_1", 10, 10)]
+    ims = [Sample(1, "img_0"), Sample(2, "img_0_1")]
     write(tmp_path, ims)
     assert scan_results(tmp_path, ims, OUTPUTS).present == ims
 
@@ -66,7 +77,7 @@ def test_wrong_size(tmp_path):
     ims = images(3)
     write(tmp_path, ims)
     (tmp_path / f"{ims[2].stem}_1.bin").write_bytes(b"\0" * 50)
-    with pytest.raises(PostprocessError, match=r"1 plabel file\(s\) .* wrong size .*000000000002_1.bin \(50 B\)"
+    with pytest.raises(LayoutError, match=r"1 plabel file\(s\) .* wrong size .*000000000002_1.bin \(50 B\)"
                                                 r".*72 B \(float32\) or 36 B \(float16\)"):
         scan_results(tmp_path, ims, OUTPUTS)
 
@@ -75,7 +86,7 @@ def test_mixed_dtypes(tmp_path):
     ims = images(3)
     write(tmp_path, ims[:2])
     write(tmp_path, ims[2:], "float16")
-    with pytest.raises(PostprocessError, match=r"ploc files in .* mix float32 and float16 sizes: "
+    with pytest.raises(LayoutError, match=r"ploc files in .* mix float32 and float16 sizes: "
                                                 r"1 float16 \(000000000002_0.bin\); 2 float32 \(000000000000_0.bin, "
                                                 r"000000000001_0.bin\); they come from different runs"):
         scan_results(tmp_path, ims, OUTPUTS)
@@ -85,11 +96,11 @@ def test_unknown_stems_and_output_indices(tmp_path):
     ims = images(2)
     write(tmp_path, ims)
     (tmp_path / "000000009999_0.bin").write_bytes(b"\0" * 96)
-    with pytest.raises(PostprocessError, match=r"1 result file\(s\) that match no image .*000000009999_0.bin"):
+    with pytest.raises(LayoutError, match=r"1 result file\(s\) that match no image .*000000009999_0.bin"):
         scan_results(tmp_path, ims, OUTPUTS)
     (tmp_path / "000000009999_0.bin").unlink()
     (tmp_path / f"{ims[0].stem}_2.bin").write_bytes(b"\0" * 96)
-    with pytest.raises(PostprocessError, match="_2.bin"):
+    with pytest.raises(LayoutError, match="_2.bin"):
         scan_results(tmp_path, ims, OUTPUTS)
 
 
@@ -101,26 +112,26 @@ def test_nan_or_inf_names_the_file(tmp_path, bad):
     lab[1, 2] = bad
     lab.tofile(tmp_path / f"{ims[2].stem}_1.bin")
     files = scan_results(tmp_path, ims, OUTPUTS)
-    with pytest.raises(PostprocessError, match=rf"{ims[2].stem}_1.bin \(plabel\) contains NaN or Inf"):
+    with pytest.raises(LayoutError, match=rf"{ims[2].stem}_1.bin \(plabel\) contains NaN or Inf"):
         list(read_batches(files, batch_size=2))
 
 
 def test_no_results_at_all(tmp_path):
-    with pytest.raises(PostprocessError, match="no result files"):
+    with pytest.raises(LayoutError, match="no result files"):
         scan_results(tmp_path, images(2), OUTPUTS)
-    with pytest.raises(PostprocessError, match="does not exist"):
+    with pytest.raises(LayoutError, match="does not exist"):
         scan_results(tmp_path / "nope", images(2), OUTPUTS)
     ims = images(2)
     write(tmp_path, ims)
     for im in ims:
         (tmp_path / f"{im.stem}_1.bin").unlink()
-    with pytest.raises(PostprocessError, match=r"no plabel files \(<stem>_1.bin\)"):
+    with pytest.raises(LayoutError, match=r"no plabel files \(<stem>_1.bin\)"):
         scan_results(tmp_path, ims, OUTPUTS)
 
 
 def test_batches_are_bounded(tmp_path, monkeypatch):
     """Only batch_size images per array and at most `prefetch` batches read ahead."""
-    import postprocess.reader as reader
+    import stageio.reader as reader
 
     ims = images(20)
     write(tmp_path, ims)
@@ -170,43 +181,43 @@ def test_device_folders_with_duplicates_or_gaps_are_refused(tmp_path):
     ims = images(6)
     root, _ = device_run(tmp_path, ims, ["device0_0", "device1_1", "device2_2"], [2, 2, 2])
     write(root / "device2_2", ims[1:2])  # a result both device 0 and device 2 wrote
-    with pytest.raises(PostprocessError, match=rf"{ims[1].stem}_[01]\.bin is in both device0_0/ and device2_2/.*"
+    with pytest.raises(LayoutError, match=rf"{ims[1].stem}_[01]\.bin is in both device0_0/ and device2_2/.*"
                                                r"--divide_input 1"):
         scan_results(root, ims, OUTPUTS)
     (root / "device2_2" / f"{ims[1].stem}_0.bin").unlink()
     (root / "device2_2" / f"{ims[1].stem}_1.bin").unlink()
-    with pytest.raises(PostprocessError, match=r"no folder for device position\(s\) 3 of 4"):
+    with pytest.raises(LayoutError, match=r"no folder for device position\(s\) 3 of 4"):
         scan_results(root, ims, OUTPUTS, devices=["0", "1", "2", "3"])  # the run's --device listed a 4th NPU
     (root / "device1_1").rename(root / "device1_3")
-    with pytest.raises(PostprocessError, match=r"no folder for device position\(s\) 1 of 4"):
+    with pytest.raises(LayoutError, match=r"no folder for device position\(s\) 1 of 4"):
         scan_results(root, ims, OUTPUTS)
     (root / "device1_3").rename(root / "device5_1")
-    with pytest.raises(PostprocessError, match=r"no folder device1_1 for a device of the run's --device list 0,1,2"):
+    with pytest.raises(LayoutError, match=r"no folder device1_1 for a device of the run's --device list 0,1,2"):
         scan_results(root, ims, OUTPUTS, devices=["0", "1", "2"])
     (root / "device5_1").rename(root / "device1_1")
     (root / "device0_2").mkdir()
-    with pytest.raises(PostprocessError, match=r"two folders for device position 2 \(device0_2, device2_2\)"):
+    with pytest.raises(LayoutError, match=r"two folders for device position 2 \(device0_2, device2_2\)"):
         scan_results(root, ims, OUTPUTS)
     (root / "device0_2").rmdir()
     (root / "device7").mkdir()
-    with pytest.raises(PostprocessError, match="mixes device<N> and device<N>_<i> folders"):
+    with pytest.raises(LayoutError, match="mixes device<N> and device<N>_<i> folders"):
         scan_results(root, ims, OUTPUTS)
     (root / "device7").rmdir()
     write(root, ims[:1])
-    with pytest.raises(PostprocessError, match="both result files .* and device folders"):
+    with pytest.raises(LayoutError, match="both result files .* and device folders"):
         scan_results(root, ims, OUTPUTS)
 
 
 def test_old_device_folders_must_match_the_recorded_device_list(tmp_path):
     ims = images(4)
     root, _ = device_run(tmp_path, ims, ["device0", "device1", "device2"], [2, 1, 1])
-    with pytest.raises(PostprocessError, match=r"holds device2, which is not a device of the run's --device list 0,1"):
+    with pytest.raises(LayoutError, match=r"holds device2, which is not a device of the run's --device list 0,1"):
         scan_results(root, ims, OUTPUTS, devices=["0", "1"])  # left over from an earlier 3-NPU run
-    with pytest.raises(PostprocessError, match=r"no folder device3 for a device of the run's --device list 0,1,2,3"):
+    with pytest.raises(LayoutError, match=r"no folder device3 for a device of the run's --device list 0,1,2,3"):
         scan_results(root, ims, OUTPUTS, devices=["0", "1", "2", "3"])
 
 
-FINAL = (OutputSpec("boxes", (5, 4)), OutputSpec("labels", (5,), "int64"), OutputSpec("count", (), "int64"))
+FINAL = (TensorSpec("boxes", (5, 4)), TensorSpec("labels", (5,), "int64"), TensorSpec("count", (), "int64"))
 
 
 @pytest.mark.parametrize("int_dtype", ["int64", "int32"])
@@ -229,7 +240,7 @@ def test_an_integer_output_of_a_float_size_is_refused_naming_the_integer_types(t
     np.zeros((5, 4), np.float32).tofile(tmp_path / f"{ims[0].stem}_0.bin")
     np.zeros(5, np.int16).tofile(tmp_path / f"{ims[0].stem}_1.bin")  # 10 bytes: neither int64 nor int32
     np.zeros((), np.int64).tofile(tmp_path / f"{ims[0].stem}_2.bin")
-    with pytest.raises(PostprocessError, match=r"labels file\(s\) .* wrong size .* expected 40 B \(int64\) or 20 B "
+    with pytest.raises(LayoutError, match=r"labels file\(s\) .* wrong size .* expected 40 B \(int64\) or 20 B "
                                                 r"\(int32\) for shape \(5,\)"):
         scan_results(tmp_path, ims, FINAL)
 
@@ -239,7 +250,7 @@ def test_readahead_is_asked_only_while_reads_are_slow(tmp_path, monkeypatch, spe
     """Files read at page-cache speed need no readahead (asking costs the kernel a walk over every
     page): it is asked for the first READAHEAD batches, and then only after a batch read slowly,
     from then on (batches that readahead brought in read fast as well)."""
-    import postprocess.reader as reader
+    import stageio.reader as reader
 
     ims = images(20)
     write(tmp_path, ims)

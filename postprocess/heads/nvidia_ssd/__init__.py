@@ -10,20 +10,22 @@ Outputs ploc (4, 8732) and plabel (81, 8732), class-major channels, size-major a
 0.1/0.2, no clipping (Encoder.scale_back_batch); softmax over 81 with background 0. Two NMS
 policies: the MLPerf/NVIDIA reference (REF decode_single, NV eval.py coco_eval) and the Ascend
 ssd_postprocess.py variant. Category ids in json order (NV eval.py coco_eval); the reference
-evaluates the images that have annotations (4952 of val2017). The work is done by
-postprocess.detect (select/finish) and postprocess.nms, unchanged.
+evaluates the images that have annotations (4952 of val2017).
+
+    priors     default boxes (dboxes300_coco)       coder      the xywh box coder
+    nms        the reference and Ascend policies    detect     candidates -> boxes -> NMS -> COCO rows
+    decoder    NvidiaSsdDecoder                     synthetic  outputs from known boxes (tests, benchmarks)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
-import numpy as np
-
-from postprocess.heads.spec import DetectionHead, NmsPolicy, OutputTensor
-from postprocess.images import ImageLike
-from postprocess.priors import PriorSpec
+from postprocess.heads.nvidia_ssd.decoder import NvidiaSsdDecoder
+from postprocess.heads.nvidia_ssd.priors import PriorSpec
+from postprocess.heads.nvidia_ssd.synthetic import outputs_from_boxes
+from postprocess.heads.spec import DetectionHead, HeadKind, NmsPolicy
+from stageio.tensor import TensorSpec
 
 REFERENCE = NmsPolicy(
     name="reference", summary="MLPerf/NVIDIA: per class score > 0.05, top 200 per class, suppress IoU >= 0.5, "
@@ -64,43 +66,10 @@ class NvidiaSsdHead(DetectionHead):
                 f"scales {list(p.scales)}, scale_xy {p.scale_xy}, scale_wh {p.scale_wh}",
                 *super().summary()]
 
-    def category_ids(self, categories: Sequence[Mapping]) -> np.ndarray:
-        from postprocess.coco import category_ids
-
-        return category_ids(categories, self.num_classes, self.background_index)
-
 
 SSD300_NVIDIA = NvidiaSsdHead(
-    outputs=(OutputTensor("ploc", (4, 8732), "box regressions (tx, ty, tw, th) x anchor"),
-             OutputTensor("plabel", (81, 8732), "class logits x anchor, background 0")),
+    outputs=(TensorSpec("ploc", (4, 8732), meaning="box regressions (tx, ty, tw, th) x anchor"),
+             TensorSpec("plabel", (81, 8732), meaning="class logits x anchor, background 0")),
     num_classes=81, background_index=0, policies=(REFERENCE, ASCEND), evaluated_images="annotated")
 
-
-class NvidiaSsdDecoder:
-    """Raw (ploc, plabel) of a batch -> COCO rows; `select` touches every logit, `rows` the few candidates."""
-
-    float32_rows = True  # the reference passes a float32 array to loadRes
-
-    def __init__(self, head: NvidiaSsdHead, policy: NmsPolicy):
-        from postprocess.nms import NmsParams
-
-        self.head, self.policy = head, policy
-        self.params = NmsParams(score_threshold=policy.score_threshold, iou_threshold=policy.iou_threshold,
-                                max_per_class=policy.pre_nms_top_k, max_output=policy.max_per_image)
-        self.variant = {"per-class-top-k": "reference", "best-class-top-k": "ascend"}[policy.selection]
-        if self.variant == "reference" and not policy.suppress_at_equal or \
-                self.variant == "ascend" and policy.suppress_at_equal:
-            raise ValueError(f"NMS policy {policy.name}: selection {policy.selection} implies the other comparison")
-
-    def select(self, arrays: Sequence[np.ndarray]):
-        from postprocess.detect import select
-
-        ploc, plabel = arrays
-        return select(ploc, plabel, self.params, self.head.background_index)
-
-    def rows(self, selected, images: Sequence[ImageLike], inv_map: np.ndarray) -> np.ndarray:
-        from postprocess.coco import result_rows
-        from postprocess.detect import finish
-
-        dets = finish(selected, self.head.priors, self.params, self.variant, self.head.background_index)
-        return result_rows(dets, images, inv_map)
+KIND = HeadKind(NvidiaSsdHead, NvidiaSsdDecoder, outputs_from_boxes)

@@ -1,41 +1,36 @@
-"""Reader for the ais_bench output layout: `<stem>_<i>.bin` raw tensors, one file per output.
+"""Reading the ais_bench result layout (stageio.results) back: `<stem>_<i>.bin`, one file per output.
 
-For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The dtype of each output is detected
-from the file size among the variants of its declared type (ON_DISK): a float32 output may be
-float16 on disk (an FP16 model), an int64 one int32 (a compiler that narrows 64-bit integers).
-Batches are handed on in the declared type. Files are read in bounded batches on a background thread,
-so memory does not grow with the number of images.
+For SSD: `<stem>_0.bin` is ploc, `<stem>_1.bin` is plabel. The outputs are TensorSpecs (one image's
+shape, the model's element type). The dtype of each output is detected from the file size among the
+variants of its declared type (ON_DISK): a float32 output may be float16 on disk (an FP16 model), an
+int64 one int32 (device compilers narrow 64-bit integers: MagicMind's type64to32_conversion, ATC's
+int32 NMS indices). Batches are handed on in the declared type. Files are read in bounded batches
+on a background thread, so memory does not grow with the number of images.
 
-A multi-device run (`ais_bench --device 0,1,...`) writes no result files at the top of the
-result folder but one subfolder per device, as ais_bench names them (read in Ascend/tools and
-sync-ait `ais_bench/infer`): `device<N>/` (older standalone tool) or `device<N>_<i>/` (newer,
-i = the device's position in the --device list), each beside its `<folder>_summary.json`. The
-inputs were split between devices in contiguous blocks, so every result file is in exactly one
-device folder: a file found in two is an error (the devices ran the same inputs, or two runs
-share the folder), and so is a device of the list without its folder.
+The inputs of a multi-device run were split between devices in contiguous blocks, so every result
+file is in exactly one device folder: a file found in two is an error (the devices ran the same
+inputs, or two runs share the folder), and so is a device of the list without its folder.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import re
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from postprocess.errors import PostprocessError
-from postprocess.images import ImageLike
+from stageio.errors import LayoutError
+from stageio.results import DEVICE_FOLDER, parse_result_name, result_name
+from stageio.tensor import TensorSpec
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
 ON_DISK = {"float32": ("float32", "float16"), "int64": ("int64", "int32")}  # declared type -> file variants
-_RESULT_NAME = re.compile(r"^(.+)_(\d+)\.bin$")
-DEVICE_FOLDER = re.compile(r"^device(\d+)(?:_(\d+))?$")
 _SHOW = 5  # names listed in messages
 READAHEAD = 4  # batches whose files the kernel is asked to start reading early
 # Mapping and checking files from the page cache runs at 5-10 GB/s here, from disk below 1 GB/s.
@@ -46,35 +41,26 @@ READAHEAD = 4  # batches whose files the kernel is asked to start reading early
 CACHED_BYTES_PER_S = 1.5e9
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    shape: tuple[int, ...]  # per image, no batch axis
-    dtype: str = "float32"  # as declared by the model: float32 | int64
+class Sample(Protocol):
+    """What the reader needs of a sample (e.g. preprocess.manifest.ImageRecord): the stem of its files."""
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def on_disk(self) -> tuple[str, ...]:
-        return ON_DISK[self.dtype]
+    stem: str
 
 
 @dataclass
 class ResultFiles:
-    """A scanned result directory: which images have every output, and the outputs' dtypes."""
+    """A scanned result directory: which samples have every output, and the outputs' dtypes on disk."""
 
     directory: Path
-    outputs: tuple[OutputSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     dtypes: tuple[str, ...]
-    present: list = field(default_factory=list)  # images with every output file, in the given order
+    present: list = field(default_factory=list)  # samples with every output file, in the given order
     missing: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (stem, missing output names)
     folders: tuple[Path, ...] = ()  # the device folders of a multi-device run (empty: one folder)
     folder_of: dict[str, Path] = field(default_factory=dict)  # stem -> its device folder
 
     def path(self, stem: str, index: int) -> Path:
-        return self.folder_of.get(stem, self.directory) / f"{stem}_{index}.bin"
+        return self.folder_of.get(stem, self.directory) / result_name(stem, index)
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -93,27 +79,15 @@ def device_folders(directory: str | Path, devices: Sequence[str] | None = None) 
     found = [(directory / name, m.group(1), m.group(2)) for name, m in named]
     if not found:
         return None
-    loose = sorted(p.name for p in directory.iterdir() if p.is_file() and _RESULT_NAME.match(p.name))
+    loose = sorted(p.name for p in directory.iterdir() if p.is_file() and parse_result_name(p.name))
     if loose:
-        raise PostprocessError(f"{directory} holds both result files ({_listing(loose)}) and device folders "
-                               f"({_listing([f.name for f, _, _ in found])}); results of two runs?")
+        raise LayoutError(f"{directory} holds both result files ({_listing(loose)}) and device folders "
+                          f"({_listing([f.name for f, _, _ in found])}); results of two runs?")
     if len({position is None for _, _, position in found}) > 1:
-        raise PostprocessError(f"{directory} mixes device<N> and device<N>_<i> folders "
-                               f"({_listing([f.name for f, _, _ in found])}): results of two ais_bench versions?")
+        raise LayoutError(f"{directory} mixes device<N> and device<N>_<i> folders "
+                          f"({_listing([f.name for f, _, _ in found])}): results of two ais_bench versions?")
     if found[0][2] is not None:  # newer naming: device<N>_<position in the --device list>
-        by_position: dict[int, list[Path]] = {}
-        for folder, _, position in found:
-            by_position.setdefault(int(position), []).append(folder)
-        doubled = next((p for p, folders in sorted(by_position.items()) if len(folders) > 1), None)
-        if doubled is not None:
-            raise PostprocessError(f"{directory} has two folders for device position {doubled} "
-                                   f"({_listing([f.name for f in by_position[doubled]])}): results of two runs?")
-        count = len(devices) if devices is not None else max(by_position) + 1
-        gaps = [str(p) for p in range(count) if p not in by_position]
-        if gaps:
-            raise PostprocessError(f"{directory} has no folder for device position(s) {_listing(gaps)} of "
-                                   f"{count} (a device of the run wrote nothing, or the folder was moved)")
-        folders = [by_position[p][0] for p in sorted(by_position)]
+        folders = _by_position(directory, found, devices)
         names = {folder.name for folder in folders}
         expected = [f"device{d}_{p}" for p, d in enumerate(devices)] if devices is not None else sorted(names)
     else:  # older naming: device<N>
@@ -122,85 +96,57 @@ def device_folders(directory: str | Path, devices: Sequence[str] | None = None) 
         expected = [f"device{d}" for d in devices] if devices is not None else sorted(names)
     absent = [name for name in expected if name not in names]
     if absent:
-        raise PostprocessError(f"{directory} has no folder {_listing(absent)} for a device of the run's --device "
-                               f"list {','.join(devices or [])}")
+        raise LayoutError(f"{directory} has no folder {_listing(absent)} for a device of the run's --device "
+                          f"list {','.join(devices or [])}")
     stray = sorted(names - set(expected))
     if stray:
-        raise PostprocessError(f"{directory} holds {_listing(stray)}, which is not a device of the run's --device "
-                               f"list {','.join(devices or [])} (left over from an earlier run?)")
+        raise LayoutError(f"{directory} holds {_listing(stray)}, which is not a device of the run's --device "
+                          f"list {','.join(devices or [])} (left over from an earlier run?)")
     return [directory / name for name in expected] if devices is not None else folders
 
 
-def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Sequence[OutputSpec],
+def _by_position(directory: Path, found: list[tuple[Path, str, str]], devices: Sequence[str] | None) -> list[Path]:
+    """The device<N>_<i> folders in position order: one per position, none missing."""
+    by_position: dict[int, list[Path]] = {}
+    for folder, _, position in found:
+        by_position.setdefault(int(position), []).append(folder)
+    doubled = next((p for p, folders in sorted(by_position.items()) if len(folders) > 1), None)
+    if doubled is not None:
+        raise LayoutError(f"{directory} has two folders for device position {doubled} "
+                          f"({_listing([f.name for f in by_position[doubled]])}): results of two runs?")
+    count = len(devices) if devices is not None else max(by_position) + 1
+    gaps = [str(p) for p in range(count) if p not in by_position]
+    if gaps:
+        raise LayoutError(f"{directory} has no folder for device position(s) {_listing(gaps)} of "
+                          f"{count} (a device of the run wrote nothing, or the folder was moved)")
+    return [by_position[p][0] for p in sorted(by_position)]
+
+
+def scan_results(directory: str | Path, images: Sequence[Sample], outputs: Sequence[TensorSpec],
                  devices: Sequence[str] | None = None) -> ResultFiles:
     """Match the result files of `directory` (or of its device folders) to `images`; check names,
     sizes and dtypes.
 
-    Raises PostprocessError for a missing directory, files of unknown stems or output indices,
+    Raises LayoutError for a missing directory, files of unknown stems or output indices,
     a file in two device folders, sizes that fit none of an output's on-disk types (ON_DISK), mixed dtypes, or no
     complete image at all. Images with some output file missing are listed in `missing`; the
     caller decides.
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise PostprocessError(f"result directory {directory} does not exist")
+        raise LayoutError(f"result directory {directory} does not exist")
     if not images:
-        raise PostprocessError("no images to evaluate")
+        raise LayoutError("no images to evaluate")
     outputs = tuple(outputs)
-    stems = {im.stem for im in images}
     folders = device_folders(directory, devices)
-    sizes: dict[tuple[str, int], int] = {}
-    folder_of: dict[str, Path] = {}
-    unknown: list[str] = []
-    for folder in folders or [directory]:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                match = _RESULT_NAME.match(entry.name)
-                if not match or not entry.is_file():
-                    continue
-                stem, index = match.group(1), int(match.group(2))
-                if stem not in stems or index >= len(outputs):
-                    unknown.append(entry.name)
-                    continue
-                if folder_of.get(stem, folder) != folder:
-                    raise PostprocessError(
-                        f"{entry.name} is in both {folder_of[stem].name}/ and {folder.name}/ of {directory}: each "
-                        "input must go to one device (newer ais_bench and msit split the inputs only with "
-                        "--divide_input 1), and each result folder must hold one run")
-                sizes[stem, index] = entry.stat().st_size
-                folder_of[stem] = folder
-    if unknown:
-        unknown.sort()
-        raise PostprocessError(
-            f"{directory} holds {len(unknown)} result file(s) that match no image of the manifest or no output "
-            f"of the model ({_listing(unknown)}); wrong manifest, or stale files from another run?")
-
+    sizes, folder_of = _file_sizes(directory, folders or [directory], {im.stem for im in images}, len(outputs))
     if not sizes:
-        raise PostprocessError(
+        raise LayoutError(
             f"no result files in {directory} for the {len(images)} image(s) of the manifest (expected "
-            f"{', '.join(f'<stem>_{i}.bin' for i in range(len(outputs)))}, e.g. {images[0].stem}_0.bin)")
-    dtypes = []
-    for index, out in enumerate(outputs):
-        found = [(stem, size) for (stem, i), size in sizes.items() if i == index]
-        if not found:
-            raise PostprocessError(f"no {out.name} files (<stem>_{index}.bin) in {directory}")
-        allowed = {out.size * np.dtype(DTYPES[name]).itemsize: name for name in out.on_disk}
-        wrong = sorted(f"{s}_{index}.bin ({n} B)" for s, n in found if n not in allowed)
-        if wrong:
-            expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
-            raise PostprocessError(f"{len(wrong)} {out.name} file(s) in {directory} have the wrong size "
-                                   f"({_listing(wrong)}); expected {expected} for shape {out.shape}")
-        by_kind: dict[str, list[str]] = {}
-        for stem, n in sorted(found):
-            by_kind.setdefault(allowed[n], []).append(f"{stem}_{index}.bin")
-        if len(by_kind) > 1:
-            parts = sorted(by_kind.items(), key=lambda kv: len(kv[1]))  # the odd ones out first
-            described = "; ".join(f"{len(names)} {kind} ({_listing(names)})" for kind, names in parts)
-            raise PostprocessError(f"{out.name} files in {directory} mix {' and '.join(out.on_disk)} sizes: "
-                                   f"{described}; they come from different runs")
-        dtypes.append(next(iter(by_kind)))
-
-    files = ResultFiles(directory, outputs, tuple(dtypes), folders=tuple(folders or ()),
+            f"{', '.join(result_name('<stem>', i) for i in range(len(outputs)))}, "
+            f"e.g. {result_name(images[0].stem, 0)})")
+    dtypes = tuple(_dtype_on_disk(directory, index, out, sizes) for index, out in enumerate(outputs))
+    files = ResultFiles(directory, outputs, dtypes, folders=tuple(folders or ()),
                         folder_of=folder_of if folders else {})
     for im in images:
         absent = tuple(out.name for i, out in enumerate(outputs) if (im.stem, i) not in sizes)
@@ -209,8 +155,62 @@ def scan_results(directory: str | Path, images: Sequence[ImageLike], outputs: Se
         else:
             files.present.append(im)
     if not files.present:
-        raise PostprocessError(f"no image in {directory} has all of its {len(outputs)} result files")
+        raise LayoutError(f"no image in {directory} has all of its {len(outputs)} result files")
     return files
+
+
+def _file_sizes(directory: Path, folders: Sequence[Path], stems: set[str], outputs: int
+                ) -> tuple[dict[tuple[str, int], int], dict[str, Path]]:
+    """(stem, output index) -> size of every result file of `folders`, and stem -> its folder; a file of an
+    unknown stem or index, or a stem in two folders, is an error."""
+    sizes: dict[tuple[str, int], int] = {}
+    folder_of: dict[str, Path] = {}
+    unknown: list[str] = []
+    for folder in folders:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                parsed = parse_result_name(entry.name)
+                if not parsed or not entry.is_file():
+                    continue
+                stem, index = parsed
+                if stem not in stems or index >= outputs:
+                    unknown.append(entry.name)
+                    continue
+                if folder_of.get(stem, folder) != folder:
+                    raise LayoutError(
+                        f"{entry.name} is in both {folder_of[stem].name}/ and {folder.name}/ of {directory}: each "
+                        "input must go to one device (newer ais_bench and msit split the inputs only with "
+                        "--divide_input 1), and each result folder must hold one run")
+                sizes[stem, index] = entry.stat().st_size
+                folder_of[stem] = folder
+    if unknown:
+        unknown.sort()
+        raise LayoutError(
+            f"{directory} holds {len(unknown)} result file(s) that match no image of the manifest or no output "
+            f"of the model ({_listing(unknown)}); wrong manifest, or stale files from another run?")
+    return sizes, folder_of
+
+
+def _dtype_on_disk(directory: Path, index: int, out: TensorSpec, sizes: dict[tuple[str, int], int]) -> str:
+    """The one on-disk variant of `out`'s type (ON_DISK) that every file of output `index` has, by size."""
+    found = [(stem, size) for (stem, i), size in sizes.items() if i == index]
+    if not found:
+        raise LayoutError(f"no {out.name} files ({result_name('<stem>', index)}) in {directory}")
+    allowed = {out.size * np.dtype(DTYPES[name]).itemsize: name for name in ON_DISK[out.dtype]}
+    wrong = sorted(f"{result_name(s, index)} ({n} B)" for s, n in found if n not in allowed)
+    if wrong:
+        expected = " or ".join(f"{n} B ({name})" for n, name in allowed.items())
+        raise LayoutError(f"{len(wrong)} {out.name} file(s) in {directory} have the wrong size "
+                          f"({_listing(wrong)}); expected {expected} for shape {out.shape}")
+    by_kind: dict[str, list[str]] = {}
+    for stem, n in sorted(found):
+        by_kind.setdefault(allowed[n], []).append(result_name(stem, index))
+    if len(by_kind) > 1:
+        parts = sorted(by_kind.items(), key=lambda kv: len(kv[1]))  # the odd ones out first
+        described = "; ".join(f"{len(names)} {kind} ({_listing(names)})" for kind, names in parts)
+        raise LayoutError(f"{out.name} files in {directory} mix {' and '.join(ON_DISK[out.dtype])} sizes: "
+                          f"{described}; they come from different runs")
+    return next(iter(by_kind))
 
 
 def _map(path: Path, nbytes: int) -> memoryview:
@@ -222,13 +222,13 @@ def _map(path: Path, nbytes: int) -> memoryview:
         with open(path, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size != nbytes:
-                raise PostprocessError(f"{path} changed size while reading (expected {nbytes} B, found {size} B)")
+                raise LayoutError(f"{path} changed size while reading (expected {nbytes} B, found {size} B)")
             return memoryview(mmap.mmap(fh.fileno(), nbytes, access=mmap.ACCESS_READ))
     except OSError as exc:
-        raise PostprocessError(f"cannot read {path}: {exc.strerror}") from None
+        raise LayoutError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _read_images(files: ResultFiles, batch: Sequence[ImageLike]) -> list[list[np.ndarray]]:
+def _read_images(files: ResultFiles, batch: Sequence[Sample]) -> list[list[np.ndarray]]:
     """Per output, one read-only array per image (its per-image shape, its declared type): a view of
     the mapped file when the file holds the declared type, else a converted copy (float16 ->
     float32, int32 -> int64). Each file is checked (size, NaN/Inf) right after it is mapped."""
@@ -239,18 +239,18 @@ def _read_images(files: ResultFiles, batch: Sequence[ImageLike]) -> list[list[np
             data = np.frombuffer(_map(path, out.size * np.dtype(DTYPES[on_disk]).itemsize),
                                  dtype=DTYPES[on_disk]).reshape(out.shape)
             if data.dtype.kind == "f" and not np.isfinite(data).all():
-                raise PostprocessError(f"{path} ({out.name}) contains NaN or Inf values")
+                raise LayoutError(f"{path} ({out.name}) contains NaN or Inf values")
             arrays[index].append(data if on_disk == out.dtype else data.astype(DTYPES[out.dtype]))
     return arrays
 
 
-def _read_batch(files: ResultFiles, batch: Sequence[ImageLike]) -> list[np.ndarray]:
+def _read_batch(files: ResultFiles, batch: Sequence[Sample]) -> list[np.ndarray]:
     """(B, *shape) per output in its declared type (float32, int64), copied out of the files."""
     return [np.stack(per_image) if per_image else np.empty((0, *out.shape), DTYPES[out.dtype])
             for per_image, out in zip(_read_images(files, batch), files.outputs)]
 
 
-def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
+def _advise(files: ResultFiles, batch: Sequence[Sample]) -> None:
     """Ask the kernel to start reading these files now (asynchronous readahead), where supported."""
     if not hasattr(os, "posix_fadvise"):
         return
@@ -266,7 +266,7 @@ def _advise(files: ResultFiles, batch: Sequence[ImageLike]) -> None:
                 os.close(fd)
 
 
-def _load(files: ResultFiles, batch: Sequence[ImageLike], transform) -> tuple[Any, float]:
+def _load(files: ResultFiles, batch: Sequence[Sample], transform) -> tuple[Any, float]:
     """The batch (stacked, or the transform's result) and the seconds its files took to read."""
     started = time.perf_counter()
     read = _read_batch(files, batch) if transform is None else _read_images(files, batch)
@@ -280,7 +280,7 @@ def read_batches(files: ResultFiles, batch_size: int = 16, prefetch: int = 1,
     """Yield (images, [array (B, *shape) per output, in its declared type]) for files.present, in order.
 
     At most `prefetch` further batches are read ahead on a background thread. NaN or Inf in any
-    file raises PostprocessError naming it. With `transform`, the thread also applies it to each
+    file raises LayoutError naming it. With `transform`, the thread also applies it to each
     batch and yields its result instead of the arrays; the transform gets, per output, one
     read-only array per image mapped straight from its file (no copy), and must copy what it keeps.
     """

@@ -1,7 +1,8 @@
-"""Box coder (decode and its inverse) and class scores (softmax), as MLPerf SSD Encoder.scale_back_batch.
+"""The step of an anchor head that touches every logit: the candidate anchors and their class scores.
 
-All arrays are anchor-major: `loc` (…, 4) = (tx, ty, tw, th), `dboxes` (…, 4) = clamped
-(cx, cy, w, h), boxes out (…, 4) = (l, t, r, b) in normalised units, never clipped.
+Shared by the SSD heads (NVIDIA and mmdet): of (batch, classes, anchors) raw logits, only the anchors
+whose best foreground probability can pass the score threshold are softmaxed, and their box
+regressions gathered. What a head does with the few candidates (its box coder, its NMS) is its own.
 """
 
 from __future__ import annotations
@@ -16,25 +17,6 @@ import numpy as np
 # foreground logit trails the overall maximum by more than log(threshold) can never pass the
 # threshold. The margin keeps float32 rounding of that bound far away from the decision.
 _BOUND_MARGIN = 1e-3
-
-
-def decode_boxes(loc: np.ndarray, dboxes: np.ndarray, scale_xy: float, scale_wh: float) -> np.ndarray:
-    """Regressions + default boxes -> (l, t, r, b) float32, out of place."""
-    loc = np.asarray(loc, dtype=np.float32)
-    xy = (np.float32(scale_xy) * loc[..., :2]) * dboxes[..., 2:] + dboxes[..., :2]
-    wh = np.exp(np.float32(scale_wh) * loc[..., 2:]) * dboxes[..., 2:]
-    half = np.float32(0.5) * wh
-    return np.concatenate([xy - half, xy + half], axis=-1)
-
-
-def encode_boxes(ltrb: np.ndarray, dboxes: np.ndarray, scale_xy: float, scale_wh: float) -> np.ndarray:
-    """Inverse of decode_boxes: (l, t, r, b) + default boxes -> regressions (float64)."""
-    ltrb = np.asarray(ltrb, dtype=np.float64)
-    d = np.asarray(dboxes, dtype=np.float64)
-    wh = ltrb[..., 2:] - ltrb[..., :2]
-    xy = (ltrb[..., :2] + ltrb[..., 2:]) / 2
-    return np.concatenate([(xy - d[..., :2]) / (d[..., 2:] * scale_xy), np.log(wh / d[..., 2:]) / scale_wh],
-                          axis=-1)
 
 
 def softmax(logits: np.ndarray, axis: int, maxima: np.ndarray | None = None, overwrite: bool = False) -> np.ndarray:
@@ -102,3 +84,28 @@ def candidate_scores(plabel: np.ndarray | Sequence[np.ndarray], threshold: float
     top = np.concatenate(tops)
     scores = softmax(logits, axis=0, maxima=top, overwrite=True)
     return Candidates(image=image, anchor=anchor, scores=scores.T)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Candidates of a batch with their regressions: loc (n, 4) = ploc[image, :, anchor]."""
+
+    candidates: Candidates
+    loc: np.ndarray
+    batch: int
+
+
+def select(ploc: np.ndarray | Sequence[np.ndarray], plabel: np.ndarray | Sequence[np.ndarray],
+           score_threshold: float, background: int = 0) -> Selected:
+    """ploc (B, 4, A), plabel (B, C, A) -> the anchors that can pass the score threshold.
+
+    Either may be a sequence of per-image (4, A) / (C, A) arrays instead (the reader's mapped files).
+    """
+    shapes = [(len(x), *x[0].shape) if len(x) else (0,) for x in (ploc, plabel)]
+    if (len(shapes[0]) != 3 or len(shapes[1]) != 3 or shapes[0][0] != shapes[1][0]
+            or shapes[0][2] != shapes[1][2]) and shapes[0][0]:
+        raise ValueError(f"expected ploc (B, 4, A) and plabel (B, C, A), got {tuple(shapes[0])} and {tuple(shapes[1])}")
+    cand = candidate_scores(plabel, score_threshold, background)
+    bounds = np.searchsorted(cand.image, np.arange(len(ploc) + 1))
+    loc = [np.take(ploc[b], cand.anchor[bounds[b]:bounds[b + 1]], axis=1).T for b in range(len(ploc))]
+    return Selected(cand, np.asarray(np.concatenate(loc) if loc else np.zeros((0, 4)), dtype=np.float32), len(ploc))

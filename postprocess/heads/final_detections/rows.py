@@ -21,13 +21,12 @@ facebookresearch/maskrcnn-benchmark (HEAD 57eec25b):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from postprocess.coco import ROW_FIELDS
 from postprocess.errors import PostprocessError
-from postprocess.images import ImageRef
 
 LEGACY_PIXEL = 1.0  # w = x2 - x1 + 1
 
@@ -45,13 +44,6 @@ class ResizedImage:
     height: int
     resized_width: int
     resized_height: int
-
-
-def all_images(dataset: Mapping) -> list[ImageRef]:
-    """Every image of the annotation file in file order (the reference evaluates images without
-    annotations too); the stem is the file name cut at the first '.' as in the ais_bench layout."""
-    return [ImageRef(int(im["id"]), im["file_name"].split(".", 1)[0], int(im["width"]), int(im["height"]))
-            for im in dataset.get("images", [])]
 
 
 def coco_rows(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_detections: np.ndarray,

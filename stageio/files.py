@@ -1,4 +1,5 @@
-"""Crash-safe .bin files: write to a temporary name, rename when complete, judge old files by size.
+"""Crash-safe tensor files (preprocess's `<stem>.bin`, infer's `<stem>_<i>.bin`): write to a temporary
+name, rename when complete, judge old files by size.
 
 A temporary file is `.<stem>.bin.tmp-<pid>` in the same directory: hidden, not ending in `.bin`
 (ais_bench only reads *.bin / *.npy), and renamed over the final name only once fully written.
