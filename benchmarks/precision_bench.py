@@ -27,7 +27,7 @@ PLAN = (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), 
 def prepare(model: str, work: Path, images: int):
     from preprocess.run import preprocess_dataset
     from ssdconvert.checkpoints import WeightsSource, build_model
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import export_model
     from ssdconvert.synth import generate
     from ssdconvert.zoo import get_spec
 
@@ -38,7 +38,7 @@ def prepare(model: str, work: Path, images: int):
                        input_name=spec.input.name, workers=1, all_images=spec.head.evaluated_images == "all",
                        progress=False)
     onnx = work / f"{model.replace('-', '_')}.onnx"
-    export_onnx(build_model(spec)[0], spec, onnx, weights=WeightsSource(random_seed=0), batch=2)
+    export_model(build_model(spec)[0], spec, onnx, weights=WeightsSource(random_seed=0), batch=2)
     return spec, bins, onnx
 
 

@@ -313,6 +313,9 @@ def detail_table(report: BenchReport) -> str:
                "Median (ms)", "p99 (ms)", "Min (ms)", "Max (ms)", "Runs"]
     if report.flops_per_image:
         headers.append("GFLOP/s")
+    placed = any(r.host for r in report.ok_rows)  # a sweep on a cluster: where each row ran
+    if placed:
+        headers += ["Host", "Device"]
     rows = []
     for r in report.ok_rows:
         lat = r.latency_ms
@@ -320,6 +323,8 @@ def detail_table(report: BenchReport) -> str:
                f"{lat['median']:.2f}", f"{lat['percentile(99%)']:.2f}", f"{lat['min']:.2f}", f"{lat['max']:.2f}", r.runs]
         if report.flops_per_image:
             row.append(f"{r.gflops_per_s:.1f}")
+        if placed:
+            row += [r.host, r.device]
         rows.append(row)
     return markdown_table(headers, rows)
 
@@ -361,7 +366,7 @@ def markdown_report(report: BenchReport) -> str:
 
 CSV_FIELDS = ["batch_size", "status", "throughput_samples_per_s", "wall_throughput_samples_per_s", "latency_mean_ms",
               "latency_median_ms", "latency_p99_ms", "latency_min_ms", "latency_max_ms", "runs", "seconds",
-              "gflops_per_s", "backend", "runtime", "artefact", "error", "throughput_definition"]
+              "gflops_per_s", "backend", "runtime", "artefact", "error", "throughput_definition", "host", "device"]
 
 
 def csv_report(report: BenchReport) -> str:
@@ -377,7 +382,7 @@ def csv_report(report: BenchReport) -> str:
             "latency_min_ms": lat.get("min"), "latency_max_ms": lat.get("max"), "runs": r.runs,
             "seconds": round(r.seconds, 3), "gflops_per_s": r.gflops_per_s, "backend": report.backend,
             "runtime": report.label, "artefact": r.artefact, "error": r.error,
-            "throughput_definition": THROUGHPUT_DEFINITION,
+            "throughput_definition": THROUGHPUT_DEFINITION, "host": r.host, "device": r.device,
         })
     return buf.getvalue()
 

@@ -27,8 +27,21 @@ class OutputMismatchError(ExportError):
 
 
 class DetectionMismatchError(ExportError):
-    """An exported detector's detections differ from the PyTorch reference's (compared box by box)."""
+    """An exported detector's detections differ from the PyTorch reference's (compared box by box); `output` names
+    the output whose values differ (None: the detections themselves, unpaired)."""
 
-    def __init__(self, runtime: str, batch: int, what: str):
-        self.runtime, self.batch, self.what = runtime, batch, what
-        super().__init__(f"{runtime} detections differ from the PyTorch reference at batch {batch}: {what}")
+    def __init__(self, runtime: str, batch: int, what: str, output: str | None = None):
+        self.runtime, self.batch, self.what, self.output = runtime, batch, what, output
+        where = f"output '{output}': " if output else ""
+        super().__init__(f"{runtime} detections differ from the PyTorch reference at batch {batch}: {where}{what}")
+
+
+class NonFiniteOutputError(ExportError):
+    """An output of PyTorch or of the exported model holds NaN or inf: nothing can be compared."""
+
+    def __init__(self, output: str, batch: int, source: str, count: int, total: int):
+        self.output, self.batch, self.source, self.count = output, batch, source, count
+        hint = ("the PyTorch model itself computes them on the validation input: check the checkpoint's weights"
+                if source.startswith("PyTorch") else "PyTorch's are finite: the exported graph computes something else")
+        super().__init__(f"output '{output}' of {source} has {count} of {total} values not finite (NaN or inf) at "
+                         f"batch {batch}: {hint}")

@@ -1,34 +1,45 @@
-"""torch -> ONNX export (dynamic batch), optional simplification, numeric validation.
+"""The one torch -> ONNX export path (optimum's pattern): the shared work here, the differences in each family.
 
-Validation follows the optimum pattern: run ONNX Runtime and PyTorch on the same seeded input,
-report max abs / max rel difference per output, and raise OutputMismatchError naming the output.
+`export_model` is how every detector becomes ONNX. It owns what all families share: the supported
+opsets, the validation seed, the `torch.onnx.export` call, onnxslim, FP16 rounding, a composite's
+descriptor (through ssdconvert.backends.composite), writing every file of an export together and
+atomically (a failed or interrupted export leaves nothing behind), the provenance record
+`<file>.json` and one typed ExportResult. A family (`ModelSpec.exporter`, a FamilyExport)
+supplies what differs: its graph(s) with their example inputs, names and axes (ExportPlan), and
+`validate`, which runs the written files on the family's validation inputs against PyTorch with
+the family's comparator and raises a typed ExportError naming the output and the difference:
 
-A fixed absolute tolerance cannot judge outputs of every scale: with trained BatchNorm statistics
-PyTorch's own float32 result is ~2e-4 away from the exact one, so a correct ONNX may differ from
-it by more than 1e-4. An FP32 output that misses `atol` is therefore judged again against a
-float64 run of the same model: it passes if its error from float64 is at most atol plus
-NOISE_FACTOR times PyTorch float32's own error (the ONNX may be as inexact as PyTorch, not more).
+- ssdconvert.zoo.raw_outputs: the network's forward is the graph, compared element by element
+  (the SSD families);
+- ssdconvert.zoo.faster_rcnn.export: the fixed-size detector, or the split variant's two models
+  and host stage, compared detection by detection.
 
-FP16 (`precision="fp16"`): the FP32 graph is exported and simplified first (BatchNorm is folded
-into the convolutions in FP32), then every float tensor of the graph (weights, constants, the
-input and the outputs) is rounded to float16 once. It is validated against the FP32 PyTorch model
-with a looser tolerance that scales with each output's range: max abs diff <= atol + rtol * max|torch|.
+Judged against float64. A fixed tolerance cannot judge every model: with trained statistics
+PyTorch's own float32 result can be further from the exact one than the tolerance, so a correct
+ONNX would fail. Both comparators judge a difference beyond their fixed tolerance again against a
+float64 run of the same PyTorch model (`float64_copy`): the ONNX passes if its error from float64
+is at most the tolerance plus NOISE_FACTOR times PyTorch float32's own error (the ONNX may be as
+inexact as PyTorch, not more). Non-finite values are never judged: a NaN or inf in PyTorch's or
+the ONNX's outputs fails the export naming the output (`check_finite`, NonFiniteOutputError).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
-from ssdconvert.errors import ExportError, OutputMismatchError
+from ssdconvert.errors import ExportError, NonFiniteOutputError
 from ssdconvert.fileio import atomic_path, write_json
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnx
     import torch
 
     from ssdconvert.checkpoints import WeightsSource
@@ -38,16 +49,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 11
 SUPPORTED_OPSETS = range(11, 18)
-DEFAULT_ATOL = 1e-4
 PRECISIONS = ("fp32", "fp16")
-# (atol, rtol) per precision; an output passes if max|onnx - torch| <= atol + rtol * max|torch|.
-# fp32: the historical absolute 1e-4 (rtol 0). fp16: measured on ssd-resnet50 (seed 0) at
-# max abs diff / max|torch| ~ 5e-4 (one fp16 rounding), so 5e-3 leaves 10x headroom for real weights.
-DEFAULT_TOLERANCES = {"fp32": (DEFAULT_ATOL, 0.0), "fp16": (1e-3, 5e-3)}
-# FP32 outputs beyond atol: allowed error from float64 = atol + NOISE_FACTOR x PyTorch float32's own
-# error. Measured on ssd-resnet50 with BatchNorm statistics calibrated on data (outputs up to ~8):
-# PyTorch float32 error 1.8e-4 / 2.3e-4, ONNX Runtime 1.2e-4 / 1.6e-4 (ploc / plabel); a BN eps
-# of 1e-3 instead of 1e-5 moves the outputs by ~1.9, one layer's variances off by 0.1 % by ~0.06.
+VALIDATION_SEED = 1234
+# Allowed error from float64 = tolerance + NOISE_FACTOR x PyTorch float32's own error. Measured with
+# statistics calibrated on data: ssd-resnet50 (outputs up to ~8) PyTorch float32 1.8e-4 / 2.3e-4,
+# ONNX Runtime 1.2e-4 / 1.6e-4 from float64 (ploc / plabel); faster-rcnn-r101-fpn at 128x160
+# (tests/families/faster_rcnn/test_export_tolerance.py) PyTorch float32 3.1e-4 / 0.023 px, ONNX
+# Runtime 1.9e-4 / 0.016 px (score / box coordinate).
 NOISE_FACTOR = 2.0
 # Ops whose float inputs and outputs all share one type T, so rounding every float tensor to
 # float16 keeps the graph valid. Anything else is refused rather than converted blindly.
@@ -57,259 +65,304 @@ FP16_SAFE_OPS = frozenset({
     "Sigmoid", "Slice", "Softmax", "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze",
 })
 FP16_MAX = 65504.0
-BATCH_AXIS_NAME = "-1"  # symbolic batch name of Ascend ModelZoo SSD-Resnet34 ssd_pth2onnx.py
-VALIDATION_SEED = 1234
 
 
-@dataclass
-class Float64Check:
-    """An FP32 output judged against a float64 run of the same model on the same input."""
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the caller asks for. `opset` and `variant` None: the family's defaults (resolve_options);
+    `atol` and `rtol` None: the family comparator's defaults for the precision."""
 
-    onnx_error: float  # max |onnx - torch float64|
-    torch_error: float  # max |torch float32 - torch float64|: PyTorch's own float32 rounding
-    limit: float  # atol + NOISE_FACTOR * torch_error
-
-    @property
-    def passed(self) -> bool:
-        return self.onnx_error <= self.limit
-
-
-@dataclass
-class OutputDiff:
-    output: str
-    batch: int
-    max_abs: float
-    max_rel: float  # max |onnx - torch| / (|torch| + atol)
-    tolerance: float | None = None  # atol + rtol * max|torch|; None means the report's atol
-    float64: Float64Check | None = None  # set when max_abs alone did not pass (FP32 only)
-
-    def detail(self, limit: float) -> str:
-        """Why this output fails: the figures a user needs to judge the export."""
-        if self.float64 is None:
-            return f"max abs diff {self.max_abs:.3g} > tolerance {limit:.3g}"
-        f = self.float64
-        return (f"max abs diff {self.max_abs:.3g} from PyTorch float32, {f.onnx_error:.3g} from a float64 run > "
-                f"{f.limit:.3g} (atol {limit:g} + {NOISE_FACTOR:g} x PyTorch float32's own error {f.torch_error:.3g})")
-
-
-@dataclass
-class ValidationReport:
-    atol: float
-    diffs: list[OutputDiff] = field(default_factory=list)
-    rtol: float = 0.0
+    batch: int = 1
+    opset: int | None = None
+    variant: str | None = None
+    dynamic_batch: bool = True
+    simplify_model: bool = True
+    atol: float | None = None
+    rtol: float | None = None
     precision: str = "fp32"
 
-    def limit(self, diff: OutputDiff) -> float:
-        return self.atol if diff.tolerance is None else diff.tolerance
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX file a family asks for: `module(*args)` traced with these names and dynamic axes."""
+
+    part: str  # its role: "model", or a composite part's name ("dense", "head")
+    path: Path
+    module: "torch.nn.Module"
+    args: tuple
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None
+    # per-sample output shapes written into the graph where the exporter leaves them symbolic
+    output_shapes: Mapping[str, tuple[int, ...]] | None = None
+    rows_per_image: int = 1  # a composite part's rows per image (a box head runs 1000 RoIs per image)
+
+
+@dataclass
+class ExportPlan:
+    """What a family exports for one request and how the files are described."""
+
+    graphs: list[GraphSpec]
+    layout: str  # the summary's words for the shapes: "dynamic batch", "fixed variant, canvas 128x160, dynamic batch"
+    record: dict  # the sidecar's "onnx" fields for the shapes (dynamic_batch, batch_axis_name, canvas, ...)
+    label: str = ""  # what `run`'s figure adds after the file name
+    descriptor: Path | None = None  # a model in several files: its composite descriptor (ssdconvert.backends.composite)
+    stage: dict | None = None  # the descriptor's host-stage settings
 
     @property
-    def max_abs(self) -> float:
-        return max((d.max_abs for d in self.diffs), default=0.0)
+    def main_path(self) -> Path:
+        """What to compile or run: a composite's descriptor, else the ONNX."""
+        return self.descriptor if self.descriptor is not None else self.graphs[0].path
 
-    def passes(self, diff: OutputDiff) -> bool:
-        return diff.float64.passed if diff.float64 is not None else diff.max_abs <= self.limit(diff)
 
-    @property
-    def passed(self) -> bool:
-        return all(self.passes(d) for d in self.diffs)
+@dataclass(frozen=True)
+class WrittenGraph:
+    part: str
+    path: Path
+    simplifier: str | None
+    nodes_before: int
+    nodes_after: int
 
-    def first_failure(self) -> OutputDiff | None:
-        return next((d for d in self.diffs if not self.passes(d)), None)
 
-    def error(self, diff: OutputDiff) -> OutputMismatchError:
-        limit = self.limit(diff)
-        return OutputMismatchError(diff.output, diff.batch, diff.max_abs, limit, diff.detail(limit))
+class Validation(ABC):
+    """A family comparator's figures for exported files that agree with PyTorch (disagreement raises)."""
+
+    @abstractmethod
+    def figure(self) -> str:
+        """The comparison in a few words, for `run`."""
+
+    @abstractmethod
+    def summary(self) -> str:
+        """What the PASSED line says in brackets."""
+
+    @abstractmethod
+    def lines(self) -> list[str]:
+        """What `ssdconvert export` prints about the comparison."""
+
+    @abstractmethod
+    def metrics(self) -> dict:
+        """The figures `run` records."""
+
+    @abstractmethod
+    def record(self) -> dict:
+        """The sidecar's "validation" block."""
+
+
+class FamilyExport(ABC):
+    """A detector family's part of the export (ModelSpec.exporter); the rest is export_model's."""
+
+    default_opset: int = DEFAULT_OPSET
+    variants: tuple[str, ...] = ("raw",)  # the first is the default
+
+    def check(self, spec: "ModelSpec", options: ExportOptions) -> None:
+        """Refuse, before any work, options this family cannot honour (ExportError)."""
+
+    @abstractmethod
+    def graph_module(self, model: "torch.nn.Module") -> "torch.nn.Module":
+        """The module whose forward the main graph is (inputs in the spec's input order)."""
+
+    @abstractmethod
+    def plan(self, model: "torch.nn.Module", spec: "ModelSpec", output: Path, options: ExportOptions) -> ExportPlan:
+        """The graphs to write for `output` (and their descriptor, for a composite) and how to describe them."""
+
+    @abstractmethod
+    def validate(self, model: "torch.nn.Module", spec: "ModelSpec", files: Mapping[str, Path],
+                 options: ExportOptions) -> Validation:
+        """Run the written files (part -> path) against PyTorch; raise a typed ExportError naming the output and
+        the difference where they disagree."""
 
 
 @dataclass
 class ExportResult:
-    onnx_path: Path
+    """What `ssdconvert export` and `run` report about an export, for every family."""
+
+    onnx_path: Path  # what to compile or run: the ONNX, or a composite's descriptor
     sidecar_path: Path
-    validation: ValidationReport
-    simplifier: str | None
-    nodes_before: int
-    nodes_after: int
-    seconds: float
-    precision: str = "fp32"
-    dynamic_batch: bool = True
-    traced_batch: int = 1
-    opset: int = DEFAULT_OPSET
+    graphs: list[WrittenGraph]
+    validation: Validation
+    options: ExportOptions  # resolved: opset and variant set
+    layout: str
+    label: str = ""
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file written but the record: the ONNX files, then a composite's descriptor."""
+        paths = [g.path for g in self.graphs]
+        return paths if self.onnx_path in paths else [*paths, self.onnx_path]
+
+    @property
+    def precision(self) -> str:
+        return self.options.precision
+
+    @property
+    def opset(self) -> int:
+        return int(self.options.opset)
 
     def figure(self) -> str:
         """One line for `ssdconvert run`."""
-        return f"{self.onnx_path.name}: max abs diff vs PyTorch {self.validation.max_abs:.2g}"
+        return f"{self.onnx_path.name}{self.label}: {self.validation.figure()}"
 
     def metrics(self) -> dict:
-        return {"max_abs_diff": self.validation.max_abs}
+        return self.validation.metrics()
 
     def summary_lines(self) -> list[str]:
-        """What `ssdconvert export` prints (before the weights line)."""
-        from ssdconvert.formatting import format_table
-
-        report = self.validation
-        shape = "dynamic batch" if self.dynamic_batch else f"static batch {self.traced_batch}"
-        simplified = (f"{self.simplifier} {self.nodes_before} -> {self.nodes_after} nodes"
-                      if self.simplifier else "not simplified")
-        lines = [f"wrote {self.onnx_path} ({shape}, opset {self.opset}, {simplified}, {self.seconds:.1f} s)"]
+        """What `ssdconvert export` prints (the weights line goes after the first)."""
+        names = " + ".join([str(self.files[0]), *(p.name for p in self.files[1:])])
+        lines = [f"wrote {names} ({self.layout}, opset {self.opset}, {self._nodes()}, {self.seconds:.1f} s)"]
         if self.precision == "fp16":
             lines.append("precision: fp16 (weights, input `image` and outputs are float16; feed float16 tensors)")
-        if report.rtol:
-            lines.append(f"validation against FP32 PyTorch (ONNX Runtime CPU, max abs <= {report.atol:g} + "
-                         f"{report.rtol:g} * max|torch|):")
-            rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{report.limit(d):.3g}") for d in report.diffs]
-            lines.append(format_table(["batch", "output", "max abs", "tolerance"], rows))
-        else:
-            lines.append(f"validation against PyTorch (ONNX Runtime CPU, atol {report.atol:g}):")
-            rows = [(d.batch, d.output, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}") for d in report.diffs]
-            lines.append(format_table(["batch", "output", "max abs", "max rel"], rows))
-            for d in (d for d in report.diffs if d.float64):
-                f = d.float64
-                lines.append(f"  batch {d.batch} {d.output}: beyond atol, so judged against a float64 run: error "
-                             f"{f.onnx_error:.3g} <= {f.limit:.3g} (atol + {NOISE_FACTOR:g} x PyTorch float32's own "
-                             f"error {f.torch_error:.3g})")
-        return lines
+        return lines + self.validation.lines()
+
+    def _nodes(self) -> str:
+        simplifier = next((g.simplifier for g in self.graphs if g.simplifier), None)
+        if simplifier is None:
+            return f"not simplified, {' + '.join(str(g.nodes_after) for g in self.graphs)} nodes"
+        return f"{simplifier} {', '.join(f'{g.nodes_before} -> {g.nodes_after}' for g in self.graphs)} nodes"
 
     def verdict(self) -> str:
-        return f"PASSED (max abs diff {self.validation.max_abs:.3g}); details in {self.sidecar_path}"
+        return f"PASSED ({self.validation.summary()}); details in {self.sidecar_path}"
+
+
+# ----------------------------------------------------------------------------------------------- the path
+
+
+def export_model(model: "torch.nn.Module", spec: "ModelSpec", output: str | Path, *, weights: "WeightsSource",
+                 **options) -> ExportResult:
+    """Export `model` as `spec`'s family plans it, validate it, then move every file into place with its record.
+
+    `options`: the fields of ExportOptions. Nothing is left on disk unless the whole export passed.
+    """
+    family = spec.exporter
+    resolved = resolve_options(family, spec, ExportOptions(**options))
+    started = time.perf_counter()
+    model = model.eval()
+    plan = family.plan(model, spec, Path(output), resolved)
+    sidecar = Path(f"{plan.main_path}.json")
+    with _staged([*(g.path for g in plan.graphs), plan.main_path, sidecar]) as staged:
+        written = [write_graph(g, staged[g.path], resolved.opset, resolved.simplify_model) for g in plan.graphs]
+        if resolved.precision == "fp16":
+            for g in plan.graphs:
+                log.info("fp16: rounded %d initializers to float16", convert_to_fp16(staged[g.path]))
+        validation = family.validate(model, spec, {g.part: staged[g.path] for g in plan.graphs}, resolved)
+        if plan.descriptor is not None:
+            _write_descriptor(plan, spec, resolved.variant, staged[plan.descriptor])
+        result = ExportResult(plan.main_path, sidecar, [replace(w, path=g.path) for w, g in zip(written, plan.graphs)],
+                              validation, resolved, plan.layout, plan.label, time.perf_counter() - started)
+        write_json(staged[sidecar], _provenance(spec, result, weights, plan.record, staged))
+    return result
+
+
+def resolve_options(family: FamilyExport, spec: "ModelSpec", options: ExportOptions) -> ExportOptions:
+    """`options` with the family's default opset and variant; refuse what cannot be exported (ExportError)."""
+    options = replace(options, opset=family.default_opset if options.opset is None else options.opset,
+                      variant=options.variant or family.variants[0])
+    if options.precision not in PRECISIONS:
+        raise ExportError(f"precision '{options.precision}' is not supported; use {' or '.join(PRECISIONS)}")
+    if options.opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS.start}-"
+                          f"{SUPPORTED_OPSETS.stop - 1}")
+    if options.batch < 1:
+        raise ExportError(f"batch size must be >= 1, got {options.batch}")
+    if options.variant not in family.variants:
+        raise ExportError(f"{spec.name} has the export variant(s) {', '.join(family.variants)}, not "
+                          f"{options.variant!r}")
+    family.check(spec, options)
+    return options
+
+
+@contextlib.contextmanager
+def _staged(targets: Sequence[Path]) -> Iterator[dict[Path, Path]]:
+    """A temporary file beside each target (fileio.atomic_path); all are renamed onto their targets, in the
+    order given (the record last), only if the block succeeds, and removed on any error or Ctrl-C."""
+    with contextlib.ExitStack() as stack:
+        ordered = list(dict.fromkeys(targets))
+        # an ExitStack leaves its contexts last-entered first: enter the last target first
+        staged = {target: stack.enter_context(atomic_path(target)) for target in reversed(ordered)}
+        yield staged
+
+
+def write_graph(graph: GraphSpec, path: Path, opset: int, simplify_model: bool) -> WrittenGraph:
+    """torch.onnx.export `graph` to `path`, then simplify it and declare its output shapes."""
+    torch_export(graph, path, opset)
+    if simplify_model:
+        simplifier, before, after = simplify(path)
+    else:
+        simplifier, before, after = None, _node_count(path), _node_count(path)
+    if graph.output_shapes:
+        declare_output_shapes(path, graph.output_shapes)
+    return WrittenGraph(graph.part, path, simplifier, before, after)
+
+
+def torch_export(graph: GraphSpec, path: Path, opset: int) -> None:
+    """The TorchScript exporter (dynamo=False), constants folded; ExportError on any failure."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # every size the tracer sees as a Python int is a constant of the family's graph (a fixed canvas);
+            # the dynamic axes are declared, and sizes that must follow them are computed in the graph
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(graph.module.eval(), graph.args, str(path), input_names=list(graph.input_names),
+                              output_names=list(graph.output_names), opset_version=opset,
+                              dynamic_axes=None if graph.dynamic_axes is None else dict(graph.dynamic_axes),
+                              do_constant_folding=True, dynamo=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
+
+
+def _node_count(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path)).graph.node)
+
+
+def _write_descriptor(plan: ExportPlan, spec: "ModelSpec", variant: str, path: Path) -> None:
+    """The composite descriptor naming the plan's files (ssdconvert.backends.composite writes it)."""
+    from ssdconvert.backends import composite
+
+    def tensors(specs) -> list[dict]:
+        return [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in specs]
+
+    raw = {"schema": composite.SCHEMA, "version": composite.VERSION, "model": spec.name, "variant": variant,
+           "inputs": tensors(spec.inputs), "outputs": tensors(spec.outputs), "parts": [], "stage": plan.stage or {}}
+    parts = tuple(composite.Part(g.part, g.path, g.rows_per_image) for g in plan.graphs)
+    composite.write(path, composite.Composite(plan.main_path, spec.name, variant, parts, raw),
+                    {p.name: p.path for p in parts})
+
+
+# ------------------------------------------------------------------------------------ shared by comparators
 
 
 def seeded_input(spec: "ModelSpec", batch: int, seed: int = VALIDATION_SEED) -> "np.ndarray":
-    """Random normal NCHW input, like the reference export's dummy tensor."""
+    """Random normal NCHW input of `spec`'s image shape, like the reference export's dummy tensor."""
     import numpy as np
 
     return np.random.default_rng(seed).standard_normal(spec.input.with_batch(batch)).astype(np.float32)
 
 
-def compare_outputs(
-    expected: Sequence["np.ndarray"], actual: Sequence["np.ndarray"], names: Sequence[str], batch: int, atol: float,
-    rtol: float = 0.0,
-) -> list[OutputDiff]:
-    import numpy as np
-
-    diffs = []
-    for name, ref, got in zip(names, expected, actual):
-        if ref.shape != got.shape:
-            raise ExportError(f"output '{name}' has shape {list(got.shape)}, PyTorch gives {list(ref.shape)}")
-        ref64 = ref.astype(np.float64)
-        err = np.abs(got.astype(np.float64) - ref64)
-        if not np.isfinite(err).all():  # inf/NaN never pass (an fp16 overflow shows up here)
-            err = np.where(np.isfinite(err), err, np.inf)
-        rel = err / (np.abs(ref64) + atol)
-        tolerance = atol + rtol * float(np.abs(ref64).max()) if rtol else None
-        diffs.append(OutputDiff(name, batch, float(err.max()), float(rel.max()), tolerance))
-    return diffs
-
-
-def _numpy_dtype(ort_type: str):
-    """'tensor(float16)' -> numpy.float16 (the input dtype an ONNX Runtime session expects)."""
-    import numpy as np
-
-    return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
-        ort_type, np.float32)
-
-
-def validate_model_outputs(
-    onnx_path: str | Path,
-    model: "torch.nn.Module",
-    spec: "ModelSpec",
-    batches: Sequence[int],
-    atol: float = DEFAULT_ATOL,
-    rtol: float = 0.0,
-) -> ValidationReport:
-    """Run ONNX Runtime and PyTorch on the same seeded input for each batch size and compare.
-
-    The FP32 PyTorch model is the reference; an FP32 graph output beyond `atol` is judged again
-    against a float64 run (see the module docstring). The input is fed in the dtype the ONNX graph
-    declares (a float16 graph gets the same seeded values rounded to float16).
-    """
-    import onnxruntime as ort
-    import torch
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    input_dtype = _numpy_dtype(session.get_inputs()[0].type)
-    precision = "fp16" if session.get_inputs()[0].type == "tensor(float16)" else "fp32"
-    report = ValidationReport(atol=atol, rtol=rtol, precision=precision)
-    for batch in dict.fromkeys(batches):
-        x = seeded_input(spec, batch)
-        with torch.no_grad():
-            expected = [t.float().numpy() for t in model(torch.from_numpy(x))]
-        actual = session.run(list(spec.output_names), {spec.input.name: x.astype(input_dtype)})
-        diffs = compare_outputs(expected, actual, spec.output_names, batch, atol, rtol)
-        if precision == "fp32" and any(d.max_abs > report.limit(d) for d in diffs):
-            exact = _float64_outputs(model, x)
-            for d, ref, got, ref64 in zip(diffs, expected, actual, exact):
-                torch_error, onnx_error = _max_abs(ref, ref64), _max_abs(got, ref64)
-                d.float64 = Float64Check(onnx_error, torch_error, atol + NOISE_FACTOR * torch_error)
-        for d in diffs:
-            log.info("validate bs=%d %s: max abs %.3g, max rel %.3g%s", batch, d.output, d.max_abs, d.max_rel,
-                     f", from float64 {d.float64.onnx_error:.3g} (PyTorch {d.float64.torch_error:.3g})"
-                     if d.float64 else "")
-        report.diffs += diffs
-    return report
-
-
-def _float64_outputs(model: "torch.nn.Module", x: "np.ndarray") -> list["np.ndarray"]:
-    """The model's outputs computed in float64 (a copy of the model; the original is untouched)."""
+def float64_copy(model: "torch.nn.Module") -> "torch.nn.Module":
+    """A float64 copy of `model` (the original is untouched): the exact run comparators judge against."""
     import copy
 
-    import torch
-
-    exact = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        return [t.numpy() for t in exact(torch.from_numpy(x).double())]
+    return copy.deepcopy(model).double().eval()
 
 
-def _max_abs(a: "np.ndarray", b: "np.ndarray") -> float:
+def check_finite(output: str, values: "np.ndarray", source: str, batch: int) -> None:
+    """NonFiniteOutputError naming `output` if `values` (from `source`, e.g. "PyTorch") hold NaN or inf."""
     import numpy as np
 
-    err = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    return float(np.where(np.isfinite(err), err, np.inf).max())
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise NonFiniteOutputError(output, batch, source, int(bad.sum()), int(values.size))
 
 
-def convert_to_fp16(path: Path) -> int:
-    """Round every float32 tensor of the ONNX file (weights, constants, I/O, value_info) to float16.
-
-    In place; returns the number of converted initializers. Refuses graphs with ops outside
-    FP16_SAFE_OPS and weights that overflow float16, so nothing is converted silently wrong.
-    """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    model = onnx.load(str(path))
-    unknown = sorted({n.op_type for n in model.graph.node
-                      if n.op_type not in FP16_SAFE_OPS or n.domain not in ("", "ai.onnx")})
-    if unknown:
-        raise ExportError(f"FP16 conversion does not support op(s) {', '.join(unknown)}; export FP32 and use "
-                          "the compiler's precision option instead")
-
-    def half(tensor: "onnx.TensorProto") -> "onnx.TensorProto":
-        values = numpy_helper.to_array(tensor)
-        if np.abs(values).max(initial=0.0) > FP16_MAX:
-            raise ExportError(f"tensor '{tensor.name}' has values beyond the float16 range (+-{FP16_MAX:g})")
-        return numpy_helper.from_array(values.astype(np.float16), tensor.name)
-
-    converted = 0
-    for init in model.graph.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(half(init))
-            converted += 1
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if node.op_type == "Constant" and attr.type == onnx.AttributeProto.TENSOR \
-                    and attr.t.data_type == TensorProto.FLOAT:
-                attr.t.CopyFrom(half(attr.t))
-            elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
-                attr.i = TensorProto.FLOAT16
-    for info in (*model.graph.input, *model.graph.output, *model.graph.value_info):
-        if info.type.tensor_type.elem_type == TensorProto.FLOAT:
-            info.type.tensor_type.elem_type = TensorProto.FLOAT16
-    try:
-        onnx.checker.check_model(model, full_check=True)  # strict type inference catches a mixed graph
-    except Exception as exc:  # noqa: BLE001 - checker errors have several types
-        raise ExportError(f"the FP16 graph does not type-check: {exc}") from exc
-    onnx.save(model, str(path))
-    return converted
+# -------------------------------------------------------------------------------------------- graph steps
 
 
 def simplify(path: Path) -> tuple[str | None, int, int]:
@@ -330,85 +383,78 @@ def simplify(path: Path) -> tuple[str | None, int, int]:
     return "onnxslim", before, len(slimmed.graph.node)
 
 
-def _torch_export(model, spec: "ModelSpec", path: Path, batch: int, opset: int, dynamic_batch: bool) -> None:
-    import torch
+def declare_output_shapes(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Write fixed per-sample output shapes into the graph's outputs where the exporter left them symbolic
+    (torch names a Where's output dims `Whereboxes_dim_1`): compilers and readers see the static sizes."""
+    import onnx
 
-    dummy = torch.from_numpy(seeded_input(spec, batch))
-    names = [spec.input.name, *spec.output_names]
-    axes = {name: {0: BATCH_AXIS_NAME} for name in names} if dynamic_batch else None
+    model = onnx.load(str(path))
+    changed = False
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, size in zip(list(dims)[1:], shapes.get(output.name, ())):
+            if not dim.HasField("dim_value") or dim.dim_value != size:
+                dim.Clear()
+                dim.dim_value = size
+                changed = True
+    if changed:
+        onnx.save(model, str(path))
+
+
+def convert_to_fp16(path: Path) -> int:
+    """Round every float32 tensor of the ONNX file (weights, constants, I/O, value_info) to float16.
+
+    In place; returns the number of converted initializers. Refuses graphs with ops outside
+    FP16_SAFE_OPS and weights that overflow float16, so nothing is converted silently wrong.
+    """
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(path))
+    unknown = sorted({n.op_type for n in model.graph.node
+                      if n.op_type not in FP16_SAFE_OPS or n.domain not in ("", "ai.onnx")})
+    if unknown:
+        raise ExportError(f"FP16 conversion does not support op(s) {', '.join(unknown)}; export FP32 and use "
+                          "the compiler's precision option instead")
+    converted = 0
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(_half(init))
+            converted += 1
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.type == onnx.AttributeProto.TENSOR \
+                    and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(_half(attr.t))
+            elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    for info in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        if info.type.tensor_type.elem_type == TensorProto.FLOAT:
+            info.type.tensor_type.elem_type = TensorProto.FLOAT16
     try:
-        torch.onnx.export(
-            model, (dummy,), str(path), input_names=[spec.input.name], output_names=list(spec.output_names),
-            opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-        raise ExportError(f"torch.onnx.export failed at opset {opset}: {exc}") from exc
+        onnx.checker.check_model(model, full_check=True)  # strict type inference catches a mixed graph
+    except Exception as exc:  # noqa: BLE001 - checker errors have several types
+        raise ExportError(f"the FP16 graph does not type-check: {exc}") from exc
+    onnx.save(model, str(path))
+    return converted
 
 
-def export_onnx(
-    model: "torch.nn.Module",
-    spec: "ModelSpec",
-    output: str | Path,
-    *,
-    weights: "WeightsSource",
-    batch: int = 1,
-    opset: int = DEFAULT_OPSET,
-    dynamic_batch: bool = True,
-    simplify_model: bool = True,
-    atol: float | None = None,
-    rtol: float | None = None,
-    precision: str = "fp32",
-) -> ExportResult:
-    """Export, simplify, validate at batch 1 and `batch`, then move into place and write `<output>.json`.
+def _half(tensor: "onnx.TensorProto") -> "onnx.TensorProto":
+    import numpy as np
+    from onnx import numpy_helper
 
-    `precision="fp16"` rounds the simplified FP32 graph to float16 (input and outputs included)
-    before validation. `atol`/`rtol` default to DEFAULT_TOLERANCES[precision].
-    """
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision '{precision}' is not supported; use {' or '.join(PRECISIONS)}")
-    default_atol, default_rtol = DEFAULT_TOLERANCES[precision]
-    atol = default_atol if atol is None else atol
-    rtol = default_rtol if rtol is None else rtol
-    if opset not in SUPPORTED_OPSETS:
-        raise ExportError(f"opset {opset} is not supported; use {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
-    if batch < 1:
-        raise ExportError(f"batch size must be >= 1, got {batch}")
-    output = Path(output)
-    started = time.perf_counter()
-    model = model.eval()
-    with atomic_path(output) as tmp:
-        _torch_export(model, spec, tmp, batch, opset, dynamic_batch)
-        simplifier, before, after = simplify(tmp) if simplify_model else (None, 0, 0)
-        if precision == "fp16":
-            log.info("fp16: rounded %d initializers to float16", convert_to_fp16(tmp))
-        report = validate_model_outputs(tmp, model, spec, [1, batch] if dynamic_batch else [batch], atol, rtol)
-        failure = report.first_failure()
-        if failure:
-            raise report.error(failure)
-    result = ExportResult(output, Path(f"{output}.json"), report, simplifier, before, after,
-                          time.perf_counter() - started, precision, dynamic_batch, batch, opset)
-    write_json(result.sidecar_path, _provenance(spec, result, weights, batch, opset, dynamic_batch))
-    return result
+    values = numpy_helper.to_array(tensor)
+    if np.abs(values).max(initial=0.0) > FP16_MAX:
+        raise ExportError(f"tensor '{tensor.name}' has values beyond the float16 range (+-{FP16_MAX:g})")
+    return numpy_helper.from_array(values.astype(np.float16), tensor.name)
 
 
-def export_model(model: "torch.nn.Module", spec: "ModelSpec", output: str | Path, *, weights: "WeightsSource",
-                 batch: int = 1, opset: int | None = None, variant: str | None = None, **options):
-    """Export `model` for `spec` through the family's exporter (ModelSpec.exporter), or export_onnx for a
-    family whose network forward is the graph (raw outputs, validated element by element).
-
-    Returns the exporter's result: `onnx_path` (what to compile or run), `sidecar_path`, `seconds`,
-    `figure()`, `summary_lines()` and `verdict()`.
-    """
-    if spec.exporter is not None:
-        return spec.exporter(model, spec, output, weights=weights, batch=batch, opset=opset, variant=variant,
-                             **options)
-    if variant not in (None, "raw"):
-        raise ExportError(f"{spec.name} has one export variant (raw outputs), not {variant!r}")
-    return export_onnx(model, spec, output, weights=weights, batch=batch,
-                       opset=DEFAULT_OPSET if opset is None else opset, **options)
+# --------------------------------------------------------------------------------------------- provenance
 
 
-def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dynamic_batch: bool) -> dict:
+def _provenance(spec: "ModelSpec", result: ExportResult, weights: "WeightsSource", shapes: dict,
+                staged: Mapping[Path, Path]) -> dict:
+    """The record `<file>.json`: what was exported, from which weights, how it was validated, with what."""
     import onnx
     import onnxruntime
     import torch
@@ -416,34 +462,28 @@ def _provenance(spec, result: ExportResult, weights, batch: int, opset: int, dyn
     from ssdconvert import __version__
     from ssdconvert.fileio import sha256_of
 
+    options = result.options
+    io_dtype = "float16" if options.precision == "fp16" else "float32"
     described = spec.describe()
-    io_dtype = "float16" if result.precision == "fp16" else "float32"
-    if result.precision != "fp32":  # the I/O contract of this file, not of the PyTorch model
+    if options.precision != "fp32":  # the I/O contract of this file, not of the PyTorch model
         described["input"]["dtype"] = io_dtype
         for out in described["outputs"]:
             out["dtype"] = io_dtype
+    files = {path.name: sha256_of(staged[path]) for path in result.files}
     return {
         "model": spec.name,
-        "precision": result.precision,
+        "variant": options.variant,
+        "precision": options.precision,
         "spec": described,
-        "onnx": {"path": str(result.onnx_path), "sha256": sha256_of(result.onnx_path), "opset": opset,
-                 "dynamic_batch": dynamic_batch, "traced_batch": batch, "batch_axis_name": BATCH_AXIS_NAME,
-                 "precision": result.precision, "io_dtype": io_dtype},
-        "simplifier": result.simplifier,
-        "nodes": {"before": result.nodes_before, "after": result.nodes_after},
+        "onnx": {"path": str(result.onnx_path), "sha256": files[result.onnx_path.name], "files": files,
+                 "opset": options.opset, **shapes, "traced_batch": options.batch, "precision": options.precision,
+                 "io_dtype": io_dtype},
+        "simplifier": next((g.simplifier for g in result.graphs if g.simplifier), None),
+        "nodes": {"before": sum(g.nodes_before for g in result.graphs),
+                  "after": sum(g.nodes_after for g in result.graphs)},
         "weights": weights.as_dict(),
-        "validation": {"atol": result.validation.atol, "rtol": result.validation.rtol,
-                       "criterion": "max abs diff <= atol + rtol * max|torch| per output; an fp32 output "
-                                    f"beyond it: error from float64 <= atol + {NOISE_FACTOR:g} x PyTorch "
-                                    "float32's own error",
-                       "reference": "PyTorch float32", "runtime": "onnxruntime CPUExecutionProvider",
-                       "passed": result.validation.passed,
-                       "diffs": [_diff_record(d, result.validation) for d in result.validation.diffs]},
+        "validation": result.validation.record(),
         "versions": {"ssdconvert": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
         "seconds": round(result.seconds, 2),
     }
-
-
-def _diff_record(diff: OutputDiff, report: ValidationReport) -> dict:
-    return dict(asdict(diff), tolerance=report.limit(diff), passed=report.passes(diff))

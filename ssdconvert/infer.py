@@ -197,6 +197,19 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
     """Run `model` over the input files and write the ais_bench layout to `output`
     (the summary goes to `<output parent>/<output name>_summary.json`). `backend`: a name, `auto` or a
     Backend; `options`: its own options (Backend.configured; e.g. `AscendOptions(dym_batch=True)`)."""
+    target, job = infer_job(model, input, output, backend=backend, options=options, batchsize=batchsize, device=device,
+                            warmup=warmup, loop=loop, progress=progress, prog=prog, echo=echo)
+    tool = target.folder_tool(job)
+    return tool(job) if tool is not None else _infer_with_runner(target, job)
+
+
+def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Path, *,
+              backend: str | Backend = "auto", options: BackendOptions | Mapping[str, BackendOptions] | None = None,
+              batchsize: int | None = None, device: str | int = "0", warmup: int = 1, loop: int = 1,
+              progress: bool = True, prog: str = "ssdconvert",
+              echo: Callable[[str], None] | None = None) -> tuple[Backend, InferJob]:
+    """Check the model, inputs and output of an infer run and describe it (however it is then run): the
+    configured backend and the job."""
     model, output = Path(model), Path(output)
     if not model.exists():
         raise InferError(f"model not found: {model}")
@@ -213,11 +226,9 @@ def run_infer(model: str | Path, input: str | Path | Sequence, output: str | Pat
         target.check_image_size(bool(infos and infos[0] is not None and infos[0].tensor.dynamic),
                                 f"the input folder {inputs.home}")
         target.check_image_size(target.has_dynamic_image_size(model), f"the model {model.name}")
-    job = InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup, loop=loop,
-                   progress=progress, prog=prog, echo=echo, warnings=warnings,
-                   manifests=tuple(manifests), infos=tuple(infos))
-    tool = target.folder_tool(job)
-    return tool(job) if tool is not None else _infer_with_runner(target, job)
+    return target, InferJob(model, inputs, output, batchsize=batchsize, devices=tuple(devices), warmup=warmup,
+                            loop=loop, progress=progress, prog=prog, echo=echo, warnings=warnings,
+                            manifests=tuple(manifests), infos=tuple(infos))
 
 
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:

@@ -39,6 +39,8 @@ class BenchRow:
     build_seconds: float | None = None
     build_command: list[str] | None = None
     error: str = ""
+    host: str = ""  # where the row was measured, for a sweep on a cluster (bench --cluster)
+    device: str = ""  # the device there (`NPU 3`, `CPU`)
 
 
 @dataclass

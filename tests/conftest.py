@@ -70,7 +70,7 @@ def onnx_export(request, tmp_path_factory, seeded_model):
     ssd-resnet34 reuses the CLI export of `exported_onnx`, faster-rcnn-r101-fpn is `frcnn_export`.
     """
     from ssdconvert.checkpoints import WeightsSource
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import export_model
     from ssdconvert.zoo import get_spec
 
     cache: dict = {}
@@ -82,7 +82,7 @@ def onnx_export(request, tmp_path_factory, seeded_model):
             return request.getfixturevalue("frcnn_export").onnx_path
         if name not in cache:
             out = tmp_path_factory.mktemp("export") / f"{name.replace('-', '_')}.onnx"
-            export_onnx(seeded_model(name), get_spec(name), out, weights=WeightsSource(random_seed=0), batch=EXPORT_BS)
+            export_model(seeded_model(name), get_spec(name), out, weights=WeightsSource(random_seed=0), batch=EXPORT_BS)
             cache[name] = out
         return cache[name]
 

@@ -10,6 +10,8 @@ precisions it builds); its methods are the seam, typed, each with one job:
     runner_for       its Runner factory (abstract); `folder_tool`, `time_batch` and `runtime_label`
                      where it runs a folder or a bench row through its vendor tool
     checks, missing  its rows of `ssdconvert doctor`, and why it cannot run here (abstract)
+    cluster_resource what one of its `--cluster` cells holds on a Ray node (CPU cores, an NPU, an MLU),
+                     and `cluster_device` the --device such a cell passes for the device it holds
     quantize         its INT8 model for `ssdconvert quantize` (with `quantized_suffix`)
     make_taps        its intermediate tensors for `ssdconvert compare`
     commands         its own click commands (`atc`, `cnnl`, `openvino`); `cli_options` the
@@ -180,6 +182,23 @@ class BackendOptions:
     tool: str | None = None  # its compiler executable [default: PATH, then the vendor environment]
 
 
+@dataclass(frozen=True)
+class ClusterResource:
+    """What one `--cluster` cell of a backend holds on a Ray node while it runs (ssdconvert/cluster).
+
+    A visible-devices mask renumbers devices: with `ASCEND_RT_VISIBLE_DEVICES=3` the NPU that npu-smi
+    calls 3 is device 0 for ACL and ais_bench, so a cell records the host's id and passes its position
+    in the mask (Backend.cluster_device)."""
+
+    name: str  # the Ray resource: CPU (cores), an accelerator resource Ray knows (NPU), or a custom one (MLU)
+    visible_env: str | None = None  # the vendor runtime's visible-devices mask
+    ray_assigns_ids: bool = False  # Ray hands out device ids (its accelerator resources), else a cell claims a slot
+    device: bool = True  # False: CPU cores, no device id
+
+
+CPU_CORES = ClusterResource("CPU", device=False)
+
+
 class Backend(ABC):
     """One backend (see the module doc). A subclass declares the class attributes below and implements the
     abstract methods; an instance carries its options."""
@@ -204,6 +223,7 @@ class Backend(ABC):
     # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
     dynamic_image_size: ClassVar[bool] = False
     wrapper: ClassVar[bool] = False  # its facts are another backend's (composite.CompositeBackend)
+    cluster_resource: ClassVar[ClusterResource] = CPU_CORES  # what one of its --cluster cells holds on a node
 
     def __init__(self, options: BackendOptions | None = None):
         options = self.Options() if options is None else options
@@ -297,6 +317,16 @@ class Backend(ABC):
             raise SsdConvertError(f"{self.label} runs one device per run: --device takes one value, not the list "
                                   f"{text!r}. {self.device_help}".strip())
         return items
+
+    def cluster_device(self, physical: str, mask: str | None) -> str:
+        """The --device of a `--cluster` cell that holds the host's device `physical` where the process sees the
+        visible-devices mask `mask` (cluster_resource.visible_env): its position there, or `physical` unmasked."""
+        if mask is None or not mask.strip():
+            return physical
+        visible = [d.strip() for d in mask.split(",")]
+        if physical not in visible:
+            raise SsdConvertError(f"device {physical} is not in the visible-devices mask {mask!r} of this process")
+        return str(visible.index(physical))
 
     def check_image_size(self, dynamic: bool, what: str) -> None:
         """Refuse `what` (a model or an input folder) in the exact mode where this backend needs a fixed canvas."""

@@ -178,7 +178,7 @@ class CompositeRunner(Runner):
 # What a composite's backend is: the facts of the backend its parts run on.
 FACTS = ("name", "label", "Options", "build_tag", "suffixes", "built_by", "also_reads", "aliases", "device_list",
          "device_help", "builds_per_batch", "shared_runner", "precisions", "default_precision", "int8_note",
-         "dynamic_image_size")
+         "dynamic_image_size", "cluster_resource")
 
 
 class CompositeBackend(Backend):
@@ -236,6 +236,9 @@ class CompositeBackend(Backend):
 
     def runner_for(self, model: Path, options: RunOptions) -> Runner:
         return CompositeRunner(self.inner, model, options)
+
+    def cluster_device(self, physical: str, mask: str | None) -> str:
+        return self.inner.cluster_device(physical, mask)
 
     def runtime_label(self, versions: Mapping[str, str]) -> str:
         return self.inner.runtime_label(versions)

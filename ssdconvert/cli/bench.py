@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import BackendOptionsCommand, backend_option, batch_sizes, with_tools
+from ssdconvert.cli.options import (BackendOptionsCommand, backend_option, batch_sizes, cluster_option,
+                                    cluster_session, with_tools)
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -81,8 +82,9 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                    "first (int8 calibrated on --calib, not gated: `quantize` gates); OpenVINO computes at it.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
               help="Preprocessed bins to calibrate int8 on.")
+@cluster_option("every (precision, batch size) cell as a Ray task on a node with the device")
 def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_dir, name, zoo_name, precisions, calib,
-          backend_options):
+          cluster, backend_options):
     """Batch-size sweep: throughput (samples/s) and latency per batch size.
 
     Throughput = 1000 x batch / mean compute latency (ms): compute only, inputs in memory, as
@@ -108,15 +110,20 @@ def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_di
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
-    options = with_tools(backend_options, {name: tool for name in backend_options})
-    results = []
-    for precision in precisions or [None]:
-        stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
-        results.append(run_bench(
-            model, backend=backend, options=options, batch_sizes=batch_sizes, duration=duration, warmup=warmup,
-            device=device, output_dir=output_dir, name=f"{stem}_{precision}" if precisions else name,
-            precision=precision, calib=calib, flops_per_image=_flops(spec, model),
-            feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True)))
+    stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
+    options = dict(backend=backend, options=with_tools(backend_options, {name: tool for name in backend_options}),
+                   batch_sizes=batch_sizes, duration=duration, warmup=warmup, device=device, output_dir=output_dir,
+                   calib=calib, flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
+                   progress=lambda msg: click.echo(msg, err=True))
+    with cluster_session(cluster):
+        if cluster:
+            from ssdconvert.cluster.sweep import bench_sweep
+
+            results = bench_sweep(model, precisions=precisions or [None], name=name,
+                                  names=[f"{stem}_{p}" for p in precisions] if precisions else None, **options)
+        else:
+            results = [run_bench(model, name=f"{stem}_{precision}" if precisions else name, precision=precision,
+                                 **options) for precision in precisions or [None]]
     click.echo(precision_table(results) if precisions else throughput_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
     for result in results:

@@ -56,6 +56,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
       ssdconvert export --model faster-rcnn-r101-fpn --canvas exact --output build/frcnn_exact.onnx
     """
     from ssdconvert.checkpoints import build_model
+    from ssdconvert.errors import ExportError
     from ssdconvert.export import export_model
     from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
@@ -64,12 +65,17 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
     precision = "fp16" if half else "fp32"
     suffix = "_fp16" if half else ""
     output = Path(output or f"{spec.name.replace('-', '_')}_bs{bs}{suffix}.onnx")
-    model, weights = build_model(spec, checkpoint, backbone=backbone, trust=trust_checkpoint, seed=seed)
-    what = ", ".join(filter(None, [variant, "fp16" if half else "", f"opset {opset}" if opset else ""]))
-    click.echo(f"exporting {spec.name} to {output} ({what + ', ' if what else ''}traced at batch {bs}) ...", err=True)
-    result = export_model(model, spec, output, weights=weights, batch=bs, opset=opset, variant=variant,
-                          dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
-                          precision=precision)
+    try:
+        model, weights = build_model(spec, checkpoint, backbone=backbone, trust=trust_checkpoint, seed=seed)
+        what = ", ".join(filter(None, [variant, "fp16" if half else "", f"opset {opset}" if opset else ""]))
+        click.echo(f"exporting {spec.name} to {output} ({what + ', ' if what else ''}traced at batch {bs}) ...",
+                   err=True)
+        result = export_model(model, spec, output, weights=weights, batch=bs, opset=opset, variant=variant,
+                              dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
+                              precision=precision)
+    except KeyboardInterrupt:  # the export is one step: nothing of it was kept, so a re-run starts it over
+        raise ExportError(f"interrupted: nothing was written to {output.parent} (no partial file is left); run "
+                          "the same command again to export") from None
     remember("onnx", result.onnx_path)
     lines = result.summary_lines()
     click.echo(lines[0])

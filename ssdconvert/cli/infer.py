@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import BackendOptionsCommand, backend_option
+from ssdconvert.cli.options import BackendOptionsCommand, backend_option, cluster_option, cluster_session
 
 
 @click.command("infer", cls=BackendOptionsCommand)
@@ -30,7 +30,8 @@ from ssdconvert.cli.options import BackendOptionsCommand, backend_option
 @click.option("--loop", default=1, show_default=True, type=click.IntRange(min=1),
               help="Timed runs per batch (outputs of the last one are written).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
-def infer(model, input_, output, backend, batchsize, device, warmup, loop, progress, backend_options):
+@cluster_option("shards of whole batches over the cluster's devices (the layout is written here)")
+def infer(model, input_, output, backend, batchsize, device, warmup, loop, progress, cluster, backend_options):
     """Run MODEL over every .bin in INPUT and write ais_bench's output layout.
 
     Batches are built as ais_bench does: natural-sorted files, concatenated up to the model
@@ -50,13 +51,17 @@ def infer(model, input_, output, backend, batchsize, device, warmup, loop, progr
       ssdconvert infer --model ssd_bs16.om --input ssd_bin --output result --batchsize 16 --device 0
       ssdconvert infer --model ssd_bs16.om --input ssd_bin --output result --batchsize 16 --device 0,1,2,3
     """
-    from ssdconvert.infer import run_infer
+    if cluster:
+        from ssdconvert.cluster.shards import run_infer
+    else:
+        from ssdconvert.infer import run_infer
 
     if progress is None:
         progress = sys.stderr.isatty()
     echo = (lambda text: click.echo(text, err=True, nl=False)) if progress else None
-    result = run_infer(model, input_, output, backend=backend, options=backend_options, batchsize=batchsize,
-                       device=device, warmup=warmup, loop=loop, progress=progress, echo=echo)
+    with cluster_session(cluster):
+        result = run_infer(model, input_, output, backend=backend, options=backend_options, batchsize=batchsize,
+                           device=device, warmup=warmup, loop=loop, progress=progress, echo=echo)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.resumed_batches:

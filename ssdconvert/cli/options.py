@@ -105,6 +105,25 @@ def backend_option(help: str):
                         metavar="|".join(["auto", *backend_names()]), help=help)
 
 
+def cluster_option(what: str):
+    """`--cluster ADDRESS`: run `what` on a Ray cluster (Ray is imported only when it is given)."""
+    return click.option("--cluster", default=None, metavar="ADDRESS",
+                        help=f"Run {what} on a Ray cluster: auto (the cluster this host joined with `ray start`), "
+                             "HOST:PORT (its head node), or local (a private single-node Ray for this command). "
+                             "Needs `pip install 'ssdconvert[cluster]'`; README: Past one machine.")
+
+
+def cluster_session(address: str | None):
+    """The open cluster session for `--cluster`, or a no-op context without it."""
+    import contextlib
+
+    if not address:
+        return contextlib.nullcontext()
+    from ssdconvert.cluster import connected
+
+    return connected(address, say=lambda line: click.echo(line, err=True))
+
+
 def backend_params(command: str) -> list[click.Option]:
     """Every registered backend's own options for the generic `command` (Backend.cli_options), each named
     `<backend>.<field of its Options>`; two backends may not declare the same flag."""

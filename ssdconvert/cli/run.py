@@ -8,7 +8,8 @@ import click
 
 from ssdconvert.cli.bench import precision_list
 from ssdconvert.cli.options import (BackendOptionsCommand, backend_names, batch_sizes, canonical_backend,
-                                    canvas_option, model_option, weights_options, with_tools)
+                                    canvas_option, cluster_option, cluster_session, model_option, weights_options,
+                                    with_tools)
 from ssdconvert.cli.quantize import gate_options
 
 
@@ -71,9 +72,10 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "fp16 for Ascend (ATC's force_fp16), fp32 elsewhere]. A precision a backend does not build is "
                    "skipped with the reason. Every non-FP32 model is held to the accuracy gate.")
 @gate_options
+@cluster_option("the infer and bench stages (infer in shards, bench one cell per batch size; the rest runs here)")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, batch_sizes,
         bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
-        backend_options):
+        cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -108,8 +110,10 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
                     batch_sizes=batch_sizes, bench_duration=bench_duration, workers=workers, canvas=canvas,
                     variants=None if variants is None else tuple(v for v in variants.split(",") if v),
                     precisions=tuple(precisions) if precisions else None,
-                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap})
-    report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
+                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap},
+                    cluster=cluster)
+    with cluster_session(cluster):
+        report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
     failed = problems(report)

@@ -50,6 +50,7 @@ class RunConfig:
     variants: tuple[str, ...] | None = None  # further export variants to bench (None: every one the family has)
     precisions: tuple[str, ...] | None = None  # fp32, fp16, bf16, int8; None: each backend's default
     gate: dict = field(default_factory=dict)  # agreement.Thresholds fields for the lower-precision gate
+    cluster: str | None = None  # --cluster: infer and bench run on this Ray cluster (inside an open session)
 
     @property
     def infer_batch(self) -> int:
@@ -251,7 +252,7 @@ class _BackendRuns:
         comp = stage(f"compile:{name}", inputs, lambda: _compile(target, self.onnx, workdir, cfg, precision, bins))
         model = Path(comp.outputs[0])
         inf = stage(f"infer:{name}", {"model": comp.key, "inputs": self.pre.key, "batch": cfg.infer_batch},
-                    lambda: _infer(model, target, bins, workdir / "results" / name, cfg.infer_batch))
+                    lambda: _infer(model, target, bins, workdir / "results" / name, cfg.infer_batch, cfg.cluster))
         stage(f"eval:{name}", {"results": inf.key, "model": self.spec.name},
               lambda: _eval(Path(inf.outputs[0]), self.spec.name, workdir / "eval" / name, self.report.random_weights))
         reference = self.report.stage(f"infer:{backends.REFERENCE}")
@@ -413,8 +414,11 @@ def _compare_failed(candidate: _Candidate, bins: Path, spec, thresholds) -> tupl
     return str(js), f"{found.verdict()} (layer report {js})"
 
 
-def _infer(model: Path, backend: Backend, inputs: Path, output: Path, batch: int):
-    from ssdconvert.infer import run_infer
+def _infer(model: Path, backend: Backend, inputs: Path, output: Path, batch: int, cluster: str | None = None):
+    if cluster:
+        from ssdconvert.cluster.shards import run_infer
+    else:
+        from ssdconvert.infer import run_infer
 
     r = run_infer(model, inputs, output, backend=backend, batchsize=batch, progress=False)
     figure = (f"{r.files} images at batch {r.batch}: {r.throughput:.1f} samples/s compute, "
@@ -435,7 +439,10 @@ def _eval(results: Path, model_name: str, out: Path, random_weights: bool):
 
 def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: Backend, precision: str,
            bins: Path | None):
-    from ssdconvert.bench import run_bench
+    if cfg.cluster:
+        from ssdconvert.cluster.sweep import run_bench
+    else:
+        from ssdconvert.bench import run_bench
 
     default = precision == backend.default_precision
     r = run_bench(model, backend=backend, batch_sizes=cfg.batch_sizes, duration=cfg.bench_duration,
@@ -446,4 +453,6 @@ def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: Bac
     figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"
     if r.stopped_early:
         figure += f"; stopped early: {r.failure}"
-    return figure, {"throughput": rows, "label": r.label, "outputs": r.outputs}, [Path(p) for p in r.outputs.values()]
+    where = {row.batch_size: f"{row.host} {row.device}" for row in r.ok_rows if row.host}  # --cluster only
+    return (figure, {"throughput": rows, "label": r.label, "outputs": r.outputs, **({"where": where} if where else {})},
+            [Path(p) for p in r.outputs.values()])

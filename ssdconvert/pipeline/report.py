@@ -97,6 +97,12 @@ def throughput_by_backend(report: PipelineReport) -> dict[str, dict[int, float]]
             for s in report.stages if s.name.startswith("bench:") and not s.skipped}
 
 
+def where_it_ran(report: PipelineReport) -> dict[str, dict[int, str]]:
+    """Label -> batch size -> `host device` of the bench cells a cluster ran (empty for a local run)."""
+    return {s.name.split(":", 1)[1]: {int(b): w for b, w in s.data["where"].items()}
+            for s in report.stages if s.name.startswith("bench:") and not s.skipped and s.data.get("where")}
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -146,6 +152,11 @@ def markdown(report: PipelineReport, plot: Path | None, precision_plot: Path | N
                                                          for b in sizes]), ""]
         if plot:
             lines += [f"![throughput]({plot.name})", ""]
+    where = where_it_ran(report)
+    if where:
+        sizes = sorted({b for rows in where.values() for b in rows})
+        lines += ["## Where each batch size ran (--cluster)", "", markdown_table(
+            ["batch size", *where], [(b, *(where[n].get(b, "–") for n in where)) for b in sizes]), ""]
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(lines)

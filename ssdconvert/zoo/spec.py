@@ -1,11 +1,11 @@
 """ModelSpec: everything a pipeline stage needs to know about one detector.
 
-Plain data plus a few optional family hooks, each None for a family that needs nothing special:
-`demo_weights` (what random weights need to exercise every stage), `graph` and `exporter` (a
-family whose exported graph is not the network's own forward, validated its own way),
-`at_canvas` (a model whose input size is a deployment choice), `example_inputs` (realistic inputs
-for timing and validation) and `composite` (the host stage of a variant split into several device
-models).
+Plain data plus the family's export (`exporter`, a ssdconvert.export.FamilyExport: its graphs and
+its comparator; by default the network's forward, compared element by element) and a few optional
+family hooks, each None for a family that needs nothing special: `demo_weights` (what random
+weights need to exercise every stage), `at_canvas` (a model whose input size is a deployment
+choice), `example_inputs` (realistic inputs for timing and validation) and `composite` (the host
+stage of a variant split into several device models).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from postprocess.heads.nvidia_ssd.priors import PriorSpec
 from postprocess.heads.spec import DetectionHead
 from preprocess.spec import ImageTransform
+from ssdconvert.export import FamilyExport
+from ssdconvert.zoo.raw_outputs import RAW_OUTPUTS
 from stageio.tensor import TensorSpec  # one sample's shape: the batch axis is never in `shape`
 
 if TYPE_CHECKING:  # torch stays a lazy import
@@ -51,15 +53,13 @@ class ModelSpec:
     extra_inputs: tuple[TensorSpec, ...] = ()
     # After seeded random weights, when no checkpoint is given: (model, seed) -> None, in place.
     demo_weights: Callable[["torch.nn.Module", int], None] | None = None
-    # The family's export (ssdconvert.export.export_model's seam); None: the network's forward, raw outputs.
-    exporter: Callable[..., Any] | None = None
+    # The family's part of ssdconvert.export.export_model: its graphs and its comparator.
+    exporter: FamilyExport = RAW_OUTPUTS
     # (spec, (height, width) or preprocess.spec.EXACT_CANVAS) -> the spec for that input canvas; None: the input
     # size is fixed.
     at_canvas: Callable[["ModelSpec", "tuple[int, int] | str"], "ModelSpec"] | None = None
     # (spec, batch) -> realistic feeds {input name: array} for timing; None: random values are as good.
     example_inputs: Callable[["ModelSpec", int], dict[str, "np.ndarray"]] | None = None
-    # network -> the module whose forward is the exported (main) graph; None: the network itself.
-    graph: Callable[["torch.nn.Module"], "torch.nn.Module"] | None = None
     # variant -> (composite descriptor -> its host stage), for variants split into several device models.
     composite: Mapping[str, Callable[[dict], Any]] = field(default_factory=dict)
 
@@ -86,7 +86,7 @@ class ModelSpec:
 
     def graph_module(self, model: "torch.nn.Module") -> "torch.nn.Module":
         """The module whose forward the main export traces (inputs in `inputs` order, outputs `outputs`)."""
-        return self.graph(model) if self.graph is not None else model
+        return self.exporter.graph_module(model)
 
     def example_feeds(self, batch: int) -> dict[str, "np.ndarray"] | None:
         """Realistic inputs for `batch` images at this spec's canvas, or None where random values serve."""

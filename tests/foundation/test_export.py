@@ -16,7 +16,8 @@ from ssdconvert.checkpoints import WeightsSource
 from ssdconvert.fileio import sha256_of
 from ssdconvert.cli import cli
 from ssdconvert.errors import ExportError, OutputMismatchError
-from ssdconvert.export import ValidationReport, export_onnx, seeded_input, validate_model_outputs
+from ssdconvert.export import export_model, seeded_input
+from ssdconvert.zoo.raw_outputs import OutputDiff, ValidationReport, validate_model_outputs
 
 
 def test_graph_contract(exported_onnx):
@@ -73,13 +74,12 @@ def test_validation_names_the_output_that_differs(exported_onnx, torch_model, sp
 def test_failed_validation_leaves_nothing_on_disk(tmp_path, torch_model, spec, monkeypatch):
     failing = ValidationReport(atol=1e-4)
     failing.diffs = []
-    from ssdconvert import export as export_module
-    from ssdconvert.export import OutputDiff
+    from ssdconvert.zoo import raw_outputs
 
     failing.diffs.append(OutputDiff("ploc", 1, 0.5, 1.0))
-    monkeypatch.setattr(export_module, "validate_model_outputs", lambda *a, **k: failing)
+    monkeypatch.setattr(raw_outputs, "validate_model_outputs", lambda *a, **k: failing)
     with pytest.raises(OutputMismatchError, match="output 'ploc'"):
-        export_onnx(torch_model, spec, tmp_path / "m.onnx", weights=WeightsSource(random_seed=0),
+        export_model(torch_model, spec, tmp_path / "m.onnx", weights=WeightsSource(random_seed=0),
                     simplify_model=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -99,9 +99,9 @@ def test_static_batch_export_at_another_opset(tmp_path, monkeypatch):
 def test_bad_arguments_are_rejected(tmp_path, torch_model, spec):
     weights = WeightsSource(random_seed=0)
     with pytest.raises(ExportError, match="opset 9 is not supported"):
-        export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, opset=9)
+        export_model(torch_model, spec, tmp_path / "a.onnx", weights=weights, opset=9)
     with pytest.raises(ExportError, match="batch size must be >= 1"):
-        export_onnx(torch_model, spec, tmp_path / "a.onnx", weights=weights, batch=0)
+        export_model(torch_model, spec, tmp_path / "a.onnx", weights=weights, batch=0)
 
 
 @pytest.mark.parametrize("target", ["/proc/ssdconvert_test.onnx", "/dev/null/x.onnx"])
@@ -112,3 +112,40 @@ def test_unwritable_output_is_one_line_error(tmp_path, monkeypatch, target):
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: cannot ") and target.rsplit("/", 1)[0] in last
     assert "Traceback" not in result.output and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_nan_checkpoint_fails_naming_the_output_and_is_not_remembered(tmp_path, monkeypatch, torch_model):
+    """All-NaN weights used to print "error inf <= inf ... PASSED" and point the state file at the model."""
+    from ssdconvert.state import recall
+
+    monkeypatch.chdir(tmp_path)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in torch_model.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "nan.pt")
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", "nan.pt", "--bs", "1", "--no-simplify",
+                                      "--output", "out/nan.onnx"])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: output 'ploc' of PyTorch has 34928 of 34928 values not finite (NaN or inf) at "
+                           "batch 1: the PyTorch model itself computes them"), last
+    assert "PASSED" not in result.output
+    assert list((tmp_path / "out").iterdir()) == [] and recall("onnx") is None
+
+
+def test_ctrl_c_during_export_says_nothing_was_kept_and_how_to_resume(tmp_path, monkeypatch):
+    """Interrupted after the graph was written (during validation): one Error line, not click's bare "Aborted!",
+    and no temporary file left."""
+    from ssdconvert.zoo import raw_outputs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(raw_outputs, "validate_model_outputs", interrupted)
+    result = CliRunner().invoke(cli, ["export", "--bs", "1", "--no-simplify", "--output", "out/m.onnx"])
+    assert result.exit_code == 1, result.output
+    assert "Aborted!" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: interrupted: nothing was written to out (no partial file is left); run the same command again to "
+        "export")
+    assert list((tmp_path / "out").iterdir()) == []

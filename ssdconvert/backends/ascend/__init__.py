@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdconvert.backends.base import Backend, BackendOptions, RunOptions
+from ssdconvert.backends.base import Backend, BackendOptions, ClusterResource, RunOptions
 from ssdconvert.backends.compiling import CompilerError
 
 SOC_NEEDED = "{what} needs --soc (the chip, e.g. Ascend310P3; see `npu-smi info`)"
@@ -31,6 +31,9 @@ class AscendBackend(Backend):
     aliases = ("atc", "ais_bench")
     device_list = True  # ais_bench --device 0,1,...: one process per NPU, the inputs split between them
     device_help = "--device is the NPU id, or a list (0,1,2,3) to split the inputs across NPUs."
+    # --cluster: Ray's own accelerator resource NPU; Ray assigns the ids and sets the mask (ray==2.60.0,
+    # ray/_private/accelerators/npu.py: ids from acl.rt.get_device_count() or /dev/davinci*)
+    cluster_resource = ClusterResource("NPU", visible_env="ASCEND_RT_VISIBLE_DEVICES", ray_assigns_ids=True)
     builds_per_batch = True  # bench: ATC builds one static .om per batch size, like the published tables
     precisions = ("fp16", "fp32", "bf16")  # ATC --precision_mode force_fp16 (its default), force_fp32, bf16 mix
     default_precision = "fp16"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdconvert.backends.base import Backend, BackendOptions, RunOptions
+from ssdconvert.backends.base import Backend, BackendOptions, ClusterResource, RunOptions
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class MagicMindBackend(Backend):
     build_tag = "mm"
     built_by = ("magicmind",)
     device_help = "--device is the MLU id."
+    # --cluster: a custom resource (`ray start --resources='{"MLU": 8}'`): Ray counts it but assigns no ids, so a
+    # cell claims a free slot of its node; the node's MLU_VISIBLE_DEVICES maps slots to MLUs
+    cluster_resource = ClusterResource("MLU", visible_env="MLU_VISIBLE_DEVICES")
     builds_per_batch = True  # bench: one static model per batch size (or one shape-mutable model)
     precisions = ("fp32", "fp16", "int8")  # force_float32, force_float16, qint8_mixed_float16
     int8_note = ("ssdconvert's MagicMind build script calibrates itself: `ssdconvert cnnl --precision "

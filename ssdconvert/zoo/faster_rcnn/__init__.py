@@ -10,8 +10,9 @@ One module per job, torch imported only by the modules that need it:
     fixed      the exportable fixed-size detector (dynamic batch, K detections per image)
     split      dense model + box-head model with proposal selection and RoIAlign on the host
     layouts    checkpoint key layout and cell-anchor check
-    export     ONNX export and detection-level validation
-    exporter   ModelSpec.exporter: the fixed or split variant, validated, with its sidecar
+    export     ModelSpec.exporter: the fixed or split variant for ssdconvert.export's one path
+    graphs     the graphs it exports (fixed detector, dense and box-head models)
+    validation its comparator: detections matched with the reference's, judged against float64
     demo       demo weights (calibrated random weights) and synthetic test images
     flops      multiply-accumulates per canvas (plain Python)
 
@@ -26,6 +27,7 @@ from postprocess.heads import MASKRCNN_BENCHMARK_RCNN
 from preprocess.resize_pad import DEFAULT_CANVAS, IM_INFO, ResizePadTransform, exact_mode, for_canvas, resized_size
 from preprocess.spec import EXACT_CANVAS
 from ssdconvert.zoo import register
+from ssdconvert.zoo.faster_rcnn.export import FASTER_RCNN
 from ssdconvert.zoo.faster_rcnn.flops import flops_per_image
 from ssdconvert.zoo.spec import ModelSpec
 from stageio.tensor import TensorSpec
@@ -52,22 +54,10 @@ def demo_weights(model, seed: int) -> None:
     calibrate(model, seed)
 
 
-def exporter(model, spec, output, **options):
-    from ssdconvert.zoo.faster_rcnn.exporter import export_faster_rcnn
-
-    return export_faster_rcnn(model, spec, output, **options)
-
-
 def example_inputs(spec, batch: int):
-    from ssdconvert.zoo.faster_rcnn.exporter import example_inputs as make
+    from ssdconvert.zoo.faster_rcnn.validation import example_inputs as make
 
     return make(spec, batch)
-
-
-def fixed_detector(net):
-    from ssdconvert.zoo.faster_rcnn.fixed import FixedSizeDetector
-
-    return FixedSizeDetector(net).eval()
 
 
 def split_stage(descriptor: dict):
@@ -115,10 +105,9 @@ SPEC = register(
             "evaluates all 5000 val2017 images; NMS runs in the graph (IoU > 0.5, the CUDA kernel's test)",
         ),
         demo_weights=demo_weights,
-        exporter=exporter,
+        exporter=FASTER_RCNN,
         at_canvas=at_canvas,
         example_inputs=example_inputs,
-        graph=fixed_detector,
         composite={"split": split_stage},
     )
 )

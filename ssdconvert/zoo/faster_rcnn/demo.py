@@ -21,6 +21,8 @@ NMS, ties past 100, eval) runs on real data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ssdconvert.zoo.faster_rcnn import reference
@@ -51,7 +53,18 @@ def synthetic_images(sizes, canvas: tuple[int, int], seed: int) -> torch.Tensor:
     return out
 
 
-def _rescale(layer: torch.nn.Module, output: torch.Tensor, mean: float, std: float) -> None:
+@dataclass(frozen=True)
+class HeadScales:
+    """What calibrate_heads makes the heads' outputs on the calibration images: (mean, std) of the RPN
+    objectness logits, std of the RPN deltas, of the class logits and of the box deltas."""
+
+    objectness: tuple[float, float] = (-2.0, 2.0)
+    rpn_deltas: float = 0.3
+    class_logits: float = 1.0
+    box_deltas: float = 0.5
+
+
+def rescale(layer: torch.nn.Module, output: torch.Tensor, mean: float, std: float) -> None:
     """Make `layer`'s output (measured as `output`) have the given mean and std."""
     factor = std / output.std()
     layer.weight.mul_(factor)
@@ -59,15 +72,13 @@ def _rescale(layer: torch.nn.Module, output: torch.Tensor, mean: float, std: flo
 
 
 @torch.no_grad()
-def calibrate(model: FasterRCNN, images: torch.Tensor, sizes, seed: int = 0) -> FasterRCNN:
-    """Damp the residual blocks and rescale the heads of a randomized `model` on `images` (in place)."""
-    for module in model.modules():
-        if isinstance(module, Bottleneck):
-            module.bn3.weight.mul_(RESIDUAL_DAMPING)
+def calibrate_heads(model: FasterRCNN, images: torch.Tensor, sizes, scales: HeadScales = HeadScales()) -> None:
+    """Rescale the RPN head, fc6, fc7 and the predictor of `model` so that their outputs on `images` have the
+    `scales` (fc6 and fc7 pre-activations mean 0 / std 1), in place."""
     head = model.rpn.head
     features, logits, deltas = model.dense(images)
-    _rescale(head.cls_logits, torch.cat([t.flatten() for t in logits]), -2.0, 2.0)
-    _rescale(head.bbox_pred, torch.cat([t.flatten() for t in deltas]), 0.0, 0.3)
+    rescale(head.cls_logits, torch.cat([t.flatten() for t in logits]), *scales.objectness)
+    rescale(head.bbox_pred, torch.cat([t.flatten() for t in deltas]), 0.0, scales.rpn_deltas)
     features, logits, deltas = model.dense(images)
     flat = [reference.flatten_level(lg, dl) for lg, dl in zip(logits, deltas)]
     anchors = reference.level_anchors(list(model.rpn.anchor_generator.cell_anchors.buffers()),
@@ -77,10 +88,20 @@ def calibrate(model: FasterRCNN, images: torch.Tensor, sizes, seed: int = 0) -> 
     x = reference.pool(features[:len(model.config.pooler_scales)], proposals, model.config).flatten(1)
     extractor, predictor = model.roi_heads.box.feature_extractor, model.roi_heads.box.predictor
     for fc in (extractor.fc6, extractor.fc7):
-        _rescale(fc, fc(x), 0.0, 1.0)
+        rescale(fc, fc(x), 0.0, 1.0)
         x = torch.relu(fc(x))
-    _rescale(predictor.cls_score, predictor.cls_score(x), 0.0, 1.0)
-    _rescale(predictor.bbox_pred, predictor.bbox_pred(x), 0.0, 0.5)
+    rescale(predictor.cls_score, predictor.cls_score(x), 0.0, scales.class_logits)
+    rescale(predictor.bbox_pred, predictor.bbox_pred(x), 0.0, scales.box_deltas)
+
+
+@torch.no_grad()
+def calibrate(model: FasterRCNN, images: torch.Tensor, sizes, seed: int = 0) -> FasterRCNN:
+    """Damp the residual blocks and rescale the heads of a randomized `model` on `images` (in place)."""
+    for module in model.modules():
+        if isinstance(module, Bottleneck):
+            module.bn3.weight.mul_(RESIDUAL_DAMPING)
+    calibrate_heads(model, images, sizes)
+    predictor = model.roi_heads.box.predictor
     gen = torch.Generator().manual_seed(seed + 1)
     predictor.cls_score.bias[torch.randperm(model.config.num_classes - 1, generator=gen)[:BOOSTED_CLASSES] + 1] += BOOST
     return model

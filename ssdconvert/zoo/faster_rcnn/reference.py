@@ -30,7 +30,7 @@ output rather than of a runtime's sort or sigmoid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -155,18 +155,25 @@ def _filter_results(boxes: torch.Tensor, scores: torch.Tensor, config: RcnnConfi
 
 
 @torch.no_grad()
-def detect(model, images: torch.Tensor, image_sizes: Sequence[ImageSize],
-           config: RcnnConfig | None = None) -> list[Detections]:
+def detect(model, images: torch.Tensor, image_sizes: Sequence[ImageSize], config: RcnnConfig | None = None,
+           check: Callable[[str, torch.Tensor], None] | None = None) -> list[Detections]:
     """The reference test forward of `model` (a FasterRCNN) on a zero-padded batch.
 
     images (N, 3, H, W) with H, W multiples of 32; image_sizes the unpadded (h, w) of each image.
+    `check(name, tensor)` sees the network's outputs as they are made (the split models' names:
+    objectness, rpn_deltas, class_logits, box_deltas) and may raise.
     """
     config = config or model.config
+    check = check or (lambda name, tensor: None)
     features, logits, deltas = model.dense(images)
     flat = [flatten_level(lg, dl) for lg, dl in zip(logits, deltas)]
+    check("objectness", torch.cat([o for o, _ in flat], 1))
+    check("rpn_deltas", torch.cat([d for _, d in flat], 1))
     anchors = level_anchors(list(model.rpn.anchor_generator.cell_anchors.buffers()), config.anchor_strides,
                             [tuple(f.shape[-2:]) for f in features])
     proposals = select_proposals([o for o, _ in flat], [d for _, d in flat], anchors, image_sizes, config)
     pooled = pool(features[:len(config.pooler_scales)], proposals, config)
     class_logits, box_deltas = model.roi_heads.box(pooled)
+    check("class_logits", class_logits)
+    check("box_deltas", box_deltas)
     return filter_detections(class_logits, box_deltas, proposals, image_sizes, config)

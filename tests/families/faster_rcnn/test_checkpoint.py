@@ -14,48 +14,27 @@ from ssdconvert.zoo.faster_rcnn.layouts import load_maskrcnn_benchmark
 from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
 
 
-class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
-    """A stand-in with the attributes of maskrcnn-benchmark's scheduler (solver/lr_scheduler.py)."""
-
-    def __init__(self, optimizer, milestones, gamma=0.1, warmup_factor=1.0 / 3, warmup_iters=500,
-                 warmup_method="linear"):
-        self.milestones, self.gamma = milestones, gamma
-        self.warmup_factor, self.warmup_iters, self.warmup_method = warmup_factor, warmup_iters, warmup_method
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        return list(self.base_lrs)
-
-
 @pytest.fixture(scope="module")
-def trained():
+def trained(maskrcnn_checkpoint):
     """A seeded model and the training-time extras Checkpointer.save writes next to it."""
     model = FasterRCNN()
     randomize(model, 3)
-    head = model.rpn.head
-    optimizer = torch.optim.SGD([*head.parameters(), *model.roi_heads.box.predictor.parameters()], lr=0.02,
-                                momentum=0.9, weight_decay=1e-4)
-    scheduler = WarmupMultiStepLR(optimizer, (60000, 80000))
-    features = [torch.randn(1, 256, 4, 4)]
-    loss = sum(t.sum() for t in head(features)[0]) + model.roi_heads.box.predictor(torch.randn(2, 1024))[0].sum()
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    return model, optimizer, scheduler
+    return (model, *maskrcnn_checkpoint.training_state(model))
 
 
-def checkpoint_file(path, trained, *, legacy: bool = False, model_state=None, **extra) -> None:
-    """Checkpointer.save's layout: DDP `module.` keys, optimizer/scheduler state, the iteration."""
-    model, optimizer, scheduler = trained
-    state = model_state if model_state is not None else model.state_dict()
-    payload = {"model": collections.OrderedDict((f"module.{k}", v) for k, v in state.items()),
-               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "iteration": 90000, **extra}
-    assert payload["optimizer"]["state"]  # momentum buffers are present
-    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+@pytest.fixture(scope="module")
+def checkpoint_file(maskrcnn_checkpoint):
+    """checkpoint_file(path, trained, **options): the trained model in Checkpointer.save's layout."""
+
+    def write(path, trained, **options):
+        model, optimizer, scheduler = trained
+        return maskrcnn_checkpoint.write(path, model, optimizer=optimizer, scheduler=scheduler, **options)
+
+    return write
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pre_1_6_format"])
-def test_training_checkpoint_loads_without_trust(tmp_path, trained, legacy):
+def test_training_checkpoint_loads_without_trust(tmp_path, trained, legacy, checkpoint_file):
     path = tmp_path / "model_final.pth"
     checkpoint_file(path, trained, legacy=legacy)
     model = FasterRCNN()
@@ -81,7 +60,7 @@ class Exploit:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained):
+def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained, checkpoint_file):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     checkpoint_file(path, trained, arguments=Exploit(marker))
@@ -90,7 +69,7 @@ def test_a_pickled_callable_is_refused_and_not_run(tmp_path, trained):
     assert not marker.exists()
 
 
-def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained):
+def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained, checkpoint_file):
     state = trained[0].state_dict()
     state["rpn.anchor_generator.cell_anchors.0"] = state["rpn.anchor_generator.cell_anchors.0"] * 2
     checkpoint_file(tmp_path / "other.pth", trained, model_state=state)
@@ -98,7 +77,7 @@ def test_cell_anchors_of_another_configuration_are_refused(tmp_path, trained):
         load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "other.pth")
 
 
-def test_missing_cell_anchors_are_generated_but_missing_weights_are_not(tmp_path, trained):
+def test_missing_cell_anchors_are_generated_but_missing_weights_are_not(tmp_path, trained, checkpoint_file):
     state = {k: v for k, v in trained[0].state_dict().items() if "cell_anchors" not in k}
     checkpoint_file(tmp_path / "no_anchors.pth", trained, model_state=state)
     assert load_maskrcnn_benchmark(FasterRCNN(), tmp_path / "no_anchors.pth") == 555

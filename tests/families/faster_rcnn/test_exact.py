@@ -24,7 +24,7 @@ from preprocess.resize_pad import exact_mode
 from preprocess.spec import EXACT_CANVAS
 from ssdconvert.cli import cli
 from ssdconvert.zoo.faster_rcnn.demo import synthetic_images
-from ssdconvert.zoo.faster_rcnn.export import (ValidationBatch, check_detections, reference_detections,
+from ssdconvert.zoo.faster_rcnn.validation import (ValidationBatch, check_detections, reference_detections,
                                                validate_detector)
 
 SCALED_RULE = (160, 267)  # (short side, long side limit): exact-mode images of 160x224 and smaller, not the reference
@@ -112,8 +112,8 @@ def read_result(folder, stem) -> ImageDetections:
 def test_the_export_matches_the_reference_on_two_image_sizes(exact_export):
     """The exporter validated the graph in ONNX Runtime against reference.detect on a landscape and a portrait
     image, each alone at its own padded size: every reference detection matched."""
-    assert [r.images for r in exact_export.reports] == [1, 1]
-    for report in exact_export.reports:
+    assert [r.images for r in exact_export.validation.reports] == [1, 1]
+    for report in exact_export.validation.reports:
         assert report.matched == report.expected == report.actual == 100
         assert report.missing == report.extra == 0 and report.max_score_diff <= SCORE_ATOL
     sidecar = json.loads(exact_export.sidecar_path.read_text())
@@ -131,7 +131,7 @@ def test_level_top_k_is_computed_in_the_graph(exact_export, frcnn_model):
     assert traced == (160, 224) and anchors_of_level(traced, 8) > 1000 > anchors_of_level(small, 8)  # P3: 1680, 576
     image = (96, 120)
     batch = ValidationBatch(synthetic_images([image], small, 11).numpy(), [image])
-    report = validate_detector(exact_export.onnx_path, frcnn_model, batch)
+    report = validate_detector(exact_export.onnx_path, frcnn_model, batch).report
     assert report.matched == report.expected == 100 and report.max_score_diff <= SCORE_ATOL
 
 
@@ -199,7 +199,7 @@ def test_infer_feeds_each_image_at_its_own_shape(exact_results, exact_folder, fr
     assert len(shapes) >= 3  # one run, three different input shapes
     for record in exact_results.manifest.images:
         report = check_detections(reference_of(frcnn_model, exact_folder, record),
-                                  [read_result(exact_results.root / "ort", record.stem)], "ONNX Runtime")
+                                  [read_result(exact_results.root / "ort", record.stem)], "ONNX Runtime").report
         assert report.matched == report.expected > 0 and report.max_score_diff <= SCORE_ATOL
 
 
@@ -209,7 +209,7 @@ def test_openvino_runs_the_exact_model_per_image_too(exact_results, exact_export
            exact_results.root / "ov", "--backend", "openvino", "--no-progress")
     for record in exact_results.manifest.images:
         report = check_detections(reference_of(frcnn_model, exact_folder, record),
-                                  [read_result(exact_results.root / "ov", record.stem)], "OpenVINO")
+                                  [read_result(exact_results.root / "ov", record.stem)], "OpenVINO").report
         assert report.matched == report.expected > 0 and report.max_score_diff <= SCORE_ATOL
 
 

@@ -15,8 +15,8 @@ import torch
 from onnx import numpy_helper
 
 from ssdconvert.errors import DetectionMismatchError, ExportError
-from ssdconvert.zoo.faster_rcnn.export import (check_detections, export_detector, fixed_outputs_to_detections,
-                                               reference_detections, validate_detector)
+from ssdconvert.zoo.faster_rcnn.validation import (check_detections, fixed_outputs_to_detections,
+                                                   reference_detections, validate_detector)
 from ssdconvert.zoo.faster_rcnn.fixed import INPUT_NAMES, OUTPUT_NAMES
 
 SCORE_ATOL = 1e-4
@@ -26,7 +26,7 @@ SCORE_ATOL = 1e-4
 def test_onnx_runtime_matches_the_reference(frcnn_export, frcnn_reference, batch):
     """The exporter validated the graph in ONNX Runtime against reference.detect at batch 1 and 3 (synthetic
     images of different contents and sizes): its reports are the evidence."""
-    (report,) = [r for r in frcnn_export.reports if r.images == batch]
+    (report,) = [r for r in frcnn_export.validation.reports if r.images == batch]
     # meaningful: every image has the full 100 (more than 100 candidates survived per-class NMS)
     assert report.matched == report.expected == report.actual == 100 * batch
     assert report.missing == report.extra == report.ties_past_limit == 0
@@ -38,7 +38,7 @@ def test_onnx_runtime_matches_the_reference(frcnn_export, frcnn_reference, batch
 
 @pytest.mark.heavy
 def test_validation_on_other_images_matches_too(frcnn_export, frcnn_model, frcnn_batches, frcnn_reference):
-    report = validate_detector(frcnn_export.onnx_path, frcnn_model, frcnn_batches[3])
+    report = validate_detector(frcnn_export.onnx_path, frcnn_model, frcnn_batches[3]).report
     assert [len(d) for d in frcnn_reference[3]] == [100] * 3
     assert report.matched == report.expected == 300 and report.max_score_diff <= SCORE_ATOL
 
@@ -52,7 +52,8 @@ def test_openvino_runs_the_export_and_matches_onnx_runtime(frcnn_export, frcnn_b
     got = [result[compiled.output(name)] for name in OUTPUT_NAMES]
     expected = run_onnx(frcnn_export.onnx_path, batch)
     assert got[2].dtype == np.int64 and got[0].shape == (3, 100, 4)
-    report = check_detections(fixed_outputs_to_detections(*expected), fixed_outputs_to_detections(*got), "OpenVINO")
+    report = check_detections(fixed_outputs_to_detections(*expected), fixed_outputs_to_detections(*got),
+                              "OpenVINO").report
     assert report.matched == 300 and report.max_score_diff <= SCORE_ATOL
 
 
@@ -124,7 +125,7 @@ def test_ties_past_100_are_cut_to_the_reference_order_and_counted(frcnn_export, 
     expected = reference_detections(net, batch)
     outputs = run_onnx(path, batch)
     actual = fixed_outputs_to_detections(*outputs)
-    report = check_detections(expected, actual, "ONNX Runtime")
+    report = check_detections(expected, actual, "ONNX Runtime").report
     assert len(expected[0]) > 100 and report.ties_past_limit == len(expected[0]) - 100
     assert report.matched == 100 and report.missing == report.extra == 0
     assert outputs[2][0].tolist() == expected[0].labels[:100].tolist()
@@ -143,15 +144,30 @@ def test_a_different_model_fails_validation_naming_what_differs(frcnn_export, fr
 def test_score_differences_beyond_the_tolerance_are_named(frcnn_reference):
     expected = frcnn_reference[1]
     shifted = [type(d)(d.boxes, d.scores + 2e-4, d.labels) for d in expected]
-    with pytest.raises(DetectionMismatchError, match=r"a matched score differs by 0.0002 > 0.0001"):
+    with pytest.raises(DetectionMismatchError, match=r"output 'scores': a matched score differs by 0.0002 > 0.0001") \
+            as caught:
         check_detections(expected, shifted, "OpenVINO")
+    assert caught.value.output == "scores"
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"canvas": (130, 160)}, "multiples of 32"),
-    ({"canvas": (128, 160), "opset": 18}, "opset 18 is not supported"),
+    ({"opset": 18}, "opset 18 is not supported"),
+    ({"variant": "tiled"}, "has the export variant.s. fixed, split, not 'tiled'"),
+    ({"precision": "fp16"}, "exports FP32 only"),
+    ({"rtol": 1e-3}, "--rtol does not apply"),
+    ({"dynamic_batch": False}, "always exported with a dynamic batch axis"),
 ])
-def test_bad_export_arguments_are_refused_before_any_work(tmp_path, frcnn_model, kwargs, message):
+def test_bad_export_arguments_are_refused_before_any_work(tmp_path, frcnn_model, frcnn_spec, kwargs, message):
+    from ssdconvert.checkpoints import WeightsSource
+    from ssdconvert.export import export_model
+
     with pytest.raises(ExportError, match=message):
-        export_detector(frcnn_model, tmp_path / "x.onnx", **kwargs)
-    assert not (tmp_path / "x.onnx").exists()
+        export_model(frcnn_model, frcnn_spec, tmp_path / "x.onnx", weights=WeightsSource(random_seed=0), **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_canvas_off_the_fpn_grid_is_refused(tmp_path, frcnn_model):
+    from ssdconvert.zoo.faster_rcnn.graphs import fixed_graph
+
+    with pytest.raises(ExportError, match="canvas 130x160 must be positive multiples of 32"):
+        fixed_graph(frcnn_model, tmp_path / "x.onnx", (130, 160))

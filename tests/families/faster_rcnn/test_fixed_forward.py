@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdconvert.zoo.faster_rcnn.export import fixed_outputs_to_detections, reference_detections
+from ssdconvert.zoo.faster_rcnn.validation import fixed_outputs_to_detections, reference_detections
 from ssdconvert.zoo.faster_rcnn.fixed import FixedSizeDetector
 from ssdconvert.zoo.faster_rcnn.network import FasterRCNN
 from postprocess.detection_match import match_detections

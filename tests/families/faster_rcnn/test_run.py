@@ -67,7 +67,7 @@ def test_the_default_canvas_exports_and_validates_through_the_cli(tmp_path):
     out = tmp_path / "frcnn.onnx"
     result = CliRunner().invoke(cli, ["export", "--model", "faster-rcnn-r101-fpn", "--bs", "2", "--output", str(out)])
     assert result.exit_code == 0, result.output
-    assert "fixed variant, canvas 1344x1344, opset 16" in result.output
+    assert "fixed variant, canvas 1344x1344, dynamic batch, opset 16" in result.output
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     reports = sidecar["validation"]["reports"]
     assert [r["images"] for r in reports] == [1, 2] and all(r["missing"] == r["extra"] == 0 for r in reports)

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from postprocess.detection_match import ImageDetections
-from ssdconvert.zoo.faster_rcnn.export import check_detections
+from ssdconvert.zoo.faster_rcnn.validation import check_detections
 from ssdconvert.zoo.faster_rcnn.split import (DENSE_INPUTS, DENSE_OUTPUTS, HEAD_INPUTS, ROIS_PER_IMAGE,
                                               SplitDetector, level_shapes)
 
@@ -47,7 +47,7 @@ def test_split_detections_match_the_reference(split_models, frcnn_model, frcnn_b
     detections = detector(batch.images, batch.image_sizes)
     assert heads_fed[0].shape == (3 * ROIS_PER_IMAGE, 256, 7, 7)
     actual = [ImageDetections.of(d.boxes.numpy(), d.scores.numpy(), d.labels.numpy()) for d in detections]
-    report = check_detections(frcnn_reference[3], actual, "split (ONNX Runtime)", limit=None)
+    report = check_detections(frcnn_reference[3], actual, "split (ONNX Runtime)", limit=None).report
     assert report.matched == report.expected == 300 and report.max_score_diff <= 1e-4
     # fewer than 1000 proposals survive on this small canvas: the padding rows of the head input are zero
     rows = heads_fed[0].reshape(3, ROIS_PER_IMAGE, -1)

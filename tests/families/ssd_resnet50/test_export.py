@@ -14,9 +14,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from ssdconvert.fileio import sha256_of
-from ssdconvert.errors import ExportError
-from ssdconvert.export import DEFAULT_TOLERANCES, compare_outputs, convert_to_fp16, seeded_input, \
-    validate_model_outputs
+from ssdconvert.errors import ExportError, NonFiniteOutputError
+from ssdconvert.export import convert_to_fp16, seeded_input
+from ssdconvert.zoo.raw_outputs import DEFAULT_TOLERANCES, compare_outputs, validate_model_outputs
 
 FP16_ATOL, FP16_RTOL = DEFAULT_TOLERANCES["fp16"]
 
@@ -130,9 +130,9 @@ def test_fp16_validation_still_catches_a_wrong_weight(r50_onnx_fp16, r50_model, 
 def test_ssd_resnet34_exports_fp16_through_the_same_path(tmp_path, spec, torch_model):
     """The FP16 path is family-agnostic: the first model converts and validates too."""
     from ssdconvert.checkpoints import WeightsSource
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import export_model
 
-    result = export_onnx(torch_model, spec, tmp_path / "r34_fp16.onnx", weights=WeightsSource(random_seed=0),
+    result = export_model(torch_model, spec, tmp_path / "r34_fp16.onnx", weights=WeightsSource(random_seed=0),
                          dynamic_batch=False, precision="fp16")
     assert result.precision == "fp16" and result.validation.passed
     assert result.validation.max_abs > 1e-5
@@ -166,18 +166,24 @@ def test_fp16_conversion_refuses_what_it_cannot_convert_safely(tmp_path):
 
 
 def test_non_finite_outputs_never_pass():
+    """NaN or inf on either side is a failure naming the output and the side, never a difference to judge (an
+    fp16 overflow shows up on the ONNX side)."""
     ref = np.ones((1, 4), np.float32)
     got = ref.copy()
     got[0, 1] = np.nan
-    (diff,) = compare_outputs([ref], [got], ["ploc"], 1, atol=1e-4)
-    assert diff.max_abs == np.inf
-    (diff,) = compare_outputs([ref], [got.astype(np.float16)], ["ploc"], 1, atol=1e-3, rtol=5e-3)
-    assert diff.max_abs == np.inf and diff.tolerance == pytest.approx(1e-3 + 5e-3)
+    with pytest.raises(NonFiniteOutputError, match=r"output 'ploc' of the ONNX model \(ONNX Runtime\) has 1 of 4 "
+                                                   r"values not finite \(NaN or inf\) at batch 1"):
+        compare_outputs([ref], [got], ["ploc"], 1, atol=1e-4)
+    with pytest.raises(NonFiniteOutputError, match="output 'ploc' of the ONNX model"):
+        compare_outputs([ref], [np.full((1, 4), np.inf, np.float16)], ["ploc"], 1, atol=1e-3, rtol=5e-3)
+    with pytest.raises(NonFiniteOutputError, match=r"output 'plabel' of PyTorch has 1 of 4 .* check the "
+                                                   r"checkpoint's weights"):
+        compare_outputs([ref, got], [ref, ref], ["ploc", "plabel"], 1, atol=1e-4)
 
 
 def test_unknown_precision_is_rejected(tmp_path, r50_model, r50_spec):
     from ssdconvert.checkpoints import WeightsSource
-    from ssdconvert.export import export_onnx
+    from ssdconvert.export import export_model
 
     with pytest.raises(ExportError, match="precision 'int8' is not supported; use fp32 or fp16"):
-        export_onnx(r50_model, r50_spec, tmp_path / "a.onnx", weights=WeightsSource(random_seed=0), precision="int8")
+        export_model(r50_model, r50_spec, tmp_path / "a.onnx", weights=WeightsSource(random_seed=0), precision="int8")

@@ -16,7 +16,8 @@ import torch
 
 from ssdconvert.checkpoints import WeightsSource, build_model
 from ssdconvert.errors import OutputMismatchError
-from ssdconvert.export import DEFAULT_ATOL, export_onnx, seeded_input, validate_model_outputs
+from ssdconvert.export import export_model, seeded_input
+from ssdconvert.zoo.raw_outputs import DEFAULT_ATOL, validate_model_outputs
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_trained_batchnorm_statistics_export_and_pass(tmp_path, trained_stats_r5
     assert max(np.abs(a).max() for a in f64) > 5.0
     assert max(np.abs(a - b).max() for a, b in zip(f32, f64)) > DEFAULT_ATOL
 
-    result = export_onnx(trained_stats_r50, r50_spec, tmp_path / "r50.onnx", weights=WeightsSource(random_seed=0),
+    result = export_model(trained_stats_r50, r50_spec, tmp_path / "r50.onnx", weights=WeightsSource(random_seed=0),
                          batch=1, dynamic_batch=False, simplify_model=False)
     assert result.validation.passed and result.onnx_path.is_file()
     for diff in result.validation.diffs:  # beyond atol only with the float64 judgement recorded
