@@ -369,7 +369,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         except BaseException as exc:
             raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-        filesinfo = _filesinfo(groups, output, batch, len(runner.outputs))
+        filesinfo = _filesinfo(files, groups, output, starts, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
     figures = _RunFigures(files=len(files), runs=len(starts), padded=padded, resumed=len(starts) - len(todo), ran=ran,
@@ -377,15 +377,17 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     return _write_summary(runner, output, argv, batch, loop, filesinfo, figures)
 
 
-def _filesinfo(groups: Sequence[Sequence[Path]], output: Path, batch: int, outputs: int) -> dict[str, dict]:
-    """ais_bench's `filesinfo`: per batch, its input files (per model input when several) and output files."""
-    filesinfo = {}
-    for k, start in enumerate(range(0, len(groups[0]), batch)):
-        chunk = groups[0][start:start + batch]
-        infiles = ([str(f) for f in chunk] if len(groups) == 1
-                   else [[str(f) for f in group[start:start + batch]] for group in groups])
-        outfiles = [str(output / result_name(sample_stem(f), i)) for f in chunk for i in range(outputs)]
-        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
+               outputs: int) -> dict[str, dict]:
+    """ais_bench's `filesinfo`, as io_oprations.py save_tensors_to_file writes it (Ascend/tools 2023-06, sync-ait):
+    keyed by sample id (batch index x files per inference + position; padding slots have none), each sample's
+    input file of every model input and its output files."""
+    filesinfo: dict[str, dict] = {}
+    for k, start in enumerate(starts):
+        for j, f in enumerate(files[start:start + batch]):
+            filesinfo[str(k * batch + j)] = {"infiles": [str(group[start + j]) for group in groups],
+                                             "outfiles": [str(output / result_name(sample_stem(f), i))
+                                                          for i in range(outputs)]}
     return filesinfo
 
 

@@ -1,4 +1,4 @@
-"""The one launcher for every external tool (ATC, ovc, mm_build, mm_run, `python3 -m ais_bench`).
+"""The one launcher for every external tool (ATC, ovc, the MagicMind build script, mm_run, `python3 -m ais_bench`).
 
 An adapter knows only its own flags and output. This module does the rest, the same way for all:
 

@@ -141,18 +141,19 @@ def launcher():
 
 @pytest.fixture(scope="session")
 def fake_vendor_env(tmp_path_factory) -> dict[str, str]:
-    """Environment in which the fake `atc`, `mm_build`, `mm_run` and `python -m ais_bench` are the installed
-    tools (the in-process MagicMind runtime also needs tests/fakes on sys.path: see `fakes_importable`)."""
+    """Environment in which the fake `atc`, `mm_run`, `python -m ais_bench` and `magicmind` (for ssdconvert's
+    MagicMind build script) are the installed tools (the in-process MagicMind runtime also needs tests/fakes on
+    sys.path: see `fakes_importable`)."""
     import os
     import sys
 
     bin_dir = tmp_path_factory.mktemp("fakebin")
     write_fake_launcher(bin_dir, "atc", "atc.py")
-    write_fake_launcher(bin_dir, "mm_build", "mm_build.py")
     write_fake_launcher(bin_dir, "mm_run", "mm_run.py")
     python_path = os.pathsep.join(p for p in (str(FAKES), os.environ.get("PYTHONPATH")) if p)
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": python_path,
-            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable, "FAKE_MM_RUN_DURATION_MS": "20"}
+            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable, "SSDCONVERT_MAGICMIND_PYTHON": sys.executable,
+            "FAKE_MM_RUN_DURATION_MS": "20"}
 
 
 @contextlib.contextmanager

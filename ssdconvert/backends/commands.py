@@ -51,7 +51,8 @@ def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -
     return None if value is None else tuple(int_list(value, param.opts[0]))
 
 
-def tool_options(default_timeout: int):
+def tool_options(default_timeout: int,
+                 tool_help: str = "The tool's executable (default: PATH, then the vendor install env)."):
     """--tool, --timeout, --dry-run, --quiet: shared by every compiler command."""
 
     def decorate(func):
@@ -61,8 +62,7 @@ def tool_options(default_timeout: int):
                             help="Print the exact command line and run nothing.")(func)
         func = click.option("--timeout", default=default_timeout, show_default=True, type=FiniteFloat(min=1),
                             help="Seconds before the tool is killed.")(func)
-        func = click.option("--tool", type=click.Path(), default=None,
-                            help="The tool's executable (default: PATH, then the vendor install env).")(func)
+        func = click.option("--tool", type=click.Path(), default=None, help=tool_help)(func)
         return func
 
     return decorate

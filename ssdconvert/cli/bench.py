@@ -69,7 +69,8 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
               help="Seconds of timed runs per batch size (at least one run).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs per batch size.")
 @click.option("--tool", type=click.Path(dir_okay=False), default=None,
-              help="The compiler for per-batch builds from an .onnx (atc, mm_build) [default: PATH, vendor env].")
+              help="The compiler for per-batch builds from an .onnx (atc; a MagicMind build script) [default: PATH, "
+                   "vendor env; MagicMind: ssdconvert's build_model.py].")
 @click.option("--device", default="0", show_default=True, help="NPU / MLU id, or OpenVINO device (CPU).")
 @click.option("--output", "-o", "output_dir", default="build/bench", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the reports.")

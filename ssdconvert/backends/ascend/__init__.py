@@ -48,6 +48,16 @@ class AscendBackend(Backend):
             raise CompilerError(SOC_NEEDED.format(what=what))
         return self.options.soc
 
+    def precision_refusal(self, precision: str | None) -> str | None:
+        """Also refuse bf16 for a chip without bfloat16 (310P, the main target, has none)."""
+        refusal = super().precision_refusal(precision)
+        if refusal or precision is None or not self.options.soc:
+            return refusal
+        from ssdconvert.backends.ascend.compile import MODES, bf16_refusal
+
+        why = bf16_refusal(self.options.soc, [MODES.get(precision, precision)])
+        return f"{self.label} cannot build {precision} for {self.options.soc}: {why}" if why else None
+
     def build(self, onnx: Path, out_dir: Path, *, batch: int, precision: str | None,
               calib: Path | None) -> list[Path]:
         """One static .om at `batch` (`calib` is not used: INT8 om files come from AMCT)."""
