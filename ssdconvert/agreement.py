@@ -21,7 +21,7 @@ and says nothing about accuracy on real objects; the report says so. With real w
 annotations, `real_map` adds each side's COCO mAP against the annotations and the difference.
 
 Default thresholds, from measurement on the synthetic set (seeded weights, 22 images,
-ssd-resnet34; figures in README "Lower precision"): a faithful per-channel INT8 model scores
+ssd-resnet34; figures in docs/precision.md): a faithful per-channel INT8 model scores
 cosine >= 0.998 and SNR >= 26 dB on both outputs and detection AP ~0.7; OpenVINO BF16 scores
 higher on all three; an INT8 model calibrated on all-zero inputs or with absurd exclusions falls
 below them. Every threshold is an option (`quantize --min-cosine/--min-snr/--min-det-ap`).

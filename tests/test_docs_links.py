@@ -90,6 +90,17 @@ def test_every_docs_page_is_reachable_from_the_readme():
     assert [page_id(p) for p in PAGES if p not in reached] == []
 
 
+def test_docs_pages_named_in_code_exist():
+    """Help texts, error messages and comments point at docs pages by path; a renamed page breaks them."""
+    sources = [ROOT / "pyproject.toml", ROOT / "Makefile",
+               *(f for d in ("ssdconvert", "preprocess", "postprocess", "stageio", "benchmarks", "tests")
+                 for f in (ROOT / d).rglob("*.py"))]
+    named = {(f.relative_to(ROOT).as_posix(), m) for f in sources
+             for m in re.findall(r"\bdocs/[\w/.-]+?\.md\b", f.read_text())}
+    assert len(named) >= 5
+    assert sorted(n for n in named if not (ROOT / n[1]).is_file()) == []
+
+
 def test_readme_is_a_front_door():
     """Details go to docs/; the README keeps what it is, set-up, the two commands, the tour, the maps."""
     lines = len((ROOT / "README.md").read_text().splitlines())

@@ -1,4 +1,4 @@
-"""`source tests/fakes/env.sh` (the README's rehearsal without hardware) makes every vendor backend runnable."""
+"""`source tests/fakes/env.sh` (docs/vendor-contracts.md: rehearse without hardware) makes every vendor backend runnable."""
 
 from __future__ import annotations
 

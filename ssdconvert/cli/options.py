@@ -117,7 +117,7 @@ def cluster_option(what: str):
     return click.option("--cluster", default=None, metavar="ADDRESS",
                         help=f"Run {what} on a Ray cluster: auto (the cluster this host joined with `ray start`), "
                              "HOST:PORT (its head node), or local (a private single-node Ray for this command). "
-                             "Needs `pip install 'ssdconvert[cluster]'`; README: Past one machine.")
+                             "Needs `pip install 'ssdconvert[cluster]'`; see docs/cluster.md.")
 
 
 def cluster_session(address: str | None):

@@ -7,7 +7,7 @@ import click
 from ssdconvert.backends import REFERENCE
 from ssdconvert.cli.options import BackendOptionsCommand, finite_float
 
-GATE_HELP = "Accuracy gate: fail below this {what} (see README: Lower precision)."
+GATE_HELP = "Accuracy gate: fail below this {what} (see docs/precision.md)."
 
 
 def gate_options(func):

@@ -409,7 +409,7 @@ def _compare_failed(candidate: _Candidate, bins: Path, spec, thresholds) -> tupl
     target, model, precision = candidate.target, candidate.model, candidate.precision
     if not target.exposes_layers:
         return None, (f"no layer-wise comparison for {target.label} here: dump its tensors on the device and run "
-                      "`ssdconvert compare` on the dump folder (README: compare)")
+                      "`ssdconvert compare` on the dump folder (docs/commands/compare.md)")
     side = Side(f"{target.name}:{model}:{precision}", Path(model), target.name, precision)
     try:
         found = compare_models(str(candidate.onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)

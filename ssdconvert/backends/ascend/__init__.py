@@ -39,7 +39,7 @@ class AscendBackend(Backend):
     default_precision = "fp16"
     int8_note = ("Ascend INT8 is calibrated with AMCT on the CANN host (`amct_onnx calibration --model m.onnx "
                  "--save_path out/m --input_shape image:1,3,300,300 --data_dir ssd_bin --data_types float32`), and "
-                 "the resulting out/m_deploy_model.onnx is compiled by `ssdconvert atc` (README: Lower precision)")
+                 "the resulting out/m_deploy_model.onnx is compiled by `ssdconvert atc` (docs/commands/quantize.md)")
 
     options: AscendOptions
 

@@ -13,7 +13,7 @@ Read in the installed onnxruntime 1.31 (`onnxruntime.quantization`):
 
 Which types by default (`types="auto"`) was decided by measurement on the development machine (AMD
 EPYC with AVX512-VNNI, 2 cores, onnxruntime 1.31, seeded ssd-resnet34, batch 1 and 8): S8S8 QDQ ran
-at 1.1-1.2x the FP32 speed, U8S8 at 3.0-3.4x, with the same tensor agreement (README: Lower precision). So `auto` is U8S8 on x86 (with
+at 1.1-1.2x the FP32 speed, U8S8 at 3.0-3.4x, with the same tensor agreement (docs/precision.md). So `auto` is U8S8 on x86 (with
 reduce_range where the CPU lacks VNNI, said in the settings) and S8S8 elsewhere; `s8s8` (the
 ONNX Runtime docs' general first choice), `u8s8` and `u8u8` are there to choose explicitly.
 """
