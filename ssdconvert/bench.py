@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 from ssdconvert import __version__, backends
 from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, build_record
-from ssdconvert.errors import SsdConvertError
+from ssdconvert.errors import Interrupted, SsdConvertError
 from ssdconvert.fileio import atomic_path, ensure_writable_dir, write_json
 from ssdconvert.formatting import markdown_table
 from ssdconvert.timing import BenchContext, BenchRow, FeedMaker, timed_loop
@@ -44,6 +44,16 @@ WALL_DEFINITION = ("wall throughput = samples / wall-clock time of the timed loo
 
 class BenchError(SsdConvertError):
     """The sweep cannot start (bad model/backend/batch sizes)."""
+
+
+class BenchInterrupted(Interrupted):
+    """Ctrl-C stopped a sweep; `report` holds the batch sizes that ran (its files are written)."""
+
+    def __init__(self, report: "BenchReport"):
+        self.report = report
+        ran = ", ".join(str(r.batch_size) for r in report.ok_rows) or "none"
+        super().__init__(f"{report.failure}; the batch sizes that ran ({ran}) are kept in {report.outputs['md']} "
+                         "(and .json, .csv)")
 
 
 @dataclass
@@ -181,13 +191,16 @@ def run_bench(model: str | Path, *, backend: str | Backend = "auto",
                          machine=machine_info(), flops_per_image=flops_per_image,
                          precision=precision or target.default_precision,
                          started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    say(estimate(batch_sizes, duration, warmup, builds=target.builds_per_batch and model.suffix.lower() == ".onnx"))
+    interrupted = False
     try:
         if target.shared_runner:
             _sweep_shared_runner(report, target, model, ctx)
         else:
             _sweep(report, target, model, ctx)
     except KeyboardInterrupt:
-        report.stopped_early, report.failure = True, "interrupted by the user"
+        interrupted = True
+        _interrupt(report)
     report.label = target.runtime_label(report.runtime)
     if flops_per_image:
         for row in report.ok_rows:
@@ -196,7 +209,28 @@ def run_bench(model: str | Path, *, backend: str | Backend = "auto",
     if hasattr(os, "getloadavg"):  # other jobs on the machine make the numbers noisy: say how busy it was
         report.machine["load_average_at_end"] = list(os.getloadavg())
     write_reports(report, output_dir, name, plot=plot)
+    if interrupted:
+        raise BenchInterrupted(report)
     return report
+
+
+def estimate(batch_sizes: Sequence[int], duration: float, warmup: int, builds: bool) -> str:
+    """One line: how long the sweep takes at least (its timed runs), said before it starts."""
+    seconds = len(batch_sizes) * duration
+    took = f"{seconds:.3g} s" if seconds < 120 else (f"{seconds / 60:.0f} min" if seconds < 7200
+                                                      else f"{seconds / 3600:.1f} h")
+    more = "warm-up runs and one build per batch size" if builds else f"{warmup} warm-up run(s) per batch size"
+    return f"{len(batch_sizes)} batch size(s) x {duration:g} s: at least {took} of timed runs, plus {more}"
+
+
+def _interrupt(report: BenchReport) -> None:
+    """Ctrl-C during the sweep: the batch size it stopped at is left out, the later ones are marked not run."""
+    ran = {r.batch_size for r in report.rows}
+    left = [b for b in report.batch_sizes if b not in ran]
+    report.stopped_early = True
+    report.failure = (f"interrupted by the user at batch size {left[0]}" if left
+                      else "interrupted by the user after the last batch size")
+    report.rows += [BenchRow(b, status="skipped", error="not run: interrupted by the user") for b in left]
 
 
 def _check_request(model: Path, batch_sizes: Sequence[int], duration: float) -> list[int]:

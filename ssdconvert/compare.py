@@ -76,8 +76,13 @@ def parse_side(text: str) -> Side:
     precision = parts.pop() if len(parts) > 1 and parts[-1] in PRECISIONS else None
     path = Path(":".join(parts))
     if not path.exists():
+        if len(parts) > 1 and Path(":".join(parts[:-1])).exists():
+            raise SsdConvertError(f"{text}: unknown precision {parts[-1]!r}; choose from {', '.join(PRECISIONS)}")
         raise SsdConvertError(f"{text}: {path} does not exist (expected [backend:]model[:precision] or a dump folder)")
-    target = backends.for_model(path, backend or "auto")
+    if path.suffix.lower() in (".pt", ".pth"):
+        raise SsdConvertError(f"{text}: a PyTorch checkpoint is not a model compare runs; export it first "
+                              "(`ssdconvert export --checkpoint ...`) and compare the .onnx")
+    target = backends.for_model(path, backend or "auto", how_to_choose=f"name its backend: <backend>:{text}")
     return Side(text, path, target.name, precision)
 
 
@@ -238,16 +243,16 @@ def _taps(side: Side):
 
 def _graph(reference: Side, candidate: Side):
     """(ONNX model, which side) giving graph order, op types and inputs: the first .onnx side."""
-    import onnx
+    from ssdconvert.backends.onnxinfo import load_onnx
 
     for side in (reference, candidate):
         if not side.is_dump and side.path.suffix.lower() == ".onnx":
-            return onnx.load(str(side.path), load_external_data=False), side.text
+            return load_onnx(side.path, weights=False), side.text
     for side in (reference, candidate):
         if not side.is_dump and Path(f"{side.path}.json").is_file():
             source = json.loads(Path(f"{side.path}.json").read_text()).get("source_onnx", {}).get("path")
             if source and Path(source).is_file():
-                return onnx.load(source, load_external_data=False), f"{source} (the build record of {side.path.name})"
+                return load_onnx(source, weights=False), f"{source} (the build record of {side.path.name})"
     return None, ""
 
 
@@ -353,11 +358,17 @@ def _sides(reference: str | Side, candidate: str | Side, inputs: str | Path, ima
 
 def _family(ref: Side, samples, model_name: str | None):
     """(zoo spec, weights) of the compared model: from the reference ONNX's export record, else by name."""
+    from ssdconvert.family import agree, manifest_claim, model_claim, option_claim
     from ssdconvert.quantize import describe_source
+    from ssdconvert.zoo import get_spec
 
     if ref.path.suffix.lower() == ".onnx":
-        return describe_source(ref.path, samples.manifest, model_name)
-    return describe_source_by_name(model_name, samples.manifest), "unknown"
+        return describe_source(ref.path, samples.manifest, model_name, samples.folders[0])
+    claims = [option_claim(model_name), model_claim(ref.path), manifest_claim(samples.manifest, samples.folders[0])]
+    name = agree(claims, "name the reference's own detector and use inputs preprocessed for it")
+    if name is None:
+        raise SsdConvertError("cannot tell which detector this is: pass --model")
+    return get_spec(name), "unknown"
 
 
 def _layers(graph, outputs: Sequence[str]) -> list[Layer]:
@@ -430,15 +441,6 @@ def _fetch(taps, side: Side, names, feeds, outputs) -> dict[str, np.ndarray]:
     with backends.get(side.backend).make_runner(side.path, RunOptions(precision=side.precision)) as runner:
         result = runner.infer(feeds)
     return {n: result[n] for n in wanted if n in result}
-
-
-def describe_source_by_name(model_name: str | None, manifest):
-    from ssdconvert.zoo import get_spec, model_names
-
-    name = model_name or (manifest.model if manifest.model in model_names() else None)
-    if name is None:
-        raise SsdConvertError("cannot tell which detector this is: pass --model")
-    return get_spec(name)
 
 
 def plot(report: CompareReport, target: Path) -> Path | None:

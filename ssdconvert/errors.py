@@ -45,3 +45,11 @@ class NonFiniteOutputError(ExportError):
                 if source.startswith("PyTorch") else "PyTorch's are finite: the exported graph computes something else")
         super().__init__(f"output '{output}' of {source} has {count} of {total} values not finite (NaN or inf) at "
                          f"batch {batch}: {hint}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a command. Its message says what is kept and how to resume; the CLI
+    prints it as one `Error:` line with exit code 130. A KeyboardInterrupt, so no `except Exception`
+    (nor `except SsdConvertError`) swallows it on the way out."""
+
+    exit_code = 130

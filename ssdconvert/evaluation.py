@@ -192,6 +192,20 @@ def reference_images(annotation: Path, all_images: bool, geometry=None) -> list:
                         height=im.height, **(geometry((im.width, im.height)) if geometry else {})) for im in chosen]
 
 
+def _family(bin_path: Path, man, manifest_path: Path | None, model_name: str | None) -> str:
+    """The detector --model, the manifest and the model that wrote the results (its summary) agree on."""
+    from ssdconvert.family import agree, manifest_claim, model_claim, option_claim
+
+    summary = runner_summary(bin_path)
+    try:
+        model = json.loads(summary.read_text()).get("ssdconvert", {}).get("model") if summary else None
+    except (OSError, ValueError, AttributeError):
+        model = None
+    folder = manifest_path.parent if manifest_path else bin_path
+    return agree([option_claim(model_name), manifest_claim(man, folder), model_claim(model) if model else None],
+                 "evaluate with the detector that made the results") or model_name or DEFAULT_MODEL
+
+
 def evaluate_results(bin_path: str | Path, *, manifest: str | Path | None = None,
                      val_annotation: str | Path | None = None, model_name: str | None = None,
                      nms_variant: str | None = None, evaluator: str | None = None,
@@ -258,14 +272,10 @@ def _prepare(bin_path: Path, manifest: str | Path | None, val_annotation: str | 
     that it has every image."""
     from postprocess.evaluate import load_ground_truth
     from postprocess.heads import decoder_for
-    from ssdconvert.zoo import get_spec, model_names
+    from ssdconvert.zoo import get_spec
 
     manifest_path, found_via, man, annotation = _locate_inputs(bin_path, manifest, val_annotation, notes)
-    recorded = man.model if man is not None and man.model in model_names() else None
-    if model_name is None:
-        model_name = recorded or DEFAULT_MODEL
-    elif recorded and recorded != model_name:
-        notes.append(f"the inputs were preprocessed for {recorded}, evaluating as {model_name}")
+    model_name = _family(bin_path, man, manifest_path, model_name)
     spec = get_spec(model_name).with_canvas(canvas)
     try:
         decoder = decoder_for(spec.head, nms_variant)

@@ -23,8 +23,11 @@ def sha256_of(path: str | Path) -> str:
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
-    """Create `path` (and parents) or fail with a clear message."""
+    """Create `path` (and parents) or fail with a clear message: the one check of every output folder."""
     path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SsdConvertError(f"cannot create directory {path}: {blocker} is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -54,6 +57,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             raise SsdConvertError(f"cannot write {target}: {exc.strerror}") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def staging_dir(parent: Path, name: str) -> Path:
+    """A fresh hidden folder `.<name>.*` in `parent` to build a folder in before renaming it into place, with the
+    mode a plain mkdir gives (mkdtemp makes it 0700, which the renamed folder would keep)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
 
 
 def _umask() -> int:

@@ -37,6 +37,7 @@ import numpy as np
 
 from ssdconvert import backends
 from ssdconvert.backends.base import Backend, BackendOptions, RunOptions, Runner
+from ssdconvert.family import agree, manifest_claim, model_claim, outputs_claim
 from ssdconvert.fileio import ensure_writable_dir, write_json
 from ssdconvert.layout import InferError, InferJob, InferResult, InputSet, check_unique_stems, list_inputs
 from ssdconvert.partial import partial_output
@@ -46,6 +47,9 @@ from stageio.tensor import TensorSpec, nbytes
 
 TIMING_NOTE = ("NPU_compute_time is the runtime call only (no file I/O, no batching in Python); "
                "throughput = 1000 * batchsize / mean compute ms, padding slots counted (ais_bench's definition)")
+
+REMEDY = ("preprocess the inputs for the model's detector (`ssdconvert preprocess --model ...`), or run that "
+          "detector's model")
 
 __all__ = ["InferError", "InferResult", "run_infer", "list_inputs"]
 
@@ -218,10 +222,12 @@ def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Pat
     target = backends.for_model(model, backend).configured(options)
     target.check_model(model)
     devices = target.devices(device)
+    _refuse_json(input)
     inputs = with_side_inputs(list_inputs(input))
     check_unique_stems(inputs.first)
     prepare_output(output)
     manifests, infos, warnings = check_manifests(inputs)
+    agree([model_claim(model), manifest_claim(manifests[0], inputs.home)], REMEDY)
     if not target.dynamic_image_size:  # a device backend: refuse the exact mode's folder or model
         target.check_image_size(bool(infos and infos[0] is not None and infos[0].tensor.dynamic),
                                 f"the input folder {inputs.home}")
@@ -231,11 +237,22 @@ def infer_job(model: str | Path, input: str | Path | Sequence, output: str | Pat
                             manifests=tuple(manifests), infos=tuple(infos))
 
 
+def _refuse_json(input: str | Path | Sequence) -> None:
+    """A manifest (or any .json) given as --input is not an input tensor: ask for the folder it describes."""
+    items = [Path(s) for s in str(input).split(",") if s] if isinstance(input, (str, Path)) else map(Path, input)
+    found = next((p for p in items if p.suffix.lower() == ".json" and p.is_file()), None)
+    if found is not None:
+        raise InferError(f"--input {found} is a JSON file, not input tensors: give the folder of .bin files it "
+                         f"describes ({found.parent})")
+
+
 def _infer_with_runner(target: Backend, job: InferJob) -> InferResult:
     load_started = time.perf_counter()
     runner = target.make_runner(job.model, RunOptions(batch=job.batchsize, device=job.devices[0]))
     with runner:
         load_seconds = time.perf_counter() - load_started
+        agree([outputs_claim(job.model, [o.name for o in runner.outputs]),
+               manifest_claim(job.manifests[0] if job.manifests else None, job.inputs.home)], REMEDY)
         groups = job.inputs.for_model([m.name for m in runner.inputs], job.model.name)
         warnings = list(job.warnings) + runner.notes
         for meta, files, info in zip(runner.inputs, groups, job.infos or [None] * len(groups)):
@@ -352,7 +369,7 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
         except BaseException as exc:
             raise _stopped(exc, work, len(starts)) from None
         end_to_end = time.perf_counter() - started
-        filesinfo = _filesinfo(groups, output, batch, len(runner.outputs))
+        filesinfo = _filesinfo(files, groups, output, starts, batch, len(runner.outputs))
         compute_list = [ms for k in range(len(starts)) for ms in work.done[k]]
         work.publish()
     figures = _RunFigures(files=len(files), runs=len(starts), padded=padded, resumed=len(starts) - len(todo), ran=ran,
@@ -360,15 +377,17 @@ def _run_batches(runner: Runner, groups: Sequence[Sequence[Path]], output: Path,
     return _write_summary(runner, output, argv, batch, loop, filesinfo, figures)
 
 
-def _filesinfo(groups: Sequence[Sequence[Path]], output: Path, batch: int, outputs: int) -> dict[str, dict]:
-    """ais_bench's `filesinfo`: per batch, its input files (per model input when several) and output files."""
-    filesinfo = {}
-    for k, start in enumerate(range(0, len(groups[0]), batch)):
-        chunk = groups[0][start:start + batch]
-        infiles = ([str(f) for f in chunk] if len(groups) == 1
-                   else [[str(f) for f in group[start:start + batch]] for group in groups])
-        outfiles = [str(output / result_name(sample_stem(f), i)) for f in chunk for i in range(outputs)]
-        filesinfo[str(k)] = {"infiles": infiles, "outfiles": outfiles}
+def _filesinfo(files: Sequence[Path], groups: Sequence[Sequence[Path]], output: Path, starts: range, batch: int,
+               outputs: int) -> dict[str, dict]:
+    """ais_bench's `filesinfo`, as io_oprations.py save_tensors_to_file writes it (Ascend/tools 2023-06, sync-ait):
+    keyed by sample id (batch index x files per inference + position; padding slots have none), each sample's
+    input file of every model input and its output files."""
+    filesinfo: dict[str, dict] = {}
+    for k, start in enumerate(starts):
+        for j, f in enumerate(files[start:start + batch]):
+            filesinfo[str(k * batch + j)] = {"infiles": [str(group[start + j]) for group in groups],
+                                             "outfiles": [str(output / result_name(sample_stem(f), i))
+                                                          for i in range(outputs)]}
     return filesinfo
 
 

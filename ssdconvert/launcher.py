@@ -1,4 +1,4 @@
-"""The one launcher for every external tool (ATC, ovc, mm_build, mm_run, `python3 -m ais_bench`).
+"""The one launcher for every external tool (ATC, ovc, the MagicMind build script, mm_run, `python3 -m ais_bench`).
 
 An adapter knows only its own flags and output. This module does the rest, the same way for all:
 
@@ -179,11 +179,9 @@ def run_tool(argv: Sequence[str], *, log_path: Path | None, timeout: float | Non
     time left before the timeout.
     """
     argv = [str(a) for a in argv]
-    if log_path is not None:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     t0 = time.perf_counter()
-    with (open(log_path, "wb") if log_path is not None else _NullLog()) as log:
+    with (_open_log(Path(log_path)) if log_path is not None else _NullLog()) as log:
         log.write(_log_header(argv, cwd).encode())
         log.flush()
         try:
@@ -223,6 +221,17 @@ def run_tool(argv: Sequence[str], *, log_path: Path | None, timeout: float | Non
             log.write(tail.encode())
             closed.set()
     return RunOutcome(returncode, output, seconds, timed_out, started)
+
+
+def _open_log(path: Path):
+    """The tool's log, opened for writing; an output folder that cannot be written is one clear error."""
+    from ssdconvert.fileio import ensure_writable_dir
+
+    ensure_writable_dir(path.parent)
+    try:
+        return open(path, "wb")
+    except OSError as exc:
+        raise SsdConvertError(f"cannot write the log {path}: {exc.strerror}") from None
 
 
 def _wait(proc: subprocess.Popen, t0: float, timeout: float | None, progress: Progress | None, heartbeat: float,

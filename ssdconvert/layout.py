@@ -2,10 +2,11 @@
 
 Inputs (Ascend/tools ais-bench_workload/tool/ais_bench: `ais_bench/infer/io_oprations.py`,
 `utils.py`): `--input` is a folder, one folder per model input (`dir_a,dir_b`, in the model's input
-order), or comma-separated files (single-input models). Each folder's *.bin/*.npy files are
-natural-sorted (img2 < img10); the i-th file of every folder together make sample i. ais_bench pairs
-them by that position alone; here their stems (stageio.results.sample_stem: the name cut at the first
-dot) must also agree, so a missing or extra file is an error, not a silent shift.
+order), or comma-separated files (single-input models). Each folder's *.bin, *.BIN, *.npy and *.NPY
+files (no other spelling) are natural-sorted (digit runs as numbers, case ignored: img2 < IMG10); the
+i-th file of every folder together make sample i. ais_bench pairs them by that position alone; here
+their stems (stageio.results.sample_stem: the name cut at the first dot) must also agree, so a missing
+or extra file is an error, not a silent shift.
 
 Outputs follow the results layout (stageio.results): `<output>/<stem>_<i>.bin`, raw output i of
 sample <stem> (the stem of its input-0 file), nothing for padding slots, and `<output>_summary.json`
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 from ssdconvert.errors import SsdConvertError
 from stageio.results import result_name, sample_stem
 
-INPUT_SUFFIXES = (".bin", ".npy")
+INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")  # utils.py get_fileslist_from_dir takes these four spellings only
 
 
 class InferError(SsdConvertError):
@@ -30,8 +31,9 @@ class InferError(SsdConvertError):
 
 
 def natural_key(name: str) -> list:
-    """Sort key comparing digit runs numerically (img2 < img10), as ais_bench does."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    """Sort key comparing digit runs numerically and the rest lower-cased (img2 < IMG10), as ais_bench's
+    utils.py natural_sort does (Ascend/tools 2023-06 and sync-ait); ties keep their plain sorted order."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def list_inputs(input: str | Path | Sequence[str | Path]) -> InputSet:
 
 
 def _folder_files(folder: Path) -> tuple[Path, ...]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES]
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.name.endswith(INPUT_SUFFIXES)),
+                   key=lambda p: p.name)
     files.sort(key=lambda p: natural_key(p.name))
     if not files:
         raise InferError(f"no .bin or .npy files in {folder}")

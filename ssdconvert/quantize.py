@@ -20,14 +20,16 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ssdconvert import backends
 from ssdconvert.agreement import AgreementReport, Thresholds
 from ssdconvert.backends.base import Backend, BackendOptions
 from ssdconvert.errors import SsdConvertError
+from ssdconvert.fileio import ensure_writable_dir
 
 DEFAULT_CALIB_IMAGES = 300
 DEFAULT_GATE_IMAGES = 32
@@ -55,11 +57,13 @@ class QuantizeResult:
         return lines + (self.gate.lines() if self.gate is not None else [])
 
     def check_passed(self) -> None:
-        """Raise SsdConvertError naming the worst outputs if the model failed the accuracy gate (it is kept)."""
+        """Raise SsdConvertError naming the worst outputs if the model failed the accuracy gate (it is kept), with
+        what to try: the options every backend has, and its own (Backend.int8_tuning)."""
         if self.gate is not None and not self.gate.passed:
+            own = backends.get(self.backend).int8_tuning
             raise SsdConvertError(f"{self.model} failed the accuracy gate: {'; '.join(self.gate.failures)} "
-                                  "(the model is kept; try more --calib-images, --exclude for the worst layers, or "
-                                  "another --ort-types)")
+                                  f"(the model is kept; try more --calib-images{', ' if own else ' or '}--exclude for "
+                                  f"the worst layers{f', or {own}' if own else ''})")
 
 
 def default_output(source: Path, target: Backend) -> Path:
@@ -84,28 +88,36 @@ def quantize_model(model: str | Path, calib: str | Path, output: str | Path | No
     target = (backend if isinstance(backend, Backend) else backends.get(backend)).configured(options)
     out = _output(source, output, target)
     everything = open_samples(calib)
+    spec, weights = describe_source(source, everything.manifest, model_name, everything.folders[0])  # before the work
     chosen = everything.pick(calib_images)
     if calib_images > len(chosen):
         say(f"note: {calib} has {len(chosen)} samples; calibrating on all of them (asked for {calib_images})")
-    spec, weights = describe_source(source, everything.manifest, model_name)
-    settings, artefacts = _quantize_staged(target, source, chosen, out, tuple(exclude), say)
-
-    report = None
-    if gate:
-        checked = everything.pick(gate_images, avoid=chosen)
-        notes = [] if not set(checked.stems) & set(chosen.stems) else [
-            "the gate images include calibration images (the folder has too few others)"]
-        say(f"accuracy gate: {target.name} INT8 against ONNX Runtime FP32 on {len(checked)} images ...")
-        report = check_gate(source, out, target, checked, spec, thresholds, weights)
-        report.notes += notes
-    record = write_sidecar(out, {
-        "tool": "quantize", "backend": target.name, "precision": "int8", "source": str(source.resolve()),
-        "settings": settings, "calibration": {"folder": str(Path(str(calib).split(",")[0]).resolve()),
-                                              "images": len(chosen), "stems": chosen.stems},
-        "gate": report.to_dict() if report else None, "artefacts": [str(a) for a in artefacts],
-    })
-    return QuantizeResult(target.name, source, out, artefacts, settings, chosen.stems, report, record,
+    calibration = {"folder": str(Path(str(calib).split(",")[0]).resolve()), "images": len(chosen),
+                   "stems": chosen.stems}
+    with _staging(out) as staged:
+        settings = target.quantize(source, chosen, staged, tuple(exclude), say)
+        report = _gate(source, staged, target, everything, chosen, gate_images, spec, thresholds, weights,
+                       say) if gate else None
+        if report is not None:
+            report.candidate = str(out)  # where it is published, not where it was checked
+        final = sorted((out.with_name(p.name) for p in staged.parent.iterdir()), key=lambda p: p != out)
+        write_sidecar(staged, {
+            "tool": "quantize", "backend": target.name, "precision": "int8", "source": str(source.resolve()),
+            "settings": settings, "calibration": calibration, "gate": report.to_dict() if report else None,
+            "artefacts": [str(a) for a in final]})
+    return QuantizeResult(target.name, source, out, final, settings, chosen.stems, report, Path(f"{out}.json"),
                           time.perf_counter() - started)
+
+
+def _gate(source: Path, staged: Path, target: Backend, everything, chosen, gate_images: int, spec,
+          thresholds: Thresholds, weights: str, say: Callable[[str], None]) -> AgreementReport:
+    """The accuracy gate of the staged INT8 model on up to `gate_images` samples other than the calibration ones."""
+    checked = everything.pick(gate_images, avoid=chosen)
+    say(f"accuracy gate: {target.name} INT8 against ONNX Runtime FP32 on {len(checked)} images ...")
+    report = check_gate(source, staged, target, checked, spec, thresholds, weights)
+    if set(checked.stems) & set(chosen.stems):
+        report.notes.append("the gate images include calibration images (the folder has too few others)")
+    return report
 
 
 def _output(source: Path, output: str | Path | None, target: Backend) -> Path:
@@ -117,28 +129,24 @@ def _output(source: Path, output: str | Path | None, target: Backend) -> Path:
         raise SsdConvertError(f"--output {out} must end in {target.quantized_suffix} for {target.label}")
     if out.resolve() == source.resolve():
         raise SsdConvertError("--output must differ from the FP32 model")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out.parent)
     return out
 
 
-def _quantize_staged(target: Backend, source: Path, chosen, out: Path, exclude: tuple[str, ...],
-                     say: Callable[[str], None]) -> tuple[dict, list[Path]]:
-    """(settings, files): the backend's quantizer writes into a staging folder whose files then replace `out`
-    and its companions (the model's path first)."""
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """The path the backend's quantizer writes `out` to, in a hidden staging folder beside it. When the block
+    finishes (model, gate, record), every file of the folder replaces its namesake beside `out`; on any error or
+    Ctrl-C the folder goes and nothing half-made is left."""
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        settings = target.quantize(source, chosen, staging / out.name, exclude, say)
-        artefacts = []
-        for part in sorted(staging.iterdir()):
-            final = out.with_name(part.name)
-            os.replace(part, final)
-            artefacts.append(final)
+        yield staging / out.name
+        for part in sorted(staging.iterdir(), key=lambda p: p.name == f"{out.name}.json"):  # the record last
+            os.replace(part, out.with_name(part.name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    artefacts.sort(key=lambda p: p != out)
-    return settings, artefacts
 
 
 def check_gate(reference_onnx: Path, candidate: Path, backend: str | Backend, samples, spec, thresholds: Thresholds,
@@ -158,19 +166,22 @@ def check_gate(reference_onnx: Path, candidate: Path, backend: str | Backend, sa
         raise SsdConvertError(str(exc)) from None
 
 
-def describe_source(onnx: Path, manifest, model_name: str | None):
-    """(zoo spec, weights) of an exported ONNX: the family from `model_name`, else the export record
-    `<onnx>.json`, else the manifest; weights random | trained | unknown from the export record."""
-    from ssdconvert.zoo import get_spec, model_names
+def describe_source(onnx: Path, manifest, model_name: str | None, inputs: str | Path = "the input folder"):
+    """(zoo spec, weights) of an exported ONNX: the family `model_name`, the export record `<onnx>.json`, the
+    ONNX's output names and the manifest of `inputs` agree on (refused, naming both, where two differ);
+    weights random | trained | unknown from the export record."""
+    from ssdconvert.family import agree, manifest_claim, model_claim, onnx_outputs_claim, option_claim
+    from ssdconvert.zoo import get_spec
 
     try:
         record = json.loads(Path(f"{onnx}.json").read_text())
     except (OSError, ValueError):
         record = {}
-    name = model_name or record.get("model") or (manifest.model if manifest.model in model_names() else None)
+    name = agree([option_claim(model_name), model_claim(onnx), onnx_outputs_claim(onnx),
+                  manifest_claim(manifest, inputs)], "name the ONNX's own detector and use bins preprocessed for it")
     if name is None:
         raise SsdConvertError(f"cannot tell which detector {onnx.name} is (no export record {onnx.name}.json, and "
-                              "the manifest names none): pass --model")
+                              "neither its outputs nor the manifest name one): pass --model")
     info = record.get("weights") if isinstance(record.get("weights"), dict) else {}
     weights = "unknown" if "is_random" not in info else ("random" if info["is_random"] else "trained")
     return get_spec(name), weights

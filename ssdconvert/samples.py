@@ -106,7 +106,8 @@ def read_tensor(path: Path, meta, manifest=None, record=None) -> np.ndarray:
 
 
 def open_samples(input: str | Path | Sequence[str | Path]) -> SampleSet:
-    """The samples of `input`: a manifest + bins folder, or comma-separated folders (one per model input)."""
+    """The samples of `input`: a manifest + bins folder (with the side-input folders its manifest lists), or
+    comma-separated folders (one per model input)."""
     from preprocess.errors import PreprocessError
     from preprocess.manifest import FILE_NAME, read_manifest
     from ssdconvert.layout import list_inputs
@@ -124,6 +125,12 @@ def open_samples(input: str | Path | Sequence[str | Path]) -> SampleSet:
         manifest = read_manifest(items[0])
     except PreprocessError as exc:
         raise SsdConvertError(str(exc)) from None
+    if len(items) == 1 and manifest.side_inputs:  # e.g. Faster R-CNN's im_info/, as `infer` adds it
+        items += [items[0] / side.folder for side in manifest.side_inputs]
+        missing = [str(f) for f in items[1:] if not f.is_dir()]
+        if missing:
+            raise SsdConvertError(f"{items[0] / FILE_NAME} lists the side-input folder {missing[0]}, which does not "
+                                  "exist: preprocess again")
     inputs = list_inputs(items)
     by_stem = [{sample_stem(f): f for f in group} for group in inputs.groups]
     chosen = [r for r in manifest.images if all(r.stem in files for files in by_stem)]

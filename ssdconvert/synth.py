@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssdconvert.errors import SsdConvertError
+from ssdconvert.fileio import staging_dir
 
 COCO_CATEGORIES = (
     (1, "person", "person"), (2, "bicycle", "vehicle"), (3, "car", "vehicle"), (4, "motorcycle", "vehicle"),
@@ -109,7 +109,7 @@ def generate(out: str | Path, images: int = 32, seed: int = 0, overwrite: bool =
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SsdConvertError(f"{out} exists and is not empty; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_dir(out.parent, out.name)
     try:
         rng = np.random.default_rng(seed)
         (staging / IMAGE_DIR).mkdir()

@@ -141,18 +141,19 @@ def launcher():
 
 @pytest.fixture(scope="session")
 def fake_vendor_env(tmp_path_factory) -> dict[str, str]:
-    """Environment in which the fake `atc`, `mm_build`, `mm_run` and `python -m ais_bench` are the installed
-    tools (the in-process MagicMind runtime also needs tests/fakes on sys.path: see `fakes_importable`)."""
+    """Environment in which the fake `atc`, `mm_run`, `python -m ais_bench` and `magicmind` (for ssdconvert's
+    MagicMind build script) are the installed tools (the in-process MagicMind runtime also needs tests/fakes on
+    sys.path: see `fakes_importable`)."""
     import os
     import sys
 
     bin_dir = tmp_path_factory.mktemp("fakebin")
     write_fake_launcher(bin_dir, "atc", "atc.py")
-    write_fake_launcher(bin_dir, "mm_build", "mm_build.py")
     write_fake_launcher(bin_dir, "mm_run", "mm_run.py")
     python_path = os.pathsep.join(p for p in (str(FAKES), os.environ.get("PYTHONPATH")) if p)
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": python_path,
-            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable, "FAKE_MM_RUN_DURATION_MS": "20"}
+            "SSDCONVERT_AIS_BENCH_PYTHON": sys.executable, "SSDCONVERT_MAGICMIND_PYTHON": sys.executable,
+            "FAKE_MM_RUN_DURATION_MS": "20"}
 
 
 @contextlib.contextmanager
@@ -189,3 +190,29 @@ def r34_bins(tmp_path_factory) -> Path:
     preprocess_dataset(ds.annotation_file, ds.image_dir, out, spec.transform, model=spec.name,
                        input_name=spec.input.name, workers=1, progress=False)
     return out
+
+
+CPU_KINDS = ("this-cpu", "avx2-only")
+
+
+@pytest.fixture(params=CPU_KINDS)
+def cpu_kind(request, monkeypatch) -> str:
+    """Each test taking it runs twice: on this CPU as it is, and with every probe (ssdconvert.cpu's flags and
+    OpenVINO's capabilities) made to report an AVX2-only CPU (no AVX-512, VNNI, BF16 or FP16), so the branch
+    of the CPU this machine is not is covered too. A test compares what the probes say with what happened."""
+    from ssdconvert.cpu import AVX2_ONLY, SIMULATE_ENV
+
+    if request.param == "avx2-only":
+        monkeypatch.setenv(SIMULATE_ENV, AVX2_ONLY)
+    else:
+        monkeypatch.delenv(SIMULATE_ENV, raising=False)
+    return request.param
+
+
+@pytest.fixture
+def avx2_only(monkeypatch) -> None:
+    """Every CPU probe reports an AVX2-only CPU (see `cpu_kind`)."""
+    from ssdconvert.cpu import AVX2_ONLY, SIMULATE_ENV
+
+    monkeypatch.setenv(SIMULATE_ENV, AVX2_ONLY)
+

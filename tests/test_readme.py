@@ -1,7 +1,8 @@
-"""The README cannot drift from the CLI (in the spirit of Polygraphy's test_examples).
+"""The README and docs/ cannot drift from the CLI (in the spirit of Polygraphy's test_examples).
 
-Every `ssdconvert` command line in a fenced block must name a real command and real options;
-every `make` target must exist; the quick tour runs for real, in order, in a fresh directory.
+On every page (README.md and docs/**/*.md), every `ssdconvert` command line in a fenced console or
+bash block must name a real command and real options, and every `make` target must exist; every
+subcommand appears on some page; the README's quick tour runs for real, in order, in a fresh directory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from ssdconvert.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.S | re.M)  # also fences indented in lists
+
+
+def page_id(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
 
 
 def command_lines(language: str, body: str) -> list[str]:
@@ -33,8 +39,8 @@ def command_lines(language: str, body: str) -> list[str]:
     return []
 
 
-def readme_commands() -> list[str]:
-    return [c for lang, body in FENCE.findall(README) for c in command_lines(lang, body)]
+def page_commands(page: Path) -> list[str]:
+    return [c for lang, body in FENCE.findall(page.read_text()) for c in command_lines(lang, body)]
 
 
 def quick_tour() -> list[str]:
@@ -62,24 +68,44 @@ def unknown_options(command: click.Command, words: list[str]) -> list[str]:
     return unknown
 
 
-def test_readme_has_commands_for_every_subcommand():
-    used = {shlex.split(c)[1] for c in readme_commands() if c.startswith("ssdconvert ")}
+def command_problem(line: str) -> str | None:
+    """Why an `ssdconvert ...` line would not parse, or None."""
+    words = shlex.split(line)
+    command = cli.get_command(None, words[1])
+    if command is None:
+        return f"unknown command `{words[1]}`"
+    unknown = unknown_options(command, words[2:])
+    return f"options that `ssdconvert {words[1]}` lacks: {unknown}" if unknown else None
+
+
+def test_pages_cover_every_subcommand():
+    used = {shlex.split(c)[1] for page in PAGES for c in page_commands(page) if c.startswith("ssdconvert ")}
     assert set(cli.list_commands(None)) - used == set()
 
 
-@pytest.mark.parametrize("line", [c for c in readme_commands() if c.startswith("ssdconvert ")])
-def test_readme_command_uses_real_options(line):
-    words = shlex.split(line)
-    command = cli.get_command(None, words[1])
-    assert command is not None, f"README uses unknown command: {line}"
-    unknown = unknown_options(command, words[2:])
-    assert not unknown, f"README line uses options that `ssdconvert {words[1]}` lacks: {unknown}\n{line}"
+def test_every_docs_page_has_command_blocks_checked():
+    """The pages are found: README plus every docs page (a moved docs/ folder would check nothing)."""
+    assert len(PAGES) > 10 and sum(bool(page_commands(p)) for p in PAGES) > 10
 
 
-@pytest.mark.parametrize("line", [c for c in readme_commands() if c.startswith("make ")])
-def test_readme_make_targets_exist(line):
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_command_lines_use_real_commands_and_options(page):
+    problems = [f"{line}\n  -> {problem}" for line in page_commands(page) if line.startswith("ssdconvert ")
+                if (problem := command_problem(line))]
+    assert not problems, f"{page_id(page)}:\n" + "\n".join(problems)
+
+
+def test_command_check_can_fail():
+    assert command_problem("ssdconvert export --bs 4") is None
+    assert "--no-such" in command_problem("ssdconvert export --bs 4 --no-such x")
+    assert "unknown command" in command_problem("ssdconvert exprot --bs 4")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_make_targets_exist(page):
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
-    assert shlex.split(line)[1] in targets, line
+    missing = [line for line in page_commands(page) if line.startswith("make ") and shlex.split(line)[1] not in targets]
+    assert not missing, f"{page_id(page)}: unknown make targets in {missing}"
 
 
 def test_quick_tour_runs_in_order(tmp_path, monkeypatch):

@@ -70,10 +70,12 @@ def get(name: str) -> Backend:
     return backend
 
 
-def for_model(model: str | Path, backend: str | Backend = "auto") -> Backend:
+def for_model(model: str | Path, backend: str | Backend = "auto", *,
+              how_to_choose: str = "pass --backend explicitly") -> Backend:
     """The backend that runs `model`: `backend` (a name, or a Backend with its options), or with `auto` the
     backend whose model files `model` is (suffix, else build record). A composite model gets the wrapper
-    that runs its parts on that backend (composite.CompositeBackend; `auto`: the backend of its parts)."""
+    that runs its parts on that backend (composite.CompositeBackend; `auto`: the backend of its parts).
+    `how_to_choose` ends the error when `auto` finds none: how the caller's user names a backend."""
     from ssdconvert.backends import composite
 
     if isinstance(backend, composite.CompositeBackend):
@@ -94,7 +96,7 @@ def for_model(model: str | Path, backend: str | Backend = "auto") -> Backend:
     known = ", ".join(f"{'/'.join(b.suffixes)} ({b.name})" for b in all_backends() if b.suffixes)
     recorded = ", ".join(b.name for b in all_backends() if b.built_by and not b.suffixes)
     raise SsdConvertError(f"cannot choose a backend for '{Path(model).name}': expected {known}, or a model with its "
-                          f"build record <model>.json ({recorded}); pass --backend explicitly")
+                          f"build record <model>.json ({recorded}); {how_to_choose}")
 
 
 def quantizers() -> list[str]:

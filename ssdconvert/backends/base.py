@@ -220,9 +220,11 @@ class Backend(ABC):
     default_precision: ClassVar[str] = "fp32"  # what it builds when no precision is asked for
     int8_note: ClassVar[str] = ""  # how INT8 is made for it when `quantize` does not do it here
     quantized_suffix: ClassVar[str] = ""  # the INT8 model `quantize` writes for it (.onnx); "": it does not
+    int8_tuning: ClassVar[str] = ""  # its own options worth trying when its INT8 model fails the gate
     # runs models whose image height and width differ per sample (a resize-and-pad model's exact mode, batch 1)
     dynamic_image_size: ClassVar[bool] = False
     wrapper: ClassVar[bool] = False  # its facts are another backend's (composite.CompositeBackend)
+    host_cpu: ClassVar[bool] = False  # it computes on this machine's CPU: its figures depend on the CPU's features
     cluster_resource: ClassVar[ClusterResource] = CPU_CORES  # what one of its --cluster cells holds on a node
 
     def __init__(self, options: BackendOptions | None = None):

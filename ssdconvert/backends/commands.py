@@ -9,6 +9,7 @@ code through here.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -32,12 +33,26 @@ def int_list(text: str, option: str) -> list[int]:
     return [int(item) for item in items]
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and inf (click's FloatRange lets NaN through every bound: a NaN
+    duration then loops for ever); bounds as FloatRange's. The one float type of every command."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """click callback for batch-size lists (None stays None: the option was not given)."""
     return None if value is None else tuple(int_list(value, param.opts[0]))
 
 
-def tool_options(default_timeout: int):
+def tool_options(default_timeout: int,
+                 tool_help: str = "The tool's executable (default: PATH, then the vendor install env)."):
     """--tool, --timeout, --dry-run, --quiet: shared by every compiler command."""
 
     def decorate(func):
@@ -45,10 +60,9 @@ def tool_options(default_timeout: int):
                             help="Do not echo the tool's output (it is still in the log file).")(func)
         func = click.option("--dry-run", is_flag=True,
                             help="Print the exact command line and run nothing.")(func)
-        func = click.option("--timeout", default=default_timeout, show_default=True, type=click.FloatRange(min=1),
+        func = click.option("--timeout", default=default_timeout, show_default=True, type=FiniteFloat(min=1),
                             help="Seconds before the tool is killed.")(func)
-        func = click.option("--tool", type=click.Path(), default=None,
-                            help="The tool's executable (default: PATH, then the vendor install env).")(func)
+        func = click.option("--tool", type=click.Path(), default=None, help=tool_help)(func)
         return func
 
     return decorate

@@ -178,7 +178,7 @@ class CompositeRunner(Runner):
 # What a composite's backend is: the facts of the backend its parts run on.
 FACTS = ("name", "label", "Options", "build_tag", "suffixes", "built_by", "also_reads", "aliases", "device_list",
          "device_help", "builds_per_batch", "shared_runner", "precisions", "default_precision", "int8_note",
-         "dynamic_image_size", "cluster_resource")
+         "dynamic_image_size", "host_cpu", "cluster_resource")
 
 
 class CompositeBackend(Backend):
@@ -199,6 +199,9 @@ class CompositeBackend(Backend):
 
     def runs(self, model: str | Path) -> bool:
         return all(self.inner.runs(part.path) for part in read(model).parts)
+
+    def precision_refusal(self, precision: str | None) -> str | None:
+        return self.inner.precision_refusal(precision)
 
     def check_model(self, model: str | Path, *, onnx_ok: bool = False) -> None:
         for part in read(model).parts:

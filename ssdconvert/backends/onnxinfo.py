@@ -56,17 +56,25 @@ class OnnxInfo:
         return self.batched_inputs(dynamic_tail=True)[0].batch
 
 
-def read_onnx(path: str | Path) -> OnnxInfo:
-    """Read graph inputs (initializers excluded) and opset imports; weights are not resolved."""
+def load_onnx(path: str | Path, *, weights: bool = True):
+    """The onnx.ModelProto of `path` (without external weights unless `weights`); a missing, truncated or
+    non-ONNX file is one CompilerError, never protobuf's DecodeError."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise CompilerError(f"ONNX file not found: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=weights)
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise CompilerError(f"cannot read {path} as ONNX: {exc}") from None
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CompilerError(f"cannot read {path} as ONNX (truncated, or not an ONNX file?): {text}") from None
+
+
+def read_onnx(path: str | Path) -> OnnxInfo:
+    """Read graph inputs (initializers excluded) and opset imports; weights are not resolved."""
+    path = Path(path)
+    model = load_onnx(path, weights=False)
     initializers = {init.name for init in model.graph.initializer}
     inputs = []
     for value in model.graph.input:

@@ -50,10 +50,17 @@ class StageGroup(click.Group):
         return next(c for c in module.COMMANDS if c.name == name)
 
     def invoke(self, ctx: click.Context):
+        from ssdconvert.errors import Interrupted
+
         try:
             return super().invoke(ctx)
         except user_errors() as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or `kill` (see _terminated): exit 130, as a shell reports it
+            error = click.ClickException(str(exc) if isinstance(exc, Interrupted) and str(exc)
+                                         else "interrupted by the user")
+            error.exit_code = Interrupted.exit_code
+            raise error from None
 
 
 @click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"]})

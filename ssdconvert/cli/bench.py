@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ssdconvert.cli.options import (BackendOptionsCommand, backend_option, batch_sizes, cluster_option,
-                                    cluster_session, with_tools)
+                                    cluster_session, finite_float, with_tools)
 
 
 def _guess_zoo(model: Path, explicit: str | None):
@@ -65,11 +65,12 @@ def precision_list(ctx, param, value: str | None) -> list[str] | None:
                 "(atc and ais_bench still mean ascend, with a note.)")
 @click.option("--bs", "batch_sizes", default="1,4,8,16,32,64", show_default=True, callback=batch_sizes,
               help="Comma-separated batch sizes.")
-@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", default=10.0, show_default=True, type=finite_float(min=0, min_open=True),
               help="Seconds of timed runs per batch size (at least one run).")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Warm-up runs per batch size.")
 @click.option("--tool", type=click.Path(dir_okay=False), default=None,
-              help="The compiler for per-batch builds from an .onnx (atc, mm_build) [default: PATH, vendor env].")
+              help="The compiler for per-batch builds from an .onnx (atc; a MagicMind build script) [default: PATH, "
+                   "vendor env; MagicMind: ssdconvert's build_model.py].")
 @click.option("--device", default="0", show_default=True, help="NPU / MLU id, or OpenVINO device (CPU).")
 @click.option("--output", "-o", "output_dir", default="build/bench", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the reports.")
@@ -103,34 +104,67 @@ def bench(model, backend, batch_sizes, duration, warmup, tool, device, output_di
       ssdconvert bench --model ssd_resnet50.onnx --backend magicmind --bs 1,8,32
       ssdconvert bench --model ssd.onnx --backend openvino --precision fp32,bf16,int8 --calib ssd_bin --bs 1,8,32
     """
-    from ssdconvert.bench import THROUGHPUT_DEFINITION, precision_table, run_bench, throughput_table
-    from ssdconvert.cpu import cpu_features
+    from ssdconvert.bench import BenchInterrupted, run_bench
 
     model = Path(model)
     spec = _guess_zoo(model, zoo_name)
-    click.echo(f"CPU: {cpu_features().describe()}", err=True)
+    backend_opts = with_tools(backend_options, {name: tool for name in backend_options})
+    asked, refused = _runnable(model, backend, backend_opts, precisions)
     stem = name or f"{model.stem}_{backend if backend != 'auto' else 'bench'}"
-    options = dict(backend=backend, options=with_tools(backend_options, {name: tool for name in backend_options}),
-                   batch_sizes=batch_sizes, duration=duration, warmup=warmup, device=device, output_dir=output_dir,
-                   calib=calib, flops_per_image=_flops(spec, model), feeds=spec.feeds_for if spec else None,
-                   progress=lambda msg: click.echo(msg, err=True))
-    with cluster_session(cluster):
-        if cluster:
-            from ssdconvert.cluster.sweep import bench_sweep
+    options = dict(backend=backend, options=backend_opts, batch_sizes=batch_sizes, duration=duration, warmup=warmup,
+                   device=device, output_dir=output_dir, calib=calib, flops_per_image=_flops(spec, model),
+                   feeds=spec.feeds_for if spec else None, progress=lambda msg: click.echo(msg, err=True))
+    results = []
+    try:
+        with cluster_session(cluster):
+            if cluster:
+                from ssdconvert.cluster.sweep import bench_sweep
 
-            results = bench_sweep(model, precisions=precisions or [None], name=name,
-                                  names=[f"{stem}_{p}" for p in precisions] if precisions else None, **options)
-        else:
-            results = [run_bench(model, name=f"{stem}_{precision}" if precisions else name, precision=precision,
-                                 **options) for precision in precisions or [None]]
-    click.echo(precision_table(results) if precisions else throughput_table(results[0]))
+                results = bench_sweep(model, precisions=asked, name=name,
+                                      names=[f"{stem}_{p}" for p in asked] if precisions else None, **options)
+            else:
+                for precision in asked:
+                    results.append(run_bench(model, name=f"{stem}_{precision}" if precisions else name,
+                                             precision=precision, **options))
+    except BenchInterrupted as stop:
+        _summary([*results, stop.report], bool(precisions))
+        raise
+    _summary(results, bool(precisions))
+    stopped = [r for r in results if r.stopped_early]
+    problems = [f"the {f'{r.precision} ' if precisions else ''}sweep stopped early at {r.failure}" for r in stopped]
+    problems += [f"{p} not measured: {why}" for p, why in refused.items()]
+    if problems:
+        raise click.ClickException("; ".join(problems) + ("; the reports hold the batch sizes that ran"
+                                                          if stopped else ""))
+
+
+def _runnable(model: Path, backend: str, options, precisions: list[str] | None):
+    """(the precisions to sweep (None: the backend's default), {precision: why it is refused here}); the CPU's
+    features are shown where the backend computes on this CPU, and each refusal said in one line. All refused:
+    the refusal is the error."""
+    from ssdconvert import backends
+    from ssdconvert.cpu import cpu_features
+    from ssdconvert.errors import SsdConvertError
+
+    target = backends.for_model(model, backend).configured(options)
+    if target.host_cpu:
+        click.echo(f"CPU: {cpu_features().describe()}", err=True)
+    refused = {p: why for p in precisions or [] if (why := target.precision_refusal(p))}
+    asked = [p for p in precisions if p not in refused] if precisions else [None]
+    if not asked:
+        raise SsdConvertError("; ".join(refused.values()))
+    for precision, why in refused.items():
+        click.echo(f"skipped {precision}: {why}", err=True)
+    return asked, refused
+
+
+def _summary(results, by_precision: bool) -> None:
+    from ssdconvert.bench import THROUGHPUT_DEFINITION, precision_table, throughput_table
+
+    click.echo(precision_table(results) if by_precision else throughput_table(results[0]))
     click.echo(f"unit: samples/s; {THROUGHPUT_DEFINITION}")
     for result in results:
         click.echo("wrote " + ", ".join(result.outputs.values()))
-    stopped = [r for r in results if r.stopped_early]
-    if stopped:
-        raise click.ClickException(f"sweep stopped early at {stopped[0].failure}; the reports hold the batch sizes "
-                                   "that ran")
 
 
 COMMANDS = [bench]

@@ -23,7 +23,7 @@ from ssdconvert.cli.quantize import gate_options, thresholds
 @click.option("--budget-mb", default=512, show_default=True, type=click.IntRange(min=16),
               help="Memory for the intermediate tensors of one chunk (each side).")
 @click.option("--save-dump", type=click.Path(file_okay=False), default=None,
-              help="Also write the reference's tensors here in the dump-folder layout (README: compare).")
+              help="Also write the reference's tensors here in the dump-folder layout (docs/commands/compare.md).")
 @gate_options
 def compare(reference, candidate, inputs, images, out_dir, model_name, budget_mb, save_dump, min_cosine, min_snr,
             min_det_ap):

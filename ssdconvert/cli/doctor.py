@@ -10,7 +10,8 @@ from ssdconvert.cli.options import backend_names, canonical_backend
 
 
 def _backends(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(canonical_backend(v) for v in value)
+    """Each backend once, however often (or under whichever of its names) it is given."""
+    return tuple(dict.fromkeys(canonical_backend(v) for v in value))
 
 
 @click.command("doctor")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ssdconvert.cli.options import canvas_option, model_option, weights_options
+from ssdconvert.cli.options import canvas_option, finite_float, model_option, weights_options
 
 
 @click.command("export")
@@ -29,10 +29,10 @@ from ssdconvert.cli.options import canvas_option, model_option, weights_options
 @click.option("--half", is_flag=True,
               help="Write an FP16 ONNX: the validated FP32 graph (BN folded) with weights, input and outputs "
                    "rounded to float16. Validated against FP32 PyTorch at the looser FP16 tolerance.")
-@click.option("--atol", type=float, default=None,
+@click.option("--atol", type=finite_float(), default=None,
               help="Absolute tolerance against PyTorch [default: 1e-4; with --half 1e-3]. For models validated on "
                    "detections (faster-rcnn-r101-fpn) the score tolerance.")
-@click.option("--rtol", type=float, default=None,
+@click.option("--rtol", type=finite_float(), default=None,
               help="Tolerance relative to each output's max |value|: an output passes if max abs diff <= "
                    "atol + rtol * max|torch| [default: 0; with --half 5e-3].")
 def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs, opset, canvas, variant, static_batch,
@@ -60,7 +60,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
       ssdconvert export --model ssd-mobilenet-v2-fpnlite --checkpoint release.onnx --bs 8 --output build/st.onnx
     """
     from ssdconvert.checkpoints import build_model
-    from ssdconvert.errors import ExportError
+    from ssdconvert.errors import Interrupted
     from ssdconvert.export import export_model
     from ssdconvert.state import remember
     from ssdconvert.zoo import get_spec
@@ -78,7 +78,7 @@ def export(model_name, checkpoint, backbone, trust_checkpoint, seed, output, bs,
                               dynamic_batch=not static_batch, simplify_model=simplify, atol=atol, rtol=rtol,
                               precision=precision)
     except KeyboardInterrupt:  # the export is one step: nothing of it was kept, so a re-run starts it over
-        raise ExportError(f"interrupted: nothing was written to {output.parent} (no partial file is left); run "
+        raise Interrupted(f"interrupted: nothing was written to {output.parent} (no partial file is left); run "
                           "the same command again to export") from None
     remember("onnx", result.onnx_path)
     lines = result.summary_lines()

@@ -7,6 +7,13 @@ import click
 DEFAULT_MODEL = "ssd-resnet34"
 
 
+def finite_float(min: float | None = None, max: float | None = None, *, min_open: bool = False) -> click.FloatRange:
+    """The click type of every float option: finite (nan and inf refused), within the bounds given."""
+    from ssdconvert.backends.commands import FiniteFloat
+
+    return FiniteFloat(min=min, max=max, min_open=min_open)
+
+
 def batch_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """click callback for batch-size lists (None stays None: the option was not given); the one parser is
     shared with the backends' own commands (backends/commands.py), loaded only when a value is parsed."""
@@ -111,7 +118,7 @@ def cluster_option(what: str):
     return click.option("--cluster", default=None, metavar="ADDRESS",
                         help=f"Run {what} on a Ray cluster: auto (the cluster this host joined with `ray start`), "
                              "HOST:PORT (its head node), or local (a private single-node Ray for this command). "
-                             "Needs `pip install 'ssdconvert[cluster]'`; README: Past one machine.")
+                             "Needs `pip install 'ssdconvert[cluster]'`; see docs/cluster.md.")
 
 
 def cluster_session(address: str | None):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from ssdconvert.backends import REFERENCE
-from ssdconvert.cli.options import BackendOptionsCommand
+from ssdconvert.cli.options import BackendOptionsCommand, finite_float
 
-GATE_HELP = "Accuracy gate: fail below this {what} (see README: Lower precision)."
+GATE_HELP = "Accuracy gate: fail below this {what} (see docs/precision.md)."
 
 
 def gate_options(func):
@@ -16,12 +16,12 @@ def gate_options(func):
     from ssdconvert.agreement import Thresholds
 
     t = Thresholds()
-    func = click.option("--min-det-ap", default=t.min_detection_ap, show_default=True, type=click.FloatRange(0, 1),
+    func = click.option("--min-det-ap", default=t.min_detection_ap, show_default=True, type=finite_float(0, 1),
                         help=GATE_HELP.format(what="detection agreement AP (candidate scored against the "
                                                    "reference's detections)"))(func)
-    func = click.option("--min-snr", default=t.min_snr_db, show_default=True, type=float,
+    func = click.option("--min-snr", default=t.min_snr_db, show_default=True, type=finite_float(),
                         help=GATE_HELP.format(what="SNR in dB of any output"))(func)
-    func = click.option("--min-cosine", default=t.min_cosine, show_default=True, type=click.FloatRange(-1, 1),
+    func = click.option("--min-cosine", default=t.min_cosine, show_default=True, type=finite_float(-1, 1),
                         help=GATE_HELP.format(what="cosine similarity of any output"))(func)
     return func
 

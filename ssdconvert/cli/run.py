@@ -8,8 +8,8 @@ import click
 
 from ssdconvert.cli.bench import precision_list
 from ssdconvert.cli.options import (BackendOptionsCommand, backend_names, batch_sizes, canonical_backend,
-                                    canvas_option, cluster_option, cluster_session, model_option, weights_options,
-                                    with_tools)
+                                    canvas_option, cluster_option, cluster_session, finite_float, model_option,
+                                    weights_options, with_tools)
 from ssdconvert.cli.quantize import gate_options
 
 
@@ -56,7 +56,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "that cannot run is a failure.")
 @click.option("--bs", "batch_sizes", default="1,8,16", show_default=True, callback=batch_sizes,
               help="Batch sizes for the sweep; the largest is also the inference batch (--canvas exact: 1).")
-@click.option("--bench-duration", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--bench-duration", default=2.0, show_default=True, type=finite_float(min=0.1),
               help="Seconds per batch size in the sweep.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Preprocess processes [default: cores].")
 @click.option("--tool", "tools", multiple=True, callback=_tools, metavar="BACKEND=PATH",
@@ -80,7 +80,9 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
     Exit code 1 when a backend failed, was flagged by the accuracy gate, or was named in
-    --backends but cannot run here (the report is written and lists it with its reason).
+    --backends but cannot run here, or when a precision of --precisions ran on no backend (the
+    report is written and lists each with its reason); 130 when interrupted (Ctrl-C): the finished
+    stages are kept and the same command resumes.
     Without --coco it runs on a generated synthetic COCO set; without --checkpoint on seeded
     random weights (the report says the mAP is then meaningless). Each backend adds its own
     options (Ascend: --soc, --atc-tool).
@@ -98,7 +100,7 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
     """
     from ssdconvert.errors import SsdConvertError
     from ssdconvert.pipeline import RunConfig, run_and_report
-    from ssdconvert.pipeline.report import problems
+    from ssdconvert.pipeline.report import failure_message
 
     from preprocess.spec import EXACT_CANVAS
 
@@ -116,9 +118,9 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
         report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))
     click.echo(text)
     click.echo(f"report: {md} and {js}")
-    failed = problems(report)
+    failed = failure_message(report)
     if failed:
-        raise SsdConvertError(f"{len(failed)} backend(s) did not pass: {'; '.join(failed)}")
+        raise SsdConvertError(failed)
 
 
 COMMANDS = [run]

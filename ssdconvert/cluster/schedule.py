@@ -100,7 +100,7 @@ def _check_feasible(cells: Iterable[Cell], nodes: list[dict], cores: float) -> N
         if capacity(nodes, resource, cores) == 0:
             raise ClusterError(f"no live node of the cluster offers {resource.name}: start the device hosts with "
                                f"`ray start --address HEAD:PORT --resources '{{\"{resource.name}\": N}}'` "
-                               "(README: Past one machine)")
+                               "(docs/cluster.md)")
 
 
 def _fill(pending: deque, flying: dict, nodes: list[dict], cores: float) -> None:

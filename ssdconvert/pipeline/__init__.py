@@ -17,7 +17,7 @@ from typing import Callable
 
 from ssdconvert import backends
 from ssdconvert.backends.base import Backend, BackendOptions
-from ssdconvert.errors import SsdConvertError
+from ssdconvert.errors import Interrupted, SsdConvertError
 from ssdconvert.pipeline.cache import StageCache, StageResult, file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,12 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
         result = cache.lookup(name, inputs)
         if result is None:
             say(f"[{name}] running ...")
-            result = cache.record(name, inputs, fn)
+            try:
+                result = cache.record(name, inputs, fn)
+            except KeyboardInterrupt:  # stop the run: never recorded as done, never swallowed by a backend's row
+                kept = sum(1 for s in report.stages if not s.skipped)
+                raise Interrupted(f"interrupted by the user during [{name}]; the {kept} finished stage(s) are kept "
+                                  f"in {workdir}: run the same command again to resume from there") from None
         report.stages.append(result)
         say(f"[{name}] {'reused (inputs unchanged)' if result.reused else f'{result.seconds:.1f} s'}: {result.figure}")
         return result
@@ -405,7 +410,7 @@ def _compare_failed(candidate: _Candidate, bins: Path, spec, thresholds) -> tupl
     target, model, precision = candidate.target, candidate.model, candidate.precision
     if not target.exposes_layers:
         return None, (f"no layer-wise comparison for {target.label} here: dump its tensors on the device and run "
-                      "`ssdconvert compare` on the dump folder (README: compare)")
+                      "`ssdconvert compare` on the dump folder (docs/commands/compare.md)")
     side = Side(f"{target.name}:{model}:{precision}", Path(model), target.name, precision)
     try:
         found = compare_models(str(candidate.onnx), side, bins, images=2, thresholds=thresholds, model_name=spec.name)
@@ -450,8 +455,10 @@ def _bench(model: Path, name: str, cfg: RunConfig, spec, out: Path, backend: Bac
                   output_dir=out, name=name.replace("@", "_"), flops_per_image=spec.flops_per_image,
                   precision=None if default else precision, calib=None if default else bins, feeds=spec.feeds_for)
     rows = {row.batch_size: row.throughput for row in r.ok_rows}
-    best = max(rows.items(), key=lambda kv: kv[1]) if rows else None
-    figure = f"best {best[1]:.1f} samples/s at batch {best[0]}" if best else f"no batch size ran: {r.failure}"
+    if not rows:  # a failed stage (reported, re-run next time), not an empty sweep kept as done
+        raise SsdConvertError(f"no batch size ran: {r.failure}")
+    best = max(rows.items(), key=lambda kv: kv[1])
+    figure = f"best {best[1]:.1f} samples/s at batch {best[0]}"
     if r.stopped_early:
         figure += f"; stopped early: {r.failure}"
     where = {row.batch_size: f"{row.host} {row.device}" for row in r.ok_rows if row.host}  # --cluster only

@@ -60,6 +60,31 @@ def problems(report: PipelineReport) -> list[str]:
     return found
 
 
+def unmeasured(report: PipelineReport) -> list[str]:
+    """One line per precision asked for (`--precisions`) that no backend measured, with each backend's reason:
+    a cell a backend cannot build is skipped, but a precision skipped everywhere was not done as asked."""
+    from ssdconvert.pipeline import split_label
+
+    cells: dict[str, list] = {}
+    for s in report.stages:
+        if s.name.startswith("compile:") and ":" not in s.name.split(":", 1)[1]:  # variants have their own
+            cells.setdefault(split_label(s.name.split(":", 1)[1])[1], []).append(s)
+    lines = []
+    for precision in report.config.get("precisions") or ():
+        found = cells.get(precision, [])
+        if all(s.skipped and not s.failed for s in found):
+            why = "; ".join(s.figure for s in found) or "no backend ran"
+            lines.append(f"{precision} was measured on no backend: {why}")
+    return lines
+
+
+def failure_message(report: PipelineReport) -> str | None:
+    """The run's one error line, or None when it did what was asked."""
+    failed, missing = problems(report), unmeasured(report)
+    parts = ([f"{len(failed)} backend(s) did not pass: {'; '.join(failed)}"] if failed else []) + missing
+    return "; ".join(parts) or None
+
+
 def gates(report: PipelineReport) -> dict[str, dict]:
     """Label -> the lower-precision gate's figures (agreement.AgreementReport.to_dict + path)."""
     return {s.name.split(":", 1)[1]: {**s.data, "path": s.outputs[0] if s.outputs else ""}
@@ -77,7 +102,7 @@ def precision_rows(report: PipelineReport) -> list[dict]:
     for name in dict.fromkeys([*accuracy, *tput]):
         backend, precision = split_label(name)
         gate = checked.get(name)
-        outputs = gate["outputs"] if gate else []
+        outputs = [o for o in gate["outputs"] if o.get("equal") is None] if gate else []  # float outputs
         best = max(tput.get(name, {}).items(), key=lambda kv: kv[1], default=None)
         rows.append({
             "label": name, "backend": backend, "precision": precision,
@@ -141,7 +166,7 @@ def markdown(report: PipelineReport, plot: Path | None, precision_plot: Path | N
                                    _fmt(r["detection_ap"], ".4f"), r["gate"]) for r in table]), ""]
         if precision_plot:
             lines += [f"![throughput against AP delta]({precision_plot.name})", ""]
-    failed = problems(report)
+    failed = problems(report) + unmeasured(report)
     if failed:
         lines += ["## Result: FAILED", "", *[f"- {p}" for p in failed], ""]
     tput = throughput_by_backend(report)
@@ -210,6 +235,7 @@ def plot_tradeoff(rows: list[dict], target: Path, random_weights: bool) -> Path 
 
 
 def plot_throughput(tput: dict[str, dict[int, float]], target: Path) -> Path | None:
+    tput = {name: rows for name, rows in tput.items() if rows}  # a sweep where no batch size ran draws no line
     if not tput:
         return None
     import matplotlib
@@ -252,7 +278,7 @@ def write_report(report: PipelineReport, workdir: Path) -> tuple[Path, Path, str
             "random_weights": report.random_weights, "ap_gate": AP_GATE,
             "stages": [asdict(s) for s in report.stages], "accuracy": accuracy_rows(report),
             "precision": precision_rows(report), "gate_thresholds": asdict(_thresholds(report)),
-            "problems": problems(report),
+            "problems": problems(report) + unmeasured(report),
             "throughput_definition": THROUGHPUT_DEFINITION,
             "throughput": {k: {str(b): t for b, t in v.items()} for k, v in throughput_by_backend(report).items()},
             "plot": str(plot) if plot else None, "notes": report.notes}

@@ -37,17 +37,22 @@ def make_onnx(path: Path, *, batch: int | None = None, name: str = "image", opse
 
 @pytest.fixture
 def fake_bin(tmp_path, launcher) -> Path:
-    """A directory holding `atc` and `mm_build` launchers for the fakes."""
+    """A directory holding an `atc` launcher for the fake."""
     bin_dir = tmp_path / "fakebin"
     launcher(bin_dir, "atc", "atc.py")
-    launcher(bin_dir, "mm_build", "mm_build.py")
     return bin_dir
 
 
 @pytest.fixture
 def fake_on_path(fake_bin, monkeypatch) -> Path:
-    """Fakes first on PATH; vendor env vars cleared so only PATH can find a tool."""
+    """The fake atc first on PATH, ssdconvert's MagicMind build script on the fake magicmind package (this Python,
+    tests/fakes on PYTHONPATH); vendor env vars cleared so only PATH can find a tool."""
+    import sys
+
+    fakes = str(Path(__file__).resolve().parents[1] / "fakes")
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (fakes, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("SSDCONVERT_MAGICMIND_PYTHON", sys.executable)
     for var in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "NEUWARE_HOME", "FAKE_ATC_MODE", "FAKE_MM_MODE"):
         monkeypatch.delenv(var, raising=False)
     return fake_bin
@@ -55,10 +60,9 @@ def fake_on_path(fake_bin, monkeypatch) -> Path:
 
 @pytest.fixture
 def argv_log(tmp_path, monkeypatch) -> Path:
-    """File where the fakes append the argv they received (one JSON list per call)."""
+    """File where the fake atc appends the argv it received (one JSON list per call)."""
     log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("FAKE_ATC_ARGV_LOG", str(log))
-    monkeypatch.setenv("FAKE_MM_ARGV_LOG", str(log))
     return log
 
 

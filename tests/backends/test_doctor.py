@@ -26,13 +26,16 @@ def _checks(result) -> dict[str, dict]:
 
 def test_doctor_json_on_this_machine(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no vendor tools anywhere; ovc still found beside python
-    for var in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "NEUWARE_HOME"):
+    for var in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "NEUWARE_HOME", "SSDCONVERT_MAGICMIND_PYTHON"):
         monkeypatch.delenv(var, raising=False)
     result = CliRunner().invoke(cli, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
     checks, caps = _checks(result)
     assert checks["atc"]["status"] == "missing" and "set_env.sh" in checks["atc"]["detail"]
-    assert checks["mm_build"]["status"] == "missing" and checks["mm_run"]["status"] == "missing"
+    assert checks["magicmind build"]["status"] == "missing" and checks["mm_run"]["status"] == "missing"
+    build = checks["magicmind build"]["detail"]  # what is looked for, and why no mm_build executable
+    assert "cannot import Cambricon's magicmind wheel" in build and "No `mm_build` executable is looked for" in build
+    assert "$NEUWARE_HOME/bin" in checks["mm_run"]["detail"]
     assert checks["magicmind runtime"]["status"] == "missing" and "magicmind.python.runtime" in \
         checks["magicmind runtime"]["detail"]
     assert checks["ais_bench"]["status"] == "missing"
@@ -45,17 +48,23 @@ def test_doctor_json_on_this_machine(monkeypatch, tmp_path):
 
 
 def test_doctor_finds_tools_and_env(fake_bin, launcher, monkeypatch, tmp_path):
+    from ssdconvert.backends.magicmind.compile import BUILD_SCRIPT
+
     neuware = tmp_path / "neuware"
-    launcher(neuware / "bin", "mm_run", "mm_build.py")
+    launcher(neuware / "bin", "mm_run", "mm_run.py")
     monkeypatch.setenv("PATH", str(fake_bin))
     monkeypatch.setenv("ASCEND_TOOLKIT_HOME", str(tmp_path / "toolkit"))
     monkeypatch.setenv("NEUWARE_HOME", str(neuware))
+    monkeypatch.setenv("PYTHONPATH", str(BUILD_SCRIPT.parents[3] / "tests" / "fakes"))  # the fake magicmind wheel
+    monkeypatch.setenv("SSDCONVERT_MAGICMIND_PYTHON", sys.executable)
     checks, caps = _checks(CliRunner().invoke(cli, ["doctor", "--json"]))
     assert checks["atc"]["status"] == "found" and checks["atc"]["detail"].startswith(str(fake_bin / "atc"))
-    assert checks["mm_build"]["status"] == "found" and checks["mm_run"]["status"] == "found"
+    assert checks["mm_run"]["status"] == "found" and checks["mm_run"]["detail"].startswith(str(neuware / "bin"))
+    assert checks["magicmind build"]["status"] == "found"
+    assert checks["magicmind build"]["detail"] == f"{BUILD_SCRIPT} under {sys.executable} (ssdconvert cnnl)"
     assert checks["ASCEND_TOOLKIT_HOME"] == {"group": "environment", "name": "ASCEND_TOOLKIT_HOME", "status": "set",
                                              "version": "", "detail": str(tmp_path / "toolkit")}
-    assert caps["compile .om (atc)"] and caps["compile MagicMind model (mm_build)"]
+    assert caps["compile .om (atc)"] and caps["compile MagicMind model"]
 
 
 def test_doctor_table_and_never_fails(monkeypatch):
@@ -95,7 +104,7 @@ def test_doctor_probes_one_backend_and_takes_the_old_name_with_a_note(monkeypatc
     assert "'atc' is deprecated as a backend name; use 'ascend'" in result.stderr
     checks, caps = _checks(result)
     assert {"atc", "ais_bench", "npu-smi", "ASCEND_TOOLKIT_HOME"} <= set(checks)
-    assert not {"ovc", "mm_build", "torch"} & set(checks)  # other backends and the package rows are left out
+    assert not {"ovc", "magicmind build", "torch"} & set(checks)  # other backends and the package rows are left out
     assert set(caps) == {"compile .om (atc)", "run .om (ais_bench)"}
     bad = CliRunner().invoke(cli, ["doctor", "--backend", "tensorrt"])
     assert bad.exit_code == 2 and "unknown backend 'tensorrt'" in bad.output

@@ -1,5 +1,6 @@
 """Compilers with a two-input detector graph (images + im_info, NMS inside, int64 outputs), as Faster R-CNN's
-export is: ATC through the fake, the real ovc and OpenVINO, the MagicMind build tool through the fake."""
+export is: ATC through the fake, the real ovc and OpenVINO, ssdconvert's MagicMind build script on the fake
+magicmind package."""
 
 from __future__ import annotations
 
@@ -132,6 +133,14 @@ def test_magicmind_gets_input_dims_once_per_input(detector_onnx, fake_on_path, t
     assert result.primary.is_file()
 
 
-def test_magicmind_refuses_a_mutable_shape_for_several_inputs(detector_onnx, tmp_path):
-    with pytest.raises(CompilerError, match="the build tool's --dim_range_min/max set the range of input 0 only"):
-        build_magicmind(detector_onnx, batch=2, dynamic=True, output=tmp_path / "x", dry_run=True, tool="/opt/mm")
+def test_magicmind_gives_a_mutable_shape_a_range_per_input(detector_onnx, fake_on_path, tmp_path):
+    """build_param.py's --dim_range_min/max are `append` options, one per input (model_process.py set_dim_range)."""
+    result = build_magicmind(detector_onnx, batch=2, dynamic=True, output=tmp_path / "x")
+    command = result.command
+    ranges = [command[i + 1:command.index("--dim_range_max", i)] if name == "--dim_range_min" else None
+              for i, name in enumerate(command) if name == "--dim_range_min"]
+    assert ranges == [["1", "3", "64", "64"], ["1", "2"]]
+    assert result.info["dim_ranges"] == [{"min": [1, 3, HW, HW], "max": [2, 3, HW, HW]}, {"min": [1, 2], "max": [2, 2]}]
+    with pytest.raises(CompilerError, match="same batch range"):
+        build_magicmind(detector_onnx, batch=2, dynamic=True, dry_run=True,
+                        dim_ranges=[((1, 3, HW, HW), (4, 3, HW, HW)), ((1, 2), (2, 2))])

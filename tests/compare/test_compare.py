@@ -63,7 +63,22 @@ def test_openvino_fp32_matches_onnxruntime_in_every_layer(exported_onnx, r34_bin
     assert all(float(la["figures"]["snr_db"]) > 60 for la in compared)  # FP32 vs FP32: rounding only
 
 
-def test_openvino_bf16_error_grows_and_agrees_with_the_final_outputs(exported_onnx, r34_bins, tmp_path):
+def test_openvino_bf16_error_grows_and_agrees_with_the_final_outputs(cpu_kind, exported_onnx, r34_bins, tmp_path):
+    """Where the CPU computes bf16, its error profile; where it cannot (AVX2 only, or the probe made to say so),
+    compare refuses the bf16 side in one line instead of measuring f32 as bf16."""
+    from ssdconvert.backends.openvino.device import refusal
+
+    refused = refusal("bf16")
+    if refused:
+        if cpu_kind == "this-cpu":
+            pytest.skip(f"bf16 arithmetic needs native BF16 ({refused}); the avx2-only case tests the refusal")
+        result = invoke(exported_onnx, f"openvino:{exported_onnx}:bf16", "--input", r34_bins, "--images", "1", "-o",
+                        tmp_path)
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error: OpenVINO's CPU cannot compute bf16 here: "
+                                                                 "its OPTIMIZATION_CAPABILITIES (")
+        assert "Traceback" not in result.output and not (tmp_path / "compare.json").exists()
+        return
     report = compare_models(str(exported_onnx), f"openvino:{exported_onnx}:bf16", r34_bins, images=1)
     snr = [la.figures.snr_db for la in report.compared]
     assert all(math.isfinite(s) for s in snr)
@@ -132,3 +147,16 @@ def test_comma_separated_input_folders_reach_the_sample_reader(exported_onnx, r3
     result = invoke(exported_onnx, exported_onnx, "--input", f"{r34_bins},{tmp_path / 'im_info'}", "-o", tmp_path)
     assert result.exit_code == 1, result.output
     assert f"{tmp_path / 'im_info'} is not a folder" in result.output
+
+
+@pytest.mark.parametrize("corrupt", ["truncated", "text"])
+def test_a_corrupt_onnx_on_either_side_is_one_error_line(corrupt, exported_onnx, r34_bins, tmp_path):
+    """A truncated .onnx, or a text file named .onnx, once raised protobuf's DecodeError (issue 24 §3.6)."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(exported_onnx.read_bytes()[:100_000] if corrupt == "truncated" else b"not a model\n")
+    for sides in ((exported_onnx, bad), (bad, exported_onnx)):
+        result = invoke(*sides, "--input", r34_bins, "--images", "1", "-o", tmp_path / "cmp")
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1].startswith(
+            f"Error: cannot read {bad} as ONNX (truncated, or not an ONNX file?): ")
+        assert "Traceback" not in result.output and not (tmp_path / "cmp").exists()

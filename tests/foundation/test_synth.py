@@ -53,3 +53,18 @@ def test_category_table_matches_reference_inv_map():
     expected = list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45)) + \
         list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91))
     assert [c[0] for c in COCO_CATEGORIES] == expected
+
+
+def test_folders_get_the_umask_mode_not_700(tmp_path):
+    """The dataset was built in a mkdtemp folder (mode 700) renamed into place, so others could not read it
+    (issue 24 §3.10); now every folder has the mode mkdir gives."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        ds = generate(tmp_path / "coco", images=2)
+    finally:
+        os.umask(old)
+    for folder in (ds.root, ds.image_dir, ds.annotation_file.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder

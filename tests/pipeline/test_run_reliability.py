@@ -83,3 +83,46 @@ def test_a_failed_backend_fails_the_run_and_stays_in_the_report(workdir, fake_ve
     markdown = (workdir / "report.md").read_text()
     assert "| ascend | – | – | – | FAILED |" in markdown  # the reason is in the Stages table and under Result
     assert f"## Result: FAILED\n\n- {report['problems'][0]}" in markdown
+
+
+def test_ctrl_c_in_the_bench_stage_stops_the_run_and_is_not_cached(workdir, monkeypatch):
+    """Ctrl-C during a sweep stops the whole run (exit 130, the stage named), is never recorded as a finished
+    stage, and the next run benches again and writes its report (issue 24 §3.1)."""
+    import ssdconvert.bench as bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    args = ["run", "--backends", "onnxruntime", *COMMON, "--bench-duration", "0.2", "--workdir", str(workdir)]
+    before = json.loads((workdir / "pipeline_state.json").read_text())["bench:onnxruntime"]
+    with monkeypatch.context() as patch:
+        patch.setattr(bench, "timed_loop", interrupted)
+        stopped = CliRunner().invoke(cli, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.output.strip().splitlines()[-1] == (
+        f"Error: interrupted by the user during [bench:onnxruntime]; the 7 finished stage(s) are kept in {workdir}: "
+        "run the same command again to resume from there")
+    assert json.loads((workdir / "pipeline_state.json").read_text())["bench:onnxruntime"] == before  # nothing cached
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "[bench:onnxruntime] running ..." in again.output and "reused" not in again.output.split("[bench")[1]
+    assert stages(workdir)["bench:onnxruntime"]["figure"].startswith("best ")
+
+
+def test_an_empty_sweep_fails_its_stage_and_the_report_still_draws(tmp_path):
+    """A sweep where no batch size ran is a failed stage, never a finished one; the report's plot skips it."""
+    from ssdconvert.pipeline.report import plot_throughput
+
+    assert plot_throughput({"onnxruntime": {}}, tmp_path / "t.png") is None
+    assert plot_throughput({"onnxruntime": {}, "openvino": {1: 2.0}}, tmp_path / "t.png") == tmp_path / "t.png"
+
+
+def test_a_requested_precision_no_backend_can_build_fails_the_run(workdir, fake_vendor_env):
+    """`--precisions int8 --backends ascend`: the one cell asked for cannot run (Ascend INT8 is AMCT's job), so the
+    run fails saying why instead of exiting 0 with nothing measured (issue 24 §3.10)."""
+    result = CliRunner(env=fake_vendor_env).invoke(cli, ["run", "--backends", "ascend", "--precisions", "int8",
+                                                         *COMMON, "--workdir", str(workdir)])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: int8 was measured on no backend: ascend@int8 skipped: ") and "AMCT" in last
+    assert json.loads((workdir / "report.json").read_text())["problems"] == [last[len("Error: "):]]

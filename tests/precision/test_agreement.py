@@ -99,3 +99,54 @@ def test_report_names_the_worst_output_first():
     assert report.failures[0].startswith("plabel: cosine")
     assert "numerical agreement" in "\n".join(report.lines())
     assert report.to_dict()["passed"] is False
+
+
+def _crowded_rows(rng, images: int, per_class: int, classes=(1, 2)) -> np.ndarray:
+    """Many overlapping boxes of each class per image: [image_id, x, y, w, h, score, label]."""
+    rows = []
+    for image in range(images):
+        for label in classes:
+            for _ in range(per_class):
+                x, y = rng.uniform(0, 150, 2)
+                rows.append([image, x, y, *rng.uniform(20, 120, 2), rng.uniform(0.05, 0.3), label])
+    return np.array(rows)
+
+
+def test_identical_detections_agree_exactly_even_with_130_boxes_of_one_class():
+    """The seeded ssd-resnet34 keeps 200 boxes per image, up to 130 of one class; COCOeval's 100 per image and class
+    left 30 reference boxes unmatchable and scored identical outputs 0.99 (issue 24 §3.10)."""
+    rng = np.random.default_rng(7)
+    images = [SimpleNamespace(id=i, width=300, height=300) for i in range(3)]
+    rows = _crowded_rows(rng, 3, 130)
+    same = detection_agreement(rows, rows.copy(), images, num_classes=81, background=0)
+    assert (same.ap, same.ap50) == (1.0, 1.0)
+    half = detection_agreement(rows, rows[rows[:, 6] == 1], images, num_classes=81, background=0)
+    assert half.ap == pytest.approx(0.5, abs=0.01)  # one class of two reproduced
+
+
+def test_below_100_per_class_the_agreement_is_cocoevals_own():
+    """Where nothing is cut, the figure is what the project's COCO evaluator gives for the same rows."""
+    from postprocess.evaluate import coco_stats, ground_truth_from_rows
+
+    rng = np.random.default_rng(8)
+    images = [SimpleNamespace(id=i, width=300, height=300) for i in range(4)]
+    ref = _crowded_rows(rng, 4, 40)
+    cand = ref.copy()
+    cand[:, 1:5] += rng.normal(scale=3.0, size=(len(cand), 4))  # moved boxes
+    cand[:, 5] *= rng.uniform(0.8, 1.2, len(cand))  # re-ranked
+    got = detection_agreement(ref, cand, images, num_classes=81, background=0)
+    stats = coco_stats(ground_truth_from_rows(ref, images, range(1, 81)), cand, [im.id for im in images])
+    assert 0.2 < got.ap < 0.95 and got.ap == pytest.approx(stats[0], abs=1e-9)
+    assert got.ap50 == pytest.approx(stats[1], abs=1e-9)
+
+
+def test_integer_outputs_are_counted_equal_not_gated_by_cosine():
+    """Class ids (Faster R-CNN's labels) have no cosine or SNR worth a threshold: the share of equal ids is
+    reported and the detection agreement judges them (issue 24 §3.9)."""
+    ref = np.array([[3, 3, 7, 1]], dtype=np.int64)
+    fig = tensor_figures("labels", ref, np.array([[3, 7, 3, 1]], dtype=np.int64))
+    assert fig.integer and fig.equal == 0.5 and fig.problems(Thresholds(min_cosine=0.999)) == []
+    assert fig.line() == "labels: integer, 50.0 % of 4 elements equal (judged by the detection agreement)"
+    floats = tensor_figures("scores", ref.astype(np.float32), np.array([[3, 7, 3, 1]], np.float32))
+    report = AgreementReport("r", "c", 1, [fig, floats], None, Thresholds(min_cosine=0.999))
+    assert report.worst is floats and [f.split(":")[0] for f in report.failures] == ["scores"]

@@ -101,13 +101,16 @@ def tiny_onnx_bs4(tmp_path_factory) -> Path:
     return make_tiny_onnx(tmp_path_factory.mktemp("models") / "tiny_bs4.onnx", batch=4)
 
 
-def _fake_packages(monkeypatch, package: str, knobs: tuple[str, ...]):
-    """Put tests/fakes on the path of this process and of subprocesses; undo afterwards."""
+def _fake_packages(monkeypatch, package: str, knobs: tuple[str, ...], env: dict[str, str] | None = None):
+    """Put tests/fakes on the path of this process and of subprocesses, clear the fakes' `knobs` and set `env`;
+    undo afterwards."""
     monkeypatch.syspath_prepend(str(FAKES))
     existing = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(FAKES) + (os.pathsep + existing if existing else ""))
     for name in knobs:
         monkeypatch.delenv(name, raising=False)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
     yield FAKES
     for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
         del sys.modules[name]
@@ -118,16 +121,19 @@ def fake_ais_bench(monkeypatch):
     """The fake ais_bench package (tests/fakes/ais_bench), importable here and by `python -m ais_bench`."""
     monkeypatch.setenv("SSDCONVERT_AIS_BENCH_PYTHON", sys.executable)
     yield from _fake_packages(monkeypatch, "ais_bench", ("FAKE_AIS_BENCH_FAIL", "FAKE_AIS_BENCH_OLD_KEYS",
-                                                         "FAKE_AIS_BENCH_LAYOUT"))
+                                                         "FAKE_AIS_BENCH_VERSION"))
 
 
 @pytest.fixture
 def fake_magicmind(monkeypatch, tmp_path, launcher):
-    """The fake MagicMind runtime (tests/fakes/magicmind) importable, fake mm_build and mm_run on PATH."""
+    """The fake MagicMind (tests/fakes/magicmind) importable here and by ssdconvert's build script, fake mm_run on
+    PATH."""
     bin_dir = tmp_path / "mm_bin"
-    launcher(bin_dir, "mm_build", "mm_build.py")
     launcher(bin_dir, "mm_run", "mm_run.py")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_MM_RUN_DURATION_MS", "20")  # the real default is 3000 ms per run
+    # the build script runs under this interpreter (it sees the fakes through PYTHONPATH), whatever an earlier
+    # test left importable as `magicmind` in this process
     yield from _fake_packages(monkeypatch, "magicmind", ("FAKE_MLU_COUNT", "FAKE_MAGICMIND_DRIFT", "FAKE_MM_MODE",
-                                                         "NEUWARE_HOME"))
+                                                         "NEUWARE_HOME"),
+                              env={"SSDCONVERT_MAGICMIND_PYTHON": sys.executable})

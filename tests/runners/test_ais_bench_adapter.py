@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from click.testing import CliRunner
 from ssdconvert.cli import cli
 from ssdconvert.infer import run_infer
 from ssdconvert.backends.ascend.ais_bench import (AisBenchError, build_argv, explain_failure, normalise_stats,
-                                                 parse_console, read_summary, run_ais_bench)
+                                                 parse_console, read_summary, run_ais_bench, supports_divide_input)
 from ssdconvert.backends.ascend.runner import AisBenchRunner
+from ssdconvert.backends.base import RunnerError
+from ssdconvert.layout import InferError
 
 CONSOLE = """[INFO] try get model batchsize:1
 [INFO] -----------------Performance Summary------------------
@@ -113,22 +116,34 @@ def test_om_through_infer_matches_the_in_process_runner_byte_for_byte(tmp_path, 
     tool_summary = json.loads((tmp_path / "tool_summary.json").read_text())
     runner_summary = json.loads((tmp_path / "runner_summary.json").read_text())
     assert list(tool_summary)[:8] == list(runner_summary)[:8]
+    # filesinfo as io_oprations.py writes it: keyed by sample id (7 samples, the padding slot has none), one input
+    # file per model input, that sample's outputs
+    order = ["000000000004.bin", "a.b.c.bin", "img1.x.bin", "img2.bin", "img3.bin", "img10.jpg.bin", "img20.bin"]
+    expected = {str(k): {"infiles": [name], "outfiles": [f"{name.split('.')[0]}_{i}.bin" for i in (0, 1)]}
+                for k, name in enumerate(order)}
+    for summary, folder in ((tool_summary, "tool"), (runner_summary, "runner")):
+        named = {k: {"infiles": [Path(f).name for f in v["infiles"]], "outfiles": [Path(f).name for f in v["outfiles"]]}
+                 for k, v in summary["filesinfo"].items()}
+        assert named == expected, folder
+        assert all(Path(f).parent.name == folder for v in summary["filesinfo"].values() for f in v["outfiles"])
     for summary in (tool_summary, runner_summary):  # eval finds the manifest through --input
         assert summary["args"][summary["args"].index("--input") + 1] == str((tmp_path / "in").resolve())
 
 
-@pytest.mark.parametrize("layout, folders, split", [
-    ("new", ["device0_0", "device1_1", "device3_2"], [3, 2, 2]),  # floor(7/3) = 2 each, the first 7 % 3 one more
-    ("old", ["device0", "device1", "device3"], [3, 3, 1]),  # ceil(7/3) = 3 each, the last gets the rest
+@pytest.mark.parametrize("version, folders, split", [
+    # AIT 6.0.RC3 and later split only with --divide_input 1 (sync-ait 0765eb473): the adapter must pass it
+    ("ait-6.0.RC3", ["device0_0", "device1_1", "device3_2"], [3, 2, 2]),  # floor(7/3) = 2 each, first 7 % 3 one more
+    ("ait-6.0.RC2", ["device0_0", "device1_1", "device3_2"], [3, 2, 2]),  # splits without the flag, rejects it
+    ("standalone", ["device0", "device1", "device3"], [3, 3, 1]),  # ceil(7/3) = 3 each, the last gets the rest
 ])
-def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, fake_ais_bench, monkeypatch, layout,
+def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, fake_ais_bench, monkeypatch, version,
                                                                folders, split):
     from stageio.reader import scan_results
     from stageio.tensor import TensorSpec
     from preprocess.manifest import read_manifest
     from ssdconvert.evaluation import recorded_devices, runner_summary
 
-    monkeypatch.setenv("FAKE_AIS_BENCH_LAYOUT", layout)
+    monkeypatch.setenv("FAKE_AIS_BENCH_VERSION", version)
     om = _om(tiny, tmp_path, batch=2)
     files = tiny.write_inputs(tmp_path / "in", 7)
     result = run_infer(om, tmp_path / "in", tmp_path / "out" / "result", device="0,1,3", progress=False)
@@ -136,6 +151,7 @@ def test_several_npus_write_per_device_folders_that_eval_reads(tmp_path, tiny, f
     assert not list((tmp_path / "out").glob("result_summary.json"))  # one summary per device, inside result/
     args = json.loads(result.summary_path.read_text())["args"]
     assert args[args.index("--device") + 1] == "0,1,3"
+    assert (args[args.index("--divide_input") + 1] == "1") if version == "ait-6.0.RC3" else "--divide_input" not in args
     head = 0
     for folder, size in zip(folders, split):  # contiguous blocks of the natural-sorted inputs, in list order
         written = sorted(p.name for p in (tmp_path / "out" / "result" / folder).iterdir())
@@ -163,7 +179,7 @@ def test_several_npus_need_enough_inputs_and_a_device_that_works(tmp_path, tiny,
     with pytest.raises(InferError, match=r"2 input file\(s\) cannot be split across 3 NPUs \(0,1,2\)"):
         run_infer(om, tmp_path / "in", tmp_path / "r1", device="0,1,2", progress=False)
     tiny.write_inputs(tmp_path / "four", 4)
-    monkeypatch.setenv("FAKE_AIS_BENCH_LAYOUT", "old")  # ceil(4/3) = 2 files each: the third NPU gets none
+    monkeypatch.setenv("FAKE_AIS_BENCH_VERSION", "standalone")  # ceil(4/3) = 2 files each: the third NPU gets none
     with pytest.raises(AisBenchError, match=r"exit code 1\): a device process failed") as info:
         run_infer(om, tmp_path / "four", tmp_path / "r2", device="0,1,2", progress=False)
     assert "Full log:" in str(info.value)
@@ -216,26 +232,117 @@ def test_python_api_runner(tmp_path, tiny, fake_ais_bench):
     np.testing.assert_allclose(out["ploc"][2], tiny.reference_outputs(x[2])[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("api", [True, False], ids=["InferSession", "subprocess"])
-def test_gear_om_gets_dym_batch_from_its_build_record(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
-                                                      monkeypatch, api):
+def _gear_om(tmp_path, tiny_onnx, launcher, monkeypatch, gears=(2, 4)):
+    """A batch-gear .om from the fake ATC (its record lists the gears; the fake ais_bench runs them)."""
     import os
 
     from ssdconvert.backends.ascend.compile import build_om
-    from ssdconvert.errors import SsdConvertError
 
     launcher(tmp_path / "bin", "atc", "atc.py")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    return build_om(tiny_onnx, "Ascend310P3", dynamic_batches=list(gears), output=tmp_path / "gears").primary
+
+
+@pytest.mark.parametrize("version", ["standalone", "ait-6.0.RC3"])
+@pytest.mark.parametrize("api", [True, False], ids=["InferSession", "subprocess"])
+def test_gear_om_gets_dym_batch_from_its_build_record(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
+                                                      monkeypatch, api, version):
+    """Gear 2 of a 2,4 gear model: aclruntime wants the largest gear's bytes until set_dynamic_batchsize(2)."""
+    from ssdconvert.errors import SsdConvertError
+
+    monkeypatch.setenv("FAKE_AIS_BENCH_VERSION", version)
     if not api:
         monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
-    om = build_om(tiny_onnx, "Ascend310P3", dynamic_batches=[2, 4], output=tmp_path / "gears").primary
-    tiny.write_inputs(tmp_path / "ssd_bin", 6)
-    result = run_infer(om, tmp_path / "ssd_bin", tmp_path / "result", batchsize=4, progress=False)
+    om = _gear_om(tmp_path, tiny_onnx, launcher, monkeypatch)
+    files = tiny.write_inputs(tmp_path / "ssd_bin", 5)
+    result = run_infer(om, tmp_path / "ssd_bin", tmp_path / "result", batchsize=2, progress=False)
     assert any("batch gears [2, 4]" in w for w in result.warnings)
-    assert (result.batch, result.runs, result.padded) == (4, 2, 2)
-    assert len(list((tmp_path / "result").glob("*_0.bin"))) == 6
+    assert (result.batch, result.runs, result.padded) == (2, 3, 1)
+    assert len(list((tmp_path / "result").glob("*_0.bin"))) == 5
+    x = np.fromfile(files[4], np.float32).reshape(3, 8, 8)
+    np.testing.assert_allclose(np.fromfile(tmp_path / "result" / f"{files[4].stem}_0.bin", np.float32).reshape(4, 64),
+                               tiny.reference_outputs(x)[0], atol=1e-5)
     if not api:
         args = json.loads(result.summary_path.read_text())["args"]
-        assert args[args.index("--dymBatch") + 1] == "4"
+        assert args[args.index("--dymBatch") + 1] == "2"
     with pytest.raises(SsdConvertError, match="batch gears 2,4"):
         run_infer(om, tmp_path / "ssd_bin", tmp_path / "result3", batchsize=3, progress=False)
+
+
+@pytest.mark.parametrize("version", ["standalone", "ait-6.0.RC3"])
+def test_in_process_runner_sets_each_gear_with_set_dynamic_batchsize(tmp_path, tiny, tiny_onnx, fake_ais_bench,
+                                                                     launcher, monkeypatch, version):
+    monkeypatch.setenv("FAKE_AIS_BENCH_VERSION", version)
+    om = _gear_om(tmp_path, tiny_onnx, launcher, monkeypatch)
+    x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with AisBenchRunner(om, batch=2, dym_batch=True) as runner:
+        assert runner.static_batch == 2
+        small = runner.infer({"image": x[:2]})["ploc"]
+        large = runner.infer({"image": x})["ploc"]  # the next call's batch picks its own gear
+        assert runner.last_compute_ms > 0
+    assert small.shape == (2, 4, 64) and large.shape == (4, 4, 64)
+    np.testing.assert_allclose(small[1], tiny.reference_outputs(x[1])[0], atol=1e-5)
+    np.testing.assert_allclose(large[3], tiny.reference_outputs(x[3])[0], atol=1e-5)
+    with pytest.raises(RunnerError, match="cannot run batch gear 3: the dymBatch parameter is not correct"):
+        AisBenchRunner(om, batch=3, dym_batch=True).activate()
+
+
+def test_the_fake_session_keeps_aclruntimes_gear_contract(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
+                                                          monkeypatch):
+    from ais_bench.infer.interface import InferSession
+
+    sample = 3 * 8 * 8 * 4
+    session = InferSession(0, str(_gear_om(tmp_path, tiny_onnx, launcher, monkeypatch)))
+    (image,) = session.get_inputs()
+    assert image.shape == [-1, 3, 8, 8] and image.size == image.realsize == 4 * sample  # the largest gear's bytes
+    two = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(RuntimeError, match=f"Check i:0 name:image in size:{2 * sample} needsize:{4 * sample}"):
+        session.run([two])
+    with pytest.raises(RuntimeError, match="dymBatch parameter is not correct"):
+        session.set_dynamic_batchsize(3)
+    session.set_dynamic_batchsize(2)
+    assert session.get_inputs()[0].realsize == 2 * sample and session.run([two])[0].shape == (2, 4, 64)
+    with pytest.raises(RuntimeError, match="without a gear"):  # ait: mode static drops the gear again
+        session.infer([np.zeros((4, 3, 8, 8), np.float32)], mode="static")
+    static = InferSession(0, str(_om(tiny, tmp_path)))
+    with pytest.raises(RuntimeError, match="dynamic_batch_size parameter is not specified for model conversion"):
+        static.set_dynamic_batchsize(4)
+
+
+def test_the_tool_refuses_dym_batch_the_om_was_not_built_with(tmp_path, tiny, tiny_onnx, fake_ais_bench, launcher,
+                                                              monkeypatch):
+    tiny.write_inputs(tmp_path / "in", 4)
+    common = dict(input=tmp_path / "in", output=tmp_path / "out", output_dirname="r")
+    with pytest.raises(AisBenchError, match="--dymBatch needs an .om built with batch gears"):
+        run_ais_bench(_om(tiny, tmp_path), dym_batch=4, **common)
+    with pytest.raises(AisBenchError, match="not built with this batch gear"):
+        run_ais_bench(_gear_om(tmp_path, tiny_onnx, launcher, monkeypatch), dym_batch=3, **common)
+
+
+@pytest.mark.parametrize("version, has_flag", [("ait-6.0.RC3", True), ("ait-6.0.RC2", False), ("standalone", False)])
+def test_divide_input_is_asked_of_the_installed_tool(fake_ais_bench, monkeypatch, version, has_flag):
+    monkeypatch.setenv("FAKE_AIS_BENCH_VERSION", version)
+    assert supports_divide_input() is has_flag
+    assert build_argv("m.om", python="python3", device="0,1", divide_input=True)[-2:] == ["--divide_input", "1"]
+
+
+def test_a_tool_that_runs_every_input_on_every_npu_is_refused(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    """AIT 6.0.RC3+ without --divide_input: each NPU writes every output; the adapter refuses the duplicates."""
+    monkeypatch.setattr("ssdconvert.backends.ascend.ais_bench.supports_divide_input", lambda *a, **k: False)
+    tiny.write_inputs(tmp_path / "in", 4)
+    with pytest.raises(InferError, match="ran every input on every NPU"):
+        run_infer(_om(tiny, tmp_path, batch=2), tmp_path / "in", tmp_path / "r", device="0,1", progress=False)
+
+
+def test_inputs_sort_and_filter_as_ais_bench_lists_them(tmp_path, tiny, fake_ais_bench, monkeypatch):
+    """utils.py natural_sort lower-cases the text between digit runs; only .bin/.BIN/.npy/.NPY are inputs."""
+    from ssdconvert.layout import list_inputs
+
+    tiny.write_inputs(tmp_path / "in", 4, names=["img10.bin", "IMG2.BIN", "Img1.bin", "skipped.Bin"], manifest=False)
+    np.save(tmp_path / "in" / "img3.npy", np.zeros((3, 8, 8), np.float32))
+    expected = ["Img1.bin", "IMG2.BIN", "img3.npy", "img10.bin"]
+    assert [p.name for p in list_inputs(tmp_path / "in").first] == expected
+    monkeypatch.setattr("ssdconvert.backends.ascend.runner.api_available", lambda: False)
+    result = run_infer(_om(tiny, tmp_path, batch=1), tmp_path / "in", tmp_path / "tool", progress=False)
+    filesinfo = json.loads(result.summary_path.read_text())["filesinfo"]
+    assert [Path(filesinfo[str(k)]["infiles"][0]).name for k in range(4)] == expected  # the fake tool agrees

@@ -145,3 +145,43 @@ def test_bench_hands_each_backend_its_own_options(tmp_path, tiny_onnx, monkeypat
     options = seen[0]["options"]
     assert options["ascend"] == AscendOptions(tool="/opt/atc", soc="Ascend310P3", dym_batch=True)
     assert options["onnxruntime"].tool == "/opt/atc" and options["onnxruntime"].per_channel
+
+
+def test_ctrl_c_keeps_the_batch_sizes_that_ran_and_exits_130(tmp_path, tiny_onnx, monkeypatch):
+    """Ctrl-C at batch 2: batch 1 is printed and kept in the reports, the error names where it stopped (no
+    "stopped early at interrupted by the user"), exit 130 (issue 24 §3.1, §3.10)."""
+    import ssdconvert.bench as bench
+
+    real, calls = bench.timed_loop, []
+
+    def loop(runner, batch, **kwargs):
+        calls.append(batch)
+        if batch == 2:
+            raise KeyboardInterrupt
+        return real(runner, batch, **kwargs)
+
+    monkeypatch.setattr(bench, "timed_loop", loop)
+    res = CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--bs", "1,2,4", "--duration", "0.02",
+                                   "--output", str(tmp_path)])
+    assert res.exit_code == 130, res.output
+    md = tmp_path / "tiny_dyn_onnxruntime.md"
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: interrupted by the user at batch size 2; the batch sizes that ran (1) are kept in {md} "
+        "(and .json, .csv)")
+    assert "| 1 | " in res.output and calls == [1, 2]  # the table of what ran is printed
+    data = json.load(open(tmp_path / "tiny_dyn_onnxruntime.json"))
+    assert [r["status"] for r in data["rows"]] == ["ok", "skipped", "skipped"]
+    assert data["failure"] == "interrupted by the user at batch size 2"
+
+
+def test_a_long_sweep_says_how_long_it_takes_before_it_starts(tmp_path, tiny_onnx):
+    """200 batch sizes of 10 s: the first line says it takes at least 33 min (issue 24 §3.10)."""
+    from ssdconvert.bench import estimate
+
+    assert estimate(list(range(1, 201)), 10.0, 1, builds=False) == (
+        "200 batch size(s) x 10 s: at least 33 min of timed runs, plus 1 warm-up run(s) per batch size")
+    assert "at least 2.5 h" in estimate([1] * 900, 10.0, 1, builds=True)
+    res = CliRunner().invoke(cli, ["bench", "--model", str(tiny_onnx), "--bs", "1,2", "--duration", "0.02",
+                                   "--output", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "2 batch size(s) x 0.02 s: at least 0.04 s of timed runs" in res.output.split("batch 1:")[0]

@@ -47,8 +47,9 @@ def test_layout_summary_and_padding(tmp_path, tiny_onnx, backend, tiny):
     assert summary["throughput"] == pytest.approx(1000 * 4 / compute["mean"])
     args = summary["args"]
     assert args[args.index("--input") + 1] == str((tmp_path / "ssd_bin").resolve())
-    assert summary["filesinfo"]["2"]["infiles"] == [str(f) for f in files[8:]]  # no padding entries
-    assert len(summary["filesinfo"]["2"]["outfiles"]) == 4
+    assert list(summary["filesinfo"]) == [str(k) for k in range(10)]  # one per sample, none for padding
+    assert summary["filesinfo"]["9"] == {"infiles": [str(files[9])],
+                                         "outfiles": [str(out / f"{files[9].stem}_{i}.bin") for i in (0, 1)]}
     assert summary["pid"] == os.getpid()
     assert "no file I/O" in summary["ssdconvert"]["timing"]
     assert summary["ssdconvert"]["end_to_end_seconds"] > 0

@@ -1,8 +1,8 @@
 """The MagicMind backend: the in-process runner over the runtime API, infer, bench (runtime or mm_run).
 
-Runs against tests/fakes: mm_build.py writes a placeholder model recording the build, the fake
-`magicmind.python.runtime` runs its ONNX with ONNX Runtime (so outputs are real tensors) and
-refuses what the real runtime would, and mm_run.py benchmarks through that runtime.
+Runs against tests/fakes: ssdconvert's build script builds on the fake `magicmind` package, which serialises a
+placeholder model recording the build; the fake `magicmind.python.runtime` runs its ONNX with ONNX Runtime (so
+outputs are real tensors) and refuses what the real runtime would, and mm_run.py benchmarks through that runtime.
 """
 
 from __future__ import annotations
@@ -183,3 +183,81 @@ def test_fake_mm_run_is_strict(tmp_path, tiny_onnx, fake_magicmind):
     ok = run("--magicmind_model", str(model), "--iterations", "3", "--batch_size", "4", "--input_dims", "4,3,8,8",
              "--devices", "0")
     assert ok.returncode == 0 and parse_output(ok.stdout).iterations >= 3
+
+
+def make_two_input_onnx(path):
+    """image (N,3,8,8) -> ploc (N,4,64) by a 1x1 conv; im_info (N,2) -> info2 = 2 * im_info: Faster R-CNN's two
+    inputs sharing the batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["loc"]), helper.make_node("Reshape", ["loc", "shape"], ["ploc"]),
+         helper.make_node("Mul", ["im_info", "two"], ["info2"])],
+        "two_inputs",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8]),
+         helper.make_tensor_value_info("im_info", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("ploc", TensorProto.FLOAT, ["N", 4, 64]),
+         helper.make_tensor_value_info("info2", TensorProto.FLOAT, ["N", 2])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0, 4, -1], np.int64), "shape"),
+                     numpy_helper.from_array(np.array(2, np.float32), "two")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path, w.reshape(4, 3)
+
+
+def test_a_two_input_model_gets_a_mutable_batch_on_each_input(tmp_path, fake_magicmind, monkeypatch):
+    """--dynamic for a two-input model (Faster R-CNN: image, im_info): one dim range per input, and the runtime
+    holds each input to its own range."""
+    onnx, w = make_two_input_onnx(tmp_path / "two.onnx")
+    built = build_magicmind(onnx, batch=4, dynamic=True, output=tmp_path / "two_dyn")
+    model = json.loads(built.primary.read_bytes().split(b"\n")[1])
+    assert [(i["name"], i["dims"], i["range"]) for i in model["inputs"]] == [
+        ("image", [-1, 3, 8, 8], {"min": [1, 3, 8, 8], "max": [4, 3, 8, 8]}),
+        ("im_info", [-1, 2], {"min": [1, 2], "max": [4, 2]})]
+    rng = np.random.default_rng(4)
+    image, info = rng.standard_normal((3, 3, 8, 8)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)
+    with get("magicmind").make_runner(built.primary, RunOptions(batch=3)) as runner:
+        assert [m.dims for m in runner.inputs] == [(3, 3, 8, 8), (3, 2)]
+        out = runner.infer({"image": image, "im_info": info})
+    np.testing.assert_allclose(out["ploc"], np.einsum("oc,nchw->nohw", w, image).reshape(3, 4, 64), atol=1e-5)
+    np.testing.assert_allclose(out["info2"], 2 * info, atol=1e-6)
+    monkeypatch.setattr("ssdconvert.backends.magicmind.runner.runtime_missing", lambda: "not importable here")
+    report = run_bench(built.primary, batch_sizes=[2], duration=0.02, output_dir=tmp_path / "b", plot=False)
+    assert [r.status for r in report.rows] == ["ok"]  # mm_run got one --input_dims per input
+    log = next((tmp_path / "b").rglob("*.mm_run.log")).read_text()
+    assert "--input_dims 2,3,8,8 2,2" in log
+
+
+def test_the_fake_runtime_holds_each_input_to_its_own_range(tmp_path, fake_magicmind):
+    """Ranges given per input straight to the build script: im_info's batch runs 2..4, the image's 1..4."""
+    from ssdconvert.backends.magicmind.compile import BUILD_SCRIPT
+
+    onnx, _ = make_two_input_onnx(tmp_path / "two.onnx")
+    done = subprocess.run([sys.executable, str(BUILD_SCRIPT), "--onnx", str(onnx), "--dynamic_shape", "true",
+                           "--input_dims", "2", "3", "8", "8", "--input_dims", "2", "2",
+                           "--dim_range_min", "1", "3", "8", "8", "--dim_range_min", "2", "2",
+                           "--dim_range_max", "4", "3", "8", "8", "--dim_range_max", "4", "2",
+                           "--magicmind_model", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "m.json").write_text(json.dumps({"tool": "magicmind"}))
+    with get("magicmind").make_runner(tmp_path / "m", RunOptions(batch=1)) as runner:
+        with pytest.raises(RunnerError, match=r"input 1 shape \[1, 2\]: dim 0 is 1, outside the model's range 2\.\.4"):
+            runner.infer({"image": np.zeros((1, 3, 8, 8), np.float32), "im_info": np.zeros((1, 2), np.float32)})
+
+
+def test_means_and_vars_insert_a_normalisation_that_takes_uint8(tmp_path, tiny, tiny_onnx, fake_magicmind):
+    """--means/--vars (append options in build_param.py, one per input; vars are std^2) put a batch norm before the
+    first node and make the input UINT8 (model_process.py insert_bn_before_first_node)."""
+    mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
+    extra = ["--means", *map(str, mean), "--vars", *map(str, std ** 2)]
+    built = build_magicmind(tiny_onnx, batch=2, output=tmp_path / "bn", extra=extra)
+    pixels = np.random.default_rng(5).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    with get("magicmind").make_runner(built.primary) as runner:
+        assert runner.inputs[0].dtype == "uint8"
+        out = runner.infer({"image": pixels})["ploc"]
+    x = (pixels - mean[None, :, None, None]) / std[None, :, None, None]
+    for k in range(2):
+        np.testing.assert_allclose(out[k], tiny.reference_outputs(x[k].astype(np.float32))[0], atol=1e-4)

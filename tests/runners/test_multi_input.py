@@ -68,8 +68,9 @@ def test_each_sample_takes_the_same_stem_from_every_folder(tmp_path, backend):
     summary = json.loads((tmp_path / "out_summary.json").read_text())
     args = summary["args"]
     assert args[args.index("--input") + 1] == f"{(tmp_path / 'in' / 'image').resolve()},{(tmp_path / 'in' / 'im_info').resolve()}"
-    assert summary["filesinfo"]["1"]["infiles"] == [[str(tmp_path / "in" / d / n) for n in ("img3.bin", "img10.bin")]
-                                                    for d in ("image", "im_info")]
+    for sample, name in (("2", "img3.bin"), ("3", "img10.bin")):  # one file per model input, per sample
+        infiles = summary["filesinfo"][sample]["infiles"]
+        assert infiles == [str(tmp_path / "in" / d / name) for d in ("image", "im_info")]
 
 
 def test_folders_that_do_not_line_up_are_refused(tmp_path):

@@ -39,7 +39,7 @@ class AscendBackend(Backend):
     default_precision = "fp16"
     int8_note = ("Ascend INT8 is calibrated with AMCT on the CANN host (`amct_onnx calibration --model m.onnx "
                  "--save_path out/m --input_shape image:1,3,300,300 --data_dir ssd_bin --data_types float32`), and "
-                 "the resulting out/m_deploy_model.onnx is compiled by `ssdconvert atc` (README: Lower precision)")
+                 "the resulting out/m_deploy_model.onnx is compiled by `ssdconvert atc` (docs/commands/quantize.md)")
 
     options: AscendOptions
 
@@ -47,6 +47,16 @@ class AscendBackend(Backend):
         if not self.options.soc:
             raise CompilerError(SOC_NEEDED.format(what=what))
         return self.options.soc
+
+    def precision_refusal(self, precision: str | None) -> str | None:
+        """Also refuse bf16 for a chip without bfloat16 (310P, the main target, has none)."""
+        refusal = super().precision_refusal(precision)
+        if refusal or precision is None or not self.options.soc:
+            return refusal
+        from ssdconvert.backends.ascend.compile import MODES, bf16_refusal
+
+        why = bf16_refusal(self.options.soc, [MODES.get(precision, precision)])
+        return f"{self.label} cannot build {precision} for {self.options.soc}: {why}" if why else None
 
     def build(self, onnx: Path, out_dir: Path, *, batch: int, precision: str | None,
               calib: Path | None) -> list[Path]:

@@ -8,16 +8,20 @@ mangled (match it by prefix); throughput = 1000 * batchsize / mean NPU compute m
 success, 1 on any error.
 
 Several devices (`--device 0,1,...`), as read in Ascend/tools `ais_bench/infer/__main__.py`
-(multidevice_run, split_inputs_new) and mjlovesz/sync-ait `benchmark_process.py`: one process
-per device, each writing its own folder and summary under `<output>/<output_dirname>/`:
+(multidevice_run, split_inputs_new; git 9d6da90, 2023-06) and mjlovesz/sync-ait
+`ait/components/benchmark/ais_bench/infer/benchmark_process.py` (tags AIT-6.0.RC2.001, AIT-6.0.RC3.001):
+one process per device, each writing its own folder and summary under `<output>/<output_dirname>/`:
 
     older standalone   device<N>/            device<N>_summary.json
     newer (ait era)    device<N>_<i>/        device<N>_<i>_summary.json    (i = position in the list)
 
-The natural-sorted files of each model input are split into contiguous blocks in device-list
-order: the older tool gives every device ceil(files / devices) files (the last ones fewer, or
-none), the newer one floor(files / devices) plus one more for the first files % devices
-devices. Each summary's `args` is the parent's argv. The console ends with one
+The standalone tool and AIT 6.0.RC2 always split the natural-sorted files of each model input into
+contiguous blocks in device-list order (the standalone tool gives every device ceil(files / devices)
+files, the last ones fewer or none; ait floor(files / devices) plus one more for the first
+files % devices devices). From AIT 6.0.RC3 (sync-ait commit 0765eb473, 2023-07-25) the split needs
+`--divide_input 1` (default False: every device runs every input), a flag the older tools reject; so
+the adapter asks the installed tool's `--help` whether it has the flag and passes it where it does
+(`supports_divide_input`). Each summary's `args` is the parent's argv. The console ends with one
 `i:<k> device_<N> throughput:...` line per device and `summary throughput:<sum>`.
 """
 
@@ -83,9 +87,11 @@ def api_available() -> bool:
 def build_argv(model: str | Path, *, python: str | None = None, input: str | Path | Sequence | None = None,
                output: str | Path | None = None, output_dirname: str | None = None, outfmt: str = "BIN",
                batchsize: int | None = None, dym_batch: int | None = None, device: int | str = 0,
-               warmup: int = 1, loop: int = 1, display_all_summary: bool = False) -> list[str]:
-    """argv for the standalone tool. Always passes --batchsize and --output_dirname explicitly
-    : the former fixes the throughput formula, the latter the folder."""
+               warmup: int = 1, loop: int = 1, display_all_summary: bool = False,
+               divide_input: bool = False) -> list[str]:
+    """argv for the standalone tool. Always passes --batchsize and --output_dirname explicitly: the former
+    fixes the throughput formula, the latter the folder. `divide_input`: split the inputs between the devices
+    of a list (`--divide_input 1`, only for a tool that has the flag: see the module docstring)."""
     argv = [ais_bench_python(python), "-m", "ais_bench", "--model", str(model)]
     if input is not None:
         items = [input] if isinstance(input, (str, Path)) else list(input)
@@ -102,7 +108,20 @@ def build_argv(model: str | Path, *, python: str | None = None, input: str | Pat
     argv += ["--device", str(device), "--warmup_count", str(warmup), "--loop", str(loop)]
     if display_all_summary:
         argv += ["--display_all_summary", "1"]
+    if divide_input:
+        argv += ["--divide_input", "1"]
     return argv
+
+
+def supports_divide_input(python: str | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """True if the installed ais_bench lists `--divide_input` in its `--help` (AIT 6.0.RC3 and later; without
+    it such a tool runs every input on every device of a list)."""
+    try:
+        probe = run_tool([ais_bench_python(python), "-m", "ais_bench", "--help"], log_path=None, timeout=120,
+                         env=env)
+    except ToolFailedError:
+        return False
+    return probe.ok_exit and "--divide_input" in probe.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +206,12 @@ _FAILURES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"ndata size:\s*(\d+)\s+not match\s*(\d+)"),
      lambda m: f"one batch of input files adds up to {int(m.group(1)):,} bytes but the om input needs "
                f"{int(m.group(2)):,}; all .bin files must have the same size"),
+    (re.compile(r"the dymBatch parameter is not correct"),
+     lambda m: "the .om was not built with this batch gear (--dymBatch): give one of the gears of its atc "
+               "--dynamic_batch_size"),
+    (re.compile(r"the dynamic_batch_size parameter is not specified for model conversion"),
+     lambda m: "--dymBatch needs an .om built with batch gears (atc --dynamic_batch_size); this one has a static "
+               "batch"),
     (re.compile(r"input dir num:\s*(\d+)\s+not equal to model inputs num:\s*(\d+)"),
      lambda m: f"--input has {m.group(1)} folder(s) but the om has {m.group(2)} input(s); give one folder per input"),
     (re.compile(r"save out files error array shape:\s*(.*)"),
@@ -286,38 +311,46 @@ def run_ais_bench(model: str | Path, *, input: str | Path | Sequence | None = No
         raise AisBenchError(f"model not found: {model}")
     if output is not None:
         Path(output).mkdir(parents=True, exist_ok=True)
+    devices = str(device).split(",")
+    env = {**os.environ, **(env or {})}
+    divide = len(devices) > 1 and input is not None and supports_divide_input(python, env)
     argv = build_argv(model, python=python, input=input, output=output, output_dirname=output_dirname,
-                      batchsize=batchsize, dym_batch=dym_batch, device=device, warmup=warmup, loop=loop)
+                      batchsize=batchsize, dym_batch=dym_batch, device=device, warmup=warmup, loop=loop,
+                      divide_input=divide)
     if log_path is None:
         base = Path(output) if output is not None else Path.cwd()
         log_path = base / f"{output_dirname or 'ais_bench'}_ais_bench.log"
     log_path = Path(log_path)
-    outcome = run_tool(argv, log_path=log_path, timeout=timeout, progress=echo, env={**os.environ, **(env or {})})
+    outcome = run_tool(argv, log_path=log_path, timeout=timeout, progress=echo, env=env)
     console = parse_console(outcome.output)
     result = AisBenchResult(argv, outcome.returncode, outcome.seconds, log_path, console)
     if not outcome.ok_exit:
         raise_failure("ais_bench", outcome, log_path, error_lines=[explain_failure(outcome.output, outcome.returncode)],
                       timeout=timeout, error=AisBenchError)
-
-    devices = str(device).split(",")
     if output is not None:
-        if output_dirname:
-            result.output_dir = Path(output) / output_dirname
-        elif console.output_path:
-            result.output_dir = Path(console.output_path.rstrip("/"))
-            if len(devices) > 1:  # the last `output path:` names a device folder
-                result.output_dir = result.output_dir.parent
-        if result.output_dir is not None and len(devices) > 1:
-            result.device_summaries = _device_summaries(result.output_dir, devices, log_path)
-        elif result.output_dir is not None:
-            summary_path = result.output_dir.parent / f"{result.output_dir.name}_summary.json"
-            if not summary_path.is_file():
-                raise AisBenchError(f"ais_bench exited 0 but wrote no summary {summary_path}. Full log: {log_path}")
-            result.summary_path = summary_path
-            result.summary = read_summary(summary_path)
+        _read_results(result, Path(output), output_dirname, devices)
     if result.throughput is None:
         raise AisBenchError(f"ais_bench exited 0 but printed no performance summary. Full log: {log_path}")
     return result
+
+
+def _read_results(result: AisBenchResult, output: Path, output_dirname: str | None, devices: Sequence[str]) -> None:
+    """Find the run's output folder and read its summary (one per device for a device list)."""
+    log_path = result.log_path
+    if output_dirname:
+        result.output_dir = output / output_dirname
+    elif result.console.output_path:
+        result.output_dir = Path(result.console.output_path.rstrip("/"))
+        if len(devices) > 1:  # the last `output path:` names a device folder
+            result.output_dir = result.output_dir.parent
+    if result.output_dir is not None and len(devices) > 1:
+        result.device_summaries = _device_summaries(result.output_dir, devices, log_path)
+    elif result.output_dir is not None:
+        summary_path = result.output_dir.parent / f"{result.output_dir.name}_summary.json"
+        if not summary_path.is_file():
+            raise AisBenchError(f"ais_bench exited 0 but wrote no summary {summary_path}. Full log: {log_path}")
+        result.summary_path = summary_path
+        result.summary = read_summary(summary_path)
 
 
 def _device_summaries(folder: Path, devices: Sequence[str], log_path: Path) -> list[dict]:

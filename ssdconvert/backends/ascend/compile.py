@@ -56,6 +56,16 @@ KNOWN_SOCS = frozenset({
     "Ascend910B1", "Ascend910B2", "Ascend910B2C", "Ascend910B3", "Ascend910B4", "Ascend910B4-1",
 })
 SOC_RE = re.compile(r"^(Ascend910_93\d\d|Ascend950(PR|DT)_95\d\d)$")  # A3 (Ascend910_9392), 950 (Ascend950PR_9599)
+# bfloat16 (ATC --precision_mode allow_mix_precision_bf16 / allow_fp32_to_bf16, --precision_mode_v2 mixed_bfloat16)
+# exists only on the products the --precision_mode page lists (hicann/ge docs/zh/user_guides/atc_tools/
+# CLI_options/--precision_mode.md, "bfloat16数据类型仅支持以下产品类型", read at ffdcbc9f, 2026-08):
+# Atlas A2 training/inference (Ascend910B1-B4, B2C, B4-1; a bare Ascend910B is the first Ascend 910: hicann/ge
+# device_capability.cc), Atlas A3 (Ascend910_93xx), Atlas 200I/500 A2 (Ascend310B1-B4) and Ascend 950PR/950DT.
+# Not 310, 310P or the first 910.
+BF16_SOC_RE = re.compile(r"^Ascend(910B[1-4]|910B2C|910B4-1|910_93\d\d|310B[1-4]|950(PR|DT)_95\d\d)$")
+BF16_CHIPS = ("Atlas A2 (Ascend910B1-B4), Atlas A3 (Ascend910_93xx), Atlas 200I/500 A2 (Ascend310B1-B4) and "
+              "Ascend 950PR/950DT")
+BF16_MODES = ("allow_mix_precision_bf16", "allow_fp32_to_bf16", "mixed_bfloat16")
 SOC_EXAMPLES = "Ascend310, Ascend310P1/P3/P5/P7, Ascend310B1-B4, Ascend910, Ascend910B1-B4, Ascend910_9392"
 SOC_HINT = ("Run `npu-smi info` on the device host: --soc is 'Ascend' + the Name column (310P3 -> "
             "Ascend310P3); on A3/950 parts use `npu-smi info -t board -i <id>` (<Chip Name>_<NPU Name>).")
@@ -169,6 +179,15 @@ def validate_soc(soc: str) -> str:
     if fixed:
         suggestion = f" Did you mean {fixed}?"
     raise CompilerError(f"unknown --soc '{soc}' (known families: {SOC_EXAMPLES}, ...).{suggestion} {SOC_HINT}")
+
+
+def bf16_refusal(soc: str, modes: Sequence[str | None]) -> str | None:
+    """Why ATC cannot build any of the precision `modes` (a --precision_mode or --precision_mode_v2 value) for
+    `soc`, or None: bfloat16 exists only on the chips BF16_SOC_RE matches."""
+    wanted = next((m for m in modes if m in BF16_MODES), None)
+    if wanted is None or BF16_SOC_RE.match(soc or ""):
+        return None
+    return f"{wanted} needs bfloat16, which {soc} does not have: ATC builds bfloat16 only for {BF16_CHIPS}"
 
 
 def validate_precision(precision: str | None) -> str | None:
@@ -412,6 +431,9 @@ def build_om(
     if log_level not in LOG_LEVELS:
         raise CompilerError(f"unknown --log '{log_level}'; ATC takes {', '.join(LOG_LEVELS)}")
     extra = validate_extra(extra)
+    refusal = bf16_refusal(soc, [precision, _extra_value(extra, "--precision_mode_v2")])
+    if refusal:
+        raise CompilerError(refusal)
     if batch is not None and dynamic_batches:
         raise CompilerError("give either --bs (one static batch) or --dynamic-bs (gears), not both")
 

@@ -49,8 +49,12 @@ class AisBenchRunner(Runner):
     """Runs an .om in-process through `ais_bench.infer.interface.InferSession` (device compute
     time from the session's own exec_time_list, like the CLI's NPU_compute_time).
 
-    `dym_batch`/`batch`: for an om built with dynamic batch gears, run gear `batch`.
-    [inferred from the interface docs; not run on a real NPU here]
+    `dym_batch`/`batch`: for an om built with dynamic batch gears, run gear `batch` (else each call's batch).
+    The gear is set with `session.set_dynamic_batchsize(n)`, present in both API generations: in the standalone
+    Ascend/tools interface.py (git 9d6da90, 2023-06) `infer(..., mode="dymbatch")` sets nothing, and aclruntime
+    then wants the largest gear's bytes (ModelInferenceProcessor.cpp: realsize = size * n / max batch only
+    after SetDynamicBatchsize); sync-ait's interface.py (AIT 6.0.RC2/RC3) sets it itself in mode "dymbatch" and
+    resets it in mode "static", so calls keep mode "dymbatch". [Read in the sources; not run on an NPU here]
     """
 
     name = "ascend"
@@ -61,6 +65,7 @@ class AisBenchRunner(Runner):
         self.batch = batch
         self.dym_batch = dym_batch
         self.session = None
+        self._gear: int | None = None  # the batch gear set on the session
 
     def _activate(self) -> None:
         if not api_available():
@@ -77,17 +82,24 @@ class AisBenchRunner(Runner):
         if self.inputs and self.inputs[0].batch is None:
             self.dym_batch = True
         if self.dym_batch and self.batch:
+            self._set_gear(self.batch)
             self.inputs = [TensorSpec(m.name, m.shape, m.dtype, batch=self.batch) for m in self.inputs]
+
+    def _set_gear(self, batch: int) -> None:
+        try:
+            self.session.set_dynamic_batchsize(int(batch))
+        except Exception as exc:
+            raise RunnerError(f"{self.model.name} cannot run batch gear {batch}: {first_line(exc)}") from None
+        self._gear = int(batch)
 
     def _infer(self, feeds: Mapping[str, np.ndarray]):
         arrays = [np.ascontiguousarray(feeds[m.name]) for m in self.inputs]
         session = self.session
+        if self.dym_batch and arrays and arrays[0].shape[0] != self._gear:
+            self._set_gear(arrays[0].shape[0])
         start = self._clock()
         try:
-            if self.dym_batch:
-                outputs = session.infer(arrays, mode="dymbatch")
-            else:
-                outputs = session.infer(arrays)
+            outputs = session.infer(arrays, mode="dymbatch") if self.dym_batch else session.infer(arrays)
         except Exception as exc:
             raise RunnerError(f"ais_bench inference failed: {first_line(exc)}") from None
         wall_ms = (self._clock() - start) * 1e3
@@ -176,7 +188,8 @@ def infer_with_tool(job, dym_batch: bool = False):
     twice = next((name for name, where in written.items() if len(where) > 1), None)
     if twice:
         raise InferError(f"ais_bench wrote {twice} in {' and '.join(written[twice])}: it ran every input on every NPU "
-                         "(newer ais_bench and msit split the inputs only with --divide_input 1)")
+                         "(ais_bench from AIT 6.0.RC3 and msit split the inputs only with --divide_input 1, which "
+                         "this one's --help does not list)")
     missing = [f.name for f in files if result_name(sample_stem(f), 0) not in written]
     if missing:
         raise InferError(f"ais_bench wrote no output for {missing[0]} ({len(missing)} of {len(files)} inputs missing; "

@@ -1,4 +1,4 @@
-"""Cambricon MLUs: the MagicMind build tool compiles the ONNX; the MagicMind runtime runs it.
+"""Cambricon MLUs: ssdconvert's MagicMind build script compiles the ONNX; the MagicMind runtime runs it.
 
 A MagicMind model file has no extension (it is written exactly at --magicmind_model), so `auto`
 recognises it by the build record `<model>.json` that `ssdconvert cnnl` writes beside it.
@@ -29,8 +29,8 @@ class MagicMindBackend(Backend):
     cluster_resource = ClusterResource("MLU", visible_env="MLU_VISIBLE_DEVICES")
     builds_per_batch = True  # bench: one static model per batch size (or one shape-mutable model)
     precisions = ("fp32", "fp16", "int8")  # force_float32, force_float16, qint8_mixed_float16
-    int8_note = ("the MagicMind builder quantizes itself: `ssdconvert cnnl --precision qint8_mixed_float16 "
-                 "--calib ssd_bin` (calibration data from the same bins)")
+    int8_note = ("ssdconvert's MagicMind build script calibrates itself: `ssdconvert cnnl --precision "
+                 "qint8_mixed_float16 --calib ssd_bin` (calibration data from the same bins)")
 
     options: MagicMindOptions
 

@@ -22,18 +22,20 @@ def generic_options(command: str) -> list[click.Option]:
                          show_default=True, help=f"MagicMind builds: {MLU_ARCH_HELP[0].lower()}{MLU_ARCH_HELP[1:]}")]
 
 
-def _dim_range(text: str | None):
-    if text is None:
-        return None
-    if ":" not in text:
-        raise click.BadParameter("expected MIN:MAX, e.g. 1,3,300,300:32,3,300,300", param_hint="--dim-range")
-    lo, hi = text.split(":", 1)
-    return int_list(lo, "--dim-range"), int_list(hi, "--dim-range")
+def _dim_ranges(texts: tuple[str, ...]):
+    """--dim-range MIN:MAX, once per model input (in input order), or None."""
+    ranges = []
+    for text in texts:
+        if ":" not in text:
+            raise click.BadParameter("expected MIN:MAX, e.g. 1,3,300,300:32,3,300,300", param_hint="--dim-range")
+        lo, hi = text.split(":", 1)
+        ranges.append((int_list(lo, "--dim-range"), int_list(hi, "--dim-range")))
+    return ranges or None
 
 
 def _describe(result) -> str:
     i = result.info
-    shape = "dynamic shape " + str(i["dim_range"]) if i["dynamic_shape"] else f"static batch {i['batch']}"
+    shape = "dynamic shape " + str(i["dim_ranges"]) if i["dynamic_shape"] else f"static batch {i['batch']}"
     calibrated = f", calibrated on {i['calibration']['images']} images" if i.get("calibration") else ""
     return f"{i['precision']}{calibrated}, {i['mlu_arch']}, {shape}"
 
@@ -45,32 +47,41 @@ def _describe(result) -> str:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="force_float32", show_default=True,
               help="MagicMind precision; the qint* modes calibrate on --calib.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None,
-              help="With a qint* precision: the preprocessed bins folder; --calib-images of its samples are listed "
-                   "for the builder's --file_list (chosen as `quantize` chooses them).")
+              help="With a qint* precision: the preprocessed bins folder; --calib-images of its samples are listed, "
+                   "one --file_list per model input, for ssdconvert's build script (chosen as `quantize` chooses "
+                   "them).")
 @click.option("--calib-images", default=300, show_default=True, type=click.IntRange(min=1),
               help="Calibration samples for qint*.")
 @click.option("--bs", type=click.IntRange(min=1), default=None, help="Batch size [default: 1].")
 @click.option("--dynamic", is_flag=True, help="Shape-mutable model (SSD supports only static shapes).")
-@click.option("--dim-range", default=None, metavar="MIN:MAX",
-              help="With --dynamic: NCHW range, e.g. 1,3,300,300:32,3,300,300 [default: 1..bs].")
+@click.option("--dim-range", "dim_range", multiple=True, metavar="MIN:MAX",
+              help="With --dynamic: one range per model input, in input order, e.g. 1,3,300,300:32,3,300,300 "
+                   "(only the batch may vary) [default: batch 1..bs for every input].")
 @click.option("--mlu-arch", type=click.Choice(MLU_ARCHS), default="mtp_372", show_default=True, help=MLU_ARCH_HELP)
 @click.option("--extra", multiple=True, metavar="'--flag value ...'", help="More build-tool flags, as is.")
-@tool_options(default_timeout=3600)
+@tool_options(default_timeout=3600,
+              tool_help="Another build script taking build_param.py's flags (gen_model.py, the release's mm_build "
+                        "sample) [default: ssdconvert's build_model.py under the MagicMind Python].")
 def cnnl(onnx_path, output, precision, calib, calib_images, bs, dynamic, dim_range, mlu_arch, extra, tool, timeout,
          dry_run, quiet):
-    """Build a Cambricon MLU offline model from the ONNX with the MagicMind build tool.
+    """Build a Cambricon MLU offline model from the ONNX with MagicMind.
 
-    Looks for `mm_build` on PATH and under $NEUWARE_HOME/bin; --tool may point at your own build
-    script (e.g. magicmind_cloud's gen_model.py; a non-executable .py runs under python3). The
-    flag spellings come from one table in ssdconvert/backends/magicmind/compile.py (some unverified for
-    mm_build). Note: Cambricon's "CNNL" infer mode is eager PyTorch on the MLU with no offline
-    model; this command builds the MagicMind offline model that mm_run benchmarks.
+    Runs ssdconvert's own build script (ssdconvert/backends/magicmind/build_model.py) with the
+    Python that imports Cambricon's magicmind wheel ($SSDCONVERT_MAGICMIND_PYTHON, else this
+    one if it can, else python3); it also calibrates the qint* precisions on --calib. --tool
+    runs another build script with the same flags instead (magicmind_cloud's gen_model.py, or
+    the MagicMind release's magicmind/python/samples/mm_build/ sample; a non-executable .py runs
+    under that Python). Flag spellings: Cambricon's build_param.py (magicmind_cloud v1.7), one
+    table in ssdconvert/backends/magicmind/compile.py. Note: Cambricon's "CNNL" infer mode is
+    eager PyTorch on the MLU with no offline model; this command builds the MagicMind offline
+    model that mm_run benchmarks.
 
     \b
     Examples:
       ssdconvert cnnl --onnx build/ssd_resnet34_bs16.onnx --bs 16            # static, force_float32
       ssdconvert magicmind --bs 16 --precision force_float16 --tool ~/mm/gen_model.py
       ssdconvert cnnl --bs 16 --precision qint8_mixed_float16 --calib build/ssd_bin
+      ssdconvert cnnl --onnx frcnn.onnx --bs 16 --dynamic                     # every input: batch 1..16
       ssdconvert cnnl --bs 16 --dry-run                                       # print the command only
     """
     from ssdconvert.backends import composite
@@ -85,7 +96,7 @@ def cnnl(onnx_path, output, precision, calib, calib_images, bs, dynamic, dim_ran
 
     def build(model: Path, batch: int | None, out):
         return build_magicmind(model, precision=precision, batch=batch, dynamic=dynamic,
-                               dim_range=_dim_range(dim_range), mlu_arch=mlu_arch,
+                               dim_ranges=_dim_ranges(dim_range), mlu_arch=mlu_arch,
                                calib=Path(calib) if calib else None, calib_images=calib_images,
                                output=Path(out) if out else None, tool=tool, extra=split_extra(extra),
                                timeout=timeout, dry_run=dry_run, progress=progress(quiet))

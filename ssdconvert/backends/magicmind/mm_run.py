@@ -72,16 +72,16 @@ def build_argv(model: Path, batch: int, input_dims: Sequence[Sequence[int]], *, 
 
 
 def recorded_input_dims(model: Path, batch: int) -> list[list[int]]:
-    """The model's input dims at `batch`, from the build record `<model>.json` that `ssdconvert cnnl` writes."""
+    """Each model input's dims at `batch`, from the build record `<model>.json` that `ssdconvert cnnl` writes."""
     try:
         record = json.loads(Path(f"{model}.json").read_text())
-        shape = [int(d) for d in record["input"]["shape"]]
+        shapes = [[int(d) for d in spec["shape"]] for spec in record.get("inputs") or [record["input"]]]
     except (OSError, ValueError, KeyError, TypeError):
         raise ToolFailedError(f"mm_run needs the input dims of {model.name}: its build record {model}.json (written "
                               "by `ssdconvert cnnl`) is missing or has no input shape") from None
-    if not record.get("dynamic_shape") and shape[0] != batch:
-        raise ToolFailedError(f"{model.name} is a static model of batch {shape[0]}, not {batch}")
-    return [[batch, *shape[1:]]]
+    if not record.get("dynamic_shape") and shapes[0][0] != batch:
+        raise ToolFailedError(f"{model.name} is a static model of batch {shapes[0][0]}, not {batch}")
+    return [[batch, *shape[1:]] for shape in shapes]
 
 
 def run_mm_run(model: Path, batch: int, *, iterations: int, device: str, log_path: Path, timeout: float,

@@ -20,6 +20,7 @@ class OnnxRuntimeOptions(BackendOptions):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     label = "ONNX Runtime"
+    host_cpu = True
     Options = OnnxRuntimeOptions
     build_tag = "ort"
     suffixes = (".onnx",)
@@ -28,6 +29,7 @@ class OnnxRuntimeBackend(Backend):
     dynamic_image_size = True  # and any image size of an exact-mode model
     precisions = ("fp32", "int8")  # int8: a QDQ model from quantize.py; no BF16/FP16 CPU kernels
     quantized_suffix = ".onnx"
+    int8_tuning = "another --ort-types (or --per-tensor)"
 
     options: OnnxRuntimeOptions
 

@@ -27,10 +27,10 @@ class OrtTaps:
     """Node outputs of `model` (an .onnx) by tensor name; `precision` is not used (the file is what runs)."""
 
     def __init__(self, model: Path, precision: str | None = None):
-        import onnx
+        from ssdconvert.backends.onnxinfo import load_onnx
 
         self.model_path = Path(model)
-        self.model = onnx.load(str(model))
+        self.model = load_onnx(model)
         self.producers = {out: node.op_type for node in self.model.graph.node for out in node.output if out}
         self.effective = _dequantized(self.model)
 

@@ -13,12 +13,14 @@ Read in the installed onnxruntime 1.31 (`onnxruntime.quantization`):
 
 Which types by default (`types="auto"`) was decided by measurement on the development machine (AMD
 EPYC with AVX512-VNNI, 2 cores, onnxruntime 1.31, seeded ssd-resnet34, batch 1 and 8): S8S8 QDQ ran
-at 1.1-1.2x the FP32 speed, U8S8 at 3.0-3.4x, with the same tensor agreement (README: Lower precision). So `auto` is U8S8 on x86 (with
+at 1.1-1.2x the FP32 speed, U8S8 at 3.0-3.4x, with the same tensor agreement (docs/precision.md). So `auto` is U8S8 on x86 (with
 reduce_range where the CPU lacks VNNI, said in the settings) and S8S8 elsewhere; `s8s8` (the
 ONNX Runtime docs' general first choice), `u8s8` and `u8u8` are there to choose explicitly.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import platform
 import tempfile
@@ -55,14 +57,14 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ssdconvert.backends.onnxinfo import load_onnx
     from ssdconvert.backends.onnxruntime.runner import OnnxRuntimeRunner
     from ssdconvert.cpu import cpu_features
 
     types, reduce_range, why = resolve_types(ort_types, cpu_features())
     quant = {"s": QuantType.QInt8, "u": QuantType.QUInt8}
-    model = onnx.load(str(onnx_path))
+    model = load_onnx(onnx_path)
     with OnnxRuntimeRunner(onnx_path) as probe:
         inputs = probe.inputs
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -74,11 +76,7 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
         onnx.save(model, str(staged))
         del model
         prepared = Path(tmp) / "prepared.onnx"
-        say("quant_pre_process (shape inference, graph optimisation) ...")
-        # auto_merge: a Resize with constant scales gets the batch symbol floor(1.0*N) from ONNX Runtime's symbolic
-        # shape inference, which otherwise stops at the Add that joins it to an N-batch tensor ("Incomplete
-        # symbolic shape inference": ssd-mobilenet-v2-fpnlite's FPN); merging equal symbols changes nothing else
-        quant_pre_process(str(staged), str(prepared), auto_merge=True)
+        symbolic = prepare(staged, prepared, say)
         check_exclusions(onnx.load(str(prepared), load_external_data=False), exclude)
 
         class Reader(CalibrationDataReader):
@@ -108,9 +106,37 @@ def quantize(onnx_path: Path, samples, output: Path, *, exclude: Sequence[str], 
                         activation_type=quant[types[0]], weight_type=quant[types[2]],
                         nodes_to_exclude=list(exclude) or None,
                         extra_options={"CalibStridedMinMax": stride(len(reader))})
-    return {"format": "QDQ", "types": types, "types_why": why, "reduce_range": reduce_range,
+    return {"format": "QDQ", "types": types, "symbolic_shape_inference": symbolic, "types_why": why,
+            "reduce_range": reduce_range,
             "per_channel": per_channel, "calibration": "MinMax", "source_opset": opset,
             "excluded": list(exclude)}
+
+
+def prepare(model: Path, prepared: Path, say) -> bool:
+    """quant_pre_process (shape inference, graph optimisation) of `model` into `prepared`; True if ONNX Runtime's
+    symbolic shape inference ran. It cannot complete on a graph whose shapes depend on data (Faster R-CNN's NMS,
+    TopK over proposals: it raises "Incomplete symbolic shape inference"), and its docstring calls it most
+    effective on transformers; then ONNX shape inference alone prepares the graph (skip_symbolic_shape), which
+    still types every convolution a CNN's quantization needs, and the settings record it."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    say("quant_pre_process (shape inference, graph optimisation) ...")
+    # in the staging folder: a failing symbolic shape inference leaves sym_shape_infer_temp.onnx and its external
+    # data file in the working directory (onnxruntime 1.2x)
+    with contextlib.chdir(prepared.parent):
+        try:
+            # auto_merge: a Resize with constant scales gets the batch symbol floor(1.0*N), which otherwise stops
+            # inference at the Add joining it to an N-batch tensor (ssd-mobilenet-v2-fpnlite's FPN); merging equal
+            # symbols changes nothing else
+            quant_pre_process(str(model), str(prepared), auto_merge=True)
+            return True
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises a bare Exception
+            if "symbolic shape inference" not in str(exc).lower():
+                raise
+        say("note: symbolic shape inference cannot complete on this graph (shapes that depend on data, e.g. NMS); "
+            "preparing it with ONNX shape inference only")
+        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+    return False
 
 
 def stride(batches: int) -> int:

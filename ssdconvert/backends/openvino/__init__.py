@@ -12,6 +12,7 @@ from ssdconvert.backends.compiling import CompilerError
 class OpenVinoBackend(Backend):
     name = "openvino"
     label = "OpenVINO"
+    host_cpu = True
     build_tag = "ov"
     suffixes = (".xml",)
     built_by = ("ovc",)
@@ -36,6 +37,15 @@ class OpenVinoBackend(Backend):
         from ssdconvert.quantize import quantize_model
 
         return quantize_model(onnx, calib, stem.with_suffix(".xml"), backend=self, gate=False).artefacts
+
+    def precision_refusal(self, precision: str | None) -> str | None:
+        """Also refused: a precision the CPU cannot compute (device.py), e.g. bf16 on a CPU without BF16."""
+        refused = super().precision_refusal(precision)
+        if refused or self.missing():
+            return refused
+        from ssdconvert.backends.openvino.device import refusal
+
+        return refusal(precision)
 
     def runner_for(self, model: Path, options: RunOptions):
         from ssdconvert.backends.openvino.runner import make_runner

@@ -52,7 +52,9 @@ def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_r
     FP32 weights unless --fp16 (ovc itself defaults to FP16). Writes <output>.xml, <output>.bin,
     <output>.ovc.log and <output>.xml.json (the build record, with the inference precision the
     runner then asks the CPU for: on a CPU with AVX512_BF16 OpenVINO would otherwise compute in
-    bf16 even for an FP32 IR; a CPU without native FP16 runs f16 as bf16, and says so).
+    bf16 even for an FP32 IR). --precision bf16 and fp16 are refused on a CPU that cannot compute
+    them natively (OpenVINO's OPTIMIZATION_CAPABILITIES lack BF16 / FP16): it would compute
+    another precision under that name.
     --precision int8 is `ssdconvert quantize --backend openvino` (NNCF, accuracy gate).
 
     \b
@@ -77,6 +79,10 @@ def openvino(onnx_path, output, bs, fp16, precision, calib, tool, timeout, dry_r
         return
     if calib is not None:
         raise SsdConvertError("--calib applies only to --precision int8")
+    refused = BACKEND.precision_refusal(precision)
+    if refused:
+        raise SsdConvertError(refused + ("; --fp16 alone compresses the weights and keeps f32 inference"
+                                         if precision == "fp16" else ""))
 
     def build(model: Path, batch: int | None, out):
         return convert_ir(model, Path(out) if out and not out.endswith("/") else out, batch=batch, fp16=fp16,

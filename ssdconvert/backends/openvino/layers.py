@@ -24,11 +24,11 @@ class OvTaps:
     def __init__(self, model: Path, precision: str | None = None):
         import openvino as ov
 
-        from ssdconvert.backends.openvino.runner import HINTS, recorded_precision
+        from ssdconvert.backends.openvino.runner import inference_hint, recorded_precision
 
         self.model_path = Path(model)
+        self.hint = inference_hint(precision or recorded_precision(self.model_path) or "fp32")
         self.core = ov.Core()
-        self.hint = HINTS[precision or recorded_precision(self.model_path) or "fp32"]
         self.ports = self._ports(self.core.read_model(str(model)))
 
     @staticmethod

@@ -11,8 +11,8 @@ are saved FP32 (`compress_to_fp16=False`): only what NNCF quantized changes prec
 
 Defaults (preset PERFORMANCE: symmetric activations and weights, per-channel weights, fast bias
 correction) are NNCF's; nothing is excluded by default, as for ONNX Runtime, where keeping the head
-convolutions in float was measured to lower the agreement on the seeded ssd-resnet34 (README
-"Lower precision"; not measured separately for NNCF).
+convolutions in float was measured to lower the agreement on the seeded ssd-resnet34 (docs/commands/quantize.md,
+`--exclude`; not measured separately for NNCF).
 """
 
 from __future__ import annotations

@@ -72,8 +72,10 @@ class OpenVinoRunner(Runner):
             effective = asked or "device default"
         self.precision = effective.replace("<Type: '", "").replace("'>", "")
         self.precision = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(self.precision, self.precision)
-        if asked and self.precision != asked:  # observed: f16 on a CPU without AVX512_FP16/AMX_FP16 runs bf16
-            self.notes.append(f"asked for {asked} inference, {self.device} runs {self.precision}")
+        if asked and self.precision != asked:  # never measure one precision under the name of another
+            self._deactivate()
+            raise RunnerError(f"OpenVINO compiled {self.model.name} for {self.device} to compute {self.precision}, "
+                              f"not the {asked} asked for (the compiled model's INFERENCE_PRECISION_HINT)")
         self.inputs = [_meta(p) for p in self.compiled.inputs]
         self.outputs = [_meta(p) for p in self.compiled.outputs]
 
@@ -114,12 +116,27 @@ HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # int8: w
 def make_runner(model: Path, options: RunOptions) -> OpenVinoRunner:
     """`batch` reshapes a dynamic batch axis; a numeric --device (the default 0) means the CPU. The
     inference precision is `options.precision`, else the one recorded at build time (`ssdconvert
-    openvino --precision`), else f32."""
+    openvino --precision`), else f32; one the device cannot compute is refused (device.py)."""
     device = options.device if options.device and not options.device.isdigit() else "CPU"
-    precision = options.precision or recorded_precision(model) or "fp32"
+    recorded = recorded_precision(model)
+    precision = options.precision or recorded or "fp32"
+    source = "" if options.precision or not recorded else (
+        f" ({precision} is what {model.name}.json records: rebuild it with `ssdconvert openvino --precision fp32`)")
+    return OpenVinoRunner(model, batch=options.batch, device=device, precision=inference_hint(precision, device,
+                                                                                              source))
+
+
+def inference_hint(precision: str, device: str = "CPU", source: str = "") -> str:
+    """INFERENCE_PRECISION_HINT for `precision`, refused where `device` cannot compute it (`source`: where the
+    precision came from, said in the refusal)."""
+    from ssdconvert.backends.openvino.device import refusal
+
     if precision not in HINTS:
         raise RunnerError(f"OpenVINO runs fp32, bf16, fp16 or int8 models, not {precision!r}")
-    return OpenVinoRunner(model, batch=options.batch, device=device, precision=HINTS[precision])
+    why = refusal(precision, device)
+    if why:
+        raise RunnerError(why + source)
+    return HINTS[precision]
 
 
 def recorded_precision(model: Path) -> str | None:

@@ -359,6 +359,7 @@ def test_aipp_build_passes_the_config_and_records_uint8_nhwc(tiny_onnx, fake_on_
     assert f"--insert_op_conf={cfg}" in result.command and cfg.is_file()
     built = json.loads(result.primary.read_bytes().split(b"\n", 1)[1])
     assert built["aipp"][0]["mean_chn_0"] == 123  # the fake parsed and range-checked the file
+    assert built["inputs"]["image"]["shape"] == [16, 300, 300, 3] and built["inputs"]["image"]["dtype"] == "uint8"
     record = json.loads(result.sidecar.read_text())
     assert record["input"]["dtype"] == "uint8" and record["input"]["layout"] == "NHWC"
     assert record["aipp_config"] == str(cfg)
@@ -440,3 +441,84 @@ def test_record_takes_dtypes_from_the_onnx(tmp_path):
     record = result.info
     assert record["input"]["dtype"] == "float16"
     assert record["output_type"].startswith("float16")
+
+
+# ------------------------------------------------------------------------------------- bfloat16
+
+
+BF16 = "allow_mix_precision_bf16"
+
+
+@pytest.mark.parametrize("soc", ["Ascend310P3", "Ascend310", "Ascend910", "Ascend910B"])
+def test_bf16_is_refused_for_chips_without_bfloat16(tiny_onnx, soc):
+    """CANN ATC --precision_mode: bfloat16 only on Atlas A2/A3, Atlas 200I/500 A2 and Ascend 950 (not 310P)."""
+    from ssdconvert.backends import get
+
+    for precision in (BF16, "allow_fp32_to_bf16"):
+        with pytest.raises(CompilerError, match=rf"{precision} needs bfloat16, which {soc} does not have: ATC builds "
+                                                r"bfloat16 only for Atlas A2 \(Ascend910B1-B4\), Atlas A3"):
+            build_om(tiny_onnx, soc, batch=1, precision=precision, dry_run=True)
+    with pytest.raises(CompilerError, match=f"needs bfloat16, which {soc}"):
+        build_om(tiny_onnx, soc, batch=1, extra=["--precision_mode_v2=mixed_bfloat16"], dry_run=True)
+    refusal = get("ascend").configured(soc=soc).precision_refusal("bf16")
+    assert refusal and refusal.startswith(f"Ascend (ATC + ais_bench) cannot build bf16 for {soc}: ")
+
+
+@pytest.mark.parametrize("soc", ["Ascend910B3", "Ascend910_9392", "Ascend310B4", "Ascend950PR_9599"])
+def test_bf16_builds_for_chips_with_bfloat16(tiny_onnx, fake_on_path, tmp_path, soc):
+    from ssdconvert.backends import get
+
+    result = build_om(tiny_onnx, soc, batch=1, precision=BF16, output=tmp_path / "b")
+    assert f"--precision_mode={BF16}" in result.command and result.primary.is_file()
+    assert get("ascend").configured(soc=soc).precision_refusal("bf16") is None
+
+
+def test_fake_atc_refuses_bf16_per_chip(tiny_onnx, tmp_path):
+    common = ["--framework=5", f"--model={tiny_onnx}", f"--output={tmp_path / 'f'}", "--input_shape=image:1,3,300,300"]
+    refused = run_fake(*common, "--soc_version=Ascend310P3", f"--precision_mode={BF16}")
+    assert refused.returncode == 255 and f"E10001: Value [{BF16}] for parameter [--precision_mode]" in refused.stdout
+    assert "bfloat16 is not supported on Ascend310P3" in refused.stdout
+    assert run_fake(*common, "--soc_version=Ascend910B2", f"--precision_mode={BF16}").returncode == 0
+
+
+# ------------------------------------------------------- options users pass through (--extra)
+
+
+def test_fake_atc_takes_the_documented_pass_through_options(tiny_onnx, fake_on_path, tmp_path):
+    ini = tmp_path / "op_precision.ini"
+    ini.write_text("[ByOpType]\nConv2D=high_precision\n")
+    result = build_om(tiny_onnx, SOC, batch=2, output=tmp_path / "e",
+                      extra=["--enable_small_channel=1", "--input_fp16_nodes=image", f"--op_precision_mode={ini}",
+                             "--op_debug_level=0"])
+    built = json.loads(result.primary.read_bytes().split(b"\n", 1)[1])
+    assert built["inputs"]["image"] == {"shape": [2, 3, 300, 300], "dtype": "float16", "layout": "NCHW"}
+    with pytest.raises(ToolFailedError, match=r"--op_precision_mode\] is invalid. Reason: the .ini file"):
+        build_om(tiny_onnx, SOC, batch=2, output=tmp_path / "m", extra=[f"--op_precision_mode={tmp_path / 'no.ini'}"])
+    # --dynamic_dims is a real option; ATC refuses it here for its documented reasons, not as unknown
+    with pytest.raises(ToolFailedError, match=r"--dynamic_dims\] is invalid. Reason: needs --input_format=ND"):
+        build_om(tiny_onnx, SOC, batch=2, output=tmp_path / "d", extra=["--dynamic_dims=1;2"])
+    common = ["--framework=5", f"--model={tiny_onnx}", f"--output={tmp_path / 'dims'}", f"--soc_version={SOC}"]
+    dims = run_fake(*common, "--input_format=ND", "--input_shape=image:-1,3,300,300", "--dynamic_dims=1;4;8")
+    assert dims.returncode == 0 and (tmp_path / "dims.om").is_file()
+    wrong = run_fake(*common, "--input_format=ND", "--input_shape=image:-1,3,-1,300", "--dynamic_dims=1;4")
+    assert "one per -1 in --input_shape" in wrong.stdout
+
+
+def test_fake_atc_takes_every_aipp_template_field(tiny_onnx, fake_on_path, tmp_path):
+    cfg = tmp_path / "full.cfg"
+    cfg.write_text('aipp_op {\n aipp_mode: static\n related_input_rank: 0\n related_input_name: ""\n'
+                   " input_format: RGB888_U8\n src_image_size_w: 0\n src_image_size_h: 0\n cpadding_value: 0.0\n"
+                   " crop: false\n resize: false\n resize_output_w: 0\n resize_output_h: 0\n padding: false\n"
+                   " padding_value: 0\n rotation_angle: 0\n csc_switch: false\n single_line_mode: false\n"
+                   " rbuv_swap_switch: true\n mean_chn_0: 10\n min_chn_0: 0.5\n var_reci_chn_0: 0.01\n}\n")
+    common = ["--framework=5", f"--model={tiny_onnx}", f"--output={tmp_path / 'a'}", f"--soc_version={SOC}",
+              "--input_shape=image:2,3,300,300"]
+    done = run_fake(*common, f"--insert_op_conf={cfg}")
+    assert done.returncode == 0, done.stdout
+    built = json.loads((tmp_path / "a.om").read_bytes().split(b"\n", 1)[1])
+    assert built["inputs"]["image"]["shape"] == [2, 300, 300, 3] and built["inputs"]["image"]["dtype"] == "uint8"
+    cfg.write_text("aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n rotation_angle: 5\n}\n")
+    out_of_range = run_fake(*common, f"--insert_op_conf={cfg}").stdout
+    assert "rotation_angle] is invalid. Reason: out of range [0, 3]" in out_of_range
+    cfg.write_text("aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n related_input_rank: 1\n}\n")
+    assert "the model has 1 input(s)" in run_fake(*common, f"--insert_op_conf={cfg}").stdout

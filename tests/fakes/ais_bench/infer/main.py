@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ais_bench.infer.interface import InferSession
+from ais_bench.infer.interface import InferSession, generation, om_input_names
 
 
 def log(level: str, message: str) -> None:
@@ -28,7 +28,8 @@ def str2bool(v: str) -> bool:
 
 
 def natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    """utils.py natural_sort (both generations): digit runs as numbers, the rest lower-cased."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def device_list(value: str):
@@ -56,11 +57,18 @@ def parse_args(argv=None):
     p.add_argument("--pure_data_type", default="zero", choices=["zero", "random"])
     p.add_argument("--output_batchsize_axis", type=int, default=0)
     p.add_argument("--debug", type=str2bool, default=False)
+    if generation() == "ait-6.0.RC3":  # sync-ait 0765eb473 (2023-07-25), first in tag AIT-6.0.RC3.001
+        p.add_argument("--divide_input", type=str2bool, default=False,
+                       help="Input datas need to be divided to match multi devices or not, --device should be list, "
+                            "default False")
     return p.parse_args(argv)
 
 
 def list_dir(folder: str) -> list[str]:
-    names = [n for n in os.listdir(folder) if n.endswith((".bin", ".BIN", ".npy", ".NPY"))]
+    """utils.py get_fileslist_from_dir: *.bin|*.BIN|*.npy|*.NPY only, sorted, then natural-sorted."""
+    names = sorted(n for n in os.listdir(folder) if n.endswith((".bin", ".BIN", ".npy", ".NPY")))
+    if not names:
+        raise RuntimeError(f"{folder} of input args not find valid file,valid file format:[*.npy *.NPY *.bin *.BIN]")
     return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
 
 
@@ -96,10 +104,10 @@ def fmt(block: dict) -> str:
             f"percentile(99%) = {p}")
 
 
-def split_for_devices(files: list[str], jobs: int, layout: str) -> list[list[str]]:
-    """Contiguous blocks in device-list order: old = ceil(n/jobs) each (trailing devices may get
-    none); new = floor(n/jobs), the first n % jobs devices one more."""
-    if layout == "old":
+def split_for_devices(files: list[str], jobs: int, version: str) -> list[list[str]]:
+    """Contiguous blocks in device-list order: standalone (split_inputs_new) ceil(n/jobs) each, trailing devices
+    may get none; ait (seg_input_data_for_multi_process) floor(n/jobs), the first n % jobs devices one more."""
+    if version == "standalone":
         per = -(-len(files) // jobs)
         return [files[k * per:(k + 1) * per] for k in range(jobs)]
     base, left = divmod(len(files), jobs)
@@ -125,10 +133,7 @@ def main(argv=None) -> None:
 
 
 def n_inputs(args) -> int:
-    session = InferSession(0, args.model)
-    count = len(session.get_inputs())
-    session.free_resource()
-    return count
+    return len(om_input_names(args.model))
 
 
 def output_prefix(args, device_dir: str | None) -> str | None:
@@ -138,22 +143,29 @@ def output_prefix(args, device_dir: str | None) -> str | None:
     return os.path.join(base, device_dir) if device_dir else base
 
 
+def device_inputs(args, devices: list[int], version: str) -> list[list[list[str]] | None]:
+    """What each device runs: the standalone tool and AIT 6.0.RC2 always split the inputs between the
+    devices; from AIT 6.0.RC3 only with --divide_input, else every device runs every input."""
+    if args.input is None:
+        return [None] * len(devices)
+    per_input = input_lists(args.input, n_inputs(args))
+    if version == "ait-6.0.RC3" and not args.divide_input:
+        return [per_input for _ in devices]
+    splits: list[list[list[str]]] = [[] for _ in devices]
+    for files in per_input:
+        for k, part in enumerate(split_for_devices(files, len(devices), version)):
+            splits[k].append(part)
+    return splits
+
+
 def multidevice_run(args, fail: str) -> int:
-    """One 'process' per device (run in turn here), the inputs split in contiguous blocks."""
-    layout = os.environ.get("FAKE_AIS_BENCH_LAYOUT", "new")
+    """One 'process' per device (run in turn here): folders device<N>/ (standalone) or device<N>_<i>/ (ait)."""
+    version = generation()
     devices = args.device
     log("INFO", f"multidevice:{devices} run begin")
-    splits = None
-    if args.input is not None:
-        per_input = input_lists(args.input, n_inputs(args))
-        splits = [[] for _ in devices]
-        for files in per_input:
-            for k, part in enumerate(split_for_devices(files, len(devices), layout)):
-                splits[k].append(part)
     results = []
-    for index, device in enumerate(devices):
-        device_dir = f"device{device}" if layout == "old" else f"device{device}_{index}"
-        inputs = None if splits is None else splits[index]
+    for index, (device, inputs) in enumerate(zip(devices, device_inputs(args, devices, version))):
+        device_dir = f"device{device}" if version == "standalone" else f"device{device}_{index}"
         if inputs is not None and not inputs[0]:
             log("ERROR", f"subprocess run failed error_callback:no input files for device {device}")
             continue
@@ -170,128 +182,132 @@ def multidevice_run(args, fail: str) -> int:
     return result
 
 
-def run_device(args, device: int, inputs: list[list[str]] | None, out_dir: str | None, fail: str) -> float:
+def open_session(args, device: int, fail: str) -> InferSession:
+    """__main__.py set_session_options: --dymBatch sets the gear, else the static batch."""
     if fail == "device":
         log("ERROR", f"acl.rt.set_device failed ret=507033 device:{device}")
         raise RuntimeError(f"aclrtSetDevice failed. device:{device}")
     if fail == "load":
         log("ERROR", "aclmdlLoadFromFile failed ret=145000")
         raise RuntimeError("load model from file failed")
-
     session = InferSession(device, args.model)
-    tensors = session.get_inputs()
-    om_batch = tensors[0].shape[0]
-    if om_batch < 0:
-        if not args.dymBatch:
-            raise RuntimeError("dynamic batch om: pass --dymBatch")
-        om_batch = args.dymBatch
-    session.gear = om_batch if tensors[0].shape[0] < 0 else None
-    sample_shapes = [list(t.shape[1:]) for t in tensors]
-    types = [np.dtype(t.datatype.name) for t in tensors]  # the om's input element types
-    tensor_sizes = [om_batch * int(np.prod(shape)) * kind.itemsize for shape, kind in zip(sample_shapes, types)]
-    batchsize = args.batchsize or om_batch
-    log("INFO", f"try get model batchsize:{om_batch}")
-
+    if args.dymBatch:
+        session.set_dynamic_batchsize(args.dymBatch)
+    else:
+        session.set_staticbatch()
     if fail == "oom":
         log("ERROR", "aclrtMalloc failed, ret=207001: out of memory")
         raise RuntimeError("malloc device memory failed")
+    return session
 
-    if inputs is not None:
-        files = inputs[0]
-        size0 = file_size(files[0])
-        if tensor_sizes[0] % size0:
-            raise RuntimeError(f"arg0 tensorsize: {tensor_sizes[0]} filesize: {size0} not match")
-        per = tensor_sizes[0] // size0
-        runs = -(-len(files) // per)
-        log("INFO", f"get filesperbatch files0 size:{size0} tensor0size:{tensor_sizes[0]} filesperbatch:{per} "
-                    f"runcount:{runs}")
-        chunks = [[group[i:i + per] for group in inputs] for i in range(0, len(files), per)]
-    else:
-        per, chunks = 1, [None]
 
+def batches(inputs: list[list[str]] | None, tensor_size: int) -> tuple[int, list]:
+    """(files per inference, the chunks of each inference): io_oprations.py get_files_count_per_batch."""
+    if inputs is None:
+        return 1, [None]
+    files = inputs[0]
+    size0 = file_size(files[0])
+    if tensor_size % size0:
+        raise RuntimeError(f"arg0 tensorsize: {tensor_size} filesize: {size0} not match")
+    per = tensor_size // size0
+    runs = -(-len(files) // per)
+    log("INFO", f"get filesperbatch files0 size:{size0} tensor0size:{tensor_size} filesperbatch:{per} runcount:{runs}")
+    return per, [[group[i:i + per] for group in inputs] for i in range(0, len(files), per)]
+
+
+def feed_for(chunk, tensors, per: int, pure_data_type: str) -> list[np.ndarray]:
+    """Raw bytes per model input, realsize each: the files concatenated, the last batch padded with its first
+    file; pure inference: zeros or random bytes."""
+    if chunk is None:
+        rng = np.random.default_rng(0)
+        return [np.zeros(t.realsize, np.uint8) if pure_data_type == "zero" else
+                rng.integers(0, 255, t.realsize, dtype=np.uint8) for t in tensors]
+    feeds = []
+    for group, tensor in zip(chunk, tensors):
+        blobs = [read_file(f) for f in group]
+        blobs += [blobs[0]] * (per - len(blobs))  # padding: copies of the chunk's first file
+        raw = b"".join(blobs)
+        if len(raw) != tensor.realsize:
+            raise RuntimeError(f"ndata size:{len(raw)} not match {tensor.realsize}")
+        feeds.append(np.frombuffer(raw, np.uint8))
+    return feeds
+
+
+def save_outputs(outputs, chunk, per: int, out_dir: str, index: int, args, filesinfo: dict) -> None:
+    """io_oprations.py save_tensors_to_file: split along the batch axis, `<stem>_<i>.<fmt>` per real sample,
+    filesinfo keyed by sample id (batch index x files per inference + position) with one file per input."""
+    names = list(zip(*chunk)) if chunk is not None else [("pure_infer_data",)]
+    for i, out in enumerate(outputs):
+        if out.shape[args.output_batchsize_axis] % per:
+            raise RuntimeError(f"save out files error array shape:{out.shape} filesinfo:{chunk}")
+        parts = np.split(out, per, axis=args.output_batchsize_axis)
+        for j, infiles in enumerate(names):
+            stem = os.path.basename(infiles[0]).split(".")[0]
+            target = os.path.join(out_dir, f"{stem}_{i}.{args.outfmt.lower()}")
+            if args.outfmt == "NPY":
+                np.save(target, parts[j])
+            elif args.outfmt == "TXT":
+                np.savetxt(target, parts[j].reshape(-1, parts[j].shape[-1]))
+            else:
+                parts[j].tofile(target)
+            entry = filesinfo.setdefault(index * per + j, {"infiles": [], "outfiles": []})
+            entry["infiles"] = entry["infiles"] or list(infiles)
+            entry["outfiles"].append(target)
+
+
+def run_device(args, device: int, inputs: list[list[str]] | None, out_dir: str | None, fail: str) -> float:
+    session = open_session(args, device, fail)
+    tensors = session.get_inputs()
+    om_batch = args.dymBatch or tensors[0].shape[0]
+    batchsize = args.batchsize or om_batch
+    log("INFO", f"try get model batchsize:{om_batch}")
+    per, chunks = batches(inputs, tensors[0].realsize)
     if out_dir is not None:
         os.makedirs(out_dir, mode=0o755, exist_ok=True)
         log("INFO", f"output path:{out_dir}")
 
-    def feed_for(chunk):
-        if chunk is None:
-            feeds = []
-            for size, shape, kind in zip(tensor_sizes, sample_shapes, types):
-                data = np.zeros(size, np.uint8) if args.pure_data_type == "zero" else \
-                    np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
-                feeds.append(np.frombuffer(data.tobytes(), kind).reshape(om_batch, *shape))
-            return feeds
-        feeds = []
-        for group, size, shape, kind in zip(chunk, tensor_sizes, sample_shapes, types):
-            blobs = [read_file(f) for f in group]
-            blobs += [blobs[0]] * (per - len(blobs))  # padding: copies of the chunk's first file
-            raw = b"".join(blobs)
-            if len(raw) != size:
-                raise RuntimeError(f"ndata size:{len(raw)} not match {size}")
-            feeds.append(np.frombuffer(raw, kind).reshape(om_batch, *shape))
-        return feeds
-
     for _ in range(args.warmup_count):
-        session.infer(feed_for(chunks[0]))
+        session.run(feed_for(chunks[0], tensors, per, args.pure_data_type), out_array=True)
     if args.warmup_count:
         log("INFO", f"warm up {args.warmup_count} done")
     session.reset()
 
-    filesinfo = {}
+    filesinfo: dict = {}
     for i, chunk in enumerate(chunks):
-        feed = feed_for(chunk)
+        feed = feed_for(chunk, tensors, per, args.pure_data_type)
         for _ in range(args.loop):
-            outputs = session.infer(feed)
+            outputs = session.run(feed, out_array=True)
         if out_dir is not None:
-            names = chunk[0] if chunk is not None else ["pure_infer_data"]
-            filesinfo[i] = {"infiles": list(chunk or []), "outfiles": save_outputs(args, outputs, names, per, out_dir,
-                                                                                   chunk)}
-    return summarise(args, session, batchsize, out_dir, filesinfo, fail)
+            save_outputs(outputs, chunk, per, out_dir, i, args, filesinfo)
 
-
-def save_outputs(args, outputs, names, per: int, out_dir: str, chunk) -> list[str]:
-    """Each output split along the batch axis into <stem>_<j>.<fmt> files, one per input file of the batch."""
-    outfiles = []
-    for j, out in enumerate(outputs):
-        if out.shape[args.output_batchsize_axis] % per:
-            raise RuntimeError(f"save out files error array shape:{out.shape} filesinfo:{chunk}")
-        parts = np.split(out, per, axis=args.output_batchsize_axis)
-        for k, name in enumerate(names):
-            stem = os.path.basename(name).split(".")[0]
-            target = os.path.join(out_dir, f"{stem}_{j}.{args.outfmt.lower()}")
-            if args.outfmt == "NPY":
-                np.save(target, parts[k])
-            elif args.outfmt == "TXT":
-                np.savetxt(target, parts[k].reshape(-1, parts[k].shape[-1]))
-            else:
-                parts[k].tofile(target)
-            outfiles.append(target)
-    return outfiles
-
-
-def summarise(args, session, batchsize: int, out_dir: str | None, filesinfo: dict, fail: str) -> float:
-    """The performance summary lines and `<out_dir>_summary.json`; returns the throughput."""
-    times = list(session.exec_times)
-    mangle = os.environ.get("FAKE_AIS_BENCH_OLD_KEYS") != "1"
-    compute = stats(times, mangle)
-    h2d = stats([0.01] * len(times), False)
-    d2h = stats([0.02] * len(times), False)
+    times = [t[1] - t[0] if isinstance(t, tuple) else t for t in session.exec_times]
+    compute = stats(times, os.environ.get("FAKE_AIS_BENCH_OLD_KEYS") != "1")
     throughput = 1000 * batchsize / compute["mean"] if compute["mean"] else 0
+    report(args, compute, len(times), batchsize, throughput)
+    if out_dir is not None and fail != "nosummary":
+        write_summary(out_dir, filesinfo, compute, times, throughput)
+    return throughput
+
+
+def report(args, compute: dict, runs: int, batchsize: int, throughput: float) -> None:
+    h2d, d2h = stats([0.01] * runs, False), stats([0.02] * runs, False)
     log("INFO", "-----------------Performance Summary------------------")
     if args.display_all_summary:
         log("INFO", f"H2D_latency (ms): {fmt(h2d)}")
     log("INFO", f"NPU_compute_time (ms): {fmt(compute)}")
     if args.display_all_summary:
         log("INFO", f"D2H_latency (ms): {fmt(d2h)}")
-    log("INFO", f"throughput 1000*batchsize.mean({float(batchsize)})/NPU_compute_time.mean({compute['mean']}): {throughput}")
+    log("INFO", f"throughput 1000*batchsize.mean({float(batchsize)})/NPU_compute_time.mean({compute['mean']}): "
+                f"{throughput}")
     log("INFO", "------------------------------------------------------")
 
-    if out_dir is not None and fail != "nosummary":
-        summary = {"filesinfo": filesinfo, "args": sys.argv, "NPU_compute_time": compute, "H2D_latency": h2d,
-                   "D2H_latency": d2h, "throughput": throughput, "npu_compute_time_list": times, "pid": os.getpid()}
-        path = out_dir.rstrip("/") + "_summary.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(summary, f)
-    session.free_resource()
-    return throughput
+
+def write_summary(out_dir: str, filesinfo: dict, compute: dict, times: list, throughput: float) -> None:
+    runs = len(times)
+    summary = {"filesinfo": filesinfo, "args": sys.argv, "NPU_compute_time": compute,
+               "H2D_latency": stats([0.01] * runs, False), "D2H_latency": stats([0.02] * runs, False),
+               "throughput": throughput, "npu_compute_time_list": times, "pid": os.getpid()}
+    path = out_dir.rstrip("/") + "_summary.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(summary, f)
