@@ -43,10 +43,15 @@ def page_commands(page: Path) -> list[str]:
     return [c for lang, body in FENCE.findall(page.read_text()) for c in command_lines(lang, body)]
 
 
-def quick_tour() -> list[str]:
-    section = README.split("## Quick tour", 1)[1].split("\n## ", 1)[0]
+def section_block(title: str) -> tuple[str, str]:
+    """(language, body) of the one fenced block of the README section `## <title>`."""
+    section = README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     (lang, body), = FENCE.findall(section)
-    return command_lines(lang, body)
+    return lang, body
+
+
+def quick_tour() -> list[str]:
+    return command_lines(*section_block("Quick tour on synthetic data"))
 
 
 def unknown_options(command: click.Command, words: list[str]) -> list[str]:
@@ -118,3 +123,26 @@ def test_quick_tour_runs_in_order(tmp_path, monkeypatch):
         assert result.exit_code == 0, f"{line}\n{result.output}"
     assert (tmp_path / "build" / "result_eval.json").is_file()
     assert (tmp_path / "build" / "bench" / "ssd_resnet34_bs4_onnxruntime.png").is_file()
+
+
+MAP_LINE = re.compile(r"^mAP \(AP@\[\.5:\.95\]\): (\d\.\d{4})$", re.M)
+
+
+def test_real_data_tour_runs_in_order_and_prints_the_readme_map(tmp_path, monkeypatch):
+    """The real-COCO tour, from a checkout's layout (its `ssdconvert/realdata/` paths): the mAP its eval
+    prints is real (non-zero) and is the figure the README shows."""
+    (tmp_path / "ssdconvert").mkdir()
+    (tmp_path / "ssdconvert" / "realdata").symlink_to(ROOT / "ssdconvert" / "realdata", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    lang, body = section_block("Quick tour on real COCO images")
+    shown = MAP_LINE.findall(body)
+    assert len(shown) == 1 and float(shown[0]) > 0, "the README must show one non-zero mAP line"
+    commands = command_lines(lang, body)
+    assert [shlex.split(c)[1] for c in commands] == ["preprocess", "preprocess", "export", "infer", "eval"]
+    runner = CliRunner()
+    for line in commands:
+        result = runner.invoke(cli, shlex.split(line)[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+    printed = MAP_LINE.findall(result.output)
+    assert printed == shown, f"eval printed {printed}, the README shows {shown}"
+    assert (tmp_path / "build" / "st_calib" / "manifest.json").is_file()
