@@ -30,7 +30,8 @@ BENCHFLAGS      ?=
 help:
 	@echo "make test                      create .venv, install, run the test suite (without the heavy tests)"
 	@echo "make test-heavy                the heavy tests only (Faster R-CNN exports and end-to-end runs)"
-	@echo "make demo                      the whole pipeline on the embedded synthetic data (build/demo/report.md)"
+	@echo "make demo                      the whole pipeline on 43 real COCO images, ST's SSD (build/demo/report.md)"
+	@echo "make demo data=synthetic       the same on generated images, random weights (build/demo-synthetic)"
 	@echo "make preprocess coco=DIR       COCO val2017 -> $(ssd_bin) (+ bbox-only json if missing)"
 	@echo "make onnx bs=16                export $(BUILD)/ssd_resnet34_bs16.onnx (dynamic batch, validated at bs)"
 	@echo "make om bs=16 soc=Ascend310P3  ATC .om from the exported ONNX (exports it first if missing)"
@@ -55,8 +56,24 @@ test: $(STAMP)
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -m heavy
 
+# data=real (default): ST's SSD-MobileNetV2-FPNLite on the 43 vendored COCO images and their real annotations, FP32
+# and INT8 (calibrated on calibration-85) on ONNX Runtime and OpenVINO, plus ST's own INT8 release as is;
+# data=synthetic: the random-weight SSD-ResNet34 on generated images (every backend whose tools are here)
+data     ?= real
+REALDATA  = ssdconvert/realdata
+ifeq ($(data),real)
+DEMOFLAGS = --model ssd-mobilenet-v2-fpnlite --annotation $(REALDATA)/coco-val2014-43/annotations/instances_val2014_43.json \
+	--image-dir $(REALDATA)/coco-val2014-43/val2014 --calib $(REALDATA)/calibration-85 \
+	--release vendor-int8=$(REALDATA)/ssd-mobilenet-v2-fpnlite/ssd_mobilenet_v2_fpnlite_10_256_int8.onnx \
+	--backends onnxruntime,openvino --precisions fp32,int8 --bs 1,8 --bench-duration 1 --workdir $(BUILD)/demo
+else ifeq ($(data),synthetic)
+DEMOFLAGS = --workdir $(BUILD)/demo-synthetic
+else
+DEMOFLAGS = $(error data=$(data): choose real or synthetic)
+endif
+
 demo: $(STAMP)
-	$(BIN)/ssdconvert run --workdir $(BUILD)/demo
+	$(BIN)/ssdconvert run $(DEMOFLAGS)
 
 # COCO val2017 -> $(ssd_bin); extra flags: PREPROCESSFLAGS="--dtype uint8 --workers 4"
 preprocess: $(STAMP)

@@ -33,14 +33,27 @@ def _given(option: str) -> bool:
     return source is not None and source is not click.core.ParameterSource.DEFAULT
 
 
-def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
-    tools = {}
+def _pairs(value: tuple[str, ...], what: str) -> dict[str, str]:
+    """NAME=PATH items -> {NAME: PATH}."""
+    pairs = {}
     for item in value:
         name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise click.BadParameter(f"expected BACKEND=PATH, got {item!r}")
-        tools[canonical_backend(name.strip())] = path
-    return tools
+        if not sep or not path or not name.strip():
+            raise click.BadParameter(f"expected {what}=PATH, got {item!r}")
+        pairs[name.strip()] = path
+    return pairs
+
+
+def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
+    return {canonical_backend(name): path for name, path in _pairs(value, "BACKEND").items()}
+
+
+def _releases(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
+    releases = _pairs(value, "LABEL")
+    bad = [name for name in releases if not name.replace("-", "").replace("_", "").isalnum()]
+    if bad:
+        raise click.BadParameter(f"a label is letters, digits, - and _ only, got {bad[0]!r}")
+    return releases
 
 
 @click.command("run", cls=BackendOptionsCommand)
@@ -48,6 +61,15 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
 @weights_options
 @click.option("--coco", type=click.Path(file_okay=False, exists=True), default=None,
               help="COCO root with annotations/instances_val2017.json and val2017/ [default: synthetic data].")
+@click.option("--annotation", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A COCO-format annotation file to evaluate against (with --image-dir), instead of --coco.")
+@click.option("--image-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="The images of --annotation.")
+@click.option("--calib", "calib_images", type=click.Path(file_okay=False, exists=True), default=None,
+              help="An image folder (no annotations) that calibrates the INT8 builds [default: the evaluated images].")
+@click.option("--release", "releases", multiple=True, callback=_releases, metavar="LABEL=ONNX",
+              help="A ready-made ONNX model (e.g. a vendor's INT8 release) run as is on ONNX Runtime beside the "
+                   "builds and reported as onnxruntime@LABEL (repeatable).")
 @click.option("--images", default=24, show_default=True, type=click.IntRange(min=1),
               help="Synthetic images to generate when no --coco is given.")
 @click.option("--backends", default=None, callback=_names, metavar="NAME,...",
@@ -73,7 +95,8 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
                    "skipped with the reason. Every non-FP32 model is held to the accuracy gate.")
 @gate_options
 @cluster_option("the infer and bench stages (infer in shards, bench one cell per batch size; the rest runs here)")
-def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, batch_sizes,
+def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, annotation, image_dir, calib_images, releases,
+        images, backends, batch_sizes,
         bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
         cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
@@ -97,6 +120,9 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
       ssdconvert run --coco coco/ --checkpoint iter_183250.pt --backbone resnet34-333f7ec4.pth \\
           --backends onnxruntime,ascend --soc Ascend310P3 --bs 1,4,8,16,32,64 --workdir build/r34
       ssdconvert run --backends onnxruntime,openvino --precisions fp32,bf16,int8 --workdir build/prec
+      ssdconvert run --model ssd-mobilenet-v2-fpnlite --annotation instances_val2014_43.json \\
+          --image-dir val2014/ --calib calibration-85/ --release vendor-int8=st_int8.onnx \\
+          --backends onnxruntime,openvino --precisions fp32,int8 --bs 1,8 --workdir build/demo
     """
     from ssdconvert.errors import SsdConvertError
     from ssdconvert.pipeline import RunConfig, run_and_report
@@ -104,10 +130,14 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
 
     from preprocess.spec import EXACT_CANVAS
 
+    if (annotation is None) != (image_dir is None) or (annotation and coco):
+        raise click.UsageError("--annotation and --image-dir go together, and replace --coco")
     if canvas == EXACT_CANVAS and not _given("batch_sizes"):
         batch_sizes = (1,)  # the exact mode runs batch 1
     cfg = RunConfig(Path(workdir), model_name=model_name, checkpoint=checkpoint, backbone=backbone,
                     trust=trust_checkpoint, seed=seed, coco=Path(coco) if coco else None, images=images,
+                    annotation=Path(annotation) if annotation else None, image_dir=Path(image_dir) if image_dir else None,
+                    calib_images=Path(calib_images) if calib_images else None, releases=releases,
                     backends=backends, backends_explicit=_given("backends"), options=with_tools(backend_options, tools),
                     batch_sizes=batch_sizes, bench_duration=bench_duration, workers=workers, canvas=canvas,
                     variants=None if variants is None else tuple(v for v in variants.split(",") if v),

@@ -37,6 +37,11 @@ class RunConfig:
     seed: int = 0
     coco: Path | None = None  # <coco>/annotations/instances_val2017.json and <coco>/val2017/
     images: int = 24  # synthetic images when no --coco
+    annotation: Path | None = None  # --annotation/--image-dir: any COCO-format annotation file and its images
+    image_dir: Path | None = None
+    calib_images: Path | None = None  # --calib: an image folder calibrating the INT8 builds (default: the eval bins)
+    # --release LABEL=ONNX: a ready-made model (a vendor's INT8 release) run as is on ONNX Runtime beside the builds
+    releases: dict[str, str] = field(default_factory=dict)
     backends: tuple[str, ...] = field(default_factory=lambda: tuple(backends.names()))
     # backend name -> its own options (Backend.configured: its chip, its compiler executable, ...); a backend not
     # named here keeps its defaults
@@ -144,6 +149,12 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                                "transform": asdict(spec.transform)},
                 lambda: _preprocess(spec, Path(prep.outputs[0]), image_dir, workdir / "ssd_bin", cfg.workers,
                                     rebuild=cache.recorded("preprocess")))
+    calib = pre
+    if cfg.calib_images is not None:
+        calib = stage("preprocess-calib", {"images": str(Path(cfg.calib_images).resolve()), "model": spec.name,
+                                           "transform": asdict(spec.transform)},
+                      lambda: _preprocess(spec, None, Path(cfg.calib_images), workdir / "calib_bin", cfg.workers,
+                                          rebuild=cache.recorded("preprocess-calib")))
     exp = stage("export", _export_inputs(cfg), lambda: _export(cfg, spec, workdir))
     onnx = Path(exp.outputs[0])
     variants = {}
@@ -152,7 +163,7 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
                      lambda variant=variant: _export(cfg, spec, workdir, variant))
         variants[variant] = (Path(done.outputs[0]), done.key)
 
-    runs = _BackendRuns(cfg, spec, workdir, stage, report, say, pre, onnx, exp.key)
+    runs = _BackendRuns(cfg, spec, workdir, stage, report, say, pre, onnx, exp.key, calib)
     for target in targets:
         if not target.dynamic_image_size and spec.dynamic_canvas:
             note = f"{target.name} skipped: it needs the fixed canvas (the exact mode runs on the CPU backends)"
@@ -163,6 +174,8 @@ def run_pipeline(cfg: RunConfig, say: Say = log.info) -> PipelineReport:
             runs.at_precision(target, precision)
         for variant, (model, key) in variants.items():  # at the backend's default precision
             runs.variant(target, variant, model, key)
+    for name, path in cfg.releases.items():
+        runs.release(name, Path(path))
     return report
 
 
@@ -225,10 +238,15 @@ class _BackendRuns:
     pre: StageResult  # the preprocessed bins
     onnx: Path  # the main export
     export_key: str
+    calib: StageResult  # the bins that calibrate INT8 builds (--calib's folder, else the evaluated bins)
 
     @property
     def bins(self) -> Path:
         return Path(self.pre.outputs[0])
+
+    @property
+    def calib_bins(self) -> Path:
+        return Path(self.calib.outputs[0])
 
     def at_precision(self, target: Backend, precision: str) -> None:
         """One backend at one precision: skipped with the reason where it cannot, else every stage (a stage that
@@ -254,8 +272,9 @@ class _BackendRuns:
         cfg, stage, workdir, bins = self.cfg, self.stage, self.workdir, self.bins
         inputs = {"onnx": self.export_key, "batch": cfg.infer_batch, "options": _build_options(target)}
         if precision != target.default_precision:
-            inputs.update(precision=precision, calib=self.pre.key)
-        comp = stage(f"compile:{name}", inputs, lambda: _compile(target, self.onnx, workdir, cfg, precision, bins))
+            inputs.update(precision=precision, calib=self.calib.key)
+        comp = stage(f"compile:{name}", inputs,
+                     lambda: _compile(target, self.onnx, workdir, cfg, precision, self.calib_bins))
         model = Path(comp.outputs[0])
         inf = stage(f"infer:{name}", {"model": comp.key, "inputs": self.pre.key, "batch": cfg.infer_batch},
                     lambda: _infer(model, target, bins, workdir / "results" / name, cfg.infer_batch, cfg.cluster))
@@ -269,7 +288,33 @@ class _BackendRuns:
                                 self.report.random_weights, workdir / "gate" / f"{name}.json", candidate))
         bench_model = self.onnx if target.builds_per_batch else model  # one static model per batch size
         stage(f"bench:{name}", {"model": comp.key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
-              lambda: _bench(bench_model, name, cfg, self.spec, workdir / "bench", target, precision, bins))
+              lambda: _bench(bench_model, name, cfg, self.spec, workdir / "bench", target, precision,
+                             self.calib_bins))
+
+    def release(self, tag: str, model: Path) -> None:
+        """A ready-made model (a vendor's INT8 release), run as is on ONNX Runtime: infer, eval, bench, reported
+        as `onnxruntime@<tag>` with its AP delta to ONNX Runtime FP32."""
+        cfg, stage, name = self.cfg, self.stage, f"{backends.REFERENCE}@{tag}"
+        target = backends.get(backends.REFERENCE).configured(cfg.options)
+        from ssdconvert.fileio import sha256_of
+
+        try:
+            if not model.is_file():
+                raise SsdConvertError(f"--release {tag}={model}: no such file")
+            key = {"release": sha256_of(model), "batch": cfg.infer_batch}
+            inf = stage(f"infer:{name}", {**key, "inputs": self.pre.key},
+                        lambda: _infer(model, target, self.bins, self.workdir / "results" / name, cfg.infer_batch,
+                                       cfg.cluster))
+            stage(f"eval:{name}", {"results": inf.key, "model": self.spec.name},
+                  lambda: _eval(Path(inf.outputs[0]), self.spec.name, self.workdir / "eval" / name, False))
+            stage(f"bench:{name}", {**key, "bs": list(cfg.batch_sizes), "duration": cfg.bench_duration},
+                  lambda: _bench(model, name, cfg, self.spec, self.workdir / "bench", target,
+                                 target.default_precision, None))
+        except SsdConvertError as exc:
+            failed = next(s for s in ("infer", "eval", "bench") if self.report.stage(f"{s}:{name}") is None)
+            self.report.stages.append(StageResult(f"{failed}:{name}", "", 0.0, f"FAILED: {exc}", skipped=True,
+                                                  failed=True))
+            self.say(f"[{failed}:{name}] FAILED: {exc}")
 
     def variant(self, target: Backend, variant: str, model: Path, export_key: str) -> None:
         """A further export variant on one backend, at its default precision: compiled (where the backend
@@ -303,6 +348,9 @@ def _build_options(target: Backend) -> dict:
 def _data_inputs(cfg: RunConfig) -> dict:
     from ssdconvert import __version__
 
+    if cfg.annotation is not None:
+        return {"annotation": file_fingerprint(Path(cfg.annotation)) if Path(cfg.annotation).is_file() else None,
+                "images": str(Path(cfg.image_dir).resolve())}
     if cfg.coco is None:
         return {"synthetic": True, "images": cfg.images, "seed": cfg.seed, "ssdconvert": __version__}
     root = Path(cfg.coco)
@@ -311,6 +359,11 @@ def _data_inputs(cfg: RunConfig) -> dict:
 
 
 def _data(cfg: RunConfig, workdir: Path):
+    if cfg.annotation is not None:
+        annotation, images = Path(cfg.annotation), Path(cfg.image_dir)
+        if not annotation.is_file() or not images.is_dir():
+            raise SsdConvertError(f"--annotation {annotation} must be a file and --image-dir {images} a folder")
+        return f"{annotation.name} on {images}", {"annotation": str(annotation), "images": str(images)}, [annotation]
     if cfg.coco is None:
         from ssdconvert.synth import generate
 
@@ -332,7 +385,7 @@ def _prepare_json(annotation: Path, target: Path):
             {"images": s.images, "annotations": s.annotations}, [target])
 
 
-def _preprocess(spec, annotation: Path, images: Path, save: Path, workers: int | None, rebuild: bool):
+def _preprocess(spec, annotation: Path | None, images: Path, save: Path, workers: int | None, rebuild: bool):
     """`rebuild`: the stage ran before with other inputs, so `save` holds stale tensors (other images,
     another data root); otherwise an interrupted run resumes where it stopped."""
     import shutil
@@ -371,9 +424,11 @@ def _export(cfg: RunConfig, spec, workdir: Path, variant: str | None = None):
 
 def _compile(target: Backend, onnx: Path, workdir: Path, cfg: RunConfig, precision: str, bins: Path | None):
     default = precision == target.default_precision
+    # absolute paths: the INT8 builders quantize inside a staging folder of their own (its cwd)
+    onnx, workdir = onnx.resolve(), workdir.resolve()
     artefacts = backends.for_model(onnx, target).compile(onnx, workdir, batch=cfg.infer_batch,
                                                         precision=None if default else precision,
-                                                        calib=None if default else bins)
+                                                        calib=None if default or bins is None else bins.resolve())
     what = "uses the ONNX directly" if artefacts == [onnx] else f"built {artefacts[0].name}"
     return f"{what} ({precision})", {"artefacts": [str(a) for a in artefacts], "precision": precision}, artefacts
 
