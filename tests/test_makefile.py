@@ -21,3 +21,25 @@ def test_torch_index_is_passed_to_pip_only_when_asked():
     assert "--extra-index-url" not in install_line()
     line = install_line(f"TORCH_INDEX={CPU_INDEX}")
     assert f"--extra-index-url {CPU_INDEX}" in line and "-c constraints.txt" in line
+
+
+def demo_line(*assignments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", "-C", str(ROOT), "demo", "STAMP=", *assignments], capture_output=True,
+                          text=True)
+
+
+def test_demo_runs_on_the_real_set_by_default_and_synthetic_on_request():
+    import shlex
+
+    (line,) = [x for x in demo_line().stdout.splitlines() if "ssdconvert run" in x]
+    words = shlex.split(line)
+    flags = dict(zip(words[2::2], words[3::2]))
+    assert flags["--model"] == "ssd-mobilenet-v2-fpnlite" and flags["--precisions"] == "fp32,int8"
+    for option in ("--annotation", "--image-dir", "--calib"):
+        assert (ROOT / flags[option]).exists(), option
+    label, _, release = flags["--release"].partition("=")
+    assert label == "vendor-int8" and (ROOT / release).is_file()
+    (synthetic,) = [x for x in demo_line("data=synthetic").stdout.splitlines() if "ssdconvert run" in x]
+    assert "--annotation" not in synthetic and "--workdir build/demo-synthetic" in synthetic
+    wrong = demo_line("data=imagenet")
+    assert wrong.returncode != 0 and "choose real or synthetic" in wrong.stderr
