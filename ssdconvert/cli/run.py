@@ -74,7 +74,7 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
 @gate_options
 @cluster_option("the infer and bench stages (infer in shards, bench one cell per batch size; the rest runs here)")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, batch_sizes,
-        bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
+        bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap, max_map_drop,
         cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
@@ -112,7 +112,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, 
                     batch_sizes=batch_sizes, bench_duration=bench_duration, workers=workers, canvas=canvas,
                     variants=None if variants is None else tuple(v for v in variants.split(",") if v),
                     precisions=tuple(precisions) if precisions else None,
-                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap},
+                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap,
+                          "max_map_drop": max_map_drop},
                     cluster=cluster)
     with cluster_session(cluster):
         report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ssdconvert.backends.commands import FiniteFloat
+
 from ssdconvert.backends.onnxruntime.quantize import CALIBRATIONS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE, TYPES
 
 
@@ -25,7 +27,7 @@ def generic_options(command: str) -> list[click.Option]:
                               "points against FP32 (SNR scores/offsets 43/23 dB, 2.0x FP32 speed), minmax -0.24 "
                               "(41/20 dB); entropy as ONNX Runtime runs it keeps minmax's ranges. Percentile and "
                               "entropy calibrate one image per batch."),
-            click.Option(["--percentile", "percentile"], type=click.FloatRange(0, 100, min_open=True),
+            click.Option(["--percentile", "percentile"], type=FiniteFloat(min=0, max=100, min_open=True),
                          default=DEFAULT_PERCENTILE, show_default=True,
                          help="ONNX Runtime --calibration percentile: the percentile of each activation's absolute "
                               "values taken as its range.")]
