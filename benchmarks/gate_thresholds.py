@@ -131,7 +131,8 @@ def main() -> None:
               f"Written by benchmarks/gate_thresholds.py on {platform.processor() or platform.machine()}. Each INT8 "
               "variant against ONNX Runtime FP32 (the dequantized release) through `check_gate`; AP = COCO "
               "AP@[.5:.95] x 100 on the original annotations (the family's eval policy); INT8 calibrated on the 85 "
-              f"calibration images. Defaults judged: {Thresholds().describe()}.")
+              f"calibration images. Defaults judged: {Thresholds().describe()}. Which figures chose them and why: "
+              "docs/precision.md, What the gate measures.")
     text = markdown(rows, header)
     print(text)
     if not args.no_write:
