@@ -52,7 +52,7 @@ class Thresholds:
     min_cosine: float = 0.99
     min_snr_db: float = 15.0
     min_detection_ap: float = 0.4
-    max_map_drop: float = 1.0  # AP points (100 x COCO AP) the candidate may lose against the reference on real annotations
+    max_map_drop: float = 1.0  # AP points (100 x COCO AP) the candidate may lose on real annotations
 
     def describe(self) -> str:
         return (f"real COCO mAP drop <= {self.max_map_drop} AP points where the images have annotations; "

@@ -76,8 +76,8 @@ def _quantizer(ctx, param, value: str) -> str:
               help="Detector family [default: from the export record <model>.json, else the manifest].")
 @click.option("--no-gate", is_flag=True, help="Skip the accuracy gate (the record then has no gate figures).")
 @gate_options
-def quantize(model, calib, output, backend, calib_images, gate_images, gate_bins, exclude, model_name, no_gate, min_cosine,
-             min_snr, min_det_ap, max_map_drop, backend_options):
+def quantize(model, calib, output, backend, calib_images, gate_images, gate_bins, exclude, model_name, no_gate,
+             min_cosine, min_snr, min_det_ap, max_map_drop, backend_options):
     """Make an INT8 model from the exported FP32 ONNX and check it against ONNX Runtime FP32.
 
     Calibrates on --calib-images samples of the bins, quantizes with the backend's own tool,

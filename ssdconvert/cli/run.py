@@ -74,8 +74,8 @@ def _tools(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
 @gate_options
 @cluster_option("the infer and bench stages (infer in shards, bench one cell per batch size; the rest runs here)")
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, images, backends, batch_sizes,
-        bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap, max_map_drop,
-        cluster, backend_options):
+        bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
+        max_map_drop, cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
