@@ -21,3 +21,20 @@ def test_torch_index_is_passed_to_pip_only_when_asked():
     assert "--extra-index-url" not in install_line()
     line = install_line(f"TORCH_INDEX={CPU_INDEX}")
     assert f"--extra-index-url {CPU_INDEX}" in line and "-c constraints.txt" in line
+
+
+def pytest_line(*assignments: str) -> str:
+    """The pytest line `make test` would run, without running it."""
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "test", *assignments], capture_output=True, text=True,
+                         check=True).stdout
+    (line,) = [x for x in out.splitlines() if "-m pytest" in x]
+    return line
+
+
+def test_make_test_runs_two_workers_unless_told_to_run_serially():
+    assert line_ends(pytest_line(), "-m pytest -q -n 2 --dist loadfile")
+    assert line_ends(pytest_line("TEST_WORKERS=0"), "-m pytest -q")
+
+
+def line_ends(line: str, tail: str) -> bool:
+    return line.rstrip().endswith(tail)
