@@ -50,8 +50,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# two workers, one test file each at a time (module fixtures stay in one process); TEST_WORKERS=0 runs serially
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -m heavy

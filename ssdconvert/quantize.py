@@ -6,8 +6,10 @@ bins, then held to the accuracy gate against ONNX Runtime FP32.
     quantize     the backend's own quantizer (Backend.quantize, for the backends that quantize here:
                  ONNX Runtime static QDQ, OpenVINO through NNCF; the others say how INT8 is made for
                  them, e.g. Ascend's AMCT, the MagicMind builder's qint modes: Backend.int8_note)
-    gate         agreement.measure on up to `gate_images` other samples of the same folder: the
-                 INT8 model against the FP32 ONNX on ONNX Runtime (the project's reference)
+    gate         agreement.measure on up to `gate_images` other samples of the same folder (or of
+                 `gate_bins`): the INT8 model against the FP32 ONNX on ONNX Runtime (the project's
+                 reference); where those samples have real annotations and the weights are trained,
+                 the first figure is the real COCO mAP drop in AP points (Thresholds.max_map_drop)
 
 The model and its record `<model>.json` (settings, calibration images, gate figures) are written
 atomically; a model that fails the gate is kept (with `gate.passed: false` in its record) and the
@@ -75,9 +77,10 @@ def quantize_model(model: str | Path, calib: str | Path, output: str | Path | No
                    options: BackendOptions | Mapping[str, BackendOptions] | None = None, exclude: Sequence[str] = (),
                    calib_images: int = DEFAULT_CALIB_IMAGES, gate_images: int = DEFAULT_GATE_IMAGES,
                    thresholds: Thresholds = Thresholds(), model_name: str | None = None, gate: bool = True,
-                   say: Callable[[str], None] = lambda s: None) -> QuantizeResult:
+                   gate_bins: str | Path | None = None, say: Callable[[str], None] = lambda s: None) -> QuantizeResult:
     """Quantize `model` (an FP32 .onnx) for `backend` (a name or a Backend; `options`: its own, e.g. ONNX
-    Runtime's INT8 types), `exclude`d nodes kept in float; see the module docstring."""
+    Runtime's INT8 types), `exclude`d nodes kept in float; the gate runs on `gate_bins` (a bins folder) where
+    given, else on other samples of `calib`; see the module docstring."""
     from ssdconvert.backends.compiling import write_sidecar
     from ssdconvert.samples import open_samples
 
@@ -89,6 +92,9 @@ def quantize_model(model: str | Path, calib: str | Path, output: str | Path | No
     out = _output(source, output, target)
     everything = open_samples(calib)
     spec, weights = describe_source(source, everything.manifest, model_name, everything.folders[0])  # before the work
+    gated = everything if gate_bins is None else open_samples(gate_bins)
+    if gate_bins is not None:
+        describe_source(source, gated.manifest, spec.name, gated.folders[0])  # bins of the same detector
     chosen = everything.pick(calib_images)
     if calib_images > len(chosen):
         say(f"note: {calib} has {len(chosen)} samples; calibrating on all of them (asked for {calib_images})")
@@ -96,7 +102,7 @@ def quantize_model(model: str | Path, calib: str | Path, output: str | Path | No
                    "stems": chosen.stems}
     with _staging(out) as staged:
         settings = target.quantize(source, chosen, staged, tuple(exclude), say)
-        report = _gate(source, staged, target, everything, chosen, gate_images, spec, thresholds, weights,
+        report = _gate(source, staged, target, gated, chosen, gate_images, spec, thresholds, weights,
                        say) if gate else None
         if report is not None:
             report.candidate = str(out)  # where it is published, not where it was checked

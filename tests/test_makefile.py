@@ -43,3 +43,20 @@ def test_demo_runs_on_the_real_set_by_default_and_synthetic_on_request():
     assert "--annotation" not in synthetic and "--workdir build/demo-synthetic" in synthetic
     wrong = demo_line("data=imagenet")
     assert wrong.returncode != 0 and "choose real or synthetic" in wrong.stderr
+
+
+def pytest_line(*assignments: str) -> str:
+    """The pytest line `make test` would run, without running it."""
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "test", *assignments], capture_output=True, text=True,
+                         check=True).stdout
+    (line,) = [x for x in out.splitlines() if "-m pytest" in x]
+    return line
+
+
+def test_make_test_runs_two_workers_unless_told_to_run_serially():
+    assert line_ends(pytest_line(), "-m pytest -q -n 2 --dist loadfile")
+    assert line_ends(pytest_line("TEST_WORKERS=0"), "-m pytest -q")
+
+
+def line_ends(line: str, tail: str) -> bool:
+    return line.rstrip().endswith(tail)

@@ -26,7 +26,7 @@ from ssdconvert.cli.quantize import gate_options, thresholds
               help="Also write the reference's tensors here in the dump-folder layout (docs/commands/compare.md).")
 @gate_options
 def compare(reference, candidate, inputs, images, out_dir, model_name, budget_mb, save_dump, min_cosine, min_snr,
-            min_det_ap):
+            min_det_ap, max_map_drop):
     """Find the first layer where CANDIDATE starts to differ from REFERENCE.
 
     Each side is [backend:]model[:precision] (model.onnx, onnxruntime:m_int8.onnx,
@@ -47,7 +47,7 @@ def compare(reference, candidate, inputs, images, out_dir, model_name, budget_mb
     from ssdconvert.errors import SsdConvertError
 
     report = compare_models(reference, candidate, inputs, images=images,
-                            thresholds=thresholds(min_cosine, min_snr, min_det_ap), model_name=model_name,
+                            thresholds=thresholds(min_cosine, min_snr, min_det_ap, max_map_drop), model_name=model_name,
                             budget_mb=budget_mb, save_dump_to=Path(save_dump) if save_dump else None,
                             say=lambda s: click.echo(s, err=True))
     click.echo(report.table())

@@ -11,11 +11,16 @@ GATE_HELP = "Accuracy gate: fail below this {what} (see docs/precision.md)."
 
 
 def gate_options(func):
-    """--min-cosine, --min-snr, --min-det-ap: the accuracy gate's thresholds (shared by every command
-    that gates a model)."""
+    """--max-map-drop, --min-cosine, --min-snr, --min-det-ap: the accuracy gate's thresholds (shared by every
+    command that gates a model)."""
     from ssdconvert.agreement import Thresholds
 
     t = Thresholds()
+    func = click.option("--max-map-drop", default=t.max_map_drop, show_default=True, type=finite_float(0),
+                        help="Accuracy gate, where the images have real annotations (a manifest with an annotation "
+                             "file) and the weights are not random: fail when the candidate's COCO mAP is more "
+                             "than this many AP points (100 x AP) below the FP32 reference's (see "
+                             "docs/precision.md).")(func)
     func = click.option("--min-det-ap", default=t.min_detection_ap, show_default=True, type=finite_float(0, 1),
                         help=GATE_HELP.format(what="detection agreement AP (candidate scored against the "
                                                    "reference's detections)"))(func)
@@ -26,10 +31,11 @@ def gate_options(func):
     return func
 
 
-def thresholds(min_cosine: float, min_snr: float, min_det_ap: float):
+def thresholds(min_cosine: float, min_snr: float, min_det_ap: float, max_map_drop: float):
     from ssdconvert.agreement import Thresholds
 
-    return Thresholds(min_cosine=min_cosine, min_snr_db=min_snr, min_detection_ap=min_det_ap)
+    return Thresholds(min_cosine=min_cosine, min_snr_db=min_snr, min_detection_ap=min_det_ap,
+                      max_map_drop=max_map_drop)
 
 
 def _quantizers() -> list[str]:
@@ -60,6 +66,9 @@ def _quantizer(ctx, param, value: str) -> str:
               help="Calibration samples, evenly spread over the folder's images (deterministic).")
 @click.option("--gate-images", default=32, show_default=True, type=click.IntRange(min=1),
               help="Samples the accuracy gate runs (others than the calibration ones where the folder has them).")
+@click.option("--gate-bins", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Run the accuracy gate on these preprocessed bins instead of other samples of --calib. Bins "
+                   "preprocessed with --val_annotation make the real COCO mAP drop the gate's first figure.")
 @click.option("--exclude", multiple=True, metavar="NODE",
               help="Keep this node in float (repeatable). Default: none (measured: excluding the head convs did not "
                    "improve agreement).")
@@ -67,8 +76,8 @@ def _quantizer(ctx, param, value: str) -> str:
               help="Detector family [default: from the export record <model>.json, else the manifest].")
 @click.option("--no-gate", is_flag=True, help="Skip the accuracy gate (the record then has no gate figures).")
 @gate_options
-def quantize(model, calib, output, backend, calib_images, gate_images, exclude, model_name, no_gate, min_cosine,
-             min_snr, min_det_ap, backend_options):
+def quantize(model, calib, output, backend, calib_images, gate_images, gate_bins, exclude, model_name, no_gate,
+             min_cosine, min_snr, min_det_ap, max_map_drop, backend_options):
     """Make an INT8 model from the exported FP32 ONNX and check it against ONNX Runtime FP32.
 
     Calibrates on --calib-images samples of the bins, quantizes with the backend's own tool,
@@ -76,21 +85,24 @@ def quantize(model, calib, output, backend, calib_images, gate_images, exclude, 
     agreement (COCO AP of the INT8 model's detections against the FP32 ones). Writes the model
     and <model>.json (settings, calibration images, gate figures). Exit code 1 when the model
     fails the gate (it is kept; the message names the worst outputs). Each backend adds its own
-    options (ONNX Runtime: --ort-types, --per-tensor).
+    options (ONNX Runtime: --calibration, --percentile, --ort-types, --per-tensor). Where the gate's
+    images have real annotations (--gate-bins from `preprocess --val_annotation`) and the weights are
+    trained, its first figure is the real COCO mAP drop (--max-map-drop).
 
     \b
     Examples:
       ssdconvert quantize build/ssd_resnet34.onnx --calib build/ssd_bin
       ssdconvert quantize ssd.onnx --calib ssd_bin --backend openvino --output int8/ssd.xml
       ssdconvert quantize ssd.onnx --calib ssd_bin --ort-types s8s8 --calib-images 100
+      ssdconvert quantize st.onnx --calib calib_bin --gate-bins val_bin --calibration minmax
     """
     from ssdconvert.cpu import cpu_features
     from ssdconvert.quantize import quantize_model
 
     click.echo(f"CPU: {cpu_features().describe()}", err=True)
     result = quantize_model(model, calib, output, backend=backend, options=backend_options, exclude=exclude,
-                            calib_images=calib_images, gate_images=gate_images,
-                            thresholds=thresholds(min_cosine, min_snr, min_det_ap), model_name=model_name,
+                            calib_images=calib_images, gate_images=gate_images, gate_bins=gate_bins,
+                            thresholds=thresholds(min_cosine, min_snr, min_det_ap, max_map_drop), model_name=model_name,
                             gate=not no_gate, say=lambda s: click.echo(s, err=True))
     click.echo("\n".join(result.lines()))
     result.check_passed()

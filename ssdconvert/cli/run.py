@@ -98,7 +98,7 @@ def _releases(ctx, param, value: tuple[str, ...]) -> dict[str, str]:
 def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, annotation, image_dir, calib_images, releases,
         images, backends, batch_sizes,
         bench_duration, workers, tools, workdir, canvas, variants, precisions, min_cosine, min_snr, min_det_ap,
-        cluster, backend_options):
+        max_map_drop, cluster, backend_options):
     """Run every stage: prepare-json -> preprocess -> export -> compile -> infer -> eval -> bench.
 
     Writes report.md, report.json and throughput.png into the work dir and prints the report.
@@ -142,7 +142,8 @@ def run(model_name, checkpoint, backbone, trust_checkpoint, seed, coco, annotati
                     batch_sizes=batch_sizes, bench_duration=bench_duration, workers=workers, canvas=canvas,
                     variants=None if variants is None else tuple(v for v in variants.split(",") if v),
                     precisions=tuple(precisions) if precisions else None,
-                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap},
+                    gate={"min_cosine": min_cosine, "min_snr_db": min_snr, "min_detection_ap": min_det_ap,
+                          "max_map_drop": max_map_drop},
                     cluster=cluster)
     with cluster_session(cluster):
         report, md, js, text = run_and_report(cfg, say=lambda line: click.echo(line, err=True))

@@ -150,3 +150,24 @@ def test_integer_outputs_are_counted_equal_not_gated_by_cosine():
     floats = tensor_figures("scores", ref.astype(np.float32), np.array([[3, 7, 3, 1]], np.float32))
     report = AgreementReport("r", "c", 1, [fig, floats], None, Thresholds(min_cosine=0.999))
     assert report.worst is floats and [f.split(":")[0] for f in report.failures] == ["scores"]
+
+
+def test_real_map_drop_is_the_first_figure_in_ap_points_and_fails_beyond_the_threshold():
+    good = tensor_figures("ploc", np.ones(10), np.ones(10) * 1.001)
+    bad = tensor_figures("plabel", np.arange(10.0), np.arange(10.0)[::-1])
+
+    def report(reference: float, candidate: float, outputs=(good,), max_drop: float = 1.0):
+        return AgreementReport("a.onnx", "b.onnx", 43, list(outputs), None, Thresholds(max_map_drop=max_drop),
+                               weights="trained", real_map={"reference": reference, "candidate": candidate,
+                                                            "delta": candidate - reference})
+
+    assert report(0.2024, 0.1916).failures == [
+        "real COCO mAP drops 1.08 AP points > 1.0 (20.24 -> 19.16 AP points on 43 annotated images)"]
+    assert report(0.2024, 0.1916, max_drop=1.1).passed  # 1.08 points allowed
+    assert report(0.2024, 0.1977).passed and report(0.2024, 0.2100).passed  # -0.47 and a gain
+    both = report(0.2024, 0.15, outputs=(good, bad))
+    assert both.failures[0].startswith("real COCO mAP drops 5.24 AP points") and both.failures[1].startswith("plabel")
+    lines = both.lines()
+    assert lines[1] == "  real COCO mAP: reference 20.24, candidate 15.00 AP points, delta -5.24 (may drop 1.0)"
+    no_annotations = AgreementReport("a.onnx", "b.onnx", 4, [good], None, Thresholds(), weights="trained")
+    assert no_annotations.map_drop_points is None and no_annotations.passed

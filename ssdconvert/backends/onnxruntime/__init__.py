@@ -15,6 +15,8 @@ from ssdconvert.backends.compiling import CompilerError
 class OnnxRuntimeOptions(BackendOptions):
     ort_types: str = "auto"  # INT8 activation/weight types: auto | s8s8 | u8s8 | u8u8 (quantize.TYPES)
     per_channel: bool = True  # INT8: per-channel weight scales (else one per tensor)
+    calibration: str = "percentile"  # INT8 activation ranges: minmax | percentile | entropy (quantize.CALIBRATIONS)
+    percentile: float = 99.999  # the Percentile calibration's percentile
 
 
 class OnnxRuntimeBackend(Backend):
@@ -29,7 +31,7 @@ class OnnxRuntimeBackend(Backend):
     dynamic_image_size = True  # and any image size of an exact-mode model
     precisions = ("fp32", "int8")  # int8: a QDQ model from quantize.py; no BF16/FP16 CPU kernels
     quantized_suffix = ".onnx"
-    int8_tuning = "another --ort-types (or --per-tensor)"
+    int8_tuning = "another --calibration or --percentile, or --ort-types"
 
     options: OnnxRuntimeOptions
 
@@ -67,11 +69,12 @@ class OnnxRuntimeBackend(Backend):
         return None  # a dependency of ssdconvert: it runs wherever ssdconvert does
 
     def quantize(self, source: Path, samples, output: Path, exclude: Sequence[str], say) -> dict:
-        """Static QDQ INT8 (onnxruntime/quantize.py) with its options' types and weight scales."""
+        """Static QDQ INT8 (onnxruntime/quantize.py) with its options' types, weight scales and calibration."""
         from ssdconvert.backends.onnxruntime.quantize import quantize
 
         return quantize(source, samples, output, exclude=exclude, ort_types=self.options.ort_types,
-                        per_channel=self.options.per_channel, say=say)
+                        per_channel=self.options.per_channel, calibration=self.options.calibration,
+                        percentile=self.options.percentile, say=say)
 
     def make_taps(self, model: Path, precision: str | None):
         from ssdconvert.backends.onnxruntime.layers import make_taps
