@@ -25,6 +25,16 @@ def test_gate_flags_a_backend_beyond_the_tolerance():
     assert rows["ascend"]["delta_vs_onnxruntime"] == pytest.approx(-0.003)
 
 
+def test_a_lower_precision_or_release_may_lose_the_gates_map_drop_but_no_more():
+    """`backend@tag` rows are judged by agreement.Thresholds.max_map_drop (1.0 AP point = 0.01 AP), not by the
+    same-precision 0.002: -0.0095 passes, -0.0105 is flagged, a gain passes."""
+    rows = {r["backend"]: r for r in accuracy_rows(report_with(
+        {"onnxruntime": 0.2024, "onnxruntime@int8": 0.2024 - 0.0095, "openvino@int8": 0.2024 - 0.0105,
+         "onnxruntime@vendor-int8": 0.2094}))}
+    assert rows["onnxruntime@int8"]["gate"] == "ok" and rows["onnxruntime@vendor-int8"]["gate"] == "ok"
+    assert rows["openvino@int8"]["gate"] == "FLAGGED"
+
+
 def test_gate_needs_the_onnxruntime_reference():
     (row,) = accuracy_rows(report_with({"ascend": 0.23}))
     assert row["gate"] == "n/a" and row["delta_vs_onnxruntime"] is None

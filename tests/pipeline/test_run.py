@@ -60,7 +60,7 @@ def first_run(tmp_path_factory, fake_vendor_env, with_fakes):
     result = invoke(with_fakes, env, args)
     assert result.exit_code == 1, result.output  # the drifted MagicMind fails the gate: the run fails
     assert result.output.strip().splitlines()[-1] == (
-        "Error: 1 backend(s) did not pass: magicmind: AP 0.7000 differs from ONNX Runtime's by -0.3000 (gate 0.002)")
+        "Error: 1 backend(s) did not pass: magicmind: AP 0.7000 differs from ONNX Runtime's by -0.3000 (gate |delta| <= 0.002)")
     return SimpleNamespace(workdir=workdir, result=result, args=args, env=env, coco=coco)
 
 

@@ -52,8 +52,9 @@ def test_real_run_scores_every_candidate_on_the_real_annotations(real_run):
     assert 0 < release["AP"] != accuracy["onnxruntime"]["AP"]
     assert release["delta_vs_onnxruntime"] == pytest.approx(release["AP"] - accuracy["onnxruntime"]["AP"])
     assert "| onnxruntime | vendor-int8 |" in (workdir / "report.md").read_text()
-    # the exit code follows the AP gate: 1 exactly when some candidate is beyond it
-    beyond = any(abs(r["delta_vs_onnxruntime"]) > AP_GATE for r in accuracy.values())
+    # the exit code follows the AP gate: same precision |delta| <= AP_GATE, a build or release at most 1 AP point
+    beyond = any(abs(r["delta_vs_onnxruntime"]) > AP_GATE if "@" not in name else r["delta_vs_onnxruntime"] < -0.01
+                 for name, r in accuracy.items())
     assert result.exit_code == (1 if beyond else 0), result.output
 
 

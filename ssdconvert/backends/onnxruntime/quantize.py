@@ -157,6 +157,7 @@ def prepare(model: Path, prepared: Path, say) -> bool:
     say("quant_pre_process (shape inference, graph optimisation) ...")
     # in the staging folder: a failing symbolic shape inference leaves sym_shape_infer_temp.onnx and its external
     # data file in the working directory (onnxruntime 1.2x)
+    model, prepared = model.resolve(), prepared.resolve()  # relative paths would not survive the chdir
     with contextlib.chdir(prepared.parent):
         try:
             # auto_merge: a Resize with constant scales gets the batch symbol floor(1.0*N), which otherwise stops
