@@ -32,7 +32,7 @@ def test_graph_contract(exported_onnx):
     assert model.opset_import[0].version == 11
 
 
-@pytest.mark.parametrize("batch", [1, 3, 16])
+@pytest.mark.parametrize("batch", [1, 3, pytest.param(16, marks=pytest.mark.heavy)])  # 16: ~12 s
 def test_one_model_runs_at_several_batches_within_1e4_of_torch(exported_onnx, torch_model, spec, batch):
     session = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"])
     x = seeded_input(spec, batch, seed=batch)

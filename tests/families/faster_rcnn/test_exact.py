@@ -234,6 +234,7 @@ def test_bench_times_the_exact_model_at_batch_1(exact_export, tmp_path):
     assert [r["status"] for r in report["rows"]] == ["ok"] and report["rows"][0]["throughput"] > 0
 
 
+@pytest.mark.heavy  # ~20 s; compare's per-layer path is covered fast on the SSD families
 def test_compare_runs_one_exact_image_at_its_own_shape(exact_export, exact_folder, tmp_path):
     """compare reads an exact-mode image at its manifest shape (it once read the model's (3, H, W) with
     H and W unknown and failed with a TypeError) and compares every layer; several images, each of

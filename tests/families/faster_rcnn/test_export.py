@@ -43,6 +43,7 @@ def test_validation_on_other_images_matches_too(frcnn_export, frcnn_model, frcnn
     assert report.matched == report.expected == 300 and report.max_score_diff <= SCORE_ATOL
 
 
+@pytest.mark.heavy  # ~11 s (OpenVINO compiles the detection graph); ONNX Runtime validates every export
 def test_openvino_runs_the_export_and_matches_onnx_runtime(frcnn_export, frcnn_batches, run_onnx):
     import openvino as ov
 

@@ -89,7 +89,7 @@ def test_fp16_graph_is_float16_throughout(r50_onnx_fp16, r50_onnx):
     assert "precision: fp16" in printed and "max abs <= 0.001 + 0.005 * max|torch|" in printed
 
 
-@pytest.mark.parametrize("batch", [1, 3, 16])
+@pytest.mark.parametrize("batch", [1, 3, pytest.param(16, marks=pytest.mark.heavy)])  # 16: ~17 s
 def test_fp16_runs_in_onnxruntime_cpu_within_the_stated_tolerance(r50_onnx_fp16, torch_outputs, batch):
     session = ort.InferenceSession(str(r50_onnx_fp16[0]), providers=["CPUExecutionProvider"])
     x, refs = torch_outputs(batch)

@@ -12,6 +12,11 @@ from ssdconvert.cli import cli
 IMAGES = 10  # the 10th synthetic image has no annotations
 
 
+# an end-to-end run (~40 s of the default suite's 2 workers): heavy, as the other families' runs; the mmdet
+# decode and NMS policies keep their fast tests in test_anchors_and_decode.py and tests/postprocess
+pytestmark = pytest.mark.heavy
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run_vgg")
