@@ -21,7 +21,7 @@ def _ap_verdict(backend: str, delta: float | None, report: PipelineReport) -> st
         return "n/a"
     if "@" not in backend:
         return "ok" if abs(delta) <= AP_GATE else "FLAGGED"
-    return "ok" if 100 * delta >= -_thresholds(report).max_map_drop else "FLAGGED"
+    return "ok" if _thresholds(report).allows_map_delta(delta) else "FLAGGED"
 
 
 def _ap_limit(backend: str, report: PipelineReport) -> str:
