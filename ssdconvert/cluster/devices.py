@@ -85,13 +85,18 @@ def _node_amount(node: str, name: str) -> int:
     return 0
 
 
+def slot_lock(node: str, name: str, slot: int) -> Path:
+    """The file whose flock holds slot `slot` of resource `name` on `node` (its folder made)."""
+    folder = Path(tempfile.gettempdir()) / "ssdconvert-cluster-slots" / node
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}-{slot}.lock"
+
+
 @contextmanager
 def _slot(node: str, name: str, count: int) -> Iterator[int]:
     """The first free slot of `count` on this node, held (an flock) until the block ends."""
-    folder = Path(tempfile.gettempdir()) / "ssdconvert-cluster-slots" / node
-    folder.mkdir(parents=True, exist_ok=True)
     for slot in range(count):
-        handle = open(folder / f"{name}-{slot}.lock", "w")
+        handle = open(slot_lock(node, name, slot), "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

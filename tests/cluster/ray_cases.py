@@ -228,16 +228,14 @@ def test_mlu_cells_claim_distinct_slots_mapped_through_the_nodes_mask(harness):
     slot maps through the node's mask. The test holds slot 0 itself (the lock file a concurrent cell would hold),
     so the outcome does not depend on two Ray workers starting within one another's hold time."""
     import fcntl
-    import tempfile
 
     from ssdconvert import backends
     from ssdconvert.cluster import connected
+    from ssdconvert.cluster.devices import slot_lock
     from ssdconvert.cluster.schedule import Cell, run_cells
 
     magicmind = backends.get("magicmind")
     node = harness.cpu[0].node_id
-    folder = Path(tempfile.gettempdir()) / "ssdconvert-cluster-slots" / node
-    folder.mkdir(parents=True, exist_ok=True)
 
     def one_cell(name: str) -> dict:
         with connected("auto") as session:
@@ -247,7 +245,7 @@ def test_mlu_cells_claim_distinct_slots_mapped_through_the_nodes_mask(harness):
         assert outcome.placement["node"] == node
         return outcome.placement
 
-    with open(folder / "MLU-0.lock", "w") as held:  # another cell holds MLU 6 (slot 0)
+    with open(slot_lock(node, "MLU", 0), "w") as held:  # another cell holds MLU 6 (slot 0)
         fcntl.flock(held, fcntl.LOCK_EX)
         busy = one_cell("m-busy")
     free = one_cell("m-free")  # released: the first slot again
